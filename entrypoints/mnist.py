@@ -1,0 +1,8 @@
+"""MLflow entry point `mnist`: run one MNIST experiment (see `--name`)."""
+
+import sys
+
+from lfxai.experiments import runner
+
+if __name__ == "__main__":
+    sys.exit(runner.main("mnist"))

@@ -1,0 +1,160 @@
+"""Experiment settings: versioned values in ``configs/<dataset>.yaml``, typed by dataclasses.
+
+Each experiment declares a frozen dataclass (its schema). A dataset's YAML file holds, per
+experiment, a complete ``paper`` profile (the paper's settings) and smaller profiles that
+override some of its values. Command-line overrides are parsed with the schema's types;
+an unknown key or a badly typed value is an error naming the valid choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROFILES = ("paper", "quick", "smoke")
+KEEP = "profile"  # an override with this value keeps the profile's setting (MLproject default)
+
+
+class ConfigError(ValueError):
+    """A setting is unknown, missing or has a bad value."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BaseConfig:
+    """Settings every experiment has."""
+
+    seed: int
+    device: str
+    data_dir: str
+    batch_size: int
+    n_epochs: int
+    dim_latent: int
+
+    def validate(self) -> None:
+        """Raises :class:`ConfigError` on values no experiment accepts."""
+        for name in ("batch_size", "n_epochs", "dim_latent"):
+            value = getattr(self, name)
+            if value <= 0:
+                raise ConfigError(f"{name} must be a positive integer, got {value}")
+        if self.device != "auto" and not self.device.startswith(("cpu", "cuda")):
+            raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {self.device!r}")
+
+
+def config_dir() -> Path:
+    """The folder of the YAML files: ``configs/`` of a checkout, else the installed copy."""
+    checkout = Path(__file__).resolve().parents[1] / "configs"
+    if checkout.is_dir():
+        return checkout
+    return Path(str(resources.files("lfxai.configs")))
+
+
+def load_profile(dataset: str, experiment: str, profile: str) -> dict[str, Any]:
+    """The raw values of one experiment and profile (the profile over ``paper``)."""
+    path = config_dir() / f"{dataset}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"no configuration file for dataset {dataset!r} at {path}")
+    document = yaml.safe_load(path.read_text()) or {}
+    if experiment not in document:
+        raise ConfigError(
+            f"no configuration for experiment {experiment!r} in {path.name}; "
+            f"valid choices: {sorted(document)}"
+        )
+    profiles = document[experiment]
+    if profile not in profiles:
+        raise ConfigError(f"unknown profile {profile!r}; valid choices: {sorted(profiles)}")
+    return {**profiles["paper"], **(profiles[profile] or {})}
+
+
+def _parse(value: str, annotation: Any, key: str) -> Any:
+    """Parses a command-line string into the annotated type."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value.lower() in ("none", "null"):
+            return None
+        return _parse(value, next(a for a in args if a is not type(None)), key)
+    if origin in (list, tuple):
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        return [_parse(item, args[0], key) for item in items]
+    try:
+        if annotation is bool:
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return value.lower() in ("true", "1", "yes")
+        return annotation(value)
+    except ValueError:
+        name = getattr(annotation, "__name__", str(annotation))
+        raise ConfigError(f"{key}={value!r} is not a valid {name}") from None
+
+
+def build_config(
+    schema: type[BaseConfig],
+    values: dict[str, Any],
+    overrides: dict[str, str] | None = None,
+) -> BaseConfig:
+    """Instantiates ``schema`` from profile values and string overrides, then validates it.
+
+    Args:
+        schema: the experiment's frozen dataclass.
+        values: values from the YAML profile (already typed by YAML).
+        overrides: ``{key: string}`` from the command line; an empty string or
+            :data:`KEEP` keeps the profile's value.
+
+    Returns:
+        The validated, resolved configuration.
+    """
+    hints = typing.get_type_hints(schema)
+    valid = sorted(hints)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise ConfigError(f"unknown settings {unknown} in the config file; valid: {valid}")
+    merged = dict(values)
+    for key, raw in (overrides or {}).items():
+        if key not in hints:
+            raise ConfigError(f"unknown parameter {key!r}; valid choices: {valid}")
+        if raw not in ("", KEEP):
+            merged[key] = _parse(raw, hints[key], key)
+    missing = sorted(set(hints) - set(merged))
+    if missing:
+        raise ConfigError(f"missing settings {missing} for {schema.__name__}")
+    for key, value in merged.items():
+        if isinstance(value, list):
+            merged[key] = tuple(value)  # frozen and hashable
+    config = schema(**merged)
+    config.validate()
+    return config
+
+
+def to_flat_dict(config: BaseConfig) -> dict[str, str]:
+    """The configuration as ``{key: string}`` for MLflow params."""
+    out = {}
+    for key, value in dataclasses.asdict(config).items():
+        if isinstance(value, list | tuple):
+            value = ",".join(str(v) for v in value)
+        out[key] = str(value)
+    return out
+
+
+def check_choices(key: str, values: typing.Iterable[str], choices: typing.Iterable[str]) -> None:
+    """Raises :class:`ConfigError` if ``values`` is empty or has an entry not in ``choices``."""
+    values, choices = list(values), sorted(choices)
+    if not values:
+        raise ConfigError(f"{key} must not be empty; valid choices: {choices}")
+    for value in values:
+        if value not in choices:
+            raise ConfigError(f"unknown {key} entry {value!r}; valid choices: {choices}")
+
+
+def check_percentages(key: str, values: typing.Iterable[float]) -> None:
+    """Raises :class:`ConfigError` unless every value lies in (0, 100] and the list is not empty."""
+    values = list(values)
+    if not values:
+        raise ConfigError(f"{key} must not be empty; valid values lie in (0, 100]")
+    for value in values:
+        if not 0 < value <= 100:
+            raise ConfigError(f"{key} entry {value} is outside (0, 100]")

@@ -1,0 +1,9 @@
+"""Experiments of the paper, one module per experiment, all in one registry.
+
+Importing this package imports every experiment module, which registers itself.
+"""
+
+from lfxai.experiments import consistency_features  # noqa: F401  (registers itself)
+from lfxai.experiments.registry import EXPERIMENTS, Experiment, get_experiment, register
+
+__all__ = ["EXPERIMENTS", "Experiment", "get_experiment", "register"]

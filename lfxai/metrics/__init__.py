@@ -1,0 +1,1 @@
+"""Metrics of explanation quality: representation shift, similarity rates, saliency statistics."""

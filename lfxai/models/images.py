@@ -1,0 +1,139 @@
+"""Convolutional models for 28x28 MNIST images.
+
+The encoder and decoder follow the reference architecture (Crabbé & van der Schaar, 2022):
+three stride-2 convolutions 1 -> 8 -> 16 -> 32 channels (BatchNorm after the second), a
+288 -> 128 -> d MLP, and the mirrored transposed convolutions with a sigmoid output.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lfxai.models.pretext import Identity
+
+
+class EncoderMnist(nn.Module):
+    """Maps images ``(N, 1, 28, 28)`` to codes ``(N, encoded_space_dim)``."""
+
+    def __init__(self, encoded_space_dim: int) -> None:
+        super().__init__()
+        self.encoded_space_dim = encoded_space_dim
+        self.encoder_cnn = nn.Sequential(
+            nn.Conv2d(1, 8, 3, stride=2, padding=1),
+            nn.ReLU(True),
+            nn.Conv2d(8, 16, 3, stride=2, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(True),
+            nn.Conv2d(16, 32, 3, stride=2, padding=0),
+            nn.ReLU(True),
+        )
+        self.flatten = nn.Flatten(start_dim=1)
+        self.encoder_lin = nn.Sequential(
+            nn.Linear(3 * 3 * 32, 128), nn.ReLU(True), nn.Linear(128, encoded_space_dim)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder_lin(self.flatten(self.encoder_cnn(x)))
+
+
+class DecoderMnist(nn.Module):
+    """Maps codes ``(N, encoded_space_dim)`` back to images ``(N, 1, 28, 28)`` in [0, 1]."""
+
+    def __init__(self, encoded_space_dim: int) -> None:
+        super().__init__()
+        self.decoder_lin = nn.Sequential(
+            nn.Linear(encoded_space_dim, 128),
+            nn.ReLU(True),
+            nn.Linear(128, 3 * 3 * 32),
+            nn.ReLU(True),
+        )
+        self.unflatten = nn.Unflatten(dim=1, unflattened_size=(32, 3, 3))
+        self.decoder_conv = nn.Sequential(
+            nn.ConvTranspose2d(32, 16, 3, stride=2, output_padding=0),
+            nn.BatchNorm2d(16),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(16, 8, 3, stride=2, padding=1, output_padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(8, 1, 3, stride=2, padding=1, output_padding=1),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.decoder_conv(self.unflatten(self.decoder_lin(z))))
+
+
+class AutoEncoderMnist(nn.Module):
+    """Autoencoder whose inputs are perturbed by a pretext task while training.
+
+    The perturbation (``Identity``, ``GaussianNoise``, ``RandomMask``) is applied only in
+    training mode, so an evaluated model is deterministic and explanations see clean inputs.
+
+    Args:
+        encoder: maps images to codes.
+        decoder: maps codes to images.
+        latent_dim: dimension of the codes.
+        input_pert: pretext perturbation applied to the inputs while training.
+        name: a short identifier used in file and run names.
+        loss_f: per-batch reconstruction loss (mean reduction).
+    """
+
+    def __init__(
+        self,
+        encoder: EncoderMnist,
+        decoder: DecoderMnist,
+        latent_dim: int,
+        input_pert: nn.Module | None = None,
+        name: str = "model",
+        loss_f: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.latent_dim = latent_dim
+        self.input_pert = input_pert if input_pert is not None else Identity()
+        self.name = name
+        self.loss_f = loss_f if loss_f is not None else nn.MSELoss()
+        # Filled by the training loop when checkpoints are requested (used by TracIn).
+        self.checkpoints_files: list[str] = []
+        self.lr: float | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            x = self.input_pert(x)
+        return self.decoder(self.encoder(x))
+
+    def loss(self, x: torch.Tensor, _y: torch.Tensor | None = None) -> torch.Tensor:
+        """Reconstruction loss of the clean input (the pretext task's target)."""
+        return self.loss_f(self(x), x)
+
+
+class ClassifierMnist(nn.Module):
+    """The MNIST encoder followed by a linear head (the "Classification" pretext task).
+
+    Args:
+        encoder: maps images to codes of dimension ``latent_dim``.
+        latent_dim: dimension of the codes.
+        n_classes: number of classes.
+        name: a short identifier.
+    """
+
+    def __init__(
+        self, encoder: EncoderMnist, latent_dim: int, n_classes: int = 10, name: str = "model"
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.latent_dim = latent_dim
+        self.lin_output = nn.Linear(latent_dim, n_classes)
+        self.name = name
+        self.loss_f = nn.CrossEntropyLoss()
+        self.checkpoints_files: list[str] = []
+        self.lr: float | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin_output(self.encoder(x))
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if y is None:
+            raise ValueError("ClassifierMnist.loss needs labels y")
+        return self.loss_f(self(x), y)

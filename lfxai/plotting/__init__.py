@@ -1,0 +1,1 @@
+"""Figures as matplotlib ``Figure`` objects; saving them is the tracker's job."""
