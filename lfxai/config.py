@@ -102,8 +102,8 @@ def build_config(
     Args:
         schema: the experiment's frozen dataclass.
         values: values from the YAML profile (already typed by YAML).
-        overrides: ``{key: string}`` from the command line; an empty string or
-            :data:`KEEP` keeps the profile's value.
+        overrides: ``{key: string}`` from the command line; :data:`KEEP` keeps the
+            profile's value (an empty string is a value: an empty list, or an error).
 
     Returns:
         The validated, resolved configuration.
@@ -117,7 +117,7 @@ def build_config(
     for key, raw in (overrides or {}).items():
         if key not in hints:
             raise ConfigError(f"unknown parameter {key!r}; valid choices: {valid}")
-        if raw not in ("", KEEP):
+        if raw != KEEP:
             merged[key] = _parse(raw, hints[key], key)
     missing = sorted(set(hints) - set(merged))
     if missing:

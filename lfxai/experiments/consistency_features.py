@@ -85,6 +85,7 @@ def consistency_features(config: ConsistencyFeaturesConfig, tracker: Tracker) ->
 
     baseline = torch.zeros(1, *test.x.shape[1:])  # black image, as in the paper
     codes = encode(encoder, test.x, device)
+    tracker.log_array(codes, "codes/test.npy")  # lets a reloaded encoder be checked
     rows, maps = [], []
     for method in config.feature_methods:
         attr_method = make_feature_method(method, encoder, seed=config.seed)

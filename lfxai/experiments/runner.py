@@ -2,8 +2,8 @@
 
 ``--name`` picks the experiment, ``--profile`` the settings profile; every other
 ``--key value`` pair overrides one setting of the experiment's schema (that is how
-``mlflow run -P key=value`` arrives, declared in the MLproject or not). Empty values mean
-"keep the profile's value". Bad input ends the run FAILED with a message naming the bad
+``mlflow run -P key=value`` arrives, declared in the MLproject or not). The value
+``profile`` (the MLproject default) keeps the profile's setting. Bad input ends the run FAILED with a message naming the bad
 value and the valid choices, before any data is touched.
 """
 
@@ -51,7 +51,7 @@ def _parser(dataset: str) -> argparse.ArgumentParser:
     parser.add_argument("--name", required=True, help=f"one of {names(dataset)}")
     parser.add_argument("--profile", default="quick", help=f"one of {list(PROFILES)}")
     parser.add_argument(
-        "--resume_run_id", default="", help="continue this (interrupted) run instead"
+        "--resume_run_id", default="none", help="continue this (interrupted) run instead"
     )
     return parser
 
@@ -99,7 +99,7 @@ def main(dataset: str, argv: list[str] | None = None) -> int:
     parser = _parser(dataset)
     args, extra = parser.parse_known_args(argv)
     launched_run = os.environ.get("MLFLOW_RUN_ID")
-    resume = args.resume_run_id or None
+    resume = None if args.resume_run_id.lower() in ("", "none") else args.resume_run_id
     run_name = f"{dataset}-{args.name}-{args.profile}"
     try:
         if resume and launched_run and launched_run != resume:

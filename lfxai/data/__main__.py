@@ -1,0 +1,69 @@
+"""Command line: provision data sets ahead of the experiments.
+
+Usage::
+
+    python -m lfxai.data provision [mnist] [ecg5000] [--data_dir data]
+
+``--data_dir`` is the project data directory; each data set goes to its own root below it,
+laid out as torchvision would:
+
+- mnist: ``<data_dir>/mnist/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``
+  (so ``torchvision.datasets.MNIST("<data_dir>/mnist")`` finds it, as the README's toy
+  example expects with ``data/mnist``);
+- ecg5000: ``<data_dir>/ecg5000/ECG5000/ECG5000_{TRAIN,TEST}.tsv``.
+
+With no data set named, all of them are provisioned. Exit status 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from lfxai.data import DEFAULT_DATA_DIR, dataset_root
+from lfxai.data.ecg5000 import provision_ecg5000
+from lfxai.data.mnist import provision_mnist
+from lfxai.data.provision import Provisioned
+
+PROVISIONERS: dict[str, Callable[[Path], Provisioned]] = {
+    "mnist": provision_mnist,
+    "ecg5000": provision_ecg5000,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, provision the requested data sets, print one line each."""
+    parser = argparse.ArgumentParser(
+        prog="python -m lfxai.data", description=__doc__.split("\n")[0]
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    provision = commands.add_parser("provision", help="fetch or convert data sets into place")
+    # No argparse `choices` here: with nargs="*" it rejects the empty default on Python 3.11.
+    provision.add_argument("datasets", nargs="*", help=f"any of {', '.join(PROVISIONERS)}")
+    provision.add_argument("--data_dir", type=Path, default=DEFAULT_DATA_DIR)
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.datasets) - set(PROVISIONERS))
+    if unknown:
+        parser.error(f"unknown data set(s) {unknown}; known: {list(PROVISIONERS)}")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    failed = False
+    for name in args.datasets or list(PROVISIONERS):
+        start = time.perf_counter()
+        try:
+            result = PROVISIONERS[name](dataset_root(args.data_dir, name))
+        except RuntimeError as error:
+            print(f"{name}: FAILED\n{error}", file=sys.stderr)
+            failed = True
+            continue
+        seconds = time.perf_counter() - start
+        print(f"{name}: {result.path} (source: {result.source}, {seconds:.1f} s)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

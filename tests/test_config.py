@@ -1,0 +1,89 @@
+"""Settings: profiles, overrides, validation, and every registered experiment's config."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+import lfxai.experiments  # noqa: F401  (fills the registry)
+from lfxai.config import PROFILES, BaseConfig, ConfigError, build_config, load_profile
+from lfxai.experiments.registry import EXPERIMENTS, get_experiment, register
+
+
+@dataclasses.dataclass(frozen=True)
+class _Demo(BaseConfig):
+    methods: tuple[str, ...]
+    ratio: float
+    limit: int | None
+    flag: bool
+
+
+_VALUES = dict(
+    seed=1,
+    device="cpu",
+    data_dir="d",
+    batch_size=2,
+    n_epochs=1,
+    dim_latent=2,
+    methods=["a"],
+    ratio=0.5,
+    limit=None,
+    flag=False,
+)
+
+
+def test_overrides_are_parsed_with_the_schema_types():
+    config = build_config(
+        _Demo,
+        _VALUES,
+        {"methods": "a, b", "ratio": "0.25", "limit": "7", "flag": "true", "seed": "profile"},
+    )
+    assert config.methods == ("a", "b") and config.ratio == 0.25
+    assert config.limit == 7 and config.flag is True and config.seed == 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"n_epoch": "3"}, r"unknown parameter 'n_epoch'.*n_epochs"),
+        ({"n_epochs": "three"}, r"n_epochs='three' is not a valid int"),
+        ({"n_epochs": "0"}, r"n_epochs must be a positive integer"),
+        ({"flag": "maybe"}, r"flag='maybe'"),
+        ({"device": "tpu"}, r"device must be"),
+        ({"seed": ""}, r"seed='' is not a valid int"),
+    ],
+)
+def test_bad_overrides_name_the_value_and_the_choices(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config(_Demo, _VALUES, overrides)
+
+
+def test_profile_values_override_paper():
+    paper = load_profile("mnist", "consistency_features", "paper")
+    smoke = load_profile("mnist", "consistency_features", "smoke")
+    assert paper["n_epochs"] == 100 and smoke["n_epochs"] < paper["n_epochs"]
+    assert smoke["dim_latent"] == paper["dim_latent"]
+
+
+def test_unknown_profile_and_experiment_are_errors():
+    with pytest.raises(ConfigError, match=r"unknown profile 'huge'.*paper"):
+        load_profile("mnist", "consistency_features", "huge")
+    with pytest.raises(ConfigError, match=r"unknown experiment 'nope'.*consistency_features"):
+        get_experiment("mnist", "nope")
+    with pytest.raises(ConfigError, match=r"unknown dataset 'svhn'.*mnist"):
+        get_experiment("svhn", "nope")
+
+
+@pytest.mark.parametrize("key", sorted(EXPERIMENTS), ids="/".join)
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_experiment_has_valid_settings_for_every_profile(key, profile):
+    experiment = EXPERIMENTS[key]
+    config = build_config(experiment.schema, load_profile(*key, profile))
+    assert isinstance(config, experiment.schema)
+
+
+def test_registering_a_name_twice_raises():
+    key = next(iter(EXPERIMENTS))
+    with pytest.raises(KeyError, match="twice"):
+        register(*key, _Demo)(lambda config, tracker: {})
