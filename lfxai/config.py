@@ -9,9 +9,9 @@ an unknown key or a badly typed value is an error naming the valid choices.
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +47,21 @@ class BaseConfig:
 
 
 def config_dir() -> Path:
-    """The folder of the YAML files: ``configs/`` of a checkout, else the installed copy."""
-    checkout = Path(__file__).resolve().parents[1] / "configs"
-    if checkout.is_dir():
-        return checkout
-    return Path(str(resources.files("lfxai.configs")))
+    """``configs/`` of the project checkout the experiments run from.
+
+    ``LFXAI_CONFIG_DIR`` wins; else the checkout this package sits in; else the working
+    directory (a non-editable install run from a checkout).
+    """
+    candidates = [Path(__file__).resolve().parents[1] / "configs", Path.cwd() / "configs"]
+    if "LFXAI_CONFIG_DIR" in os.environ:
+        candidates = [Path(os.environ["LFXAI_CONFIG_DIR"])]
+    for folder in candidates:
+        if folder.is_dir():
+            return folder
+    raise ConfigError(
+        f"no configs/ folder at {[str(c) for c in candidates]}: run experiments from the "
+        "project checkout (`mlflow run .`) or set LFXAI_CONFIG_DIR"
+    )
 
 
 def load_profile(dataset: str, experiment: str, profile: str) -> dict[str, Any]:
