@@ -1,0 +1,212 @@
+"""Scaling out: several workers log to one MLflow tracking server backed by PostgreSQL.
+
+The test starts a private PostgreSQL cluster and an ``mlflow server`` (proxied artifacts) on
+loopback ports, runs two entry points concurrently against ``http://127.0.0.1:<port>`` (two
+"machines"), and reads both runs and both registered model versions back from the server.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.helpers import REPO, venv_env
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.data, pytest.mark.database]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _pg_bin() -> Path:
+    """PostgreSQL's server binaries; installs Debian's postgresql when they are missing."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found and shutil.which("apt-get") and os.geteuid() == 0:
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "postgresql"],
+            check=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found:
+        pytest.fail("PostgreSQL server binaries not found and could not be installed")
+    return found[-1].parent
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    # PostgreSQL refuses to run as root: run its tools as the `postgres` system user then.
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *command]
+    return command
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A throw-away PostgreSQL cluster on a loopback port; yields its SQLAlchemy URI."""
+    bin_dir = _pg_bin()
+    # Not under pytest's tmp dir: that is private to root, and the server runs as `postgres`.
+    root = Path(tempfile.mkdtemp(prefix="lfxai-pg-"))
+    root.chmod(0o755)
+    data = root / "data"
+    data.mkdir()
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        for path in (root, data):
+            os.chown(path, user.pw_uid, user.pw_gid)
+    subprocess.run(
+        _as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"]),
+        check=True,
+        capture_output=True,
+    )
+    port = _free_port()
+    log = root / "server.log"
+    subprocess.run(
+        _as_postgres(
+            [
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(log),
+                "-w",
+                "-o",
+                f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
+                "start",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    try:
+        subprocess.run(
+            _as_postgres(
+                [
+                    str(bin_dir / "createdb"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-U",
+                    "postgres",
+                    "mlflow",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+        yield f"postgresql://postgres@127.0.0.1:{port}/mlflow"
+    finally:
+        subprocess.run(
+            _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def tracking_server(postgres, tmp_path_factory):
+    """``mlflow server`` on PostgreSQL with proxied artifacts; yields its HTTP URI."""
+    artifacts = tmp_path_factory.mktemp("artifacts")
+    port = _free_port()
+    mlflow_bin = Path(sys.executable).parent / "mlflow"
+    server = subprocess.Popen(
+        [
+            str(mlflow_bin),
+            "server",
+            "--backend-store-uri",
+            postgres,
+            "--artifacts-destination",
+            str(artifacts),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not start: {server.stderr.read()[-3000:]}")
+            time.sleep(1)
+        yield uri, artifacts
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_two_workers_share_one_tracking_server(tracking_server, data_dir):
+    uri, artifacts = tracking_server
+    mlflow_bin = str(Path(sys.executable).parent / "mlflow")
+    workers = [
+        subprocess.Popen(
+            [
+                mlflow_bin,
+                "run",
+                ".",
+                "-e",
+                "mnist",
+                "-P",
+                "name=consistency_features",
+                "-P",
+                "profile=smoke",
+                "-P",
+                f"seed={seed}",
+                "-P",
+                f"data_dir={data_dir}",
+                "-P",
+                "feature_methods=Saliency,Random",
+                "--env-manager",
+                "local",
+            ],
+            cwd=REPO,
+            env=venv_env(uri),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for seed in (1, 2)
+    ]
+    outputs = [worker.communicate(timeout=900)[0] for worker in workers]
+    for worker, output in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, output[-4000:]
+
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs(["0"], "tags.`lfxai.experiment` = 'consistency_features'")
+    assert sorted(r.data.params["config.seed"] for r in runs) == ["1", "2"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    for run in runs:
+        curve = client.get_metric_history(run.info.run_id, "representation_shift/Saliency")
+        assert len(curve) == 6
+        # artifacts went through the server into its artifact destination
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:")
+        assert any(artifacts.rglob(f"{run.info.run_id}/artifacts/attributions/Saliency.npy"))
+    versions = client.search_model_versions("name = 'lfxai-mnist-denoising-ae'")
+    assert sorted(v.version for v in versions) == ["1", "2"]
