@@ -9,6 +9,8 @@ import pytest
 import torch
 from torch import nn
 
+from tests.helpers import EXPERIMENT, make_store
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -28,9 +30,10 @@ def tiny_encoder() -> nn.Module:
 
 @pytest.fixture()
 def mlflow_store(tmp_path, monkeypatch) -> str:
-    """A private SQLite store for the test; MLFLOW_TRACKING_URI points at it."""
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    """A private SQLite store (artifacts inside it too); the environment points at it."""
+    uri = make_store(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     import mlflow
 

@@ -8,6 +8,21 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+EXPERIMENT = "lfxai-tests"
+
+
+def make_store(folder: Path) -> str:
+    """A SQLite store in ``folder`` whose test experiment keeps its artifacts there too.
+
+    (A bare SQLite store puts artifacts under ./mlruns of the working directory: the repo.)
+    """
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{folder}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    if client.get_experiment_by_name(EXPERIMENT) is None:
+        client.create_experiment(EXPERIMENT, artifact_location=(folder / "artifacts").as_uri())
+    return uri
 
 
 def venv_env(store_uri: str) -> dict[str, str]:
@@ -21,15 +36,28 @@ def venv_env(store_uri: str) -> dict[str, str]:
 
 
 def mlflow_run(
-    entry_point: str, params: dict[str, str], store_uri: str, timeout: float = 900
+    entry_point: str,
+    params: dict[str, str],
+    store_uri: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 900,
 ) -> subprocess.CompletedProcess:
-    """Runs `mlflow run . -e <entry_point> -P k=v ... --env-manager local` from the repo root."""
+    """Runs `mlflow run . -e <entry_point> -P k=v ... --env-manager local` from the repo root.
+
+    The run goes to the test experiment of ``store_uri`` (see :func:`make_store`).
+    """
     command = [str(Path(sys.executable).parent / "mlflow"), "run", ".", "-e", entry_point]
+    command += ["--experiment-name", EXPERIMENT]
     for key, value in params.items():
         command += ["-P", f"{key}={value}"]
     command += ["--env-manager", "local"]
     return subprocess.run(
-        command, cwd=REPO, env=venv_env(store_uri), capture_output=True, text=True, timeout=timeout
+        command,
+        cwd=REPO,
+        env={**venv_env(store_uri), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

@@ -38,6 +38,12 @@ def test_every_dataset_is_an_entry_point_passing_every_declared_parameter():
         assert (REPO / "configs" / f"{dataset}.yaml").is_file()
         for name in entry["parameters"]:
             assert f"--{name} {{{name}}}" in entry["command"], name
-        assert {"name", "seed", "profile", "batch_size", "n_epochs", "dim_latent", "data_dir"} <= set(
-            entry["parameters"]
-        )
+        assert {
+            "name",
+            "seed",
+            "profile",
+            "batch_size",
+            "n_epochs",
+            "dim_latent",
+            "data_dir",
+        } <= set(entry["parameters"])

@@ -21,8 +21,14 @@ def _last_run():
         (["--name", "nope"], r"unknown experiment 'nope'.*consistency_features"),
         (["--name", "consistency_features", "--profile", "huge"], r"unknown profile 'huge'"),
         (["--name", "consistency_features", "--feature_methods", "Shap"], r"'Shap'.*GradientShap"),
-        (["--name", "consistency_features", "--feature_methods", ""], r"feature_methods must not be empty"),
-        (["--name", "consistency_features", "--perturbation_percentages", "0,50"], r"entry 0.0 is outside"),
+        (
+            ["--name", "consistency_features", "--feature_methods", ""],
+            r"feature_methods must not be empty",
+        ),
+        (
+            ["--name", "consistency_features", "--perturbation_percentages", "0,50"],
+            r"entry 0.0 is outside",
+        ),
         (["--name", "consistency_features", "--bogus", "1"], r"unknown parameter 'bogus'"),
         (["--name", "consistency_features", "--n_epochs"], r"--n_epochs has no value"),
     ],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lfxai.models.images import AutoEncoderMnist, DecoderMnist, EncoderMnist

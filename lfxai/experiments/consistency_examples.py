@@ -62,13 +62,22 @@ class ConsistencyExamplesConfig(BaseConfig):
         check_percentages("similarity_percentages", self.similarity_percentages)
         check_choices("influence_method", [self.influence_method], INFLUENCE_METHODS)
         if self.pretext not in PRETEXTS:
-            raise ConfigError(f"unknown pretext {self.pretext!r}; valid choices: {sorted(PRETEXTS)}")
-        for key in ("n_train_explained", "n_test_explained", "recursion_depth", "hvp_batch_size",
-                    "simplex_steps"):
+            raise ConfigError(
+                f"unknown pretext {self.pretext!r}; valid choices: {sorted(PRETEXTS)}"
+            )
+        for key in (
+            "n_train_explained",
+            "n_test_explained",
+            "recursion_depth",
+            "hvp_batch_size",
+            "simplex_steps",
+        ):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be positive, got {getattr(self, key)}")
         if "TracIn" in self.example_methods and self.checkpoint_every <= 0:
-            raise ConfigError("TracIn needs checkpoint_every > 0 (checkpoints saved while training)")
+            raise ConfigError(
+                "TracIn needs checkpoint_every > 0 (checkpoints saved while training)"
+            )
 
 
 def balanced_subset(labels: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -104,7 +113,9 @@ def _influence_loader(train: Split, config: ConsistencyExamplesConfig, seed: int
         num_samples=config.recursion_depth * config.hvp_batch_size,
         generator=torch.Generator().manual_seed(seed),
     )
-    return DataLoader(TensorDataset(train.x, train.y), batch_size=config.hvp_batch_size, sampler=sampler)
+    return DataLoader(
+        TensorDataset(train.x, train.y), batch_size=config.hvp_batch_size, sampler=sampler
+    )
 
 
 @register("mnist", "consistency_examples", ConsistencyExamplesConfig)
@@ -118,8 +129,14 @@ def consistency_examples(config: ConsistencyExamplesConfig, tracker: Tracker) ->
     checkpoints = scratch_dir()
     try:
         tracked_fit(
-            model, config, tracker, train, test, patience=config.patience,
-            checkpoint_every=config.checkpoint_every, checkpoint_dir=checkpoints,
+            model,
+            config,
+            tracker,
+            train,
+            test,
+            patience=config.patience,
+            checkpoint_every=config.checkpoint_every,
+            checkpoint_dir=checkpoints,
         )
         for path in model.checkpoints_files:
             tracker.log_file(path, "checkpoints")
@@ -161,26 +178,42 @@ def consistency_examples(config: ConsistencyExamplesConfig, tracker: Tracker) ->
             )
             for kind, values in rates.items():
                 for pct, rate in zip(config.similarity_percentages, values, strict=True):
-                    rows.append({"method": method, "type": kind, "pct_examples": pct, "similarity_rate": rate})
+                    rows.append(
+                        {
+                            "method": method,
+                            "type": kind,
+                            "pct_examples": pct,
+                            "similarity_rate": rate,
+                        }
+                    )
     finally:
         shutil.rmtree(checkpoints, ignore_errors=True)
 
     table = pd.DataFrame(rows)
     tracker.log_metric_rows(
-        [(f"similarity_rate/{r.method}/{r.type}", r.similarity_rate, int(round(r.pct_examples)))
-         for r in table.itertuples()]
+        [
+            (f"similarity_rate/{r.method}/{r.type}", r.similarity_rate, int(round(r.pct_examples)))
+            for r in table.itertuples()
+        ]
     )
     tracker.log_table(table, "consistency_examples.csv")
     tracker.log_figure(
         method_curves(
-            table, "pct_examples", "similarity_rate", style="type",
+            table,
+            "pct_examples",
+            "similarity_rate",
+            style="type",
             xlabel="% most (solid) / least (dashed) important train examples",
-            ylabel="similarity rate", title=f"MNIST {config.pretext} AE (d={config.dim_latent})",
+            ylabel="similarity rate",
+            title=f"MNIST {config.pretext} AE (d={config.dim_latent})",
         ),
         "consistency_examples",
     )
     top = table[table.type == "top"]
     smallest = top[top.pct_examples == top.pct_examples.min()]
-    final = {f"similarity_rate_top_min_pct/{r.method}": float(r.similarity_rate) for r in smallest.itertuples()}
+    final = {
+        f"similarity_rate_top_min_pct/{r.method}": float(r.similarity_rate)
+        for r in smallest.itertuples()
+    }
     tracker.log_metrics(final)
     return final

@@ -3,8 +3,8 @@
 ``--name`` picks the experiment, ``--profile`` the settings profile; every other
 ``--key value`` pair overrides one setting of the experiment's schema (that is how
 ``mlflow run -P key=value`` arrives, declared in the MLproject or not). The value
-``profile`` (the MLproject default) keeps the profile's setting. Bad input ends the run FAILED with a message naming the bad
-value and the valid choices, before any data is touched.
+``profile`` (the MLproject default) keeps the profile's setting. Bad input ends the run
+FAILED with a message naming the bad value and the valid choices, before any data is touched.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.helpers import run_experiment
+from tests.helpers import make_store, run_experiment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.data]
 
@@ -14,7 +14,7 @@ PERCENTAGES = [5, 10, 20, 50, 70, 100]
 
 
 def test_consistency_examples_smoke_run(tmp_path, data_dir):
-    store = f"sqlite:///{tmp_path}/mlflow.db"
+    store = make_store(tmp_path)
     params = {"name": "consistency_examples", "profile": "smoke", "data_dir": str(data_dir)}
     client, run = run_experiment("mnist", params, store)
     run_id = run.info.run_id

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ import torch
 
 from lfxai.data.mnist import mnist_tensors
 from lfxai.explanations.features import attribute_auxiliary, make_feature_method
-from tests.helpers import run_experiment
+from tests.helpers import make_store, run_experiment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.data]
 
@@ -19,7 +21,7 @@ PERCENTAGES = [5, 10, 20, 50, 80, 100]
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, data_dir):
-    store = f"sqlite:///{tmp_path_factory.mktemp('store')}/mlflow.db"
+    store = make_store(tmp_path_factory.mktemp("store"))
     params = {
         "name": "consistency_features",
         "profile": "smoke",
@@ -65,7 +67,8 @@ def test_artifacts_are_logged(finished_run, tmp_path):
     )
     assert np.load(local).shape == (100, 1, 28, 28)
     table = client.download_artifacts(run.info.run_id, "consistency_features.csv", str(tmp_path))
-    assert len(open(table).read().strip().splitlines()) == 1 + len(METHODS) * len(PERCENTAGES)
+    lines = Path(table).read_text().strip().splitlines()
+    assert len(lines) == 1 + len(METHODS) * len(PERCENTAGES)
 
 
 def test_registered_encoder_reloads_and_explains(finished_run, data_dir):
