@@ -168,3 +168,11 @@ def check_percentages(key: str, values: typing.Iterable[float]) -> None:
     for value in values:
         if not 0 < value <= 100:
             raise ConfigError(f"{key} entry {value} is outside (0, 100]")
+
+
+def check_positive(config: BaseConfig, *keys: str) -> None:
+    """Raises :class:`ConfigError` unless each named setting is positive (None is allowed)."""
+    for key in keys:
+        value = getattr(config, key)
+        if value is not None and value <= 0:
+            raise ConfigError(f"{key} must be positive, got {value}")

@@ -16,7 +16,13 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
-from lfxai.config import BaseConfig, ConfigError, check_choices, check_percentages
+from lfxai.config import (
+    BaseConfig,
+    ConfigError,
+    check_choices,
+    check_percentages,
+    check_positive,
+)
 from lfxai.experiments.common import (
     Split,
     mnist_autoencoder,
@@ -61,19 +67,17 @@ class ConsistencyExamplesConfig(BaseConfig):
         check_choices("example_methods", self.example_methods, EXAMPLE_METHODS)
         check_percentages("similarity_percentages", self.similarity_percentages)
         check_choices("influence_method", [self.influence_method], INFLUENCE_METHODS)
-        if self.pretext not in PRETEXTS:
-            raise ConfigError(
-                f"unknown pretext {self.pretext!r}; valid choices: {sorted(PRETEXTS)}"
-            )
-        for key in (
+        check_choices("pretext", [self.pretext], PRETEXTS)
+        check_positive(
+            self,
+            "n_train",
+            "n_test",
             "n_train_explained",
             "n_test_explained",
             "recursion_depth",
             "hvp_batch_size",
             "simplex_steps",
-        ):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{key} must be positive, got {getattr(self, key)}")
+        )
         if "TracIn" in self.example_methods and self.checkpoint_every <= 0:
             raise ConfigError(
                 "TracIn needs checkpoint_every > 0 (checkpoints saved while training)"

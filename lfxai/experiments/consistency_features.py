@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lfxai.config import BaseConfig, ConfigError, check_choices, check_percentages
+from lfxai.config import BaseConfig, check_choices, check_percentages, check_positive
 from lfxai.data.masking import apply_mask, top_k_mask
 from lfxai.experiments.common import (
     mnist_autoencoder,
@@ -50,18 +50,8 @@ class ConsistencyFeaturesConfig(BaseConfig):
         super().validate()
         check_choices("feature_methods", self.feature_methods, FEATURE_METHODS)
         check_percentages("perturbation_percentages", self.perturbation_percentages)
-        if self.pretext not in PRETEXTS:
-            raise ConfigError(
-                f"unknown pretext {self.pretext!r}; valid choices: {sorted(PRETEXTS)}"
-            )
-        for key in ("n_train", "n_test"):
-            value = getattr(self, key)
-            if value is not None and value <= 0:
-                raise ConfigError(f"{key} must be positive or none, got {value}")
-        if self.attribution_batch_size <= 0:
-            raise ConfigError(
-                f"attribution_batch_size must be positive, got {self.attribution_batch_size}"
-            )
+        check_choices("pretext", [self.pretext], PRETEXTS)
+        check_positive(self, "n_train", "n_test", "attribution_batch_size")
 
 
 @register("mnist", "consistency_features", ConsistencyFeaturesConfig)

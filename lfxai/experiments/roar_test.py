@@ -29,7 +29,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lfxai.config import BaseConfig, ConfigError, check_choices, check_percentages
+from lfxai.config import (
+    BaseConfig,
+    ConfigError,
+    check_choices,
+    check_percentages,
+    check_positive,
+)
 from lfxai.data.masking import apply_mask, top_k_mask
 from lfxai.experiments.common import (
     Split,
@@ -88,18 +94,8 @@ class RoarTestConfig(BaseConfig):
                 "remove_percentages must be distinct after rounding to whole percents, "
                 f"got {list(self.remove_percentages)}"
             )
-        if self.pretext not in PRETEXTS:
-            raise ConfigError(
-                f"unknown pretext {self.pretext!r}; valid choices: {sorted(PRETEXTS)}"
-            )
-        for key in ("n_train", "n_test"):
-            value = getattr(self, key)
-            if value is not None and value <= 0:
-                raise ConfigError(f"{key} must be positive or none, got {value}")
-        if self.attribution_batch_size <= 0:
-            raise ConfigError(
-                f"attribution_batch_size must be positive, got {self.attribution_batch_size}"
-            )
+        check_choices("pretext", [self.pretext], PRETEXTS)
+        check_positive(self, "n_train", "n_test", "attribution_batch_size")
         if self.patience < 0:
             raise ConfigError(f"patience must be >= 0, got {self.patience}")
         if self.register_retrained and not self.log_retrained_models:
