@@ -11,12 +11,30 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lfxai.config import BaseConfig
+from lfxai.config import BaseConfig, ConfigError, check_choices, check_positive
 from lfxai.data.mnist import mnist_tensors
 from lfxai.models.images import AutoEncoderMnist, DecoderMnist, EncoderMnist
-from lfxai.models.pretext import make_pretext
+from lfxai.models.pretext import PRETEXTS, make_pretext
 from lfxai.tracking import Tracker
 from lfxai.training import FitResult, fit, get_device
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig(BaseConfig):
+    """Settings shared by experiments that train an autoencoder on (a prefix of) a data set."""
+
+    pretext: str
+    patience: int
+    n_train: int | None
+    n_test: int | None
+    register_model: bool
+
+    def validate(self) -> None:
+        super().validate()
+        check_choices("pretext", [self.pretext], PRETEXTS)
+        check_positive(self, "n_train", "n_test")
+        if self.patience < 0:
+            raise ConfigError(f"patience must be >= 0, got {self.patience}")
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,13 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from lfxai.config import (
-    BaseConfig,
     ConfigError,
     check_choices,
     check_percentages,
     check_positive,
 )
 from lfxai.experiments.common import (
+    AutoencoderConfig,
     Split,
     mnist_autoencoder,
     mnist_split,
@@ -35,21 +35,16 @@ from lfxai.experiments.registry import register
 from lfxai.explanations.examples import EXAMPLE_METHODS
 from lfxai.explanations.examples.influence import METHODS as INFLUENCE_METHODS
 from lfxai.metrics.consistency import similarity_rates
-from lfxai.models.pretext import PRETEXTS
 from lfxai.plotting.curves import method_curves
 from lfxai.tracking import Tracker
 from lfxai.training import get_device, seed_everything
 
 
 @dataclass(frozen=True)
-class ConsistencyExamplesConfig(BaseConfig):
+class ConsistencyExamplesConfig(AutoencoderConfig):
     """Settings of ``consistency_examples`` (values in ``configs/<dataset>.yaml``)."""
 
-    pretext: str
-    patience: int
     checkpoint_every: int
-    n_train: int | None
-    n_test: int | None
     n_train_explained: int
     n_test_explained: int
     example_methods: tuple[str, ...]
@@ -60,14 +55,12 @@ class ConsistencyExamplesConfig(BaseConfig):
     damping: float
     scale: float
     simplex_steps: int
-    register_model: bool
 
     def validate(self) -> None:
         super().validate()
         check_choices("example_methods", self.example_methods, EXAMPLE_METHODS)
         check_percentages("similarity_percentages", self.similarity_percentages)
         check_choices("influence_method", [self.influence_method], INFLUENCE_METHODS)
-        check_choices("pretext", [self.pretext], PRETEXTS)
         check_positive(
             self,
             "n_train",

@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lfxai.config import BaseConfig, check_choices, check_percentages, check_positive
+from lfxai.config import check_choices, check_percentages, check_positive
 from lfxai.data.masking import apply_mask, top_k_mask
 from lfxai.experiments.common import (
+    AutoencoderConfig,
     mnist_autoencoder,
     mnist_split,
     registered_name,
@@ -25,7 +26,6 @@ from lfxai.experiments.common import (
 from lfxai.experiments.registry import register
 from lfxai.explanations.features import FEATURE_METHODS, attribute_auxiliary, make_feature_method
 from lfxai.metrics.consistency import encode, representation_shift
-from lfxai.models.pretext import PRETEXTS
 from lfxai.plotting.curves import image_grid, method_curves
 from lfxai.tracking import Tracker
 from lfxai.training import get_device, seed_everything
@@ -34,24 +34,18 @@ N_EXAMPLE_IMAGES = 6  # test images shown with their saliency maps
 
 
 @dataclass(frozen=True)
-class ConsistencyFeaturesConfig(BaseConfig):
+class ConsistencyFeaturesConfig(AutoencoderConfig):
     """Settings of ``consistency_features`` (values in ``configs/<dataset>.yaml``)."""
 
-    pretext: str
-    patience: int
-    n_train: int | None
-    n_test: int | None
     feature_methods: tuple[str, ...]
     perturbation_percentages: tuple[float, ...]
     attribution_batch_size: int
-    register_model: bool
 
     def validate(self) -> None:
         super().validate()
         check_choices("feature_methods", self.feature_methods, FEATURE_METHODS)
         check_percentages("perturbation_percentages", self.perturbation_percentages)
-        check_choices("pretext", [self.pretext], PRETEXTS)
-        check_positive(self, "n_train", "n_test", "attribution_batch_size")
+        check_positive(self, "attribution_batch_size")
 
 
 @register("mnist", "consistency_features", ConsistencyFeaturesConfig)

@@ -30,7 +30,6 @@ import pandas as pd
 import torch
 
 from lfxai.config import (
-    BaseConfig,
     ConfigError,
     check_choices,
     check_percentages,
@@ -38,6 +37,7 @@ from lfxai.config import (
 )
 from lfxai.data.masking import apply_mask, top_k_mask
 from lfxai.experiments.common import (
+    AutoencoderConfig,
     Split,
     mnist_autoencoder,
     mnist_split,
@@ -47,7 +47,6 @@ from lfxai.experiments.common import (
 from lfxai.experiments.registry import register
 from lfxai.explanations.features import FEATURE_METHODS, attribute_auxiliary, make_feature_method
 from lfxai.models.images import AutoEncoderMnist
-from lfxai.models.pretext import PRETEXTS
 from lfxai.plotting.curves import image_grid, method_curves
 from lfxai.tracking import Tracker
 from lfxai.training import get_device, seed_everything
@@ -63,21 +62,16 @@ FAIL_AFTER_ENV = "LFXAI_FAIL_AFTER_RETRAININGS"
 
 
 @dataclass(frozen=True)
-class RoarTestConfig(BaseConfig):
+class RoarTestConfig(AutoencoderConfig):
     """Settings of ``roar_test`` (values in ``configs/<dataset>.yaml``).
 
     ``log_retrained_models`` logs each retrained encoder as an MLflow model in its nested
     run; ``register_retrained`` also registers it (needs the former).
     """
 
-    pretext: str
-    patience: int
-    n_train: int | None
-    n_test: int | None
     feature_methods: tuple[str, ...]
     remove_percentages: tuple[float, ...]
     attribution_batch_size: int
-    register_model: bool
     log_retrained_models: bool
     register_retrained: bool
 
@@ -94,10 +88,7 @@ class RoarTestConfig(BaseConfig):
                 "remove_percentages must be distinct after rounding to whole percents, "
                 f"got {list(self.remove_percentages)}"
             )
-        check_choices("pretext", [self.pretext], PRETEXTS)
-        check_positive(self, "n_train", "n_test", "attribution_batch_size")
-        if self.patience < 0:
-            raise ConfigError(f"patience must be >= 0, got {self.patience}")
+        check_positive(self, "attribution_batch_size")
         if self.register_retrained and not self.log_retrained_models:
             raise ConfigError("register_retrained=true needs log_retrained_models=true")
 
