@@ -54,6 +54,7 @@ class ConsistencyExamplesConfig(AutoencoderConfig):
     hvp_batch_size: int
     damping: float
     scale: float
+    hessian_size: int | None
     simplex_steps: int
 
     def validate(self) -> None:
@@ -63,8 +64,7 @@ class ConsistencyExamplesConfig(AutoencoderConfig):
         check_choices("influence_method", [self.influence_method], INFLUENCE_METHODS)
         check_positive(
             self,
-            "n_train",
-            "n_test",
+            "hessian_size",
             "n_train_explained",
             "n_test_explained",
             "recursion_depth",
@@ -154,6 +154,7 @@ def consistency_examples(config: ConsistencyExamplesConfig, tracker: Tracker) ->
             recursion_depth=config.recursion_depth,
             damp=config.damping,
             scale=config.scale,
+            hessian_size=config.hessian_size,
             seed=config.seed,
             n_epoch=config.simplex_steps,
         )
