@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -15,6 +16,7 @@ from lfxai.config import BaseConfig, ConfigError, check_choices, check_positive
 from lfxai.data.mnist import mnist_tensors
 from lfxai.models.images import AutoEncoderMnist, DecoderMnist, EncoderMnist
 from lfxai.models.pretext import PRETEXTS, make_pretext
+from lfxai.plotting.curves import image_grid
 from lfxai.tracking import Tracker
 from lfxai.training import FitResult, fit, get_device
 
@@ -122,3 +124,19 @@ def scratch_dir() -> Path:
 def registered_name(dataset: str, model: str) -> str:
     """Model Registry name, e.g. ``lfxai-mnist-denoising-ae``."""
     return f"lfxai-{dataset}-{model}"
+
+
+def log_example_maps(
+    tracker: Tracker, images: torch.Tensor, maps: list[np.ndarray], methods: list[str], path: str
+) -> None:
+    """A figure of a few images (top row) and one row of importance maps per method.
+
+    Args:
+        tracker: the run to log to.
+        images: ``(n, 1, H, W)`` images.
+        maps: per method, ``(n, H, W)`` importance of the same images.
+        methods: the methods' names, in the order of ``maps``.
+        path: artifact path without extension (logged as PNG and PDF).
+    """
+    grid = np.concatenate([images[:, 0].numpy()[None], np.stack(maps)])
+    tracker.log_figure(image_grid(grid, ["image", *methods]), path)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -18,6 +17,7 @@ from lfxai.config import check_choices, check_percentages, check_positive
 from lfxai.data.masking import apply_mask, top_k_mask
 from lfxai.experiments.common import (
     AutoencoderConfig,
+    log_example_maps,
     mnist_autoencoder,
     mnist_split,
     registered_name,
@@ -26,7 +26,7 @@ from lfxai.experiments.common import (
 from lfxai.experiments.registry import register
 from lfxai.explanations.features import FEATURE_METHODS, attribute_auxiliary, make_feature_method
 from lfxai.metrics.consistency import encode, representation_shift
-from lfxai.plotting.curves import image_grid, method_curves
+from lfxai.plotting.curves import method_curves
 from lfxai.tracking import Tracker
 from lfxai.training import get_device, seed_everything
 
@@ -115,10 +115,8 @@ def consistency_features(config: ConsistencyFeaturesConfig, tracker: Tracker) ->
         ),
         "consistency_features",
     )
-    images = test.x[:N_EXAMPLE_IMAGES, 0].numpy()[None]
-    tracker.log_figure(
-        image_grid(np.concatenate([images, np.stack(maps)]), ["image", *config.feature_methods]),
-        "saliency_examples",
+    log_example_maps(
+        tracker, test.x[:N_EXAMPLE_IMAGES], maps, list(config.feature_methods), "saliency_examples"
     )
     summary = table.groupby("method")["representation_shift"].mean()
     final = {f"representation_shift_mean/{m}": float(v) for m, v in summary.items()}

@@ -39,6 +39,7 @@ from lfxai.data.masking import apply_mask, top_k_mask
 from lfxai.experiments.common import (
     AutoencoderConfig,
     Split,
+    log_example_maps,
     mnist_autoencoder,
     mnist_split,
     registered_name,
@@ -47,7 +48,7 @@ from lfxai.experiments.common import (
 from lfxai.experiments.registry import register
 from lfxai.explanations.features import FEATURE_METHODS, attribute_auxiliary, make_feature_method
 from lfxai.models.images import AutoEncoderMnist
-from lfxai.plotting.curves import image_grid, method_curves
+from lfxai.plotting.curves import method_curves
 from lfxai.tracking import Tracker
 from lfxai.training import get_device, seed_everything
 
@@ -161,9 +162,11 @@ def roar_test(config: RoarTestConfig, tracker: Tracker) -> dict[str, float]:
         ),
         "roar_test",
     )
-    images = train.x[:N_EXAMPLE_IMAGES, 0].numpy()[None]
-    tracker.log_figure(
-        image_grid(np.concatenate([images, np.stack(maps)]), ["image", *config.feature_methods]),
+    log_example_maps(
+        tracker,
+        train.x[:N_EXAMPLE_IMAGES],
+        maps,
+        list(config.feature_methods),
         "importance_examples",
     )
     summary = _summary(table)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from lfxai.explanations.examples.base import ExampleBasedExplainer, LossFn
+from lfxai.explanations.examples.base import ExampleBasedExplainer
 
 
 class NearestNeighbours(ExampleBasedExplainer):
@@ -28,15 +27,6 @@ class NearestNeighbours(ExampleBasedExplainer):
     """
 
     name = "DKNN"
-
-    def __init__(
-        self,
-        model: nn.Module,
-        loss_f: LossFn | None = None,
-        X_train: torch.Tensor | None = None,
-        **kwargs,
-    ) -> None:
-        super().__init__(model, loss_f, X_train, **kwargs)
 
     def _attribute(
         self,

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
-from lfxai.explanations.examples.base import ExampleBasedExplainer, LossFn
+from lfxai.explanations.examples.base import ExampleBasedExplainer
 
 # Rows of weights optimised together; (rows x n_train) floats times four buffers (weights,
 # gradient, two Adam moments) bounds the memory of one optimisation.
@@ -33,15 +32,6 @@ class SimplEx(ExampleBasedExplainer):
     """
 
     name = "SimplEx"
-
-    def __init__(
-        self,
-        model: nn.Module,
-        loss_f: LossFn | None = None,
-        X_train: torch.Tensor | None = None,
-        **kwargs,
-    ) -> None:
-        super().__init__(model, loss_f, X_train, **kwargs)
 
     def _attribute(
         self,
