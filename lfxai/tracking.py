@@ -70,6 +70,15 @@ class Tracker:
         """``(step, value)`` pairs already logged under ``key``."""
         return [(m.step, m.value) for m in self.client.get_metric_history(self.run_id, key)]
 
+    def log_new_points(self, key: str, points: list[tuple[int, float]]) -> None:
+        """Logs the ``(step, value)`` points whose step ``key`` lacks (a resumed curve)."""
+        have = {step for step, _ in self.metric_history(key)}
+        self.log_metric_rows([(key, v, s) for s, v in points if s not in have])
+
+    def tags(self) -> dict[str, str]:
+        """The run's current tags (progress markers of a resumed run among them)."""
+        return dict(self.client.get_run(self.run_id).data.tags)
+
     # -- artifacts -------------------------------------------------------------------------
     def _log_bytes(self, data: bytes, path: str) -> None:
         directory, name = os.path.split(path)
@@ -108,10 +117,12 @@ class Tracker:
 
     def load_state_dict(self, path: str) -> dict[str, torch.Tensor]:
         with tempfile.TemporaryDirectory() as tmp:
-            local = mlflow.artifacts.download_artifacts(
-                run_id=self.run_id, artifact_path=path, dst_path=tmp
-            )
+            local = self.client.download_artifacts(self.run_id, path, tmp)
             return torch.load(local, map_location="cpu", weights_only=True)
+
+    def load_array(self, path: str) -> np.ndarray:
+        with tempfile.TemporaryDirectory() as tmp:
+            return np.load(self.client.download_artifacts(self.run_id, path, tmp))
 
     # -- models ----------------------------------------------------------------------------
     def log_model(

@@ -19,13 +19,9 @@ References:
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -118,7 +114,7 @@ def roar_test(config: RoarTestConfig, tracker: Tracker) -> dict[str, float]:
     tracker.log_params(
         {"n_train_used": len(train.y), "n_test_used": len(test.y), "device_used": device}
     )
-    tags = _run_tags(tracker)  # empty for a fresh run; progress markers when resuming
+    tags = tracker.tags()  # empty for a fresh run; progress markers when resuming
     initial = _initial_weights(config, tracker, tags)
     tracker.log_metrics({"time/setup_seconds": time.perf_counter() - start})
 
@@ -131,7 +127,7 @@ def roar_test(config: RoarTestConfig, tracker: Tracker) -> dict[str, float]:
     for method in config.feature_methods:
         key = f"roar/test_loss/{method}"
         rows.append({"method": method, "pct_removed": 0.0, "test_loss": base_loss, "run_id": ""})
-        _log_new_points(tracker, key, [(0, base_loss)])
+        tracker.log_new_points(key, [(0, base_loss)])
         scores = _importance(config, tracker, tags, method, encoder, train, device)
         maps.append(scores[:N_EXAMPLE_IMAGES, 0].numpy())
         retrain_seconds, n_retrained = 0.0, 0
@@ -144,7 +140,7 @@ def roar_test(config: RoarTestConfig, tracker: Tracker) -> dict[str, float]:
                 retrain_seconds += time.perf_counter() - tick
                 n_retrained += 1
             rows.append({"method": method, "pct_removed": pct, "test_loss": loss, "run_id": run_id})
-            _log_new_points(tracker, key, [(_step(pct), loss)])
+            tracker.log_new_points(key, [(_step(pct), loss)])
         if n_retrained:  # a resumed run that skipped them all must not overwrite the time
             tracker.log_metrics({f"time/retraining_seconds/{method}": retrain_seconds})
         del scores  # 188 MB per method in the paper profile: keep one in memory at a time
@@ -227,7 +223,7 @@ def _importance(
     """Label-free importance ``(N, 1, 28, 28)`` of every training pixel (reloaded on resume)."""
     path = f"attributions/{method}.npy"
     if TAG + f"attributions.{method}" in tags:
-        return torch.from_numpy(_load_array(tracker, path))
+        return torch.from_numpy(tracker.load_array(path))
     attr_method = make_feature_method(method, encoder, seed=config.seed)
     baseline = torch.zeros(1, *train.x.shape[1:])  # black image, as in the paper
     start = time.perf_counter()
@@ -337,7 +333,7 @@ def _summary(table: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-# -- small helpers (candidates for lfxai.tracking) ---------------------------------------
+# -- small helpers -----------------------------------------------------------------------
 class _InterruptionHook:
     """Raises after ``limit`` retrainings of this process (``LFXAI_FAIL_AFTER_RETRAININGS``)."""
 
@@ -354,24 +350,6 @@ class _InterruptionHook:
         if self.limit is not None and self.count >= self.limit:
             raise RuntimeError(f"simulated interruption after {self.count} retrainings")
         self.count += 1
-
-
-def _run_tags(tracker: Tracker) -> dict[str, str]:
-    return dict(tracker.client.get_run(tracker.run_id).data.tags)
-
-
-def _load_array(tracker: Tracker, path: str) -> np.ndarray:
-    with tempfile.TemporaryDirectory() as tmp:
-        local = tracker.client.download_artifacts(tracker.run_id, path, tmp)
-        return np.load(Path(local))
-
-
-def _log_new_points(tracker: Tracker, key: str, points: list[tuple[int, float]]) -> None:
-    """Logs ``(step, value)`` points whose step is not in ``key``'s history yet (resume)."""
-    have = {step for step, _ in tracker.metric_history(key)}
-    rows: list[tuple[str, Any, int]] = [(key, v, s) for s, v in points if s not in have]
-    if rows:
-        tracker.log_metric_rows(rows)
 
 
 def _k(pct: float) -> str:

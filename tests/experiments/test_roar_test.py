@@ -117,7 +117,7 @@ def test_every_retraining_starts_from_the_logged_weights_on_masked_images(
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     tracker = Tracker(parent.info.run_id)
     initial = tracker.load_state_dict(roar.INITIAL_WEIGHTS)
-    scores = torch.from_numpy(roar._load_array(tracker, "attributions/IntegratedGradients.npy"))
+    scores = torch.from_numpy(tracker.load_array("attributions/IntegratedGradients.npy"))
     assert [prefix for prefix, _, _ in seen] == ["base", "fit", "fit"]
     base_images = seen[0][2]
     assert torch.equal(base_images, mnist_split(str(data_dir), train=True, size=40).x)
