@@ -14,8 +14,6 @@ from lfxai.data import ecg5000
 from lfxai.data import provision as prov
 from lfxai.data.__main__ import main
 
-DATA_ROOT = Path(__file__).resolve().parents[2] / "data"
-
 
 def _tsv(labels: list[int], length: int = 4) -> bytes:
     rows = [[label, *np.linspace(-1, 1, length) * label] for label in labels]
@@ -156,13 +154,13 @@ def test_cli_rejects_unknown_dataset() -> None:
 
 
 @pytest.fixture(scope="module")
-def real_root() -> Path:
-    """The shared provisioned ECG5000 root ``<repo>/data/ecg5000`` (provisioned if missing)."""
-    root = DATA_ROOT / "ecg5000"
-    try:
-        ecg5000.ensure_ecg5000(root)
-    except RuntimeError as error:
-        pytest.skip(f"ECG5000 not available: {error}")
+def real_root(data_dir: Path) -> Path:
+    """The shared provisioned ECG5000 root ``<repo>/data/ecg5000`` (provisioned if missing).
+
+    No skip when provisioning fails: CI provisions before testing, so a failure is a bug.
+    """
+    root = data_dir / "ecg5000"
+    ecg5000.ensure_ecg5000(root)
     return root
 
 

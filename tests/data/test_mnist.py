@@ -18,8 +18,6 @@ import torch
 from lfxai.data import mnist
 from lfxai.data import provision as prov
 
-DATA_ROOT = Path(__file__).resolve().parents[2] / "data"
-
 
 def _fake_raw_dir(root: Path, n_train: int = 6, n_test: int = 4) -> Path:
     """Write tiny random IDX files in torchvision's layout under ``root``."""
@@ -204,14 +202,9 @@ def test_all_sources_failing_gives_clear_error(
 
 
 @pytest.fixture(scope="module")
-def real_root() -> Path:
+def real_root(data_dir: Path) -> Path:
     """The shared provisioned MNIST root ``<repo>/data/mnist`` (provisioned if missing)."""
-    root = DATA_ROOT / "mnist"
-    try:
-        mnist.ensure_mnist(root)
-    except RuntimeError as error:
-        pytest.skip(f"MNIST not available: {error}")
-    return root
+    return data_dir / "mnist"
 
 
 @pytest.mark.data
