@@ -1,4 +1,8 @@
-"""The one training loop: Adam, early stopping on the test loss, checkpoints for TracIn.
+"""The one training loop: early stopping on the test loss, checkpoints for TracIn.
+
+The optimiser, learning rate, weight decay and schedule are settings (``OPTIMIZERS``,
+``SCHEDULES``), not literals: the paper's autoencoders use Adam, SimCLR uses SGD with a
+cosine schedule and the SCAE RMSprop.
 
 Every model trained here exposes ``loss(x, y) -> scalar`` (its own training objective) and
 ``checkpoints_files`` / ``lr`` attributes that the loop fills when checkpoints are requested.
@@ -19,6 +23,35 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+
+# name -> (optimizer class, extra keyword arguments); momentum follows the papers' settings.
+OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict]] = {
+    "adam": (torch.optim.Adam, {}),
+    "sgd": (torch.optim.SGD, {"momentum": 0.9}),
+    "rmsprop": (torch.optim.RMSprop, {"momentum": 0.9}),
+}
+SCHEDULES = ("constant", "cosine")
+
+
+def make_optimizer(
+    name: str, params, lr: float, weight_decay: float = 0.0
+) -> torch.optim.Optimizer:
+    """An optimiser by name (see ``OPTIMIZERS``)."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; valid choices: {sorted(OPTIMIZERS)}")
+    cls, extra = OPTIMIZERS[name]
+    return cls(params, lr=lr, weight_decay=weight_decay, **extra)
+
+
+def make_schedule(
+    name: str, optimizer: torch.optim.Optimizer, n_epochs: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """A per-epoch learning-rate schedule by name (``constant`` is None)."""
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown lr_schedule {name!r}; valid choices: {list(SCHEDULES)}")
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(n_epochs, 1))
+    return None
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -73,13 +106,15 @@ def fit(
     n_epochs: int,
     lr: float = 1e-3,
     weight_decay: float = 1e-5,
+    optimizer: str = "adam",
+    lr_schedule: str = "constant",
     patience: int = 10,
     checkpoint_every: int = 0,
     checkpoint_dir: Path | None = None,
     on_epoch: EpochCallback | None = None,
     progress: bool = True,
 ) -> FitResult:
-    """Trains ``model`` with Adam and early stopping; restores the best weights.
+    """Trains ``model`` with early stopping; restores the best weights.
 
     Args:
         model: module with a ``loss(x, y)`` method.
@@ -87,8 +122,10 @@ def fit(
         test_loader: yields ``(x, y)`` batches for early stopping.
         device: where to train.
         n_epochs: maximum number of epochs.
-        lr: Adam learning rate.
-        weight_decay: Adam weight decay.
+        lr: learning rate.
+        weight_decay: weight decay.
+        optimizer: name in ``OPTIMIZERS`` (default Adam, as the paper's autoencoders).
+        lr_schedule: name in ``SCHEDULES``, stepped once per epoch.
         patience: epochs without test-loss improvement before stopping (0 disables).
         checkpoint_every: save a state dict every k epochs (0 disables); used by TracIn.
         checkpoint_dir: where checkpoints go (required when ``checkpoint_every > 0``).
@@ -101,7 +138,8 @@ def fit(
     if checkpoint_every > 0 and checkpoint_dir is None:
         raise ValueError("checkpoint_every > 0 needs a checkpoint_dir")
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = make_optimizer(optimizer, model.parameters(), lr, weight_decay)
+    schedule = make_schedule(lr_schedule, opt, n_epochs)
     result = FitResult()
     best_state = copy.deepcopy(model.state_dict())
     stale = 0
@@ -113,12 +151,14 @@ def fit(
         total, count = 0.0, 0
         for batch in train_loader:
             loss, n = _batch_loss(model, batch, device)
-            optimizer.zero_grad(set_to_none=True)
+            opt.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            opt.step()
             total += loss.item() * n
             count += n
         train_loss = total / max(count, 1)
+        if schedule is not None:
+            schedule.step()
         test_loss = evaluate(model, test_loader, device)
         result.train_loss.append(train_loss)
         result.test_loss.append(test_loss)

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from lfxai.config import BaseConfig, ConfigError, check_choices, check_positive
 from lfxai.data.mnist import mnist_tensors
+from lfxai.data.splits import Split
 from lfxai.models.images import AutoEncoderMnist, DecoderMnist, EncoderMnist
 from lfxai.models.pretext import PRETEXTS, make_pretext
 from lfxai.plotting.curves import image_grid
@@ -37,19 +37,6 @@ class AutoencoderConfig(BaseConfig):
         check_positive(self, "n_train", "n_test")
         if self.patience < 0:
             raise ConfigError(f"patience must be >= 0, got {self.patience}")
-
-
-@dataclass(frozen=True)
-class Split:
-    """Images ``(N, ...)`` and labels ``(N,)`` of one split."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-
-    def loader(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
-        generator = torch.Generator().manual_seed(seed) if shuffle else None
-        dataset = TensorDataset(self.x, self.y)
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
 
 
 def mnist_split(data_dir: str, train: bool, size: int | None) -> Split:
