@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lfxai.explanations.examples import InfluenceFunctions, NearestNeighbours, SimplEx, TracIn
+from lfxai.explanations.examples import DKNN, InfluenceFunctions, SimplEx, TracIn
 from lfxai.models.images import AutoEncoderMnist, DecoderMnist, EncoderMnist
 
 LISSA_DEPTH, REFERENCE_HVP_MS, HVP_BATCH = 100, 30.0, 200
@@ -161,10 +161,13 @@ def bench_size(n: int, model: nn.Module, states: list, args: argparse.Namespace)
             lambda: naive_tracin(model, states, x_train, x_test, model.lr),
         ),
         "SimplEx": (lambda: ours(SimplEx), lambda: naive_simplex(model, x_train, x_test)),
-        "DkNN": (lambda: ours(NearestNeighbours), lambda: naive_dknn(model, x_train, x_test)),
+        "DkNN": (lambda: ours(DKNN), lambda: naive_dknn(model, x_train, x_test)),
         "IF-Arnoldi": (
             lambda: ours(
-                InfluenceFunctions, method="arnoldi", arnoldi_iter=args.arnoldi_iter, rank=args.rank
+                InfluenceFunctions,
+                influence_method="arnoldi",
+                arnoldi_iter=args.arnoldi_iter,
+                arnoldi_rank=args.rank,
             ),
             None,
         ),

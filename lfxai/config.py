@@ -1,9 +1,13 @@
 """Experiment settings: versioned values in ``configs/<dataset>.yaml``, typed by dataclasses.
 
-Each experiment declares a frozen dataclass (its schema). A dataset's YAML file holds, per
-experiment, a complete ``paper`` profile (the paper's settings) and smaller profiles that
-override some of its values. Command-line overrides are parsed with the schema's types;
-an unknown key or a badly typed value is an error naming the valid choices.
+Each experiment declares a frozen dataclass (its schema). A dataset's YAML file holds a
+``defaults`` section (the settings its experiments share, written once) and one section per
+experiment, each with a ``paper`` profile (the paper's settings) and smaller profiles that
+override some values. A profile's values are composed in this order, later winning:
+``defaults.paper``, ``<experiment>.paper``, ``defaults.<profile>``, ``<experiment>.<profile>``
+(so a profile's shared value, e.g. a smaller batch, beats an experiment's paper value).
+Command-line overrides are parsed with the schema's types; an unknown key or a badly typed
+value is an error naming the valid choices.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 import yaml
 
 PROFILES = ("paper", "quick", "smoke")
+DEFAULTS = "defaults"  # the section of a dataset's YAML file that every experiment inherits
 KEEP = "profile"  # an override with this value keeps the profile's setting (MLproject default)
 
 
@@ -35,15 +40,27 @@ class BaseConfig:
     batch_size: int
     n_epochs: int
     dim_latent: int
+    optimizer: str
+    lr: float
+    weight_decay: float
+    lr_schedule: str
 
     def validate(self) -> None:
         """Raises :class:`ConfigError` on values no experiment accepts."""
+        from lfxai.training import OPTIMIZERS, SCHEDULES  # settings name the loop's choices
+
         for name in ("batch_size", "n_epochs", "dim_latent"):
             value = getattr(self, name)
             if value <= 0:
                 raise ConfigError(f"{name} must be a positive integer, got {value}")
         if self.device != "auto" and not self.device.startswith(("cpu", "cuda")):
             raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {self.device!r}")
+        check_choices("optimizer", [self.optimizer], OPTIMIZERS)
+        check_choices("lr_schedule", [self.lr_schedule], SCHEDULES)
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
 
 
 def config_dir() -> Path:
@@ -65,20 +82,32 @@ def config_dir() -> Path:
 
 
 def load_profile(dataset: str, experiment: str, profile: str) -> dict[str, Any]:
-    """The raw values of one experiment and profile (the profile over ``paper``)."""
+    """The raw values of one experiment and profile, composed as the module docstring says."""
     path = config_dir() / f"{dataset}.yaml"
     if not path.is_file():
         raise ConfigError(f"no configuration file for dataset {dataset!r} at {path}")
     document = yaml.safe_load(path.read_text()) or {}
-    if experiment not in document:
+    sections = sorted(k for k in document if k != DEFAULTS)
+    if experiment == DEFAULTS or experiment not in document:
         raise ConfigError(
             f"no configuration for experiment {experiment!r} in {path.name}; "
-            f"valid choices: {sorted(document)}"
+            f"valid choices: {sections}"
         )
-    profiles = document[experiment]
-    if profile not in profiles:
-        raise ConfigError(f"unknown profile {profile!r}; valid choices: {sorted(profiles)}")
-    return {**profiles["paper"], **(profiles[profile] or {})}
+    shared, profiles = document.get(DEFAULTS) or {}, document[experiment] or {}
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; valid choices: {list(PROFILES)}")
+    for name, section in ((DEFAULTS, shared), (experiment, profiles)):
+        unknown = sorted(set(section) - set(PROFILES))
+        if unknown:
+            raise ConfigError(
+                f"{path.name}: section {name!r} has unknown profiles {unknown}; "
+                f"valid: {list(PROFILES)}"
+            )
+    values: dict[str, Any] = {}
+    for section, name in ((shared, "paper"), (profiles, "paper"), (shared, profile)):
+        values.update(section.get(name) or {})
+    values.update(profiles.get(profile) or {})
+    return values
 
 
 def _parse(value: str, annotation: Any, key: str) -> Any:

@@ -11,6 +11,7 @@ Experiments receive a :class:`Tracker` bound to one run and never import mlflow.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import tempfile
@@ -29,9 +30,13 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 import lfxai
+from lfxai.config import to_flat_dict
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 _MAX_BATCH = 1000  # MLflow's log_batch limit on metrics per call
+# The tags that say what a run is; nested runs inherit them from their parent, so a search
+# by data set, experiment or profile finds every run of a sweep or grid.
+IDENTITY_TAGS = ("lfxai.dataset", "lfxai.experiment", "lfxai.profile", "lfxai.version")
 
 
 class Tracker:
@@ -78,6 +83,25 @@ class Tracker:
     def tags(self) -> dict[str, str]:
         """The run's current tags (progress markers of a resumed run among them)."""
         return dict(self.client.get_run(self.run_id).data.tags)
+
+    def log_config(self, identity: dict[str, str], config: Any) -> None:
+        """The run set-up every experiment run gets: identity tags, settings, ``config.yaml``.
+
+        Args:
+            identity: values of :data:`IDENTITY_TAGS` without the ``lfxai.`` prefix
+                (``dataset``, ``experiment``, ``profile``, ``version``).
+            config: the resolved settings (a dataclass), logged as ``config.<key>`` params
+                and, with the identity, as the artifact ``config.yaml``.
+        """
+        tags = {f"lfxai.{k}": v for k, v in identity.items()}
+        unknown = sorted(set(tags) - set(IDENTITY_TAGS))
+        if unknown:
+            raise ValueError(f"unknown identity tags {unknown}; valid: {list(IDENTITY_TAGS)}")
+        self.set_tags(tags)
+        # Prefixed: `mlflow run` already logged the raw -P values under the bare names, and
+        # MLflow refuses to log a param twice with a different value.
+        self.log_params(to_flat_dict(config), prefix="config.")
+        self.log_dict({**identity, **dataclasses.asdict(config)}, "config.yaml")
 
     # -- artifacts -------------------------------------------------------------------------
     def _log_bytes(self, data: bytes, path: str) -> None:
@@ -175,9 +199,15 @@ class Tracker:
 
     @contextmanager
     def nested(self, run_name: str, run_id: str | None = None) -> Iterator[Tracker]:
-        """A child run, FINISHED on success and FAILED on error (``run_id`` reopens one)."""
+        """A child run, FINISHED on success and FAILED on error (``run_id`` reopens one).
+
+        The child inherits the parent's :data:`IDENTITY_TAGS`.
+        """
+        inherited = {k: v for k, v in self.tags().items() if k in IDENTITY_TAGS}
         with mlflow.start_run(run_id=run_id, run_name=run_name, nested=True) as run:
-            yield Tracker(run.info.run_id)
+            child = Tracker(run.info.run_id)
+            child.set_tags(inherited)
+            yield child
 
 
 @contextmanager

@@ -8,7 +8,8 @@ import pytest
 
 import lfxai.experiments  # noqa: F401  (fills the registry)
 from lfxai.config import PROFILES, BaseConfig, ConfigError, build_config, load_profile
-from lfxai.experiments.registry import EXPERIMENTS, get_experiment, register
+from lfxai.experiments.registry import EXPERIMENTS, entries, get_experiment, register
+from lfxai.plugins import get_dataset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +27,10 @@ _VALUES = dict(
     batch_size=2,
     n_epochs=1,
     dim_latent=2,
+    optimizer="adam",
+    lr=1e-3,
+    weight_decay=0.0,
+    lr_schedule="constant",
     methods=["a"],
     ratio=0.5,
     limit=None,
@@ -75,15 +80,17 @@ def test_unknown_profile_and_experiment_are_errors():
         get_experiment("svhn", "nope")
 
 
-@pytest.mark.parametrize("key", sorted(EXPERIMENTS), ids="/".join)
+@pytest.mark.parametrize("key", entries(), ids="/".join)
 @pytest.mark.parametrize("profile", PROFILES)
 def test_every_experiment_has_valid_settings_for_every_profile(key, profile):
-    experiment = EXPERIMENTS[key]
+    """Every (dataset, experiment, profile) a user can run builds a valid config."""
+    experiment = get_experiment(*key)
     config = build_config(experiment.schema, load_profile(*key, profile))
     assert isinstance(config, experiment.schema)
+    get_dataset(key[0]).check_split(config.split)
 
 
 def test_registering_a_name_twice_raises():
-    key = next(iter(EXPERIMENTS))
+    name = next(iter(EXPERIMENTS))
     with pytest.raises(KeyError, match="twice"):
-        register(*key, _Demo)(lambda config, tracker: {})
+        register(name, _Demo)(lambda dataset, config, tracker: {})

@@ -35,6 +35,7 @@ from lfxai.data.provision import (
     sha256_bytes,
     sha256_file,
 )
+from lfxai.data.splits import Split
 
 logger = logging.getLogger(__name__)
 
@@ -302,3 +303,15 @@ def mnist_dataset(
             ]
         )
     return TensorDataset(images, labels)
+
+
+def mnist_split(data_dir: str | Path, train: bool, size: int | None = None) -> Split:
+    """The first ``size`` examples (all if None) of an MNIST split, as a :class:`Split`.
+
+    Args:
+        data_dir: torchvision root holding ``MNIST/raw`` (provisioned if missing).
+        train: the 60k training split if True, else the 10k test split.
+        size: a deterministic prefix; more than the split holds is an error.
+    """
+    dataset = mnist_dataset(data_dir, train, size)
+    return Split(*dataset.tensors)

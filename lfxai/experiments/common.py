@@ -1,4 +1,4 @@
-"""Pieces shared by the experiments: data splits, a tracked fit, the logged encoder."""
+"""Pieces shared by the experiments: autoencoder settings, a tracked fit, logged data."""
 
 from __future__ import annotations
 
@@ -12,21 +12,24 @@ import torch
 from torch import nn
 
 from lfxai.config import BaseConfig, ConfigError, check_choices, check_positive
-from lfxai.data.mnist import mnist_tensors
 from lfxai.data.splits import Split
-from lfxai.models.images import AutoEncoderMnist, DecoderMnist, EncoderMnist
-from lfxai.models.pretext import PRETEXTS, make_pretext
-from lfxai.plotting.curves import image_grid
+from lfxai.models.autoencoder import TrainableModel
+from lfxai.models.pretext import PRETEXTS
+from lfxai.plugins import DatasetPlugin, Splits
 from lfxai.tracking import Tracker
 from lfxai.training import FitResult, fit, get_device
 
 
 @dataclass(frozen=True)
 class AutoencoderConfig(BaseConfig):
-    """Settings shared by experiments that train an autoencoder on (a prefix of) a data set."""
+    """Settings shared by experiments that train an autoencoder on (a prefix of) a data set.
+
+    ``split`` names how the data set is split (one of its plugin's ``splits``).
+    """
 
     pretext: str
     patience: int
+    split: str
     n_train: int | None
     n_test: int | None
     register_model: bool
@@ -39,23 +42,24 @@ class AutoencoderConfig(BaseConfig):
             raise ConfigError(f"patience must be >= 0, got {self.patience}")
 
 
-def mnist_split(data_dir: str, train: bool, size: int | None) -> Split:
-    """The first ``size`` examples (all if None) of an MNIST split under ``data_dir/mnist``."""
-    x, y = mnist_tensors(Path(data_dir) / "mnist", train=train)
-    if size is not None:
-        x, y = x[:size], y[:size]
-    return Split(x, y)
-
-
-def mnist_autoencoder(dim_latent: int, pretext: str, name: str) -> AutoEncoderMnist:
-    """The MNIST autoencoder of the paper with a pretext perturbation by name."""
-    return AutoEncoderMnist(
-        EncoderMnist(dim_latent),
-        DecoderMnist(dim_latent),
-        latent_dim=dim_latent,
-        input_pert=make_pretext(pretext),
-        name=name,
+def load_splits(dataset: DatasetPlugin, config: AutoencoderConfig, tracker: Tracker) -> Splits:
+    """The experiment's splits; their sizes and the device are logged as params."""
+    splits = dataset.load(config.data_dir, config.split, config.seed, config.n_train, config.n_test)
+    tracker.log_params(
+        {
+            "n_train_used": len(splits.train),
+            "n_test_used": len(splits.test),
+            "device_used": get_device(config.device),
+        }
     )
+    return splits
+
+
+def new_model(
+    dataset: DatasetPlugin, config: AutoencoderConfig, splits: Splits, name: str
+) -> TrainableModel:
+    """A fresh instance of the data set's model for these settings."""
+    return dataset.build_model(config.dim_latent, splits.train.x.shape[1:], config.pretext, name)
 
 
 def tracked_fit(
@@ -68,10 +72,11 @@ def tracked_fit(
     patience: int = 10,
     checkpoint_every: int = 0,
     checkpoint_dir: Path | None = None,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-5,
 ) -> FitResult:
-    """Trains with :func:`lfxai.training.fit`, logging ``<prefix>/{train,test}_loss`` per epoch."""
+    """Trains with :func:`lfxai.training.fit`, logging ``<prefix>/{train,test}_loss`` per epoch.
+
+    The optimiser, learning rate, weight decay and schedule come from ``config``.
+    """
     device = get_device(config.device)
     start = time.perf_counter()
     result = fit(
@@ -80,8 +85,10 @@ def tracked_fit(
         test.loader(config.batch_size),
         device,
         n_epochs=config.n_epochs,
-        lr=lr,
-        weight_decay=weight_decay,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        optimizer=config.optimizer,
+        lr_schedule=config.lr_schedule,
         patience=patience,
         checkpoint_every=checkpoint_every,
         checkpoint_dir=checkpoint_dir,
@@ -113,17 +120,29 @@ def registered_name(dataset: str, model: str) -> str:
     return f"lfxai-{dataset}-{model}"
 
 
+def model_title(dataset: DatasetPlugin, config: AutoencoderConfig) -> str:
+    """Figure title naming the data set and model, e.g. ``MNIST denoising AE (d=4)``."""
+    return f"{dataset.title} {config.pretext} AE (d={config.dim_latent})"
+
+
 def log_example_maps(
-    tracker: Tracker, images: torch.Tensor, maps: list[np.ndarray], methods: list[str], path: str
+    tracker: Tracker,
+    dataset: DatasetPlugin,
+    inputs: torch.Tensor,
+    maps: list[np.ndarray],
+    methods: list[str],
+    path: str,
+    title: str = "",
 ) -> None:
-    """A figure of a few images (top row) and one row of importance maps per method.
+    """A figure of a few examples (top row) and one row of importance maps per method.
 
     Args:
         tracker: the run to log to.
-        images: ``(n, 1, H, W)`` images.
-        maps: per method, ``(n, H, W)`` importance of the same images.
+        dataset: draws the examples the way that suits them (images, time series).
+        inputs: ``(n, ...)`` examples.
+        maps: per method, ``(n, ...)`` importance of the same examples.
         methods: the methods' names, in the order of ``maps``.
         path: artifact path without extension (logged as PNG and PDF).
+        title: figure title.
     """
-    grid = np.concatenate([images[:, 0].numpy()[None], np.stack(maps)])
-    tracker.log_figure(image_grid(grid, ["image", *methods]), path)
+    tracker.log_figure(dataset.example_figure(inputs, maps, methods, title), path)

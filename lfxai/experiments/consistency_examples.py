@@ -2,8 +2,9 @@
 
 Train an autoencoder with checkpoints, score every (test, train) pair of a class-balanced
 subset with each example importance method, and measure how often a test example's most
-(least) important train examples share its label. The labels are never seen in training:
-a faithful method ranks same-class examples first (top rates high, bottom rates low).
+(least) important train examples share its label (a digit, normal vs abnormal beat). The
+labels are never seen in training: a faithful method ranks same-class examples first (top
+rates high, bottom rates low). Gradient methods differentiate the model's own training loss.
 """
 
 from __future__ import annotations
@@ -22,20 +23,22 @@ from lfxai.config import (
     check_percentages,
     check_positive,
 )
+from lfxai.data.splits import Split
 from lfxai.experiments.common import (
     AutoencoderConfig,
-    Split,
-    mnist_autoencoder,
-    mnist_split,
+    load_splits,
+    model_title,
+    new_model,
     registered_name,
     scratch_dir,
     tracked_fit,
 )
 from lfxai.experiments.registry import register
 from lfxai.explanations.examples import EXAMPLE_METHODS
-from lfxai.explanations.examples.influence import METHODS as INFLUENCE_METHODS
+from lfxai.explanations.examples.influence_functions import METHODS as INFLUENCE_METHODS
 from lfxai.metrics.consistency import similarity_rates
 from lfxai.plotting.curves import method_curves
+from lfxai.plugins import DatasetPlugin
 from lfxai.tracking import Tracker
 from lfxai.training import get_device, seed_everything
 
@@ -55,6 +58,8 @@ class ConsistencyExamplesConfig(AutoencoderConfig):
     damping: float
     scale: float
     hessian_size: int | None
+    arnoldi_iter: int
+    arnoldi_rank: int
     simplex_steps: int
 
     def validate(self) -> None:
@@ -69,6 +74,8 @@ class ConsistencyExamplesConfig(AutoencoderConfig):
             "n_test_explained",
             "recursion_depth",
             "hvp_batch_size",
+            "arnoldi_iter",
+            "arnoldi_rank",
             "simplex_steps",
         )
         if "TracIn" in self.example_methods and self.checkpoint_every <= 0:
@@ -115,14 +122,21 @@ def _influence_loader(train: Split, config: ConsistencyExamplesConfig, seed: int
     )
 
 
-@register("mnist", "consistency_examples", ConsistencyExamplesConfig)
-def consistency_examples(config: ConsistencyExamplesConfig, tracker: Tracker) -> dict[str, float]:
+@register("consistency_examples", ConsistencyExamplesConfig)
+def consistency_examples(
+    dataset: DatasetPlugin, config: ConsistencyExamplesConfig, tracker: Tracker
+) -> dict[str, float]:
     """Similarity rates of the top and bottom k% train examples, per example method."""
     generator = seed_everything(config.seed)
     device = get_device(config.device)
-    train = mnist_split(config.data_dir, train=True, size=config.n_train)
-    test = mnist_split(config.data_dir, train=False, size=config.n_test)
-    model = mnist_autoencoder(config.dim_latent, config.pretext, name=f"{config.pretext}_ae")
+    splits = load_splits(dataset, config, tracker)
+    train, test = splits.train, splits.explain
+    if config.n_test_explained > len(test):
+        raise ConfigError(
+            f"n_test_explained={config.n_test_explained} but the test split has {len(test)} "
+            "examples"
+        )
+    model = new_model(dataset, config, splits, name=f"{config.pretext}_ae")
     checkpoints = scratch_dir()
     try:
         tracked_fit(
@@ -130,14 +144,16 @@ def consistency_examples(config: ConsistencyExamplesConfig, tracker: Tracker) ->
             config,
             tracker,
             train,
-            test,
+            splits.test,
             patience=config.patience,
             checkpoint_every=config.checkpoint_every,
             checkpoint_dir=checkpoints,
         )
         for path in model.checkpoints_files:
             tracker.log_file(path, "checkpoints")
-        name = registered_name("mnist", f"{config.pretext}-ae") if config.register_model else None
+        name = (
+            registered_name(dataset.name, f"{config.pretext}-ae") if config.register_model else None
+        )
         uri = tracker.log_model(model.encoder, "encoder", test.x[:1], registered_model_name=name)
         tracker.set_tags({"lfxai.encoder_uri": uri})
         model.to(device).eval()
@@ -148,19 +164,23 @@ def consistency_examples(config: ConsistencyExamplesConfig, tracker: Tracker) ->
         explained_test = Split(test.x[test_idx], test.y[test_idx])
         tracker.log_array(train_idx, "subsets/train_idx.npy")
         tracker.log_array(test_idx, "subsets/test_idx.npy")
+        # The explainers' options carry the settings' own names.
         options = dict(
-            method=config.influence_method,
+            influence_method=config.influence_method,
             train_loader_replacement=_influence_loader(train, config, config.seed),
             recursion_depth=config.recursion_depth,
-            damp=config.damping,
+            hvp_batch_size=config.hvp_batch_size,
+            damping=config.damping,
             scale=config.scale,
             hessian_size=config.hessian_size,
+            arnoldi_iter=config.arnoldi_iter,
+            arnoldi_rank=config.arnoldi_rank,
             seed=config.seed,
-            n_epoch=config.simplex_steps,
+            simplex_steps=config.simplex_steps,
         )
         rows = []
         for method in config.example_methods:
-            explainer = EXAMPLE_METHODS[method](model, loss_f=torch.nn.MSELoss())
+            explainer = EXAMPLE_METHODS[method](model)  # the model's own loss
             start = time.perf_counter()
             scores = explainer.attribute_loader(
                 device,
@@ -203,7 +223,7 @@ def consistency_examples(config: ConsistencyExamplesConfig, tracker: Tracker) ->
             style="type",
             xlabel="% most (solid) / least (dashed) important train examples",
             ylabel="similarity rate",
-            title=f"MNIST {config.pretext} AE (d={config.dim_latent})",
+            title=model_title(dataset, config),
         ),
         "consistency_examples",
     )

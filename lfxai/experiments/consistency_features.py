@@ -1,8 +1,9 @@
 """Consistency check of label-free feature importance (paper Section 4.1).
 
-Train an autoencoder, explain its test representations with each feature attribution
-method, mask the top-k% most important features of every image and measure how far the
-representation moves. A faithful method moves it more than a random ranking does.
+Train an autoencoder, explain the representations of the explained split with each feature
+attribution method, replace the top-k% most important features of every example by the data
+set's baseline (a black pixel, the mean training beat, a blurred image) and measure how far
+the representation moves. A faithful method moves it more than a random ranking does.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from lfxai.config import check_choices, check_percentages, check_positive
 from lfxai.data.masking import apply_mask, top_k_mask
 from lfxai.experiments.common import (
     AutoencoderConfig,
+    load_splits,
     log_example_maps,
-    mnist_autoencoder,
-    mnist_split,
+    model_title,
+    new_model,
     registered_name,
     tracked_fit,
 )
@@ -27,10 +29,12 @@ from lfxai.experiments.registry import register
 from lfxai.explanations.features import FEATURE_METHODS, attribute_auxiliary, make_feature_method
 from lfxai.metrics.consistency import encode, representation_shift
 from lfxai.plotting.curves import method_curves
+from lfxai.plugins import DatasetPlugin
+from lfxai.plugins.base import replacement_for
 from lfxai.tracking import Tracker
 from lfxai.training import get_device, seed_everything
 
-N_EXAMPLE_IMAGES = 6  # test images shown with their saliency maps
+N_EXAMPLES = 6  # explained examples shown with their saliency maps
 
 
 @dataclass(frozen=True)
@@ -48,34 +52,34 @@ class ConsistencyFeaturesConfig(AutoencoderConfig):
         check_positive(self, "attribution_batch_size")
 
 
-@register("mnist", "consistency_features", ConsistencyFeaturesConfig)
-def consistency_features(config: ConsistencyFeaturesConfig, tracker: Tracker) -> dict[str, float]:
-    """Representation shift vs % of pixels perturbed, per feature attribution method."""
+@register("consistency_features", ConsistencyFeaturesConfig)
+def consistency_features(
+    dataset: DatasetPlugin, config: ConsistencyFeaturesConfig, tracker: Tracker
+) -> dict[str, float]:
+    """Representation shift vs % of features perturbed, per feature attribution method."""
     seed_everything(config.seed)
     device = get_device(config.device)
-    train = mnist_split(config.data_dir, train=True, size=config.n_train)
-    test = mnist_split(config.data_dir, train=False, size=config.n_test)
-    tracker.log_params(
-        {"n_train_used": len(train.y), "n_test_used": len(test.y), "device_used": device}
-    )
+    splits = load_splits(dataset, config, tracker)
+    train, test, explain = splits.train, splits.test, splits.explain
 
-    model = mnist_autoencoder(config.dim_latent, config.pretext, name=f"{config.pretext}_ae")
+    model = new_model(dataset, config, splits, name=f"{config.pretext}_ae")
     tracked_fit(model, config, tracker, train, test, patience=config.patience)
     encoder = model.encoder.to(device).eval()
-    name = registered_name("mnist", f"{config.pretext}-ae") if config.register_model else None
-    model_uri = tracker.log_model(encoder, "encoder", test.x[:1], registered_model_name=name)
+    name = registered_name(dataset.name, f"{config.pretext}-ae") if config.register_model else None
+    model_uri = tracker.log_model(encoder, "encoder", explain.x[:1], registered_model_name=name)
     tracker.set_tags({"lfxai.encoder_uri": model_uri})
     encoder.to(device)
 
-    baseline = torch.zeros(1, *test.x.shape[1:])  # black image, as in the paper
-    codes = encode(encoder, test.x, device)
+    baseline = dataset.baseline(train)
+    codes = encode(encoder, explain.x, device)
     tracker.log_array(codes, "codes/test.npy")  # lets a reloaded encoder be checked
+    replacement = replacement_for(baseline, explain.x)
     rows, maps = [], []
     for method in config.feature_methods:
         attr_method = make_feature_method(method, encoder, seed=config.seed)
         start = time.perf_counter()
         scores = attribute_auxiliary(
-            encoder, test.loader(config.attribution_batch_size), device, attr_method, baseline
+            encoder, explain.loader(config.attribution_batch_size), device, attr_method, baseline
         )
         seconds = time.perf_counter() - start
         tracker.log_array(scores, f"attributions/{method}.npy")
@@ -86,9 +90,9 @@ def consistency_features(config: ConsistencyFeaturesConfig, tracker: Tracker) ->
             }
         )
         scores = torch.from_numpy(scores)
-        maps.append(scores[:N_EXAMPLE_IMAGES, 0].numpy())
+        maps.append(scores[:N_EXAMPLES].numpy())
         for pct in config.perturbation_percentages:
-            masked = apply_mask(test.x, top_k_mask(scores, pct / 100), baseline)
+            masked = apply_mask(explain.x, top_k_mask(scores, pct / 100), replacement)
             shift = representation_shift(codes, encode(encoder, masked, device))
             rows.append({"method": method, "pct_perturbed": pct, "representation_shift": shift})
 
@@ -104,19 +108,26 @@ def consistency_features(config: ConsistencyFeaturesConfig, tracker: Tracker) ->
         ]
     )
     tracker.log_table(table, "consistency_features.csv")
+    title = model_title(dataset, config)
     tracker.log_figure(
         method_curves(
             table,
             "pct_perturbed",
             "representation_shift",
-            xlabel="% pixels perturbed",
+            xlabel=f"% {dataset.feature_unit} perturbed",
             ylabel="representation shift",
-            title=f"MNIST {config.pretext} AE (d={config.dim_latent})",
+            title=title,
         ),
         "consistency_features",
     )
     log_example_maps(
-        tracker, test.x[:N_EXAMPLE_IMAGES], maps, list(config.feature_methods), "saliency_examples"
+        tracker,
+        dataset,
+        explain.x[:N_EXAMPLES],
+        maps,
+        list(config.feature_methods),
+        "saliency_examples",
+        title=title,
     )
     summary = table.groupby("method")["representation_shift"].mean()
     final = {f"representation_shift_mean/{m}": float(v) for m, v in summary.items()}

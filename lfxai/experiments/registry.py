@@ -1,7 +1,8 @@
-"""The registry of experiments: ``(dataset, name) -> Experiment``.
+"""The registry of experiments: ``name -> Experiment``, each written once for every data set.
 
-Experiment modules register themselves with :func:`register`; ``lfxai.experiments``
-imports each of them once, so the registry is complete after ``import lfxai.experiments``.
+Experiment modules register themselves with :func:`register`; ``lfxai.experiments`` imports
+each of them once. Which experiments a data set has is declared by its plugin
+(``lfxai.plugins``), so adding a data set touches no experiment module.
 """
 
 from __future__ import annotations
@@ -10,53 +11,57 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lfxai.config import BaseConfig, ConfigError
+from lfxai.plugins import DATASETS, DatasetPlugin, get_dataset
 from lfxai.tracking import Tracker
 
-ExperimentFn = Callable[[BaseConfig, Tracker], dict[str, float]]
+ExperimentFn = Callable[[DatasetPlugin, BaseConfig, Tracker], dict[str, float]]
 
 
 @dataclass(frozen=True)
 class Experiment:
-    """One experiment of one dataset: its settings schema and its function."""
+    """One experiment: its settings schema and its function ``(dataset, config, tracker)``."""
 
-    dataset: str
     name: str
     schema: type[BaseConfig]
     run: ExperimentFn
 
 
-EXPERIMENTS: dict[tuple[str, str], Experiment] = {}
+EXPERIMENTS: dict[str, Experiment] = {}
 
 
-def register(
-    dataset: str, name: str, schema: type[BaseConfig]
-) -> Callable[[ExperimentFn], ExperimentFn]:
+def register(name: str, schema: type[BaseConfig]) -> Callable[[ExperimentFn], ExperimentFn]:
     """Decorator adding an experiment function to :data:`EXPERIMENTS` (duplicates raise)."""
 
     def decorator(fn: ExperimentFn) -> ExperimentFn:
-        key = (dataset, name)
-        if key in EXPERIMENTS:
-            raise KeyError(f"experiment {dataset}/{name} is registered twice")
-        EXPERIMENTS[key] = Experiment(dataset, name, schema, fn)
+        if name in EXPERIMENTS:
+            raise KeyError(f"experiment {name} is registered twice")
+        EXPERIMENTS[name] = Experiment(name, schema, fn)
         return fn
 
     return decorator
 
 
 def datasets() -> list[str]:
-    return sorted({dataset for dataset, _ in EXPERIMENTS})
+    return sorted(DATASETS)
 
 
 def names(dataset: str) -> list[str]:
-    return sorted(name for ds, name in EXPERIMENTS if ds == dataset)
+    """The experiments declared for ``dataset`` (its entry point's valid ``name`` values)."""
+    return sorted(get_dataset(dataset).experiments)
+
+
+def entries() -> list[tuple[str, str]]:
+    """Every ``(dataset, experiment)`` pair a user can run."""
+    return [(d, n) for d in datasets() for n in names(d)]
 
 
 def get_experiment(dataset: str, name: str) -> Experiment:
-    """The registered experiment, or a :class:`ConfigError` listing the valid choices."""
-    if dataset not in datasets():
-        raise ConfigError(f"unknown dataset {dataset!r}; valid choices: {datasets()}")
-    if (dataset, name) not in EXPERIMENTS:
+    """The experiment ``name`` of ``dataset``, or a :class:`ConfigError` listing the choices."""
+    plugin = get_dataset(dataset)
+    if name not in plugin.experiments:
         raise ConfigError(
             f"unknown experiment {name!r} for dataset {dataset!r}; valid choices: {names(dataset)}"
         )
-    return EXPERIMENTS[(dataset, name)]
+    if name not in EXPERIMENTS:  # a plugin declared an experiment nobody wrote
+        raise ConfigError(f"experiment {name!r} of dataset {dataset!r} is not implemented")
+    return EXPERIMENTS[name]

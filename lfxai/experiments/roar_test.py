@@ -1,10 +1,11 @@
 """ROAR (RemOve And Retrain) with label-free feature importance.
 
-Train an identity-pretext autoencoder, rank the pixels of every TRAINING image with a
-label-free attribution method, remove each image's top-k% pixels (set them to 0), retrain a
-fresh autoencoder from the SAME initial weights on the masked images and measure its loss
-on the unmasked test set. Removing informative pixels should hurt more than removing random
-ones. Every retraining is a nested MLflow run; an interrupted run resumes where it stopped.
+Train an identity-pretext autoencoder, rank the features of every TRAINING example with a
+label-free attribution method, remove each example's top-k% features (replace them by the data
+set's baseline: 0 for MNIST pixels), retrain a fresh autoencoder from the SAME initial weights
+on the masked examples and measure its loss on the unmasked test set. Removing informative
+features should hurt more than removing random ones. Every retraining is a nested MLflow
+run; an interrupted run resumes where it stopped.
 
 Differences from the reference script, on purpose: importance is computed with an unshuffled
 loader (the reference explained a shuffled loader, so its masks were paired with the wrong
@@ -32,23 +33,26 @@ from lfxai.config import (
     check_positive,
 )
 from lfxai.data.masking import apply_mask, top_k_mask
+from lfxai.data.splits import Split
 from lfxai.experiments.common import (
     AutoencoderConfig,
-    Split,
+    load_splits,
     log_example_maps,
-    mnist_autoencoder,
-    mnist_split,
+    model_title,
+    new_model,
     registered_name,
     tracked_fit,
 )
 from lfxai.experiments.registry import register
 from lfxai.explanations.features import FEATURE_METHODS, attribute_auxiliary, make_feature_method
-from lfxai.models.images import AutoEncoderMnist
+from lfxai.models.autoencoder import TrainableModel
 from lfxai.plotting.curves import method_curves
+from lfxai.plugins import DatasetPlugin, Splits
+from lfxai.plugins.base import replacement_for
 from lfxai.tracking import Tracker
 from lfxai.training import get_device, seed_everything
 
-N_EXAMPLE_IMAGES = 6  # training images shown with their importance maps
+N_EXAMPLES = 6  # training examples shown with their importance maps
 TAG = "lfxai.roar_test."  # prefix of the tags that record progress (read back on resume)
 INITIAL_WEIGHTS = "weights/initial.pt"
 BASE_WEIGHTS = "weights/base.pt"
@@ -90,15 +94,16 @@ class RoarTestConfig(AutoencoderConfig):
             raise ConfigError("register_retrained=true needs log_retrained_models=true")
 
 
-@register("mnist", "roar_test", RoarTestConfig)
-def roar_test(config: RoarTestConfig, tracker: Tracker) -> dict[str, float]:
-    """Test loss vs % of training pixels removed, per feature attribution method.
+@register("roar_test", RoarTestConfig)
+def roar_test(dataset: DatasetPlugin, config: RoarTestConfig, tracker: Tracker) -> dict[str, float]:
+    """Test loss vs % of training features removed, per feature attribution method.
 
     Resumable: when ``tracker`` is a reopened run, the initial weights, the base model and
     the importance scores are reloaded from its artifacts, and FINISHED nested runs are
     skipped (their test loss reused); unfinished ones are reopened and retrained.
 
     Args:
+        dataset: the data set's plugin (splits, model, baseline, figures).
         config: the resolved settings.
         tracker: the parent run; each retraining becomes a nested run under it.
 
@@ -109,27 +114,28 @@ def roar_test(config: RoarTestConfig, tracker: Tracker) -> dict[str, float]:
     start = time.perf_counter()
     seed_everything(config.seed)
     device = get_device(config.device)
-    train = mnist_split(config.data_dir, train=True, size=config.n_train)
-    test = mnist_split(config.data_dir, train=False, size=config.n_test)
-    tracker.log_params(
-        {"n_train_used": len(train.y), "n_test_used": len(test.y), "device_used": device}
-    )
+    splits = load_splits(dataset, config, tracker)
+    train = splits.train
     tags = tracker.tags()  # empty for a fresh run; progress markers when resuming
-    initial = _initial_weights(config, tracker, tags)
+    models = _ModelFactory(dataset, config, splits)
+    initial = _initial_weights(models, tracker, tags)
     tracker.log_metrics({"time/setup_seconds": time.perf_counter() - start})
 
-    base, base_loss = _base_model(config, tracker, tags, initial, train, test)
+    base, base_loss = _base_model(config, models, tracker, tags, initial, splits)
     encoder = base.encoder.to(device).eval()
     done, unfinished = _previous_retrainings(tracker)
-    retrain = _Retrainer(config, tracker, initial, train, test, _InterruptionHook.from_env())
+    removed_value = replacement_for(dataset.baseline(train), train.x)
+    retrain = _Retrainer(
+        config, models, tracker, initial, splits, removed_value, _InterruptionHook.from_env()
+    )
 
     rows, maps = [], []
     for method in config.feature_methods:
         key = f"roar/test_loss/{method}"
         rows.append({"method": method, "pct_removed": 0.0, "test_loss": base_loss, "run_id": ""})
         tracker.log_new_points(key, [(0, base_loss)])
-        scores = _importance(config, tracker, tags, method, encoder, train, device)
-        maps.append(scores[:N_EXAMPLE_IMAGES, 0].numpy())
+        scores = _importance(config, dataset, tracker, tags, method, encoder, train, device)
+        maps.append(scores[:N_EXAMPLES].numpy())
         retrain_seconds, n_retrained = 0.0, 0
         for pct in config.remove_percentages:
             if (method, _k(pct)) in done:
@@ -147,20 +153,22 @@ def roar_test(config: RoarTestConfig, tracker: Tracker) -> dict[str, float]:
 
     table = pd.DataFrame(rows)
     tracker.log_table(table, "roar_test.csv")
+    loss_name = type(base.loss_f).__name__.removesuffix("Loss").upper()
     tracker.log_figure(
         method_curves(
             table,
             "pct_removed",
             "test_loss",
-            xlabel="% training pixels removed",
-            ylabel="test reconstruction loss (MSE)",
-            title=f"ROAR, MNIST {config.pretext} AE (d={config.dim_latent})",
+            xlabel=f"% training {dataset.feature_unit} removed",
+            ylabel=f"test reconstruction loss ({loss_name})",
+            title=f"ROAR, {model_title(dataset, config)}",
         ),
         "roar_test",
     )
     log_example_maps(
         tracker,
-        train.x[:N_EXAMPLE_IMAGES],
+        dataset,
+        train.x[:N_EXAMPLES],
         maps,
         list(config.feature_methods),
         "importance_examples",
@@ -171,13 +179,25 @@ def roar_test(config: RoarTestConfig, tracker: Tracker) -> dict[str, float]:
 
 
 # -- phases ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _ModelFactory:
+    """Fresh instances of the data set's model for these settings (all with one shape)."""
+
+    dataset: DatasetPlugin
+    config: RoarTestConfig
+    splits: Splits
+
+    def __call__(self, name: str) -> TrainableModel:
+        return new_model(self.dataset, self.config, self.splits, name)
+
+
 def _initial_weights(
-    config: RoarTestConfig, tracker: Tracker, tags: dict[str, str]
+    models: _ModelFactory, tracker: Tracker, tags: dict[str, str]
 ) -> dict[str, torch.Tensor]:
     """The untrained weights every model starts from: logged once, reloaded on resume."""
     if TAG + "initial_weights" in tags:
         return tracker.load_state_dict(INITIAL_WEIGHTS)
-    model = mnist_autoencoder(config.dim_latent, config.pretext, name="roar_test_initial")
+    model = models("roar_test_initial")
     tracker.log_state_dict(model, INITIAL_WEIGHTS)
     tracker.set_tags({TAG + "initial_weights": INITIAL_WEIGHTS})
     # Clones: a state_dict shares storage with the module's parameters.
@@ -186,14 +206,15 @@ def _initial_weights(
 
 def _base_model(
     config: RoarTestConfig,
+    models: _ModelFactory,
     tracker: Tracker,
     tags: dict[str, str],
     initial: dict[str, torch.Tensor],
-    train: Split,
-    test: Split,
-) -> tuple[AutoEncoderMnist, float]:
+    splits: Splits,
+) -> tuple[TrainableModel, float]:
     """Trains (or, on resume, reloads) the base model; its test loss is the 0% point."""
-    model = mnist_autoencoder(config.dim_latent, config.pretext, name="roar_test_base")
+    train, test = splits.train, splits.test
+    model = models("roar_test_base")
     if TAG + "base_test_loss" in tags:  # set last below, so its presence means "all done"
         model.load_state_dict(tracker.load_state_dict(BASE_WEIGHTS))
         return model.eval(), float(tags[TAG + "base_test_loss"])
@@ -205,7 +226,7 @@ def _base_model(
     loss = result.best_test_loss
     tracker.log_metrics({"roar/base_test_loss": loss})
     tracker.log_state_dict(model, BASE_WEIGHTS)
-    name = registered_name("mnist", "roar-test-ae") if config.register_model else None
+    name = registered_name(models.dataset.name, "roar-test-ae") if config.register_model else None
     uri = tracker.log_model(model.encoder, "encoder", test.x[:1], registered_model_name=name)
     tracker.set_tags({"lfxai.encoder_uri": uri, TAG + "base_test_loss": repr(loss)})
     return model, loss
@@ -213,6 +234,7 @@ def _base_model(
 
 def _importance(
     config: RoarTestConfig,
+    dataset: DatasetPlugin,
     tracker: Tracker,
     tags: dict[str, str],
     method: str,
@@ -220,12 +242,12 @@ def _importance(
     train: Split,
     device: torch.device,
 ) -> torch.Tensor:
-    """Label-free importance ``(N, 1, 28, 28)`` of every training pixel (reloaded on resume)."""
+    """Label-free importance ``(N, ...)`` of every training feature (reloaded on resume)."""
     path = f"attributions/{method}.npy"
     if TAG + f"attributions.{method}" in tags:
         return torch.from_numpy(tracker.load_array(path))
     attr_method = make_feature_method(method, encoder, seed=config.seed)
-    baseline = torch.zeros(1, *train.x.shape[1:])  # black image, as in the paper
+    baseline = dataset.baseline(train)
     start = time.perf_counter()
     # Unshuffled loader: scores[i] must belong to train.x[i].
     scores = attribute_auxiliary(
@@ -248,10 +270,11 @@ class _Retrainer:
     """Runs one retraining per call; holds what all retrainings share."""
 
     config: RoarTestConfig
+    models: _ModelFactory
     parent: Tracker
     initial: dict[str, torch.Tensor]
-    train: Split
-    test: Split
+    splits: Splits
+    removed_value: torch.Tensor  # what a removed feature becomes (the data set's baseline)
     interrupt: _InterruptionHook
 
     def __call__(
@@ -262,29 +285,22 @@ class _Retrainer:
         Args:
             method: name of the attribution method that produced ``scores``.
             pct: percentage of pixels removed from every training image.
-            scores: importance ``(N, 1, 28, 28)`` of the training pixels.
+            scores: importance ``(N, ...)`` of the training features.
             run_id: an unfinished nested run of the same (method, k) to reopen, if any.
 
         Returns:
             The nested run's id and the retrained model's loss on the unmasked test set.
         """
-        config, test = self.config, self.test
+        config, train, test = self.config, self.splits.train, self.splits.test
         with self.parent.nested(f"{method}-{_k(pct)}", run_id=run_id) as child:
-            child.set_tags(
-                {
-                    TAG + "method": method,
-                    TAG + "k": _k(pct),
-                    "lfxai.dataset": "mnist",
-                    "lfxai.experiment": "roar_test",
-                }
-            )
+            child.set_tags({TAG + "method": method, TAG + "k": _k(pct)})
             self.interrupt.check()  # inside the nested run, so that it ends FAILED
             mask = top_k_mask(scores, pct / 100)
             n_removed = int(mask[0].sum())
             child.log_params({"method": method, "k": _k(pct), "n_pixels_removed": n_removed})
-            masked = Split(apply_mask(self.train.x, mask, 0.0), self.train.y)
+            masked = Split(apply_mask(train.x, mask, self.removed_value), train.y)
             del mask
-            model = mnist_autoencoder(config.dim_latent, config.pretext, f"roar_{method}_{pct:g}")
+            model = self.models(f"roar_{method}_{pct:g}")
             model.load_state_dict(self.initial)
             result = tracked_fit(model, config, child, masked, test, patience=config.patience)
             loss = result.best_test_loss
@@ -292,7 +308,8 @@ class _Retrainer:
             if config.log_retrained_models:
                 name = None
                 if config.register_retrained:
-                    name = registered_name("mnist", f"roar-test-ae-{method}-{_k(pct)}".lower())
+                    key = f"roar-test-ae-{method}-{_k(pct)}".lower()
+                    name = registered_name(self.models.dataset.name, key)
                 child.log_model(model.encoder, "encoder", test.x[:1], registered_model_name=name)
             return child.run_id, loss
 

@@ -10,15 +10,15 @@ FAILED with a message naming the bad value and the valid choices, before any dat
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
 import traceback
 
 from lfxai import __version__
-from lfxai.config import PROFILES, ConfigError, build_config, load_profile, to_flat_dict
+from lfxai.config import PROFILES, ConfigError, build_config, load_profile
 from lfxai.experiments.registry import get_experiment, names
+from lfxai.plugins import get_dataset
 from lfxai.tracking import Tracker, tracked_run, tracking_uri
 
 EXIT_BAD_INPUT = 2
@@ -60,33 +60,23 @@ def _execute(
     dataset: str, args: argparse.Namespace, overrides: dict[str, str], tracker: Tracker
 ) -> None:
     experiment = get_experiment(dataset, args.name)
+    plugin = get_dataset(dataset)
     if args.profile not in PROFILES:
         raise ConfigError(f"unknown profile {args.profile!r}; valid choices: {list(PROFILES)}")
     config = build_config(
         experiment.schema, load_profile(dataset, args.name, args.profile), overrides
     )
-    tracker.set_tags(
-        {
-            "lfxai.dataset": dataset,
-            "lfxai.experiment": args.name,
-            "lfxai.profile": args.profile,
-            "lfxai.version": __version__,
-        }
-    )
-    # Prefixed: `mlflow run` already logged the raw -P values under the bare names, and
-    # MLflow refuses to log a param twice with a different value.
-    tracker.log_params(to_flat_dict(config), prefix="config.")
-    tracker.log_dict(
-        {
-            "dataset": dataset,
-            "name": args.name,
-            "profile": args.profile,
-            **dataclasses.asdict(config),
-        },
-        "config.yaml",
-    )
+    if hasattr(config, "split"):
+        plugin.check_split(config.split)
+    identity = {
+        "dataset": dataset,
+        "experiment": args.name,
+        "profile": args.profile,
+        "version": __version__,
+    }
+    tracker.log_config(identity, config)
     start = time.perf_counter()
-    summary = experiment.run(config, tracker)
+    summary = experiment.run(plugin, config, tracker)
     tracker.log_metrics({"time/total_seconds": time.perf_counter() - start})
     print(f"[lfxai] {dataset}/{args.name} ({args.profile}) finished in run {tracker.run_id}")
     for key, value in summary.items():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lfxai.models.pretext import Identity
+from lfxai.models.autoencoder import AutoEncoder, TrainableModel
 
 
 class EncoderMnist(nn.Module):
@@ -63,11 +63,8 @@ class DecoderMnist(nn.Module):
         return torch.sigmoid(self.decoder_conv(self.unflatten(self.decoder_lin(z))))
 
 
-class AutoEncoderMnist(nn.Module):
-    """Autoencoder whose inputs are perturbed by a pretext task while training.
-
-    The perturbation (``Identity``, ``GaussianNoise``, ``RandomMask``) is applied only in
-    training mode, so an evaluated model is deterministic and explanations see clean inputs.
+class AutoEncoderMnist(AutoEncoder):
+    """The MNIST autoencoder: :class:`AutoEncoder` with an MSE loss by default.
 
     Args:
         encoder: maps images to codes.
@@ -78,37 +75,8 @@ class AutoEncoderMnist(nn.Module):
         loss_f: per-batch reconstruction loss (mean reduction).
     """
 
-    def __init__(
-        self,
-        encoder: EncoderMnist,
-        decoder: DecoderMnist,
-        latent_dim: int,
-        input_pert: nn.Module | None = None,
-        name: str = "model",
-        loss_f: nn.Module | None = None,
-    ) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.decoder = decoder
-        self.latent_dim = latent_dim
-        self.input_pert = input_pert if input_pert is not None else Identity()
-        self.name = name
-        self.loss_f = loss_f if loss_f is not None else nn.MSELoss()
-        # Filled by the training loop when checkpoints are requested (used by TracIn).
-        self.checkpoints_files: list[str] = []
-        self.lr: float | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            x = self.input_pert(x)
-        return self.decoder(self.encoder(x))
-
-    def loss(self, x: torch.Tensor, _y: torch.Tensor | None = None) -> torch.Tensor:
-        """Reconstruction loss of the clean input (the pretext task's target)."""
-        return self.loss_f(self(x), x)
-
-
-class ClassifierMnist(nn.Module):
+class ClassifierMnist(TrainableModel):
     """The MNIST encoder followed by a linear head (the "Classification" pretext task).
 
     Args:
@@ -118,22 +86,15 @@ class ClassifierMnist(nn.Module):
         name: a short identifier.
     """
 
+    target = "label"
+
     def __init__(
         self, encoder: EncoderMnist, latent_dim: int, n_classes: int = 10, name: str = "model"
     ) -> None:
-        super().__init__()
+        super().__init__(name, nn.CrossEntropyLoss())
         self.encoder = encoder
         self.latent_dim = latent_dim
         self.lin_output = nn.Linear(latent_dim, n_classes)
-        self.name = name
-        self.loss_f = nn.CrossEntropyLoss()
-        self.checkpoints_files: list[str] = []
-        self.lr: float | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.lin_output(self.encoder(x))
-
-    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        if y is None:
-            raise ValueError("ClassifierMnist.loss needs labels y")
-        return self.loss_f(self(x), y)

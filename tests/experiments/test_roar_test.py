@@ -11,8 +11,8 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from lfxai.data.masking import apply_mask, top_k_mask
+from lfxai.data.mnist import mnist_split
 from lfxai.experiments import roar_test as roar
-from lfxai.experiments.common import mnist_split
 from lfxai.experiments.runner import EXIT_BAD_INPUT, main
 from lfxai.tracking import Tracker
 
@@ -120,7 +120,7 @@ def test_every_retraining_starts_from_the_logged_weights_on_masked_images(
     scores = torch.from_numpy(tracker.load_array("attributions/IntegratedGradients.npy"))
     assert [prefix for prefix, _, _ in seen] == ["base", "fit", "fit"]
     base_images = seen[0][2]
-    assert torch.equal(base_images, mnist_split(str(data_dir), train=True, size=40).x)
+    assert torch.equal(base_images, mnist_split(data_dir / "mnist", train=True, size=40).x)
     assert scores.shape == base_images.shape == (40, 1, 28, 28)
     for _, state, _ in seen:
         assert state.keys() == initial.keys()

@@ -11,9 +11,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lfxai.explanations.examples import (
+    DKNN,
     EXAMPLE_METHODS,
     InfluenceFunctions,
-    NearestNeighbours,
     SimplEx,
     TracIn,
     register,
@@ -138,7 +138,7 @@ def test_registry_names_and_duplicates() -> None:
 
 def test_unknown_option_raises_and_foreign_options_are_ignored(model, data) -> None:
     x_train, x_test = data
-    explainer = NearestNeighbours(model, X_train=x_train)
+    explainer = DKNN(model, X_train=x_train)
     with pytest.raises(TypeError):
         explainer.attribute(x_test, [0, 1], n_neighbors=1)
     out = explainer.attribute(x_test, [0, 1], recursion_depth=3, learning_rate=0.1)
@@ -153,7 +153,7 @@ def test_attribute_loader_shapes_with_mismatched_batches(model, data, tmp_path, 
     labels = torch.zeros(N_TRAIN, dtype=torch.long), torch.zeros(N_TEST, dtype=torch.long)
     train_loader = DataLoader(TensorDataset(x_train, labels[0]), batch_size=4)
     test_loader = DataLoader(TensorDataset(x_test, labels[1]), batch_size=3)
-    opts = {"recursion_depth": 2, "n_epoch": 20}
+    opts = {"recursion_depth": 2, "simplex_steps": 20}
     explainer = EXAMPLE_METHODS[name](model, nn.MSELoss(), X_train=x_train, progress=False)
     scores = explainer.attribute_loader(torch.device("cpu"), train_loader, test_loader, **opts)
     assert scores.shape == (N_TEST, N_TRAIN)
@@ -267,7 +267,7 @@ def test_dknn_matches_pairwise_loop(model, data) -> None:
     different batching would amplify float32 noise by ``|h| / ||h_test - h_train||``.
     """
     x_train, x_test = data
-    explainer = NearestNeighbours(model, X_train=x_train, chunk_size=3)
+    explainer = DKNN(model, X_train=x_train, chunk_size=3)
     scores = explainer.attribute(x_test, None)
     h_train, h_test = explainer.representations(x_train), explainer.representations(x_test)
     torch.testing.assert_close(h_train, naive_codes(model, x_train), rtol=1e-5, atol=1e-5)
@@ -300,7 +300,7 @@ def test_lissa_matches_per_example_recursion(model, data) -> None:
         [0, 2, 5],
         train_loader_replacement=batches,
         recursion_depth=depth,
-        damp=damp,
+        damping=damp,
         scale=scale,
     )
     g_train = naive_grads(model, nn.MSELoss(), x_train[[0, 2, 5]])
@@ -314,7 +314,7 @@ def test_lissa_matches_per_example_recursion(model, data) -> None:
             expected[i, j] = torch.dot(g_test[i], v / scale)
     torch.testing.assert_close(scores, expected, rtol=1e-4, atol=1e-8)
     # Without a loader, batches are resampled with a seed: deterministic, seed-dependent.
-    opts = {"recursion_depth": 3, "damp": damp, "scale": scale}
+    opts = {"recursion_depth": 3, "damping": damp, "scale": scale}
     again = [explainer.attribute(x_test, None, seed=s, **opts) for s in (0, 0, 1)]
     torch.testing.assert_close(again[0], again[1])
     assert not torch.allclose(again[0], again[2])
@@ -331,14 +331,23 @@ def test_exact_and_arnoldi_match_dense_damped_inverse(model, data) -> None:
     )
     expected = g_test @ inverse @ g_train.T
     explainer = InfluenceFunctions(model, nn.MSELoss(), X_train=x_train, progress=False)
-    exact = explainer.attribute(x_test, None, method="exact", damp=damp, batch_size=4)
+    exact = explainer.attribute(
+        x_test, None, influence_method="exact", damping=damp, hvp_batch_size=4
+    )
     torch.testing.assert_close(exact, expected, rtol=1e-3, atol=1e-6)
     n_params = len(hessian)
     full = explainer.attribute(
-        x_test, None, method="arnoldi", damp=damp, rank=n_params, arnoldi_iter=n_params
+        x_test,
+        None,
+        influence_method="arnoldi",
+        damping=damp,
+        arnoldi_rank=n_params,
+        arnoldi_iter=n_params,
     )
     torch.testing.assert_close(full, expected, rtol=1e-2, atol=1e-4 * expected.abs().max())
-    low = explainer.attribute(x_test, None, method="arnoldi", damp=damp, rank=30, arnoldi_iter=60)
+    low = explainer.attribute(
+        x_test, None, influence_method="arnoldi", damping=damp, arnoldi_rank=30, arnoldi_iter=60
+    )
     rho = spearmanr(low.flatten(), expected.flatten()).statistic
     assert rho > 0.9, rho
 
@@ -352,10 +361,10 @@ def test_lissa_converges_to_exact_with_effective_damping(model, data) -> None:
         None,
         train_loader_replacement=[(x_train,)],
         recursion_depth=60,
-        damp=0.5,  # with |eigenvalues| < 0.1 (this model) the recursion contracts by < 0.75
+        damping=0.5,  # with |eigenvalues| < 0.1 (this model) the recursion contracts by < 0.75
         scale=0.2,
     )
-    exact = explainer.attribute(x_test, None, method="exact", damp=0.1)
+    exact = explainer.attribute(x_test, None, influence_method="exact", damping=0.1)
     torch.testing.assert_close(lissa, exact, rtol=1e-3, atol=1e-5 * exact.abs().max())
 
 
@@ -363,7 +372,7 @@ def test_simplex_no_worse_than_reference_optimiser(model, data) -> None:
     x_train, x_test = data
     n_epoch = 300
     weights = SimplEx(model, X_train=x_train, progress=False).attribute(
-        x_test, None, n_epoch=n_epoch
+        x_test, None, simplex_steps=n_epoch
     )
     assert weights.shape == (N_TEST, N_TRAIN) and (weights >= 0).all()
     torch.testing.assert_close(weights.sum(1), torch.ones(N_TEST))
@@ -383,9 +392,9 @@ def test_simplex_no_worse_than_reference_optimiser(model, data) -> None:
 
 def test_explainers_are_deterministic_in_train_mode(model, data) -> None:
     x_train, x_test = data
-    for cls in (InfluenceFunctions, SimplEx, NearestNeighbours):
+    for cls in (InfluenceFunctions, SimplEx, DKNN):
         explainer = cls(model, nn.MSELoss(), X_train=x_train, progress=False)
-        opts = {"recursion_depth": 2, "n_epoch": 10}
+        opts = {"recursion_depth": 2, "simplex_steps": 10}
         first, second = (
             explainer.attribute(x_test, None, **opts),
             explainer.attribute(x_test, None, **opts),

@@ -6,20 +6,20 @@
 from __future__ import annotations
 
 from lfxai.explanations.examples.base import ExampleBasedExplainer, register
-from lfxai.explanations.examples.dknn import NearestNeighbours
-from lfxai.explanations.examples.influence import InfluenceFunctions
+from lfxai.explanations.examples.dknn import DKNN
+from lfxai.explanations.examples.influence_functions import InfluenceFunctions
 from lfxai.explanations.examples.simplex import SimplEx
 from lfxai.explanations.examples.tracin import TracIn
 
 EXAMPLE_METHODS: dict[str, type[ExampleBasedExplainer]] = {}
-for _cls in (InfluenceFunctions, TracIn, SimplEx, NearestNeighbours):
+for _cls in (InfluenceFunctions, TracIn, SimplEx, DKNN):
     register(EXAMPLE_METHODS, _cls.name, _cls)
 
 __all__ = [
     "EXAMPLE_METHODS",
     "ExampleBasedExplainer",
     "InfluenceFunctions",
-    "NearestNeighbours",
+    "DKNN",
     "SimplEx",
     "TracIn",
     "register",

@@ -50,11 +50,13 @@ class ExampleBasedExplainer(ABC):
 
     Args:
         model: the trained model (an autoencoder exposes ``.encoder``).
-        loss_f: the model's training criterion, ``loss_f(model(x), target)``; unused by the
-            representation-based explainers.
+        loss_f: a criterion ``loss_f(model(x), target)``; None (default) uses the model's own
+            ``loss(x, y)``, the loss it was trained with. Unused by the representation-based
+            explainers.
         X_train: training inputs ``(N, ...)`` indexed by ``attribute``'s ``train_idx``.
         Y_train: training labels ``(N,)``, needed only with ``target="label"``.
-        target: ``"input"`` (reconstruction loss) or ``"label"`` (supervised loss).
+        target: ``"input"`` (reconstruction loss) or ``"label"`` (supervised loss); None
+            takes the model's own ``target`` attribute.
         chunk_size: examples per vectorised chunk (bounds memory, not a per-example loop).
         progress: show tqdm bars for long loops.
 
@@ -71,7 +73,7 @@ class ExampleBasedExplainer(ABC):
         X_train: torch.Tensor | None = None,
         *,
         Y_train: torch.Tensor | None = None,
-        target: str = "input",
+        target: str | None = None,
         chunk_size: int = 1024,
         progress: bool = True,
     ) -> None:
@@ -180,7 +182,8 @@ class GradientExplainer(ExampleBasedExplainer, ABC):
 
     Args:
         model: the trained model.
-        loss_f: its training criterion (e.g. ``MSELoss()``), ``loss_f(model(x), target)``.
+        loss_f: a criterion (e.g. ``MSELoss()``) called as ``loss_f(model(x), target)``, or
+            None for the model's own ``loss(x, y)`` (one loss for training and explaining).
         save_dir: accepted for compatibility with the reference API and ignored
             (everything stays in memory).
         X_train: see ``ExampleBasedExplainer``.
@@ -190,7 +193,7 @@ class GradientExplainer(ExampleBasedExplainer, ABC):
     def __init__(
         self,
         model: nn.Module,
-        loss_f: LossFn,
+        loss_f: LossFn | None = None,
         save_dir: Path | str | None = None,
         X_train: torch.Tensor | None = None,
         *,

@@ -7,7 +7,7 @@ import torch
 from lfxai.explanations.examples.base import ExampleBasedExplainer
 
 
-class NearestNeighbours(ExampleBasedExplainer):
+class DKNN(ExampleBasedExplainer):
     """``1 / ||f(x_test) - f(x_train)||^2`` in the encoder's latent space.
 
     By default every pair is scored (the full matrix, so that rankings over all training

@@ -12,12 +12,15 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vjp, vmap
+
+from lfxai.explanations.examples import recurrent
 
 Params = dict[str, torch.Tensor]
 TARGETS = ("input", "label")
@@ -41,14 +44,28 @@ def model_device(model: nn.Module) -> torch.device:
     return first.device if first is not None else torch.device("cpu")
 
 
+class _ModelLoss(nn.Module):
+    """``model.loss(x, y)`` as a module call, so ``functional_call`` can swap its weights."""
+
+    def __init__(self, model: nn.Module, target: str) -> None:
+        super().__init__()
+        self.model, self.target = model, target
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.model.loss(x, t if self.target == "label" else None)
+
+
 class LossFunctional:
     """The model's training loss as a pure function of the explained parameters.
 
     Args:
         model: the whole model (e.g. an autoencoder), called as ``model(x)``.
-        loss_f: criterion with mean reduction called as ``loss_f(model(x), target)``.
+        loss_f: criterion with mean reduction called as ``loss_f(model(x), target)``; None
+            (the default) differentiates the model's own ``loss(x, y)``, the function it was
+            trained with (see :class:`lfxai.models.autoencoder.TrainableModel`).
         target: ``"input"`` (reconstruction: the target is ``x``) or ``"label"`` (the target
-            is the label ``y``, e.g. cross-entropy for a classifier).
+            is the label ``y``, e.g. cross-entropy for a classifier); None takes the model's
+            own ``target`` attribute (``"input"`` when it has none).
         params_module: the submodule whose parameters are differentiated; defaults to
             ``model.encoder`` (or the model itself when it has no encoder).
     """
@@ -56,18 +73,35 @@ class LossFunctional:
     def __init__(
         self,
         model: nn.Module,
-        loss_f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-        target: str = "input",
+        loss_f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        target: str | None = None,
         params_module: nn.Module | None = None,
     ) -> None:
+        target = target if target is not None else getattr(model, "target", "input")
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+        if loss_f is None and not callable(getattr(model, "loss", None)):
+            raise ValueError(f"{type(model).__name__} has no loss(x, y): pass loss_f")
         self.model, self.loss_f, self.target = model, loss_f, target
+        self._own_loss = _ModelLoss(model, target) if loss_f is None else None
         module = params_module if params_module is not None else getattr(model, "encoder", model)
         ids = {id(p) for p in module.parameters()}
         self.names = [name for name, p in model.named_parameters() if id(p) in ids]
         if not self.names:
             raise ValueError("the explained module has no parameters")
+        # LSTMs run unfused inside the explainers (see `recurrent`); when they own every
+        # explained parameter, per-example gradients come from one batched backward.
+        self._lstms = recurrent.lstm_modules(model)
+        self._recurrent_grads = recurrent.covered_by_lstms(model, self.names)
+
+    def _unfused(self, records=None):
+        """The context in which the model's LSTMs (if any) run as unfused time loops.
+
+        With ``records`` only the recorded LSTMs are swapped (first derivatives only).
+        """
+        if not self._lstms:
+            return contextlib.nullcontext()
+        return recurrent.unfused_lstms(self.model, records, only_recorded=records is not None)
 
     def split(self, state: Mapping[str, torch.Tensor] | None = None) -> tuple[Params, Params]:
         """``(explained params, fixed tensors)`` from a state dict (default: the model's own)."""
@@ -87,6 +121,9 @@ class LossFunctional:
 
     def batch_loss(self, params: Params, fixed: Params, x: torch.Tensor, t: torch.Tensor):
         """Mean loss of a batch ``x (B, ...)`` against targets ``t (B, ...)``: a scalar."""
+        if self._own_loss is not None:  # the wrapper holds the model as its submodule `model`
+            state = {f"model.{k}": v for k, v in {**params, **fixed}.items()}
+            return functional_call(self._own_loss, state, (x, t))
         return self.loss_f(functional_call(self.model, {**params, **fixed}, (x,)), t)
 
     def per_example_grads(
@@ -95,7 +132,12 @@ class LossFunctional:
         """Flattened gradient of each example's own loss, shape ``(N, P)``.
 
         ``vmap(grad)`` over whole chunks: small vmap chunks cost several times more here.
+        When LSTMs own every explained parameter, one batched backward per chunk instead
+        (``recurrent.per_example_lstm_grads``): the batch's mean loss times N is the sum of
+        the examples' own losses, each depending on its example alone (eval mode).
         """
+        if self._recurrent_grads:
+            return self._lstm_grads(params, fixed, x, t, chunk_size)
 
         def one(p: Params, xi: torch.Tensor, ti: torch.Tensor) -> torch.Tensor:
             return self.batch_loss(p, fixed, xi.unsqueeze(0), ti.unsqueeze(0))
@@ -108,6 +150,20 @@ class LossFunctional:
                 flatten(per_example(params, x[start:stop], t[start:stop]), len(x[start:stop]))
             )
         return torch.cat(rows) if rows else x.new_zeros((0, self.n_params(params)))
+
+    def _lstm_grads(self, params, fixed, x, t, chunk_size: int) -> torch.Tensor:
+        rows = []
+        for start in range(0, len(x), chunk_size):
+            xc, tc = x[start : start + chunk_size], t[start : start + chunk_size]
+
+            def summed(records, xc=xc, tc=tc):
+                live = {k: v.detach().requires_grad_() for k, v in params.items()}
+                with self._unfused(records):
+                    return self.batch_loss(live, fixed, xc, tc) * len(xc)
+
+            grads = recurrent.per_example_lstm_grads(summed, self.names, self._lstms)
+            rows.append(flatten(grads, len(xc)))
+        return torch.cat(rows)
 
     def hvp(
         self,
@@ -124,10 +180,11 @@ class LossFunctional:
         pullback is vmapped over the K vectors (the primal passes are shared). It measured as
         fast as forward-over-reverse here and, unlike it, also runs through oneDNN LSTMs.
         """
-        _, pullback = vjp(grad(lambda p: self.batch_loss(p, fixed, x, t)), params)
-        return vmap(lambda v: flatten(pullback(unflatten(v, params))[0]), chunk_size=chunk_size)(
-            vectors
-        )
+        with self._unfused():  # fused LSTM kernels have no (fast) double backward
+            _, pullback = vjp(grad(lambda p: self.batch_loss(p, fixed, x, t)), params)
+            return vmap(
+                lambda v: flatten(pullback(unflatten(v, params))[0]), chunk_size=chunk_size
+            )(vectors)
 
     @staticmethod
     def n_params(params: Params) -> int:

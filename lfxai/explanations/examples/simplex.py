@@ -18,7 +18,7 @@ class SimplEx(ExampleBasedExplainer):
     All test examples are solved in one batched optimisation: the objective is a sum of
     independent per-row terms and Adam is per-coordinate, so this is exactly the reference's
     per-example optimisation (softmax-parametrised weights from zero, Adam with
-    ``simplex_lr``, ``n_epoch`` steps), without its drop of the last incomplete batch of
+    ``simplex_lr``, ``simplex_steps`` steps), without its drop of the last incomplete batch of
     50 test examples. The importance of ``x_n`` for ``x`` is ``w_n``.
 
     Args:
@@ -39,13 +39,13 @@ class SimplEx(ExampleBasedExplainer):
         y_train: torch.Tensor | None,
         x_test: torch.Tensor,
         y_test: torch.Tensor | None,
-        n_epoch: int = 1000,
+        simplex_steps: int = 1000,
         simplex_lr: float = 1e-3,
     ) -> torch.Tensor:
         """Weights ``(n_test, n_train)``, non-negative, each row summing to 1.
 
         Args:
-            n_epoch: Adam steps (the reference's 1000).
+            simplex_steps: Adam steps (the reference's 1000).
             simplex_lr: Adam learning rate (the reference's PyTorch default, 1e-3); named apart
                 from TracIn's ``learning_rate`` so one set of options can drive both.
         """
@@ -55,7 +55,7 @@ class SimplEx(ExampleBasedExplainer):
         return torch.cat(
             [
                 simplex_weights(
-                    test_codes[i : i + rows], train_codes, n_epoch, simplex_lr, self.progress
+                    test_codes[i : i + rows], train_codes, simplex_steps, simplex_lr, self.progress
                 )
                 for i in range(0, len(test_codes), rows)
             ]

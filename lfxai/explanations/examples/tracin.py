@@ -37,7 +37,7 @@ class TracIn(GradientExplainer):
     def __init__(
         self,
         model: nn.Module,
-        loss_f: LossFn,
+        loss_f: LossFn | None = None,
         save_dir: Path | str | None = None,
         X_train: torch.Tensor | None = None,
         *,

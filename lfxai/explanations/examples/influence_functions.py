@@ -21,22 +21,25 @@ METHODS = ("lissa", "arnoldi", "exact")
 class InfluenceFunctions(GradientExplainer):
     """``grad L(x_test)^T H^{-1} grad L(x_train)``; larger means more important.
 
-    The sign follows the reference implementation (not Koh & Liang's minus sign). ``method``:
+    The sign follows the reference implementation (not Koh & Liang's minus sign). Options have
+    the names of the experiments' settings. ``influence_method``:
 
-    - ``"lissa"`` (default, as the reference): ``v <- g + (1 - damp) v - H_b v / scale`` for
-      ``recursion_depth`` steps, ``H_b`` the Hessian of the mean loss of a batch drawn from
-      ``train_loader_replacement`` (or, when absent, ``batch_size`` training examples drawn
-      with replacement with a seeded generator); the estimate is ``v / scale``, whose fixed
-      point is ``(H + damp * scale * I)^{-1} g``. The reference also divides by n_train, a
+    - ``"lissa"`` (default, as the reference): ``v <- g + (1 - damping) v - H_b v / scale``
+      for ``recursion_depth`` steps, ``H_b`` the Hessian of the mean loss of a batch drawn
+      from ``train_loader_replacement`` (or, when absent, ``hvp_batch_size`` training examples
+      drawn with replacement with a seeded generator); the estimate is ``v / scale``, whose
+      fixed point is ``(H + damping * scale * I)^{-1} g``. The reference also divides by n_train, a
       constant that leaves every ranking unchanged and is omitted here.
-    - ``"exact"``: ``(H + damp * I)^{-1}`` with the dense Hessian of the mean loss over the
+    - ``"exact"``: ``(H + damping * I)^{-1}`` with the dense Hessian of the mean loss over the
       Hessian examples (small models only: ``P <= max_exact_params``).
-    - ``"arnoldi"``: the ``rank`` eigenpairs of largest magnitude of H from ``arnoldi_iter``
+    - ``"arnoldi"``: the ``arnoldi_rank`` eigenpairs of largest magnitude of H from ``arnoldi_iter``
       Arnoldi steps (full re-orthogonalisation); the influence is
-      ``sum_k (g_test . u_k)(g_train . u_k) / (lambda_k + damp)``.
+      ``sum_k (g_test . u_k)(g_train . u_k) / (lambda_k + damping)``.
 
     Hessian examples (exact, arnoldi): one pass over ``train_loader_replacement`` (at most
-    ``hessian_size`` examples) or else the explained training examples.
+    ``hessian_size`` examples) or else the explained training examples, in batches of
+    ``hvp_batch_size``. ``hvp_chunk_size`` caps the vectors per vmapped Hessian-vector
+    product (default: about 4,096 examples' worth of tangents; a GPU can take more).
 
     Args:
         See ``GradientExplainer``.
@@ -55,52 +58,56 @@ class InfluenceFunctions(GradientExplainer):
         y_train: torch.Tensor | None,
         x_test: torch.Tensor,
         y_test: torch.Tensor | None,
-        method: str = "lissa",
+        influence_method: str = "lissa",
         train_loader_replacement: Iterable | None = None,
         recursion_depth: int = 100,
-        damp: float = 1e-3,
+        damping: float = 1e-3,
         scale: float = 1000.0,
-        batch_size: int = 200,
+        hvp_batch_size: int = 200,
         seed: int = 0,
-        rank: int = 50,
+        arnoldi_rank: int = 50,
         arnoldi_iter: int = 100,
         hessian_size: int | None = None,
         max_exact_params: int = 10_000,
         hvp_chunk_size: int | None = None,
     ) -> torch.Tensor:
         """Scores ``(n_test, n_train)``; see the class docstring for the options."""
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if influence_method not in METHODS:
+            raise ValueError(f"influence_method must be one of {METHODS}, got {influence_method!r}")
         params, fixed = self.functional.split()
         train_grads = self._grads(params, fixed, x_train, y_train)
         self._hvp_chunk = hvp_chunk_size
-        if method == "lissa":
+        if influence_method == "lissa":
             batches = self._lissa_batches(
-                train_loader_replacement, x_train, y_train, batch_size, seed
+                train_loader_replacement, x_train, y_train, hvp_batch_size, seed
             )
-            right = self._lissa(params, fixed, train_grads, batches, recursion_depth, damp, scale)
+            right = self._lissa(
+                params, fixed, train_grads, batches, recursion_depth, damping, scale
+            )
             return self._scores(params, fixed, x_test, y_test, right)
         xh, th = self._hessian_data(train_loader_replacement, x_train, y_train, hessian_size)
 
         def hvp(vectors: torch.Tensor) -> torch.Tensor:
-            return self._dataset_hvp(params, fixed, xh, th, vectors, batch_size)
+            return self._dataset_hvp(params, fixed, xh, th, vectors, hvp_batch_size)
 
-        if method == "exact":
+        if influence_method == "exact":
             n_params = train_grads.shape[1]
             if n_params > max_exact_params:
-                raise ValueError(f"exact inverse of a {n_params}^2 Hessian: use method='arnoldi'")
+                raise ValueError(
+                    f"exact inverse of a {n_params}^2 Hessian: use influence_method='arnoldi'"
+                )
             eye = torch.eye(n_params, device=self.device)
             hessian = torch.cat([hvp(eye[i : i + 256]) for i in range(0, n_params, 256)])
-            damped = (hessian + hessian.T) / 2 + damp * eye
+            damped = (hessian + hessian.T) / 2 + damping * eye
             right = torch.linalg.solve(damped, train_grads.T).T
             return self._scores(params, fixed, x_test, y_test, right)
         values, vectors = arnoldi(
             hvp, train_grads.shape[1], arnoldi_iter, self.device, seed, self.progress
         )
-        keep = values.abs().argsort(descending=True)[:rank]
+        keep = values.abs().argsort(descending=True)[:arnoldi_rank]
         values, vectors = values[keep], vectors[keep]
         # Projections onto the top eigenvectors, scaled by the damped inverse eigenvalues.
-        right = (train_grads @ vectors.T / (values + damp)) @ vectors
+        right = (train_grads @ vectors.T / (values + damping)) @ vectors
         return self._scores(params, fixed, x_test, y_test, right)
 
     def _lissa(self, params, fixed, grads, batches, depth, damp, scale) -> torch.Tensor:

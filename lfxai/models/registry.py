@@ -1,0 +1,77 @@
+"""The model registry: ``name -> builder``, the one place an experiment gets a model from.
+
+A builder takes the settings every model shares (latent size, pretext perturbation, the
+shape of one input, a display name) and returns a :class:`TrainableModel`, whose ``loss`` is
+both what trains it and what the example explainers differentiate. Data set plugins name
+their model by its key here; a duplicate key raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lfxai.models.autoencoder import TrainableModel
+from lfxai.models.images import AutoEncoderMnist, ClassifierMnist, DecoderMnist, EncoderMnist
+from lfxai.models.pretext import make_pretext
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a builder needs: the shared settings of every model."""
+
+    dim_latent: int
+    input_shape: tuple[int, ...]  # one example, without the batch axis
+    pretext: str = "reconstruction"
+    name: str = "model"
+
+
+ModelBuilder = Callable[[ModelSpec], TrainableModel]
+MODELS: dict[str, ModelBuilder] = {}
+
+
+def register_model(key: str) -> Callable[[ModelBuilder], ModelBuilder]:
+    """Decorator adding a builder to :data:`MODELS` (a duplicate key raises)."""
+
+    def decorator(builder: ModelBuilder) -> ModelBuilder:
+        if key in MODELS:
+            raise KeyError(f"model {key!r} is registered twice")
+        MODELS[key] = builder
+        return builder
+
+    return decorator
+
+
+def build_model(key: str, spec: ModelSpec) -> TrainableModel:
+    """A fresh model by registry key; an unknown key names the valid choices."""
+    if key not in MODELS:
+        raise ValueError(f"unknown model {key!r}; valid choices: {sorted(MODELS)}")
+    return MODELS[key](spec)
+
+
+def _check_shape(key: str, spec: ModelSpec, expected: tuple[int | None, ...]) -> None:
+    ok = len(spec.input_shape) == len(expected) and all(
+        e is None or e == s for e, s in zip(expected, spec.input_shape, strict=True)
+    )
+    if not ok:
+        raise ValueError(f"model {key!r} takes inputs of shape {expected}, got {spec.input_shape}")
+
+
+@register_model("mnist_ae")
+def mnist_ae(spec: ModelSpec) -> TrainableModel:
+    """The paper's MNIST conv autoencoder (MSE) with a pretext perturbation."""
+    _check_shape("mnist_ae", spec, (1, 28, 28))
+    return AutoEncoderMnist(
+        EncoderMnist(spec.dim_latent),
+        DecoderMnist(spec.dim_latent),
+        latent_dim=spec.dim_latent,
+        input_pert=make_pretext(spec.pretext),
+        name=spec.name,
+    )
+
+
+@register_model("mnist_classifier")
+def mnist_classifier(spec: ModelSpec) -> TrainableModel:
+    """The MNIST encoder with a linear head over 10 classes (cross-entropy)."""
+    _check_shape("mnist_classifier", spec, (1, 28, 28))
+    return ClassifierMnist(EncoderMnist(spec.dim_latent), spec.dim_latent, name=spec.name)
