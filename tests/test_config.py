@@ -94,3 +94,19 @@ def test_registering_a_name_twice_raises():
     name = next(iter(EXPERIMENTS))
     with pytest.raises(KeyError, match="twice"):
         register(name, _Demo)(lambda dataset, config, tracker: {})
+
+
+def test_an_experiment_not_declared_for_a_dataset_names_the_valid_ones():
+    with pytest.raises(ConfigError, match=r"'roar_test'.*'ecg5000'.*consistency_examples"):
+        get_experiment("ecg5000", "roar_test")
+
+
+def test_defaults_compose_under_each_experiment_and_profile():
+    """defaults.paper < experiment.paper < defaults.<profile> < experiment.<profile>."""
+    paper = load_profile("ecg5000", "consistency_examples", "paper")
+    quick = load_profile("ecg5000", "consistency_examples", "quick")
+    assert paper["batch_size"] == 20 and paper["split"] == "random"  # shared, own
+    assert quick["batch_size"] == 50 and quick["n_train"] == 1000  # defaults.quick
+    assert quick["hessian_size"] == 100 and quick["split"] == "random"  # own quick, own paper
+    with pytest.raises(ConfigError, match=r"no configuration for experiment 'defaults'"):
+        load_profile("mnist", "defaults", "paper")

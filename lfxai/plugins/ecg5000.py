@@ -1,0 +1,45 @@
+"""ECG5000: heartbeats of 140 steps, the LSTM autoencoder, the mean training beat as baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from lfxai.data.ecg5000 import SPLITS, ecg5000_splits
+from lfxai.data.splits import Split
+from lfxai.plotting.series import series_importance
+from lfxai.plugins.base import DatasetPlugin, Splits, register_dataset
+
+
+@register_dataset
+class Ecg5000(DatasetPlugin):
+    """Splits ``normal`` (train on normal beats, explain abnormal ones) and ``random``.
+
+    ``n_train`` keeps a prefix of the (shuffled) training split and ``n_test`` of the
+    validation / test split and of the explained split.
+    """
+
+    name = "ecg5000"
+    title = "ECG5000"
+    model = "lstm_ae"
+    experiments = ("consistency_features", "consistency_examples")
+    splits = SPLITS
+    feature_unit = "time steps"
+
+    def load(
+        self, data_dir: str, split: str, seed: int, n_train: int | None, n_test: int | None
+    ) -> Splits:
+        self.check_split(split)
+        train, test, explain = ecg5000_splits(self.root(data_dir), split, seed)
+        return Splits(train.head(n_train), test.head(n_test), explain.head(n_test))
+
+    def baseline(self, train: Split) -> torch.Tensor:
+        return train.x.mean(dim=0, keepdim=True)  # the mean training beat, as in the paper
+
+    def example_figure(
+        self, inputs: torch.Tensor, maps: list[np.ndarray], methods: list[str], title: str
+    ) -> Figure:
+        return series_importance(
+            inputs[..., 0].numpy(), [m[..., 0] for m in maps], methods, title=title
+        )

@@ -1,0 +1,95 @@
+"""The unfused LSTM: same outputs as the fused kernel, exact per-example gradients and HVPs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from lfxai.explanations.examples import recurrent
+from lfxai.explanations.examples.per_sample_grads import LossFunctional
+from lfxai.models.time_series import RecurrentAutoencoder
+
+SEQ, D = 9, 3
+
+
+@pytest.fixture()
+def model() -> RecurrentAutoencoder:
+    torch.manual_seed(0)
+    return RecurrentAutoencoder(SEQ, D).eval()
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_unfused_loop_computes_what_the_fused_lstm_computes(batch_first) -> None:
+    torch.manual_seed(1)
+    lstm = nn.LSTM(2, 4, batch_first=batch_first)
+    x = torch.randn(5, 7, 2) if batch_first else torch.randn(7, 5, 2)
+    state = (torch.randn(1, 5, 4), torch.randn(1, 5, 4))
+    for args in ((x,), (x, state)):
+        fused = lstm(*args)
+        with recurrent.unfused_lstms(lstm):
+            unfused = lstm(*args)
+        # Same float32 operations in another order: a few ulps of values of order 1.
+        torch.testing.assert_close(unfused[0], fused[0], rtol=0, atol=1e-6)
+        torch.testing.assert_close(unfused[1], fused[1], rtol=0, atol=1e-6)
+    assert "forward" not in vars(lstm)  # the fused kernel is back
+
+
+def _per_example_loop(model, x) -> torch.Tensor:
+    rows = []
+    for i in range(len(x)):
+        grads = torch.autograd.grad(model.loss(x[i : i + 1]), list(model.encoder.parameters()))
+        rows.append(torch.cat([g.reshape(-1) for g in grads]))
+    return torch.stack(rows)
+
+
+def test_per_example_gradients_match_a_loop_of_backward_passes(model) -> None:
+    x = torch.randn(6, SEQ, 1)
+    functional = LossFunctional(model)
+    assert functional._recurrent_grads  # the encoder is two LSTMs: the batched path
+    params, fixed = functional.split()
+    fast = functional.per_example_grads(params, fixed, x, x, chunk_size=4)
+    expected = _per_example_loop(model, x)
+    # Sums over 9 time steps in another order: float32 rounding of the largest entries.
+    torch.testing.assert_close(fast, expected, rtol=1e-4, atol=1e-6 * expected.abs().max())
+    # At other weights (a TracIn checkpoint), passed functionally: the model is untouched.
+    moved = {k: v + 0.1 for k, v in params.items()}
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = functional.per_example_grads(moved, fixed, x, x, chunk_size=6)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in moved:
+                p.copy_(moved[name])
+    expected = _per_example_loop(model, x)
+    torch.testing.assert_close(fast, expected, rtol=1e-4, atol=1e-6 * expected.abs().max())
+    model.load_state_dict(before)
+
+
+def test_hessian_vector_products_match_double_backward_of_the_fused_lstm(model) -> None:
+    x = torch.randn(5, SEQ, 1)
+    functional = LossFunctional(model)
+    params, fixed = functional.split()
+    vectors = torch.randn(2, functional.n_params(params))
+    fast = functional.hvp(params, fixed, x, x, vectors)
+    encoder = list(model.encoder.parameters())
+    grads = torch.autograd.grad(model.loss(x), encoder, create_graph=True)
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    for row, v in zip(fast, vectors, strict=True):
+        expected = torch.cat(
+            [h.reshape(-1) for h in torch.autograd.grad(flat @ v, encoder, retain_graph=True)]
+        )
+        torch.testing.assert_close(row, expected, rtol=1e-4, atol=1e-5 * expected.abs().max())
+
+
+def test_other_parameters_keep_the_vmap_path(model) -> None:
+    """An explained Linear layer is not an LSTM: per-example gradients come from vmap."""
+    functional = LossFunctional(model, params_module=model.decoder)
+    assert not functional._recurrent_grads
+    x = torch.randn(3, SEQ, 1)
+    params, fixed = functional.split()
+    grads = functional.per_example_grads(params, fixed, x, x, chunk_size=3)
+    rows = []
+    for i in range(3):
+        g = torch.autograd.grad(model.loss(x[i : i + 1]), list(model.decoder.parameters()))
+        rows.append(torch.cat([t.reshape(-1) for t in g]))
+    torch.testing.assert_close(grads, torch.stack(rows), rtol=1e-4, atol=1e-7)

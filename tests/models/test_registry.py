@@ -1,0 +1,55 @@
+"""The model registry and the loss protocol every model follows."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from lfxai.models.registry import MODELS, ModelSpec, build_model, register_model
+from lfxai.models.time_series import RecurrentAutoencoder
+
+SHAPES = {"mnist_ae": (1, 28, 28), "mnist_classifier": (1, 28, 28), "lstm_ae": (12, 1)}
+
+
+@pytest.mark.parametrize("key", sorted(MODELS))
+def test_every_model_builds_and_its_loss_is_the_batch_mean_of_example_losses(key) -> None:
+    """The protocol the explainers rely on: mean over examples of each example's own loss."""
+    assert key in SHAPES, f"add an input shape for the new model {key!r}"
+    torch.manual_seed(0)
+    model = build_model(key, ModelSpec(3, SHAPES[key], "reconstruction", "m")).eval()
+    x = torch.rand(5, *SHAPES[key])
+    y = torch.randint(0, 10, (5,))
+    codes = model.encoder(x)
+    assert codes.shape == (5, 3)
+    batch = model.loss(x, y)
+    each = torch.stack([model.loss(x[i : i + 1], y[i : i + 1]) for i in range(5)])
+    torch.testing.assert_close(batch, each.mean(), rtol=1e-5, atol=1e-7)
+
+
+def test_unknown_model_and_wrong_shape_name_the_choices() -> None:
+    with pytest.raises(ValueError, match=r"unknown model 'vae'.*lstm_ae"):
+        build_model("vae", ModelSpec(3, (1, 28, 28)))
+    with pytest.raises(ValueError, match=r"'mnist_ae' takes inputs of shape \(1, 28, 28\)"):
+        build_model("mnist_ae", ModelSpec(3, (140, 1)))
+    with pytest.raises(KeyError, match="twice"):
+        register_model("lstm_ae")(lambda spec: None)
+
+
+def test_lstm_autoencoder_follows_the_paper_architecture() -> None:
+    model = RecurrentAutoencoder(seq_len=140, embedding_dim=16)
+    enc, dec = model.encoder, model.decoder
+    assert (enc.rnn1.input_size, enc.rnn1.hidden_size) == (1, 32)  # 1 -> 2d
+    assert (enc.rnn2.input_size, enc.rnn2.hidden_size) == (32, 16)  # 2d -> d
+    assert (dec.rnn1.input_size, dec.rnn1.hidden_size) == (16, 16)  # d -> d
+    assert (dec.rnn2.input_size, dec.rnn2.hidden_size) == (16, 32)  # d -> 2d
+    assert (dec.output_layer.in_features, dec.output_layer.out_features) == (32, 1)
+    assert isinstance(model.loss_f, nn.L1Loss)
+    x = torch.randn(3, 140, 1)
+    assert model(x).shape == x.shape
+    # The code is the last hidden state of the second encoder LSTM.
+    out, _ = enc.rnn2(enc.rnn1(x)[0])
+    torch.testing.assert_close(enc(x), out[:, -1], rtol=0, atol=0)
+    # The decoder sees the same code at every step: a constant code gives the same output
+    # whatever the input was, so reconstruction depends on x only through the code.
+    torch.testing.assert_close(dec(enc(x)), model.eval()(x), rtol=0, atol=0)
