@@ -2,8 +2,9 @@
 
 Run from the repository root: ``python -m benchmarks.example_explainers --sizes 100 1000``.
 The model is the MNIST autoencoder (d=4, random init; checkpoints are random perturbations
-of it, held in memory) on random 28x28 inputs, so no dataset is needed. For each size n
-(n train x n test examples):
+of it, held in memory) on random 28x28 inputs, so no dataset is needed; ``--model lstm`` takes
+the ECG5000 LSTM autoencoder instead (d=64, 140 steps, L1 loss; e.g. ``--model lstm --sizes
+1000 --checkpoints 15``). For each size n (n train x n test examples):
 
 - TracIn over ``--checkpoints`` checkpoints vs a loop of one backward per example and
   checkpoint, then Python loops over pairs for the dot products;
@@ -12,6 +13,12 @@ of it, held in memory) on random 28x28 inputs, so no dataset is needed. For each
 - influence functions: Arnoldi (timed in full) and LiSSA (``--lissa-steps`` recursion steps
   timed, extrapolated to depth 100), with the time per Hessian-vector product compared with
   the reference's one-vector-at-a-time products (about 30 ms each on the reference's machine).
+  For the LSTM, Arnoldi's Hessian uses ``--hessian-size`` examples (the ECG5000 paper
+  profile's 200) and LiSSA is not timed: 100 products with n vectors each through 140 LSTM
+  steps are out of reach on a CPU (the reason the ECG5000 profiles use Arnoldi);
+- for the LSTM, TracIn's per-example gradients are also timed through ``vmap`` over the fused
+  kernel (the generic path, which the LSTM path of ``recurrent.py`` replaces) on
+  ``--vmap-examples`` examples, per example.
 
 Naive baselines are skipped above ``--skip-naive-above``. Peak memory is the process's peak
 resident set size during the call (VmHWM, reset before each call; Linux; it includes the
@@ -34,7 +41,9 @@ import torch
 from torch import nn
 
 from lfxai.explanations.examples import DKNN, InfluenceFunctions, SimplEx, TracIn
+from lfxai.explanations.examples.per_sample_grads import LossFunctional
 from lfxai.models.images import AutoEncoderMnist, DecoderMnist, EncoderMnist
+from lfxai.models.time_series import RecurrentAutoencoder
 
 LISSA_DEPTH, REFERENCE_HVP_MS, HVP_BATCH = 100, 30.0, 200
 
@@ -73,7 +82,7 @@ def naive_grads(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     params = list(model.encoder.parameters())
     out = []
     for i in range(len(x)):  # one backward per example
-        loss = nn.functional.mse_loss(model(x[i : i + 1]), x[i : i + 1])
+        loss = model.loss(x[i : i + 1])
         out.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)]))
     return out
 
@@ -120,9 +129,7 @@ def naive_hvp_ms(model, x_pool, n_hvp: int = 5) -> float:
         if k == 1:  # the first product (kernel creation) is not timed
             start = time.perf_counter()
         xb = x_pool[torch.randint(len(x_pool), (HVP_BATCH,))]
-        grads = torch.autograd.grad(
-            nn.functional.mse_loss(model(xb), xb), params, create_graph=True
-        )
+        grads = torch.autograd.grad(model.loss(xb), params, create_graph=True)
         flat = torch.cat([g.reshape(-1) for g in grads])
         torch.autograd.grad(flat @ v, params)
     return 1000 * (time.perf_counter() - start) / n_hvp
@@ -146,11 +153,12 @@ def checkpoints(model: nn.Module, count: int) -> list[dict[str, torch.Tensor]]:
 def bench_size(n: int, model: nn.Module, states: list, args: argparse.Namespace) -> list[dict]:
     """One row per explainer at n train x n test examples."""
     device = torch.device(args.device)
-    x_train = torch.rand(n, 1, 28, 28, device=device)
-    x_test = torch.rand(n, 1, 28, 28, device=device)
+    shape = (140, 1) if args.model == "lstm" else (1, 28, 28)
+    x_train = torch.rand(n, *shape, device=device)
+    x_test = torch.rand(n, *shape, device=device)
 
     def ours(cls, **opts):
-        explainer = cls(model, nn.MSELoss(), progress=False)
+        explainer = cls(model, progress=False)  # the model's own training loss
         return measure(
             lambda: explainer.attribute_loader(device, [(x_train,)], [(x_test,)], **opts), device
         )
@@ -168,10 +176,16 @@ def bench_size(n: int, model: nn.Module, states: list, args: argparse.Namespace)
                 influence_method="arnoldi",
                 arnoldi_iter=args.arnoldi_iter,
                 arnoldi_rank=args.rank,
+                hessian_size=args.hessian_size,
             ),
             None,
         ),
     }
+    if args.model == "lstm":
+        jobs["TracIn grads via vmap (per example)"] = (
+            lambda: vmap_grads(model, x_train, args),
+            None,
+        )
     rows = []
     for name, (fast, slow) in jobs.items():
         seconds, memory, _ = fast()
@@ -180,6 +194,8 @@ def bench_size(n: int, model: nn.Module, states: list, args: argparse.Namespace)
             row["naive_s"], row["naive_peak_mb"], _ = measure(slow, device)
         rows.append(row)
         print(_format(row), flush=True)
+    if args.model == "lstm":
+        return _close(n, rows)
     # LiSSA: time a few recursion steps and extrapolate to the reference's depth of 100.
     grads_s, _, _ = ours(InfluenceFunctions, recursion_depth=0)
     lissa_s, memory, _ = ours(InfluenceFunctions, recursion_depth=args.lissa_steps)
@@ -196,19 +212,57 @@ def bench_size(n: int, model: nn.Module, states: list, args: argparse.Namespace)
     }
     rows.append(row)
     print(_format(row), flush=True)
+    return _close(n, rows)
+
+
+def _close(n: int, rows: list[dict]) -> list[dict]:
     fast_three = sum(r["ours_s"] for r in rows if r["method"] in ("TracIn", "SimplEx", "DkNN"))
     print(f"n={n}: TracIn + SimplEx + DkNN together {fast_three:.2f} s", flush=True)
     return rows
 
 
+def vmap_grads(model: nn.Module, x: torch.Tensor, args: argparse.Namespace):
+    """Per-example gradients through ``vmap(grad)`` over the fused LSTM, scaled to n examples.
+
+    The generic path is timed on ``--vmap-examples`` examples and extrapolated linearly (it
+    loops over examples inside vmap's fallback), so the row compares with TracIn's per-example
+    gradient step at equal n: seconds for n examples, one checkpoint.
+    """
+    functional = LossFunctional(model)
+    functional._recurrent_grads = False  # force the generic vmap path for the comparison
+    params, fixed = functional.split()
+    k = min(args.vmap_examples, len(x))
+    seconds, memory, out = measure(
+        lambda: functional.per_example_grads(params, fixed, x[:k], x[:k], k), x.device
+    )
+    fast = LossFunctional(model)
+    fast_s, _, fast_out = measure(
+        lambda: fast.per_example_grads(params, fixed, x[:k], x[:k], k), x.device
+    )
+    error = (fast_out - out).abs().max().item() / out.abs().max().item()
+    print(
+        f"  per-example gradients, {k} examples: vmap {1000 * seconds / k:.1f} ms/example, "
+        f"LSTM path {1000 * fast_s / k:.2f} ms/example (x{seconds / fast_s:.0f}); "
+        f"max relative difference {error:.1e}",
+        flush=True,
+    )
+    return seconds * len(x) / k, memory, out
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = AutoEncoderMnist(EncoderMnist(4), DecoderMnist(4), 4).to(device).eval()
+    if args.model == "lstm":
+        model = RecurrentAutoencoder(seq_len=140, embedding_dim=64)
+    else:
+        model = AutoEncoderMnist(EncoderMnist(4), DecoderMnist(4), 4)
+    model = model.to(device).eval()
     model.lr = 1e-3
     states = checkpoints(model, args.checkpoints)
     # Warm-up at a small size: the first calls create oneDNN kernels (seconds on a CPU).
-    warm = argparse.Namespace(**{**vars(args), "arnoldi_iter": 2, "skip_naive_above": 0})
+    warm = argparse.Namespace(
+        **{**vars(args), "arnoldi_iter": 2, "skip_naive_above": 0, "vmap_examples": 2}
+    )
     bench_size(8, model, states[:1], warm)
     print("(warm-up done)\n", flush=True)
     return [row for n in args.sizes for row in bench_size(n, model, states, args)]
@@ -240,6 +294,11 @@ def main() -> None:
     parser.add_argument("--lissa-steps", type=int, default=2)
     parser.add_argument("--arnoldi-iter", type=int, default=100)
     parser.add_argument("--rank", type=int, default=50)
+    parser.add_argument("--model", choices=["mnist", "lstm"], default="mnist")
+    parser.add_argument(
+        "--hessian-size", type=int, default=None, help="Arnoldi's Hessian examples (None: all n)"
+    )
+    parser.add_argument("--vmap-examples", type=int, default=20)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     rows = run(parser.parse_args())
     print("\n| n | method | ours (s) | naive (s) | speed-up | peak MB ours | peak MB naive |")
