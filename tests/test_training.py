@@ -110,8 +110,17 @@ def test_split_batches_are_the_dataloaders_for_a_seed(n, batch_size):
     orders = []
     for data in (train.loader(batch_size, shuffle=True, seed=3), train):
         model = Spy()
-        fit(model, data, test, torch.device("cpu"), 3, patience=0, progress=False,
-            batch_size=batch_size, seed=3)  # fmt: skip
+        fit(
+            model,
+            data,
+            test,
+            torch.device("cpu"),
+            3,
+            patience=0,
+            progress=False,
+            batch_size=batch_size,
+            seed=3,
+        )
         orders.append(model.seen)
     assert len(orders[1]) == 3 * -(-n // batch_size)
     assert [b.tolist() for b in orders[0]] == [b.tolist() for b in orders[1]]
@@ -146,8 +155,16 @@ def test_checkpoints_hold_cpu_tensors(tmp_path, monkeypatch):
     real_save = torch.save
     monkeypatch.setattr(torch, "save", lambda obj, f: (saved.append(obj), real_save(obj, f)))
     model = _model()
-    fit(model, _data(32), _data(16), torch.device("cpu"), 2, checkpoint_every=1,
-        checkpoint_dir=tmp_path, progress=False)  # fmt: skip
+    fit(
+        model,
+        _data(32),
+        _data(16),
+        torch.device("cpu"),
+        2,
+        checkpoint_every=1,
+        checkpoint_dir=tmp_path,
+        progress=False,
+    )
     assert len(saved) == 2
     for state in saved:
         assert all(v.device.type == "cpu" and not v.requires_grad for v in state.values())
