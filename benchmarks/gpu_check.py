@@ -418,31 +418,26 @@ def entry_points() -> list[tuple[str, str]]:
     return pairs
 
 
-def mlflow_run(dataset: str, name: str, experiment: str, uri: str, args) -> str:
-    """Runs one entry point with ``mlflow run``; returns its top-level run id."""
+def mlflow_run(dataset: str, name: str, folder: Path, args) -> tuple[dict, dict]:
+    """Runs one entry point with ``mlflow run`` into its own SQLite store in ``folder``.
+
+    One store per run: concurrent writers would contend for one SQLite file's lock.
+
+    Returns:
+        The final metrics (timings left out) and the params of its top-level run.
+    """
     from mlflow.tracking import MlflowClient
 
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "run",
-        str(REPO),
-        "-e",
-        dataset,
-        "-P",
-        f"name={name}",
-        "-P",
-        "profile=smoke",
-        "-P",
-        "device=auto",
-        "--env-manager",
-        "local",
-        "--experiment-name",
-        experiment,
-    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    uri = f"sqlite:///{folder}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    client.create_experiment("gpu-check", artifact_location=(folder / "artifacts").as_uri())
+    params = {"name": name, "profile": "smoke", "device": "auto"}
     if args.data_dir:
-        command += ["-P", f"data_dir={args.data_dir}"]
+        params["data_dir"] = args.data_dir
+    command = [sys.executable, "-m", "mlflow", "run", str(REPO), "-e", dataset]
+    command += [arg for key, value in params.items() for arg in ("-P", f"{key}={value}")]
+    command += ["--env-manager", "local", "--experiment-name", "gpu-check"]
     env = {
         k: v for k, v in os.environ.items() if k not in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")
     }
@@ -455,54 +450,47 @@ def mlflow_run(dataset: str, name: str, experiment: str, uri: str, args) -> str:
     )
     if done.returncode != 0:
         raise RuntimeError(f"exit {done.returncode}: {done.stderr.strip()[-300:]}")
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id], f"tags.`lfxai.experiment` = '{name}'")
+    runs = client.search_runs([client.get_experiment_by_name("gpu-check").experiment_id])
     top = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     if len(top) != 1:
         raise RuntimeError(f"expected one top-level run, found {len(top)}")
-    return top[0].info.run_id
+    metrics = {k: v for k, v in top[0].data.metrics.items() if not is_timing(k)}
+    return metrics, top[0].data.params
+
+
+def is_timing(metric: str) -> bool:
+    """Wall-clock metrics (``time/*``, ``throughput/*``, ``*_seconds``) differ between runs."""
+    return metric.startswith(("time/", "throughput/")) or "second" in metric
+
+
+def same_runs(runs: list[tuple[dict, dict]]) -> Outcome:
+    """Two runs of one entry point: identical final metrics, both on CUDA."""
+    (first, params), (second, params2) = runs
+    differ = sorted(k for k in first.keys() | second.keys() if first.get(k) != second.get(k))
+    used = [params.get("device_used"), params2.get("device_used")]
+    ok = not differ and used == ["cuda", "cuda"]
+    return ("PASS" if ok else "FAIL"), (
+        f"{len(first)} final metrics identical: {not differ}"
+        + (f" (differ: {differ[:5]})" if differ else "")
+        + f"; device_used {used}"
+    )
 
 
 def check_entry_points(report: Report, args) -> None:
-    from mlflow.tracking import MlflowClient
-
     pairs = entry_points()
     folder = Path(tempfile.mkdtemp(prefix="lfxai-gpu-check-"))
-    uri = f"sqlite:///{folder}/mlflow.db"
-    client = MlflowClient(tracking_uri=uri)
-    jobs = []
-    for dataset, name in pairs:
-        for repeat in range(2):
-            experiment = f"gpu-check-{dataset}-{name}-{repeat}"
-            client.create_experiment(experiment, artifact_location=(folder / experiment).as_uri())
-            jobs.append((dataset, name, experiment))
+    jobs = [(dataset, name, repeat) for dataset, name in pairs for repeat in (0, 1)]
     with ThreadPoolExecutor(args.jobs) as pool:
-        futures = {job: pool.submit(mlflow_run, *job, uri, args) for job in jobs}
+        futures = {
+            job: pool.submit(mlflow_run, *job[:2], folder / "-".join(map(str, job)), args)
+            for job in jobs
+        }
     for dataset, name in pairs:
-
-        def check(dataset=dataset, name=name) -> Outcome:
-            ids = [
-                futures[(dataset, name, f"gpu-check-{dataset}-{name}-{r}")].result() for r in (0, 1)
-            ]
-            runs = [client.get_run(i) for i in ids]
-            metrics = [
-                {k: v for k, v in r.data.metrics.items() if not k.startswith("time/")} for r in runs
-            ]
-            devices_used = [r.data.params.get("device_used") for r in runs]
-            differ = sorted(
-                k
-                for k in metrics[0].keys() | metrics[1].keys()
-                if metrics[0].get(k) != metrics[1].get(k)
-            )
-            ok = not differ and devices_used == ["cuda", "cuda"]
-            return ("PASS" if ok else "FAIL"), (
-                f"{len(metrics[0])} final metrics identical: {not differ}"
-                + (f" (differ: {differ[:5]})" if differ else "")
-                + f"; device_used {devices_used}"
-            )
-
-        report.run(f"entrypoint {dataset} -P name={name}", check)
+        runs = [futures[(dataset, name, repeat)] for repeat in (0, 1)]
+        report.run(
+            f"entrypoint {dataset} -P name={name}",
+            lambda runs=runs: same_runs([future.result() for future in runs]),
+        )
 
 
 # Driver -------------------------------------------------------------------------------------

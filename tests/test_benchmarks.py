@@ -43,3 +43,16 @@ def test_gpu_check_on_the_cpu_passes_and_skips_the_gpu_parts(capsys):
     assert any(line.startswith("SKIP  fit: CUDA vs CPU") for line in lines)
     assert any("LSTM autoencoder" in line and line.startswith("PASS") for line in lines)
     assert "summary:" in out and "0 failed" in out
+
+
+def test_entry_point_runs_compare_metrics_but_not_timings():
+    run = ({"fit/test_loss": 0.1, "time/total_seconds": 3.0}, {"device_used": "cuda"})
+    other = ({"fit/test_loss": 0.1, "time/total_seconds": 4.0}, {"device_used": "cuda"})
+    assert gpu_check.is_timing("throughput/Saliency_images_per_second")
+    assert not gpu_check.is_timing("fit/test_loss")
+    metrics = [{k: v for k, v in m.items() if not gpu_check.is_timing(k)} for m, _ in (run, other)]
+    assert gpu_check.same_runs([(metrics[0], run[1]), (metrics[1], other[1])])[0] == "PASS"
+    changed = ({"fit/test_loss": 0.2}, {"device_used": "cuda"})
+    assert gpu_check.same_runs([(metrics[0], run[1]), changed])[0] == "FAIL"
+    on_cpu = (metrics[1], {"device_used": "cpu"})
+    assert gpu_check.same_runs([(metrics[0], run[1]), on_cpu])[0] == "FAIL"
