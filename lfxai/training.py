@@ -159,8 +159,8 @@ def _why_no_cuda() -> str:
             return "no CUDA device was found"
         return (
             f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees "
-            f"{_driver_gpu_count()} GPU(s) but cannot initialise CUDA (a driver older than "
-            "this CUDA version needs? see torch's own warning)"
+            f"{_driver_gpu_count()} GPU(s) but cannot initialise CUDA (is the driver older "
+            "than this CUDA version needs? torch's own warning says more)"
         )
     return "CUDA is available"
 
