@@ -11,6 +11,7 @@ Experiments receive a :class:`Tracker` bound to one run and never import mlflow.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import io
 import os
@@ -135,8 +136,10 @@ class Tracker:
         self.client.log_artifact(self.run_id, str(file), directory)
 
     def log_state_dict(self, module: torch.nn.Module, path: str) -> None:
+        """Logs the module's state dict as CPU tensors, loadable without a GPU."""
+        state = {key: value.detach().cpu() for key, value in module.state_dict().items()}
         buffer = io.BytesIO()
-        torch.save(module.state_dict(), buffer)
+        torch.save(state, buffer)
         self._log_bytes(buffer.getvalue(), path)
 
     def load_state_dict(self, path: str) -> dict[str, torch.Tensor]:
@@ -158,7 +161,9 @@ class Tracker:
     ) -> str:
         """Logs a PyTorch module (pickle format, with our code) and optionally registers it.
 
-        The module is moved to the CPU first so the logged model loads on any machine.
+        A deep copy of the module is moved to the CPU and put in eval mode, so the logged
+        model loads on any machine, while the caller's module stays on its device with its
+        own train/eval flags.
 
         Returns:
             The model URI (``models:/<name>/<version>`` when registered).
@@ -168,7 +173,7 @@ class Tracker:
         active = mlflow.active_run()
         if active is None or active.info.run_id != self.run_id:
             raise RuntimeError("log_model needs this tracker's run to be the active run")
-        model = model.cpu().eval()
+        model = copy.deepcopy(model).cpu().eval()
         example = input_example[:1].detach().cpu()
         with torch.no_grad():
             output = model(example).numpy()

@@ -11,8 +11,10 @@ Every model trained here exposes ``loss(x, y) -> scalar`` (its own training obje
 from __future__ import annotations
 
 import copy
+import os
 import random
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+
+from lfxai.data.splits import Split
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -55,7 +59,41 @@ def make_schedule(
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seeds Python, NumPy and torch (CPU and CUDA); returns a seeded CPU generator."""
+    """Seeds Python, NumPy and torch and makes CUDA as deterministic as PyTorch allows.
+
+    Besides the seeds, this selects deterministic cuDNN kernels (``deterministic = True``,
+    ``benchmark = False``), turns on ``torch.use_deterministic_algorithms(True,
+    warn_only=True)`` and sets ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` unless the user set it.
+    cuBLAS reads that variable when it creates its handle, at the process's first CUDA
+    matrix product, so call this before any CUDA work (the experiments call it first).
+
+    Where determinism still cannot hold:
+
+    - operations without a deterministic CUDA kernel (e.g. ``index_add_``, ``scatter_add_``
+      and ``index_put_(accumulate=True)`` in some configurations, ``histc``, the backward
+      passes of interpolation and adaptive pooling) only warn, because raising would stop
+      experiments that use them; their results may vary between runs;
+    - a different GPU, driver, CUDA/cuDNN version or the CPU runs different kernels (and
+      cuDNN may use TF32), so results match across machines only up to rounding;
+    - CUDA work done before this call may already have created the cuBLAS handle (we warn).
+
+    Args:
+        seed: the seed of every generator.
+
+    Returns:
+        A CPU generator seeded with ``seed``.
+    """
+    if "CUBLAS_WORKSPACE_CONFIG" not in os.environ:
+        if torch.cuda.is_initialized():
+            warnings.warn(
+                "CUDA was initialised before seed_everything set CUBLAS_WORKSPACE_CONFIG; "
+                "cuBLAS may not be deterministic in this process",
+                stacklevel=2,
+            )
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -64,10 +102,67 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def get_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU."""
+    """The device to compute on.
+
+    Args:
+        name: ``auto`` (CUDA when torch can use it, else the CPU, with a warning when GPUs
+            exist that torch cannot use) or any torch device name (``cpu``, ``cuda:0``).
+
+    Returns:
+        The device.
+
+    Raises:
+        ValueError: a CUDA device was asked for and torch cannot use it.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _driver_gpu_count() > 0:
+            warnings.warn(
+                f"falling back to the CPU: {_why_no_cuda()}", RuntimeWarning, stacklevel=2
+            )
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} asked for, but {_why_no_cuda()}")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {name!r} asked for, but only {torch.cuda.device_count()} CUDA "
+                "device(s) are visible"
+            )
+    return device
+
+
+def _driver_gpu_count() -> int:
+    """GPUs the NVIDIA driver reports, whether or not this torch build can use them.
+
+    ``torch.cuda.device_count()`` asks NVML, so it sees GPUs that CUDA itself failed to
+    initialise (e.g. a driver older than the CUDA runtime); a torch build without CUDA
+    always says 0, so the kernel driver's own list is read then.
+    """
+    count = torch.cuda.device_count()
+    if count == 0:
+        gpus = Path("/proc/driver/nvidia/gpus")
+        count = len(list(gpus.iterdir())) if gpus.is_dir() else 0
+    return count
+
+
+def _why_no_cuda() -> str:
+    if torch.version.cuda is None:
+        return f"this torch build ({torch.__version__}) has no CUDA support"
+    if not torch.cuda.is_available():
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if visible is not None and visible.strip() in ("", "-1"):
+            return f"CUDA_VISIBLE_DEVICES={visible!r} hides every GPU"
+        if _driver_gpu_count() == 0:
+            return "no CUDA device was found"
+        return (
+            f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees "
+            f"{_driver_gpu_count()} GPU(s) but cannot initialise CUDA (is the driver older "
+            "than this CUDA version needs? torch's own warning says more)"
+        )
+    return "CUDA is available"
 
 
 @dataclass
@@ -81,27 +176,105 @@ class FitResult:
     checkpoints: list[str] = field(default_factory=list)
 
 
-def _batch_loss(model: nn.Module, batch, device: torch.device) -> tuple[torch.Tensor, int]:
-    x, y = batch[0].to(device), batch[1].to(device) if len(batch) > 1 else None
-    return model.loss(x, y), len(x)
+TrainingData = DataLoader | Split
+
+
+def _on_device(data: TrainingData, device: torch.device) -> TrainingData:
+    """A split moved to ``device`` once (it fits); a loader stays as it is."""
+    if isinstance(data, Split):
+        return Split(data.x.to(device), data.y.to(device))
+    return data
+
+
+def _batches(
+    data: TrainingData,
+    device: torch.device,
+    batch_size: int | None,
+    generator: torch.Generator | None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """``(x, y)`` batches on ``device``: a loader's, or a split's in ``Split.loader``'s order.
+
+    For a split, ``generator`` shuffles (None keeps the order) and must be seeded like the
+    one ``Split.loader(batch_size, shuffle=True, seed=seed)`` gives its DataLoader. The
+    DataLoader then draws, per epoch and in this order: its workers' base seed (an int64
+    from its generator, or from the global RNG when it has none, even with no workers), the
+    epoch's ``randperm(n)`` in ``RandomSampler`` and, once that sampler is exhausted, one
+    more ``randperm(n)`` that is sliced to nothing. We draw the same numbers from the same
+    generators, so the batches and even the later draws of a pretext's noise from the
+    global RNG are the DataLoader's own (``tests/test_training.py`` checks it).
+    """
+    if not isinstance(data, Split):
+        for batch in data:
+            x = batch[0].to(device)
+            yield x, batch[1].to(device) if len(batch) > 1 else None
+        return
+    if batch_size is None or batch_size < 1:
+        raise ValueError(f"training on a Split needs a positive batch_size, got {batch_size}")
+    n = len(data)
+    torch.empty((), dtype=torch.int64).random_(generator=generator)  # the base seed
+    if generator is None:
+        for start in range(0, n, batch_size):
+            yield data.x[start : start + batch_size], data.y[start : start + batch_size]
+        return
+    order = torch.randperm(n, generator=generator)
+    torch.randperm(n, generator=generator)  # RandomSampler's trailing, empty draw
+    order = order.to(data.x.device)
+    for start in range(0, n, batch_size):
+        index = order[start : start + batch_size]
+        yield data.x[index], data.y[index]
+
+
+def _mean_loss(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor | None]],
+    device: torch.device,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> float:
+    """Sample-weighted mean of ``model.loss`` over batches, one optimiser step per batch.
+
+    The sum stays on the device (float64, like the Python floats it replaces) and is read
+    once: a ``.item()`` per batch would make the CPU wait for the GPU at every step.
+    """
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
+    for x, y in batches:
+        loss = model.loss(x, y)
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        total += loss.detach().double() * len(x)
+        count += len(x)
+    return total.item() / max(count, 1)
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> float:
-    """Mean of the model's loss over a loader (sample-weighted), in eval mode."""
+def evaluate(
+    model: nn.Module,
+    loader: TrainingData,
+    device: torch.device,
+    batch_size: int | None = None,
+) -> float:
+    """Mean of the model's loss over a loader or split (sample-weighted), in eval mode.
+
+    Args:
+        model: module with a ``loss(x, y)`` method.
+        loader: a DataLoader of ``(x, y)`` batches or a ``Split`` (evaluated in order).
+        device: where to compute.
+        batch_size: batch size for a split (ignored for a loader).
+
+    Returns:
+        The mean loss.
+    """
     model.eval()
-    total, count = 0.0, 0
-    for batch in loader:
-        loss, n = _batch_loss(model, batch, device)
-        total += loss.item() * n
-        count += n
-    return total / max(count, 1)
+    data = _on_device(loader, device)
+    return _mean_loss(model, _batches(data, device, batch_size, None), device)
 
 
 def fit(
     model: nn.Module,
-    train_loader: DataLoader,
-    test_loader: DataLoader,
+    train_loader: TrainingData,
+    test_loader: TrainingData,
     device: torch.device,
     n_epochs: int,
     lr: float = 1e-3,
@@ -113,13 +286,21 @@ def fit(
     checkpoint_dir: Path | None = None,
     on_epoch: EpochCallback | None = None,
     progress: bool = True,
+    batch_size: int | None = None,
+    seed: int = 0,
 ) -> FitResult:
     """Trains ``model`` with early stopping; restores the best weights.
 
+    The data are DataLoaders or ``Split``s. A split is moved to the device once and
+    batched by slicing a per-epoch permutation there, with no per-example Python work;
+    with ``batch_size`` and ``seed`` equal to those of ``Split.loader(batch_size,
+    shuffle=True, seed=seed)`` it trains on exactly the same batches as that loader.
+
     Args:
         model: module with a ``loss(x, y)`` method.
-        train_loader: yields ``(x, y)`` batches for training.
-        test_loader: yields ``(x, y)`` batches for early stopping.
+        train_loader: a DataLoader of ``(x, y)`` training batches, or a ``Split``
+            (reshuffled every epoch).
+        test_loader: a DataLoader or ``Split`` (in order) for early stopping.
         device: where to train.
         n_epochs: maximum number of epochs.
         lr: learning rate.
@@ -128,9 +309,12 @@ def fit(
         lr_schedule: name in ``SCHEDULES``, stepped once per epoch.
         patience: epochs without test-loss improvement before stopping (0 disables).
         checkpoint_every: save a state dict every k epochs (0 disables); used by TracIn.
+            Checkpoints hold CPU tensors, so a machine without a GPU can load them.
         checkpoint_dir: where checkpoints go (required when ``checkpoint_every > 0``).
         on_epoch: called as ``on_epoch(epoch, {"train_loss": .., "test_loss": ..})``.
         progress: show a tqdm bar over epochs.
+        batch_size: batch size for splits (required when either data is a ``Split``).
+        seed: seed of the shuffling generator of a training split.
 
     Returns:
         The loss histories, the best epoch and the checkpoint files written.
@@ -138,6 +322,9 @@ def fit(
     if checkpoint_every > 0 and checkpoint_dir is None:
         raise ValueError("checkpoint_every > 0 needs a checkpoint_dir")
     model.to(device)
+    train_data, test_data = _on_device(train_loader, device), _on_device(test_loader, device)
+    # Created once, like the generator Split.loader hands its DataLoader.
+    shuffle = torch.Generator().manual_seed(seed) if isinstance(train_data, Split) else None
     opt = make_optimizer(optimizer, model.parameters(), lr, weight_decay)
     schedule = make_schedule(lr_schedule, opt, n_epochs)
     result = FitResult()
@@ -148,18 +335,11 @@ def fit(
     )
     for epoch in bar:
         model.train()
-        total, count = 0.0, 0
-        for batch in train_loader:
-            loss, n = _batch_loss(model, batch, device)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * n
-            count += n
-        train_loss = total / max(count, 1)
+        batches = _batches(train_data, device, batch_size, shuffle)
+        train_loss = _mean_loss(model, batches, device, opt)
         if schedule is not None:
             schedule.step()
-        test_loss = evaluate(model, test_loader, device)
+        test_loss = evaluate(model, test_data, device, batch_size)
         result.train_loss.append(train_loss)
         result.test_loss.append(test_loss)
         bar.set_postfix(train=f"{train_loss:.4g}", test=f"{test_loss:.4g}")
@@ -169,7 +349,7 @@ def fit(
             assert checkpoint_dir is not None
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
             path = checkpoint_dir / f"{getattr(model, 'name', 'model')}_checkpoint_{epoch + 1}.pt"
-            torch.save(model.state_dict(), path)
+            torch.save(cpu_state_dict(model), path)
             result.checkpoints.append(str(path))
         if test_loss < result.best_test_loss:
             result.best_test_loss, result.best_epoch = test_loss, epoch
@@ -185,3 +365,8 @@ def fit(
         model.checkpoints_files = list(result.checkpoints)
         model.lr = lr
     return result
+
+
+def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Detached CPU copies of the model's state (the model itself stays where it is)."""
+    return {key: value.detach().cpu() for key, value in model.state_dict().items()}

@@ -79,10 +79,12 @@ def tracked_fit(
     """
     device = get_device(config.device)
     start = time.perf_counter()
+    # Splits stay on the device and are batched by slicing a seeded permutation: the same
+    # batches as `train.loader(batch_size, shuffle=True, seed=seed)`, without its overhead.
     result = fit(
         model,
-        train.loader(config.batch_size, shuffle=True, seed=config.seed),
-        test.loader(config.batch_size),
+        train,
+        test,
         device,
         n_epochs=config.n_epochs,
         lr=config.lr,
@@ -92,6 +94,8 @@ def tracked_fit(
         patience=patience,
         checkpoint_every=checkpoint_every,
         checkpoint_dir=checkpoint_dir,
+        batch_size=config.batch_size,
+        seed=config.seed,
         on_epoch=lambda epoch, losses: tracker.log_metrics(
             {f"{prefix}/{k}": v for k, v in losses.items()}, step=epoch
         ),

@@ -19,6 +19,8 @@ from captum.attr import Attribution, GradientShap, IntegratedGradients, Saliency
 from torch import nn
 from tqdm.auto import tqdm
 
+from lfxai.explanations.examples.per_sample_grads import rnn_differentiable
+
 
 class AuxiliaryFunction(nn.Module):
     """``g(x', r) = <f(x'), r>`` for a batch of inputs ``x'`` and references ``r``.
@@ -136,11 +138,13 @@ def attribute_auxiliary(
     auxiliary = AuxiliaryFunction(encoder)
     attr_method.forward_func = auxiliary
     attributions = []
-    for batch in tqdm(data_loader, desc=_name(attr_method), disable=not progress, leave=False):
-        inputs = _inputs_of(batch).to(device)
-        with torch.no_grad():
-            reference = encoder(inputs)
-        attributions.append(_attribute_batch(attr_method, inputs, reference, baseline).cpu())
+    # Captum differentiates the encoder in eval mode: an RNN on CUDA needs cuDNN off.
+    with rnn_differentiable(encoder, torch.device(device)):
+        for batch in tqdm(data_loader, desc=_name(attr_method), disable=not progress, leave=False):
+            inputs = _inputs_of(batch).to(device)
+            with torch.no_grad():
+                reference = encoder(inputs)
+            attributions.append(_attribute_batch(attr_method, inputs, reference, baseline).cpu())
     return torch.cat(attributions).numpy()
 
 
@@ -175,17 +179,18 @@ def attribute_individual_dim(
     attr_method.forward_func = AuxiliaryFunction(encoder)
     eye = torch.eye(dim_latent, device=device)
     attributions = []
-    for batch in tqdm(data_loader, desc=_name(attr_method), disable=not progress, leave=False):
-        inputs = _inputs_of(batch).to(device)
-        with torch.no_grad():
-            codes = encoder(inputs)
-        per_unit = []
-        for j in range(dim_latent):  # d is small (3-10): one attribution call per unit
-            reference = eye[j].expand(len(inputs), -1)
-            attr = _attribute_batch(attr_method, inputs, reference, baseline)
-            scaled = torch.abs(codes[:, j].view(-1, *[1] * (attr.dim() - 1)) * attr)
-            per_unit.append(scaled.sum(dim=1) if attr.dim() == 4 else scaled)
-        attributions.append(torch.stack(per_unit, dim=1).cpu())
+    with rnn_differentiable(encoder, torch.device(device)):  # as in attribute_auxiliary
+        for batch in tqdm(data_loader, desc=_name(attr_method), disable=not progress, leave=False):
+            inputs = _inputs_of(batch).to(device)
+            with torch.no_grad():
+                codes = encoder(inputs)
+            per_unit = []
+            for j in range(dim_latent):  # d is small (3-10): one attribution call per unit
+                reference = eye[j].expand(len(inputs), -1)
+                attr = _attribute_batch(attr_method, inputs, reference, baseline)
+                scaled = torch.abs(codes[:, j].view(-1, *[1] * (attr.dim() - 1)) * attr)
+                per_unit.append(scaled.sum(dim=1) if attr.dim() == 4 else scaled)
+            attributions.append(torch.stack(per_unit, dim=1).cpu())
     return torch.cat(attributions).numpy()
 
 

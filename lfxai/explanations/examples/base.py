@@ -20,7 +20,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from lfxai.explanations.examples.per_sample_grads import LossFunctional, eval_mode, model_device
+from lfxai.explanations.examples.per_sample_grads import (
+    LossFunctional,
+    eval_mode,
+    model_device,
+    rnn_differentiable,
+)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -202,6 +207,11 @@ class GradientExplainer(ExampleBasedExplainer, ABC):
     ) -> None:
         super().__init__(model, loss_f, X_train, **kwargs)
         self.functional = LossFunctional(model, loss_f, self.target, params_module)
+
+    def _run(self, x_train, y_train, x_test, y_test, kwargs: Mapping[str, Any]) -> torch.Tensor:
+        # Gradients through an RNN in eval mode need PyTorch's own RNN kernels on CUDA.
+        with rnn_differentiable(self.model):
+            return super()._run(x_train, y_train, x_test, y_test, kwargs)
 
     def _grads(self, params, fixed, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """Per-example loss gradients ``(N, P)`` at the given parameters."""

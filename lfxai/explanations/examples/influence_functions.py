@@ -41,6 +41,12 @@ class InfluenceFunctions(GradientExplainer):
     ``hvp_batch_size``. ``hvp_chunk_size`` caps the vectors per vmapped Hessian-vector
     product (default: about 4,096 examples' worth of tangents; a GPU can take more).
 
+    Memory: every Hessian-vector product (LiSSA's steps, Arnoldi's and the exact method's)
+    is ``vmap``-ed over ``hvp_chunk_size`` vectors at a time. K vectors on a batch of B
+    examples hold about K * B examples' worth of activation tangents, so the default is
+    ``4096 // B`` vectors (20 for LiSSA's batches of 200). Lower it when a GPU runs out of
+    memory, raise it on a large GPU for fewer, larger kernels.
+
     Args:
         See ``GradientExplainer``.
 
@@ -71,9 +77,15 @@ class InfluenceFunctions(GradientExplainer):
         max_exact_params: int = 10_000,
         hvp_chunk_size: int | None = None,
     ) -> torch.Tensor:
-        """Scores ``(n_test, n_train)``; see the class docstring for the options."""
+        """Scores ``(n_test, n_train)``; see the class docstring for the options.
+
+        ``hvp_chunk_size`` (vectors per vmapped Hessian-vector product, default
+        ``4096 // batch``) applies to all three methods; see "Memory" above.
+        """
         if influence_method not in METHODS:
             raise ValueError(f"influence_method must be one of {METHODS}, got {influence_method!r}")
+        if hvp_chunk_size is not None and hvp_chunk_size < 1:
+            raise ValueError(f"hvp_chunk_size must be positive or None, got {hvp_chunk_size}")
         params, fixed = self.functional.split()
         train_grads = self._grads(params, fixed, x_train, y_train)
         self._hvp_chunk = hvp_chunk_size
@@ -156,8 +168,7 @@ class InfluenceFunctions(GradientExplainer):
         return out
 
     def _chunk(self, batch_len: int) -> int:
-        # Vectors per vmap call: K vectors on a batch of B examples hold about K * B
-        # examples' worth of activation tangents, so K * B is capped.
+        """Vectors per vmapped HVP: ``hvp_chunk_size``, else K * B capped at 4096."""
         return self._hvp_chunk or max(1, 4096 // max(1, batch_len))
 
 

@@ -55,6 +55,45 @@ class _ModelLoss(nn.Module):
         return self.model.loss(x, t if self.target == "label" else None)
 
 
+def _is_cuda(device: torch.device) -> bool:
+    return device.type == "cuda"
+
+
+def cudnn_blocks_rnn_grads(model: nn.Module, device: torch.device | None = None) -> bool:
+    """Whether differentiating ``model`` would hit cuDNN's RNN kernels.
+
+    cuDNN's RNN backward refuses to run in eval mode (where every explainer puts the model)
+    and has no double backward (influence functions' Hessian-vector products), and
+    ``torch.func`` has no batching rule for it.
+
+    Args:
+        model: the module that is differentiated.
+        device: where it runs (default: the device of its first parameter).
+    """
+    device = model_device(model) if device is None else torch.device(device)
+    return _is_cuda(device) and any(isinstance(m, nn.RNNBase) for m in model.modules())
+
+
+@contextmanager
+def rnn_differentiable(model: nn.Module, device: torch.device | None = None) -> Iterator[None]:
+    """Disables cuDNN inside the block when ``model`` has an RNN that runs on CUDA.
+
+    PyTorch then runs the RNNs with its native kernels, built from ordinary matrix products
+    that support eval-mode backward, double backward and ``vmap``. The cost: those RNNs are
+    several times slower than with cuDNN (convolutions in the same model lose cuDNN too);
+    models without RNNs and CPU runs are left untouched.
+
+    Args:
+        model: the module that is differentiated.
+        device: where it runs (default: the device of its first parameter).
+    """
+    if cudnn_blocks_rnn_grads(model, device):
+        with torch.backends.cudnn.flags(enabled=False):
+            yield
+    else:
+        yield
+
+
 class LossFunctional:
     """The model's training loss as a pure function of the explained parameters.
 

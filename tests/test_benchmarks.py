@@ -1,0 +1,58 @@
+"""The benchmarks run on the CPU, and the GPU check finds every entry point to run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmarks import gpu_check, training_loader
+
+
+def test_entry_points_fall_back_to_the_mlproject_and_configs(monkeypatch):
+    from lfxai.experiments import registry
+
+    monkeypatch.delattr(registry, "entries", raising=False)
+    pairs = gpu_check.entry_points()
+    assert ("mnist", "consistency_features") in pairs
+    assert all(name != "defaults" for _, name in pairs)
+    monkeypatch.setattr(registry, "entries", lambda: [("b", "y"), ("a", "x")], raising=False)
+    assert gpu_check.entry_points() == [("a", "x"), ("b", "y")]
+
+
+def test_compare_needs_identical_repeats_and_close_cpu_runs():
+    a = torch.arange(12.0).reshape(3, 4)
+    assert gpu_check.compare("m", [a, a.clone()], cuda=False)[0] == "PASS"
+    assert gpu_check.compare("m", [a, a + 1e-3], cuda=False)[0] == "FAIL"
+    close, shuffled = a * (1 + 1e-4), a[:, [1, 0, 3, 2]]
+    assert gpu_check.compare("m", [a, a.clone(), close], cuda=True)[0] == "PASS"
+    assert gpu_check.compare("m", [a, a.clone(), shuffled], cuda=True)[0] == "FAIL"
+
+
+def test_training_loader_benchmark_runs_both_paths(capsys):
+    training_loader.main(["--n-train", "200", "--n-test", "100", "--batch-size", "100"])
+    out = capsys.readouterr().out
+    assert "dataloader" in out and "split" in out and "faster" in out
+
+
+@pytest.mark.slow
+def test_gpu_check_on_the_cpu_passes_and_skips_the_gpu_parts(capsys):
+    assert gpu_check.main(["--device", "cpu", "--skip-entrypoints"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line[:4] in ("PASS", "FAIL", "SKIP")]
+    assert not [line for line in lines if line.startswith("FAIL")]
+    assert any(line.startswith("SKIP  fit: CUDA vs CPU") for line in lines)
+    assert any("LSTM autoencoder" in line and line.startswith("PASS") for line in lines)
+    assert "summary:" in out and "0 failed" in out
+
+
+def test_entry_point_runs_compare_metrics_but_not_timings():
+    run = ({"fit/test_loss": 0.1, "time/total_seconds": 3.0}, {"device_used": "cuda"})
+    other = ({"fit/test_loss": 0.1, "time/total_seconds": 4.0}, {"device_used": "cuda"})
+    assert gpu_check.is_timing("throughput/Saliency_images_per_second")
+    assert not gpu_check.is_timing("fit/test_loss")
+    metrics = [{k: v for k, v in m.items() if not gpu_check.is_timing(k)} for m, _ in (run, other)]
+    assert gpu_check.same_runs([(metrics[0], run[1]), (metrics[1], other[1])])[0] == "PASS"
+    changed = ({"fit/test_loss": 0.2}, {"device_used": "cuda"})
+    assert gpu_check.same_runs([(metrics[0], run[1]), changed])[0] == "FAIL"
+    on_cpu = (metrics[1], {"device_used": "cpu"})
+    assert gpu_check.same_runs([(metrics[0], run[1]), on_cpu])[0] == "FAIL"
