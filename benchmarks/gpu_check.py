@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from scipy.stats import spearmanr
 from torch import nn
 
@@ -304,15 +303,15 @@ EXPLAINERS = ("IF-lissa", "IF-arnoldi", "TracIn", "SimplEx", "DKNN")
 
 
 def explainer_options(key: str, sizes: Sizes) -> tuple[str, dict]:
-    """The registry key of an explainer and its options (the DkNN class may be renamed)."""
+    """The registry key of an explainer and its options (named as the experiments' settings)."""
     return {
         "IF-lissa": ("InfluenceFunctions", {"recursion_depth": sizes.lissa_depth}),
         "IF-arnoldi": (
             "InfluenceFunctions",
-            {"method": "arnoldi", "arnoldi_iter": sizes.arnoldi_iter, "rank": 5},
+            {"influence_method": "arnoldi", "arnoldi_iter": sizes.arnoldi_iter, "arnoldi_rank": 5},
         ),
         "TracIn": ("TracIn", {}),
-        "SimplEx": ("SimplEx", {"n_epoch": sizes.simplex_epochs}),
+        "SimplEx": ("SimplEx", {"simplex_steps": sizes.simplex_epochs}),
         "DKNN": ("DKNN", {}),
     }[key]
 
@@ -320,7 +319,7 @@ def explainer_options(key: str, sizes: Sizes) -> tuple[str, dict]:
 def explain(model, key: str, sizes: Sizes, x_train, x_test, device, loss_f=None) -> torch.Tensor:
     name, options = explainer_options(key, sizes)
     if name == "InfluenceFunctions":
-        options["batch_size"] = len(x_train)  # LiSSA's resampled batches
+        options["hvp_batch_size"] = len(x_train)  # LiSSA's resampled batches
     model = copy.deepcopy(model).to(device)  # checkpoints_files travel with the copy
     explainer = examples.EXAMPLE_METHODS[name](model, loss_f or nn.MSELoss(), progress=False)
     return explainer.attribute_loader(device, [(x_train,)], [(x_test,)], **options)
@@ -380,7 +379,7 @@ def timings(device: torch.device, sizes: Sizes) -> Outcome:
         explainer = InfluenceFunctions(model, nn.MSELoss(), X_train=x, progress=False)
         _sync(device)
         start = time.perf_counter()
-        explainer.attribute(x[:10], recursion_depth=depth, batch_size=batch)
+        explainer.attribute(x[:10], recursion_depth=depth, hvp_batch_size=batch)
         _sync(device)
         return time.perf_counter() - start
 
@@ -402,20 +401,10 @@ def _sync(device: torch.device) -> None:
 
 
 def entry_points() -> list[tuple[str, str]]:
-    """(dataset, experiment) pairs: the registry's own list, else the MLproject and configs."""
-    import lfxai.experiments  # noqa: F401  (fills the registry)
-    from lfxai.experiments import registry
+    """Every (dataset, experiment) pair a user can run, from the experiment registry."""
+    from lfxai.experiments.registry import entries
 
-    if hasattr(registry, "entries"):
-        return sorted(registry.entries())
-    project = yaml.safe_load((REPO / "MLproject").read_text())
-    pairs = []
-    for dataset in project["entry_points"]:
-        config = REPO / "configs" / f"{dataset}.yaml"
-        if config.exists():
-            names = yaml.safe_load(config.read_text())
-            pairs += [(dataset, name) for name in names if name != "defaults"]
-    return pairs
+    return sorted(entries())
 
 
 def mlflow_run(dataset: str, name: str, folder: Path, args) -> tuple[dict, dict]:

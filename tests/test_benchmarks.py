@@ -8,15 +8,12 @@ import torch
 from benchmarks import gpu_check, training_loader
 
 
-def test_entry_points_fall_back_to_the_mlproject_and_configs(monkeypatch):
-    from lfxai.experiments import registry
+def test_entry_points_are_every_registered_pair():
+    from lfxai.experiments.registry import entries
 
-    monkeypatch.delattr(registry, "entries", raising=False)
     pairs = gpu_check.entry_points()
-    assert ("mnist", "consistency_features") in pairs
-    assert all(name != "defaults" for _, name in pairs)
-    monkeypatch.setattr(registry, "entries", lambda: [("b", "y"), ("a", "x")], raising=False)
-    assert gpu_check.entry_points() == [("a", "x"), ("b", "y")]
+    assert pairs == sorted(entries())
+    assert ("mnist", "roar_test") in pairs and ("ecg5000", "consistency_examples") in pairs
 
 
 def test_compare_needs_identical_repeats_and_close_cpu_runs():

@@ -62,13 +62,13 @@ def _explainers(model: nn.Module, x: torch.Tensor):
     yield (
         "lissa",
         lambda: InfluenceFunctions(model, nn.MSELoss(), progress=False).attribute_loader(
-            "cpu", [(x,)], [(x[:2],)], recursion_depth=2, batch_size=3
+            "cpu", [(x,)], [(x[:2],)], recursion_depth=2, hvp_batch_size=3
         ),
     )
     yield (
         "arnoldi",
         lambda: InfluenceFunctions(model, nn.MSELoss(), progress=False).attribute_loader(
-            "cpu", [(x,)], [(x[:2],)], method="arnoldi", arnoldi_iter=3, rank=2
+            "cpu", [(x,)], [(x[:2],)], influence_method="arnoldi", arnoldi_iter=3, arnoldi_rank=2
         ),
     )
     yield (
