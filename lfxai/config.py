@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -53,8 +54,7 @@ class BaseConfig:
             value = getattr(self, name)
             if value <= 0:
                 raise ConfigError(f"{name} must be a positive integer, got {value}")
-        if self.device != "auto" and not self.device.startswith(("cpu", "cuda")):
-            raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {self.device!r}")
+        check_device(self.device)
         check_choices("optimizer", [self.optimizer], OPTIMIZERS)
         check_choices("lr_schedule", [self.lr_schedule], SCHEDULES)
         if not self.lr > 0:
@@ -169,6 +169,31 @@ def build_config(
     return config
 
 
+def setting_differences(config: BaseConfig, logged: dict[str, str]) -> list[str]:
+    """How ``config`` differs from settings logged as strings (:func:`to_flat_dict`).
+
+    Values are compared once parsed with the schema's types, so ``50`` (from YAML) equals
+    ``50.0`` (from the command line).
+
+    Returns:
+        One line per setting that differs, or is only on one side (empty: the same settings).
+    """
+    hints = typing.get_type_hints(type(config))
+    ours, flat = dataclasses.asdict(config), to_flat_dict(config)
+    lines = []
+    for key in sorted(set(hints) | set(logged)):
+        theirs = logged.get(key)
+        if key in hints and theirs is not None:
+            try:
+                value = _parse(theirs, hints[key], key)
+            except ConfigError:
+                value = theirs
+            if (tuple(value) if isinstance(value, list) else value) == ours[key]:
+                continue
+        lines.append(f"{key}: the run has {theirs!r}, this command {flat.get(key)!r}")
+    return lines
+
+
 def to_flat_dict(config: BaseConfig) -> dict[str, str]:
     """The configuration as ``{key: string}`` for MLflow params."""
     out = {}
@@ -179,24 +204,64 @@ def to_flat_dict(config: BaseConfig) -> dict[str, str]:
     return out
 
 
+def check_device(device: str) -> None:
+    """Raises :class:`ConfigError` unless ``device`` is ``auto``, ``cpu`` or a CUDA device
+    this machine has (``cuda``, ``cuda:i``)."""
+    match = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if device not in ("auto", "cpu") and match is None:
+        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}")
+    if match is None:
+        return
+    import torch  # only here: settings are otherwise plain values
+
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"device={device!r} but CUDA is not available on this machine (torch "
+            f"{torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); "
+            "use device=auto or device=cpu"
+        )
+    index, count = int(match.group(1) or 0), torch.cuda.device_count()
+    if index >= count:
+        raise ConfigError(f"device={device!r} but this machine has {count} CUDA device(s)")
+
+
+def _check_distinct(key: str, values: list[Any]) -> None:
+    duplicates = sorted({v for v in values if values.count(v) > 1}, key=values.index)
+    if duplicates:
+        raise ConfigError(f"{key} lists {duplicates} more than once: {values}")
+
+
 def check_choices(key: str, values: typing.Iterable[str], choices: typing.Iterable[str]) -> None:
-    """Raises :class:`ConfigError` if ``values`` is empty or has an entry not in ``choices``."""
+    """Raises :class:`ConfigError` if ``values`` is empty, has an entry not in ``choices`` or
+    an entry twice."""
     values, choices = list(values), sorted(choices)
     if not values:
         raise ConfigError(f"{key} must not be empty; valid choices: {choices}")
     for value in values:
         if value not in choices:
             raise ConfigError(f"unknown {key} entry {value!r}; valid choices: {choices}")
+    _check_distinct(key, values)
 
 
 def check_percentages(key: str, values: typing.Iterable[float]) -> None:
-    """Raises :class:`ConfigError` unless every value lies in (0, 100] and the list is not empty."""
+    """Raises :class:`ConfigError` unless the list is not empty and holds distinct whole
+    percents in (0, 100].
+
+    Whole percents, because each curve uses the percentage as its MLflow metric ``step``, an
+    integer: 0.4 would become step 0 (the unperturbed point) and 10.4 collide with 10.
+    """
     values = list(values)
     if not values:
         raise ConfigError(f"{key} must not be empty; valid values lie in (0, 100]")
     for value in values:
         if not 0 < value <= 100:
             raise ConfigError(f"{key} entry {value} is outside (0, 100]")
+        if value != int(value):
+            raise ConfigError(
+                f"{key} entry {value} is not a whole percent: curves use the percentage as "
+                "their MLflow step, an integer (a fraction would be rounded into another point)"
+            )
+    _check_distinct(key, values)
 
 
 def check_positive(config: BaseConfig, *keys: str) -> None:

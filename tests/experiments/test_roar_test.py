@@ -71,7 +71,10 @@ BAD_INPUT = [
     (["--remove_percentages", "10,0"], r"remove_percentages entry 0.0 is outside \(0, 100\]"),
     (["--remove_percentages", "50,101"], r"remove_percentages entry 101.0 is outside"),
     (["--remove_percentages", ","], r"remove_percentages must not be empty"),
-    (["--remove_percentages", "10,10.2"], r"distinct after rounding"),
+    (["--remove_percentages", "10,10.2"], r"entry 10.2 is not a whole percent.*MLflow step"),
+    (["--remove_percentages", "0.4,50"], r"entry 0.4 is not a whole percent"),
+    (["--remove_percentages", "10,50,10"], r"remove_percentages lists \[10.0\] more than once"),
+    (["--feature_methods", "Random,Random"], r"feature_methods lists \['Random'\] more than once"),
     (
         ["--register_retrained", "true", "--log_retrained_models", "false"],
         r"needs log_retrained_models=true",
