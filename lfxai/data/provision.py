@@ -64,10 +64,13 @@ class Provisioned:
     Attributes:
         path: Directory holding the data set's files.
         source: Where they came from: ``"present"``, ``"torchvision"`` or ``"wheel <req>"``.
+        repaired: One line per file that was present but failed its checksum and was
+            replaced (file, found and expected sha256, see :func:`mismatched_files`).
     """
 
     path: Path
     source: str
+    repaired: tuple[str, ...] = ()
 
 
 def cache_dir() -> Path:
@@ -100,13 +103,17 @@ def files_match(folder: Path, digests: dict[str, str]) -> bool:
     )
 
 
+MISSING = "missing"
+"""How :func:`mismatched_files` ends the line of a file that is not there."""
+
+
 def mismatched_files(folder: Path, digests: dict[str, str]) -> list[str]:
     """One line per file of ``digests`` that is missing or has another sha256 (empty: all ok)."""
     problems = []
     for name, digest in digests.items():
         path = folder / name
         if not path.is_file():
-            problems.append(f"{path}: missing")
+            problems.append(f"{path}: {MISSING}")
             continue
         found = sha256_file(path)
         if found != digest:
@@ -114,6 +121,11 @@ def mismatched_files(folder: Path, digests: dict[str, str]) -> list[str]:
                 f"{path}: sha256 {found} ({path.stat().st_size} bytes), expected {digest}"
             )
     return problems
+
+
+def corrupt_files(problems: list[str]) -> tuple[str, ...]:
+    """The lines of :func:`mismatched_files` about files present with another sha256."""
+    return tuple(p for p in problems if not p.endswith(f": {MISSING}"))
 
 
 @contextlib.contextmanager

@@ -43,7 +43,16 @@ class AutoencoderConfig(BaseConfig):
 
 
 def load_splits(dataset: DatasetPlugin, config: AutoencoderConfig, tracker: Tracker) -> Splits:
-    """The experiment's splits; their sizes and the device are logged as params."""
+    """The experiment's splits; their sizes and the device are logged as params.
+
+    The data set's files are checked first (:meth:`DatasetPlugin.provision`): the tag
+    ``lfxai.data_source`` says where they came from and ``lfxai.data_repaired`` names any file
+    that failed its checksum and was replaced.
+    """
+    provisioned = dataset.provision(config.data_dir)
+    tracker.set_tags({"lfxai.data_source": provisioned.source})
+    if provisioned.repaired:
+        tracker.set_tags({"lfxai.data_repaired": "\n".join(provisioned.repaired)})
     splits = dataset.load(config.data_dir, config.split, config.seed, config.n_train, config.n_test)
     tracker.log_params(
         {

@@ -20,7 +20,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from lfxai.config import ConfigError
-from lfxai.data import dataset_root
+from lfxai.data import DEFAULT_DATA_DIR, dataset_root
+from lfxai.data.provision import Provisioned
 from lfxai.data.splits import Split
 from lfxai.models.autoencoder import TrainableModel
 from lfxai.models.registry import ModelSpec, build_model
@@ -63,6 +64,16 @@ class DatasetPlugin(ABC):
     def root(self, data_dir: str | Path) -> Path:
         """This data set's folder under the project data directory."""
         return dataset_root(data_dir, self.name)
+
+    def provision(self, data_dir: str | Path) -> Provisioned:
+        """Checks ``data_dir`` (:func:`check_data_dir`), then makes this data set's files
+        ready under it: verified, fetched if missing, replaced if corrupt (``repaired``)."""
+        check_data_dir(data_dir, self.name)
+        return self.provision_root(self.root(data_dir))
+
+    @abstractmethod
+    def provision_root(self, root: Path) -> Provisioned:
+        """Verifies (and fetches or repairs) the data set's files under its root."""
 
     def check_split(self, split: str) -> None:
         """Raises :class:`ConfigError` unless ``split`` is one of :attr:`splits`."""
@@ -109,6 +120,25 @@ def replacement_for(baseline: torch.Tensor | nn.Module, inputs: torch.Tensor) ->
         with torch.no_grad():
             return baseline(inputs)
     return baseline
+
+
+def check_data_dir(data_dir: str | Path, dataset: str) -> None:
+    """Raises :class:`ConfigError` if ``data_dir`` is not an existing folder.
+
+    Only the default ``data`` folder is created on first use: any other ``data_dir`` must exist,
+    so that a typo fails instead of silently provisioning a fresh copy somewhere else. To fill
+    a new folder, ask for it: ``python -m lfxai.data provision <dataset> --data_dir <folder>``.
+    """
+    path = Path(data_dir)
+    if path.is_dir() or (path == DEFAULT_DATA_DIR and not path.exists()):
+        return
+    if path.exists():
+        raise ConfigError(f"data_dir {str(path)!r} is not a folder")
+    raise ConfigError(
+        f"data_dir {str(path)!r} does not exist (resolved: {path.absolute()}); fix the path, "
+        f"or provision a new folder explicitly: python -m lfxai.data provision {dataset} "
+        f"--data_dir {path}"
+    )
 
 
 DATASETS: dict[str, DatasetPlugin] = {}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from lfxai.data.ecg5000 import SPLITS, ecg5000_splits
+from lfxai.data.ecg5000 import SPLITS, ecg5000_splits, provision_ecg5000
+from lfxai.data.provision import Provisioned
 from lfxai.data.splits import Split
 from lfxai.plotting.series import series_importance
 from lfxai.plugins.base import DatasetPlugin, Splits, register_dataset
@@ -26,6 +29,9 @@ class Ecg5000(DatasetPlugin):
     experiments = ("consistency_features", "consistency_examples")
     splits = SPLITS
     feature_unit = "time steps"
+
+    def provision_root(self, root: Path) -> Provisioned:
+        return provision_ecg5000(root)
 
     def load(
         self, data_dir: str, split: str, seed: int, n_train: int | None, n_test: int | None

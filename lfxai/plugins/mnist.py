@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from lfxai.data.mnist import mnist_split
+from lfxai.data.mnist import mnist_split, provision_mnist
+from lfxai.data.provision import Provisioned
 from lfxai.data.splits import Split
 from lfxai.plotting.curves import image_grid
 from lfxai.plugins.base import DatasetPlugin, Splits, register_dataset
@@ -22,6 +25,9 @@ class Mnist(DatasetPlugin):
     experiments = ("consistency_features", "consistency_examples", "roar_test")
     splits = ("standard",)
     feature_unit = "pixels"
+
+    def provision_root(self, root: Path) -> Provisioned:
+        return provision_mnist(root)
 
     def load(
         self, data_dir: str, split: str, seed: int, n_train: int | None, n_test: int | None

