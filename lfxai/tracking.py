@@ -11,13 +11,17 @@ Experiments receive a :class:`Tracker` bound to one run and never import mlflow.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import io
 import os
+import signal
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +32,30 @@ import torch
 import yaml
 from matplotlib.figure import Figure
 from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 import lfxai
-from lfxai.config import to_flat_dict
+from lfxai.config import ConfigError, to_flat_dict
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 _MAX_BATCH = 1000  # MLflow's log_batch limit on metrics per call
 # The tags that say what a run is; nested runs inherit them from their parent, so a search
 # by data set, experiment or profile finds every run of a sweep or grid.
 IDENTITY_TAGS = ("lfxai.dataset", "lfxai.experiment", "lfxai.profile", "lfxai.version")
+# The identity a resumed run must share with the command that resumes it (not the version:
+# a fix of the code may be resumed into a run of the previous one).
+RESUME_IDENTITY = ("dataset", "experiment", "profile")
+ERROR_TAG = "lfxai.error"  # why a run FAILED
+STOPPED_TAG = "lfxai.stopped"  # why a run was KILLED (the signal that stopped it)
+RESUMED_INTO_TAG = "lfxai.resumed_into"  # on the run `mlflow run` made for a resume
+# A working top-level run refreshes this tag (UTC, ISO 8601) every HEARTBEAT_S seconds; a
+# RUNNING run whose last sign of life is older than STALE_AFTER_S is taken to be dead (its
+# process was SIGKILLed or its machine lost) and may be resumed.
+HEARTBEAT_TAG = "lfxai.heartbeat"
+HEARTBEAT_S = 30.0
+STALE_AFTER_S = 300.0
 
 
 class Tracker:
@@ -204,36 +222,275 @@ class Tracker:
 
     @contextmanager
     def nested(self, run_name: str, run_id: str | None = None) -> Iterator[Tracker]:
-        """A child run, FINISHED on success and FAILED on error (``run_id`` reopens one).
+        """A child run: FINISHED on success, FAILED on error, KILLED when stopped.
 
-        The child inherits the parent's :data:`IDENTITY_TAGS`.
+        The child is created under this run explicitly (never adopted from the fluent API's
+        state or ``MLFLOW_RUN_ID``), inherits its :data:`IDENTITY_TAGS` and becomes the
+        active run while the block runs. ``run_id`` reopens an earlier child instead.
         """
         inherited = {k: v for k, v in self.tags().items() if k in IDENTITY_TAGS}
+        if run_id is None:
+            experiment_id = self.client.get_run(self.run_id).info.experiment_id
+            tags = {MLFLOW_PARENT_RUN_ID: self.run_id, **inherited}
+            run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
         with mlflow.start_run(run_id=run_id, run_name=run_name, nested=True) as run:
             child = Tracker(run.info.run_id)
             child.set_tags(inherited)
-            yield child
+            child.delete_tags(ERROR_TAG, STOPPED_TAG)  # a reopened child's old outcome
+            with _ended_as_killed_when_stopped(child):
+                yield child
+
+    def delete_tags(self, *keys: str) -> None:
+        """Removes those of ``keys`` the run has (e.g. a resumed run's stale outcome)."""
+        present = self.tags()
+        for key in keys:
+            if key in present:
+                self.client.delete_tag(self.run_id, key)
+
+
+class _ResumedTracker(Tracker):
+    """The tracker of a resumed run: a param the run already has keeps its first value.
+
+    MLflow refuses to change a logged param, and the resumed attempt logs its settings and
+    set-up again: equal settings may print differently (``50`` from YAML, ``50.0`` from the
+    command line; :func:`check_resumable` compared them typed), and e.g. ``device_used`` may
+    change with the machine.
+    """
+
+    def log_params(self, params: dict[str, Any], prefix: str = "") -> None:
+        have = self.client.get_run(self.run_id).data.params
+        super().log_params({k: v for k, v in params.items() if f"{prefix}{k}" not in have}, prefix)
+
+
+class Stopped(BaseException):
+    """A stop signal (SIGTERM, SIGINT) arrived: the open runs end KILLED, the process exits.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that no ``except Exception`` of the
+    experiments swallows it.
+
+    Args:
+        signum: the signal received.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signal_name = signal.Signals(signum).name
+        self.exit_code = 128 + signum  # what a shell reports for a process killed by it
+        super().__init__(f"stopped by {self.signal_name}")
+
+
+class ResumeRefused(ConfigError):
+    """The run named by ``resume_run_id`` must not be resumed by this command."""
+
+
+def _stop_reason(stop: BaseException) -> str:
+    if isinstance(stop, Stopped):
+        return f"{stop.signal_name} received: the run was stopped"
+    return "KeyboardInterrupt: the run was stopped"
+
+
+@contextmanager
+def _ended_as_killed_when_stopped(tracker: Tracker) -> Iterator[None]:
+    """Ends the active run (``tracker``'s) KILLED, reason tagged, if a stop interrupts it."""
+    try:
+        yield
+    except (Stopped, KeyboardInterrupt) as stop:
+        with contextlib.suppress(Exception):  # the store may be what failed
+            tracker.set_tags({STOPPED_TAG: _stop_reason(stop)})
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == tracker.run_id:
+            mlflow.end_run("KILLED")
+        raise
 
 
 @contextmanager
 def tracked_run(run_name: str, run_id: str | None = None) -> Iterator[Tracker]:
-    """Opens (or, under ``mlflow run``, adopts) a run; it ends FAILED if the body raises.
+    """Opens (or, under ``mlflow run``, adopts) a run; FAILED if the body raises, KILLED if
+    a stop (:class:`Stopped`, ``KeyboardInterrupt``) interrupts it.
+
+    While the block runs, a thread refreshes the run's :data:`HEARTBEAT_TAG` every
+    :data:`HEARTBEAT_S` seconds, so that a run left RUNNING by a dead process can be told
+    from a live one (:func:`check_resumable`).
 
     Args:
         run_name: name shown in the MLflow UI.
-        run_id: continue this run instead (resume); otherwise ``MLFLOW_RUN_ID`` set by
-            ``mlflow run`` is adopted, or a new run is created.
+        run_id: continue this run instead (resume; check it first with
+            :func:`check_resumable`): its earlier outcome tags are removed and the params it
+            has keep their values. Otherwise
+            ``MLFLOW_RUN_ID`` set by ``mlflow run`` is adopted, or a new run is created.
     """
     with mlflow.start_run(run_id=run_id, run_name=run_name) as run:
-        tracker = Tracker(run.info.run_id)
+        tracker = (Tracker if run_id is None else _ResumedTracker)(run.info.run_id)
         tracker.set_tags({"mlflow.runName": run_name})
-        try:
-            yield tracker
-        except BaseException as error:
-            tracker.set_tags({"lfxai.error": f"{type(error).__name__}: {error}"[:5000]})
-            raise
+        if run_id is not None:
+            tracker.delete_tags(ERROR_TAG, STOPPED_TAG)
+        with _heartbeat(tracker.run_id), _ended_as_killed_when_stopped(tracker):
+            try:
+                yield tracker
+            except (Stopped, KeyboardInterrupt):
+                raise
+            except BaseException as error:
+                tracker.set_tags({ERROR_TAG: f"{type(error).__name__}: {error}"[:5000]})
+                raise
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@contextmanager
+def _heartbeat(run_id: str, every: float = HEARTBEAT_S) -> Iterator[None]:
+    """Sets :data:`HEARTBEAT_TAG` now, then every ``every`` seconds until the block ends."""
+    client = MlflowClient()
+
+    def beat() -> None:
+        client.set_tag(run_id, HEARTBEAT_TAG, _now().isoformat(timespec="seconds"))
+
+    beat()
+    done = threading.Event()
+
+    def loop() -> None:
+        while not done.wait(every):
+            with contextlib.suppress(Exception):  # a busy store: the next beat will do
+                beat()
+
+    thread = threading.Thread(target=loop, name=f"lfxai-heartbeat-{run_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=10)
+
+
+def seconds_since_alive(run: Any, now: datetime | None = None) -> float:
+    """Seconds since a run's last sign of life: its heartbeat, else its start."""
+    now = now or _now()
+    last = datetime.fromtimestamp(run.info.start_time / 1000, UTC)
+    beat = run.data.tags.get(HEARTBEAT_TAG)
+    if beat:
+        with contextlib.suppress(ValueError):
+            last = max(last, datetime.fromisoformat(beat))
+    return (now - last).total_seconds()
+
+
+def check_resumable(
+    run_id: str,
+    identity: dict[str, str],
+    settings_differ: Callable[[dict[str, str]], list[str]],
+    now: datetime | None = None,
+) -> str:
+    """Checks, without changing anything, that this command may resume ``run_id``.
+
+    Args:
+        run_id: the run to resume (a top-level experiment run).
+        identity: the command's ``dataset``, ``experiment`` and ``profile``.
+        settings_differ: given the run's logged settings (``config.*`` params without the
+            prefix), one line per setting the command would change (see
+            :func:`lfxai.config.setting_differences`).
+        now: the current time (tests).
+
+    Returns:
+        The run's status: ``FINISHED`` (nothing to do), or ``FAILED``, ``KILLED`` or a stale
+        ``RUNNING`` (to be continued).
+
+    Raises:
+        ResumeRefused: no such run, a nested run, another data set / experiment / profile,
+            other settings (each difference named), or a RUNNING run whose heartbeat is
+            fresh (its process is still working on it).
+    """
+    client = MlflowClient()
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise ResumeRefused(
+            f"resume_run_id {run_id!r}: no such run in the store {tracking_uri()}"
+        ) from None
+    tags = run.data.tags
+    if run.info.lifecycle_stage == "deleted":
+        raise ResumeRefused(f"resume_run_id {run_id}: the run is deleted")
+    if MLFLOW_PARENT_RUN_ID in tags:
+        raise ResumeRefused(
+            f"resume_run_id {run_id} is a nested run of {tags[MLFLOW_PARENT_RUN_ID]}: "
+            "resume that parent run instead"
+        )
+    differ = [
+        f"{key}: the run is {tags.get(f'lfxai.{key}')!r}, this command {identity[key]!r}"
+        for key in RESUME_IDENTITY
+        if tags.get(f"lfxai.{key}") != identity[key]
+    ]
+    if differ:
+        raise ResumeRefused(
+            f"resume_run_id {run_id} is a run of another kind, not resumed: " + "; ".join(differ)
+        )
+    prefix = "config."  # how Tracker.log_config logs the settings
+    logged = {k[len(prefix) :]: v for k, v in run.data.params.items() if k.startswith(prefix)}
+    if logged:  # empty: the first attempt stopped before it logged its settings
+        differ = settings_differ(logged)
+        if differ:
+            raise ResumeRefused(
+                f"resume_run_id {run_id} was started with other settings, not resumed "
+                "(resume with the run's settings, or start a new run): " + "; ".join(differ)
+            )
+    status = run.info.status
+    if status == "RUNNING":
+        quiet = seconds_since_alive(run, now)
+        if quiet < STALE_AFTER_S:
+            raise ResumeRefused(
+                f"resume_run_id {run_id} is RUNNING and alive (last heartbeat {quiet:.0f} s "
+                f"ago; a run is taken for dead after {STALE_AFTER_S:.0f} s without one): "
+                "let it finish, or stop it (SIGTERM / Ctrl-C), then resume"
+            )
+    return status
+
+
+def terminate_run(run_id: str, status: str, tags: dict[str, Any] | None = None) -> None:
+    """Sets ``tags`` on a run that is not the active one and ends it with ``status``."""
+    tracker = Tracker(run_id)
+    tracker.set_tags(tags or {})
+    tracker.client.set_terminated(run_id, status)
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI; None for any other store (or in-memory)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def init_store(uri: str | None = None) -> str:
+    """Creates or migrates a SQLite store once, under a file lock, before any run uses it.
+
+    MLflow creates and migrates a SQLite database the first time a client opens it, without
+    a lock: several processes doing so at once break it ("table _alembic_tmp_... already
+    exists") and leave a file no client opens. Call this before starting concurrent workers
+    (``make store``, ``python -m lfxai.tracking``); the entry points call it too. Other
+    stores (a tracking server, PostgreSQL) are left to their owner.
+
+    Args:
+        uri: the store; default: the one runs go to (:func:`tracking_uri`).
+
+    Returns:
+        The store's URI.
+    """
+    uri = uri or tracking_uri()
+    path = sqlite_path(uri)
+    if path is None:
+        return uri
+    import fcntl  # POSIX only, like the file lock it takes
+
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)  # creates / migrates the tables
+        client.search_registered_models(max_results=1)
+    return uri
 
 
 def tracking_uri() -> str:
     """The store runs go to (the user's MLFLOW_TRACKING_URI wins)."""
     return mlflow.get_tracking_uri()
+
+
+if __name__ == "__main__":  # python -m lfxai.tracking: create / migrate the default store
+    print(f"MLflow store ready: {init_store()}")

@@ -1,13 +1,30 @@
-"""The command-line runner: bad input fails clearly, before any work, with a FAILED run."""
+"""The command-line runner: bad input fails clearly, before any work, with a FAILED run; a
+stop signal ends the run KILLED; resume refuses, changing nothing, a run it must not continue."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+from datetime import UTC, datetime
 
 import mlflow
 import pytest
+import torch
+from mlflow.tracking import MlflowClient
 
+from lfxai.config import build_config, load_profile
+from lfxai.experiments import consistency_features
+from lfxai.experiments.registry import get_experiment
 from lfxai.experiments.runner import EXIT_BAD_INPUT, main
+from lfxai.tracking import (
+    ERROR_TAG,
+    HEARTBEAT_TAG,
+    RESUMED_INTO_TAG,
+    STOPPED_TAG,
+    Tracker,
+)
+from tests.helpers import EXPERIMENT
 
 
 def _last_run():
@@ -49,3 +66,145 @@ def test_an_experiment_the_dataset_lacks_fails_before_any_work(mlflow_store, cap
     run = _last_run()
     assert run.info.status == "FAILED"
     assert "config.split" not in run.data.params  # nothing was set up, nothing trained
+
+
+SETTINGS = [
+    (["--feature_methods", "Saliency,Saliency"], r"feature_methods lists \['Saliency'\] more than"),
+    (["--perturbation_percentages", "10,10.4"], r"entry 10.4 is not a whole percent"),
+    (["--perturbation_percentages", "50,20,50"], r"lists \[50.0\] more than once"),
+    (["--device", "cuda"], r"device='cuda' but CUDA is not available on this machine"),
+    (["--device", "cuda:x"], r"device must be 'auto', 'cpu' or 'cuda\[:i\]'"),
+    (["--data_dir", "{missing}"], r"data_dir '.*nonexistent' does not exist.*provision mnist"),
+]
+
+
+def test_settings_that_make_no_sense_fail_before_any_work(
+    mlflow_store, capsys, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # a SQLite store's artifacts go to ./mlruns
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # any machine, GPU or not
+    missing = tmp_path / "nonexistent"
+    for override, message in SETTINGS:  # one store for all cases: a new one costs seconds
+        argv = ["--name", "consistency_features", "--profile", "smoke"]
+        argv += [a.format(missing=missing) for a in override]
+        assert main("mnist", argv) == EXIT_BAD_INPUT, override
+        err = capsys.readouterr().err
+        assert re.search(message, err), (override, err)
+        run = _last_run()
+        assert run.info.status == "FAILED", override
+        assert re.search(message, run.data.tags["lfxai.error"]), override
+    assert not missing.exists()  # a typo in data_dir provisions nothing anywhere
+
+
+def test_sigint_ends_the_run_killed_with_the_reason(mlflow_store, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    def interrupted(*_args, **_kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends; raises before returning
+        raise AssertionError("the signal did not stop the run")
+
+    monkeypatch.setattr(consistency_features, "load_splits", interrupted)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    argv = ["--name", "consistency_features", "--profile", "smoke"]
+    assert main("mnist", argv) == 128 + signal.SIGINT
+    assert "stopped by SIGINT" in capsys.readouterr().err
+    run = _last_run()
+    assert run.info.status == "KILLED"
+    assert run.data.tags[STOPPED_TAG].startswith("SIGINT")
+    assert ERROR_TAG not in run.data.tags
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+# -- resume ------------------------------------------------------------------------------
+def _experiment_id(client: MlflowClient) -> str:
+    return client.get_experiment_by_name(EXPERIMENT).experiment_id
+
+
+def _fake_run(client: MlflowClient, name: str, status: str, tags: dict | None = None) -> str:
+    """A top-level run as `name` (smoke profile) logs it, ended with `status`; no work done."""
+    schema = get_experiment("mnist", name).schema
+    config = build_config(schema, load_profile("mnist", name, "smoke"))
+    run_id = client.create_run(_experiment_id(client), run_name=f"mnist-{name}-smoke").info.run_id
+    identity = {"dataset": "mnist", "experiment": name, "profile": "smoke", "version": "0.1.0"}
+    tracker = Tracker(run_id)
+    tracker.log_config(identity, config)
+    tracker.set_tags(tags or {})
+    if status != "RUNNING":
+        client.set_terminated(run_id, status)
+    return run_id
+
+
+def _launcher(client: MlflowClient, monkeypatch) -> str:
+    """The run `mlflow run` creates before the entry point starts (MLFLOW_RUN_ID)."""
+    run_id = client.create_run(_experiment_id(client)).info.run_id
+    monkeypatch.setenv("MLFLOW_RUN_ID", run_id)
+    return run_id
+
+
+def _snapshot(client: MlflowClient, run_id: str) -> tuple:
+    run = client.get_run(run_id)
+    return run.info.status, run.info.end_time, dict(run.data.tags), dict(run.data.params)
+
+
+def _children(client: MlflowClient, run_id: str) -> list:
+    return client.search_runs(
+        [_experiment_id(client)], filter_string=f"tags.mlflow.parentRunId = '{run_id}'"
+    )
+
+
+def test_resume_refuses_a_wrong_or_live_run_and_changes_nothing(
+    mlflow_store, capsys, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    client = MlflowClient()
+    features = _fake_run(client, "consistency_features", "FINISHED")
+    roar = _fake_run(client, "roar_test", "FINISHED")
+    fresh = datetime.now(UTC).isoformat(timespec="seconds")
+    live = _fake_run(client, "roar_test", "RUNNING", tags={HEARTBEAT_TAG: fresh})
+    nested = client.create_run(
+        _experiment_id(client), tags={"mlflow.parentRunId": roar, "lfxai.experiment": "roar_test"}
+    ).info.run_id
+    cases = [
+        (features, [], r"another kind.*experiment: the run is 'consistency_features', this co"),
+        (
+            roar,
+            ["--remove_percentages", "10,50"],
+            r"other settings.*remove_percentages: the run has '50,100', this command '10.0,50.0'",
+        ),
+        (roar, ["--profile", "quick"], r"another kind.*profile: the run is 'smoke', this comma"),
+        (live, [], r"RUNNING and alive \(last heartbeat \d+ s ago.*after 300 s"),
+        (nested, [], rf"nested run of {roar}: resume that parent"),
+        ("0" * 32, [], r"no such run"),
+    ]
+    for run_id, override, message in cases:
+        before = _snapshot(client, run_id) if run_id != "0" * 32 else None
+        launcher = _launcher(client, monkeypatch)
+        argv = ["--name", "roar_test", "--profile", "smoke", "--resume_run_id", run_id, *override]
+        assert main("mnist", argv) == EXIT_BAD_INPUT, message
+        err = capsys.readouterr().err
+        assert re.search(message, err), (message, err)
+        if before is not None:
+            assert _snapshot(client, run_id) == before  # status, name, tags, params untouched
+        launched = client.get_run(launcher)
+        assert launched.info.status == "FAILED"  # the launcher's run ends, with the reason
+        assert launched.data.tags[RESUMED_INTO_TAG] == run_id
+        assert re.search(message, launched.data.tags[ERROR_TAG])
+        assert _children(client, launcher) == []
+
+
+def test_resuming_a_finished_run_has_nothing_to_do(mlflow_store, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    client = MlflowClient()
+    roar = _fake_run(client, "roar_test", "FINISHED")
+    before = _snapshot(client, roar)
+    launcher = _launcher(client, monkeypatch)
+    # The same settings, one of them spelled out (50.0 for the profile's 50): still the same.
+    argv = ["--name", "roar_test", "--profile", "smoke", "--resume_run_id", roar]
+    argv += ["--remove_percentages", "50,100.0"]
+    assert main("mnist", argv) == 0
+    assert f"run {roar} is already FINISHED: nothing to resume" in capsys.readouterr().out
+    assert _snapshot(client, roar) == before
+    launched = client.get_run(launcher)
+    assert launched.info.status == "FINISHED"
+    assert launched.data.tags[RESUMED_INTO_TAG] == roar
+    assert ERROR_TAG not in launched.data.tags

@@ -5,21 +5,52 @@
 ``mlflow run -P key=value`` arrives, declared in the MLproject or not). The value
 ``profile`` (the MLproject default) keeps the profile's setting. Bad input ends the run
 FAILED with a message naming the bad value and the valid choices, before any data is touched.
+
+Lifecycle: SIGTERM and SIGINT end the run and its open nested runs KILLED (tag
+``lfxai.stopped``) and exit 128 + the signal; under ``mlflow run`` the process also stops
+when ``mlflow run`` dies (Linux). ``--resume_run_id`` first checks, changing nothing, that the
+run is of this dataset, experiment, profile and settings and not alive
+(:func:`lfxai.tracking.check_resumable`); a FINISHED run is left alone (exit 0). The run that
+``mlflow run`` made for a resume ends with the resumed run's outcome, tagged
+``lfxai.resumed_into``.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
 
 from lfxai import __version__
-from lfxai.config import PROFILES, ConfigError, build_config, load_profile
+from lfxai.config import (
+    PROFILES,
+    BaseConfig,
+    ConfigError,
+    build_config,
+    load_profile,
+    setting_differences,
+)
 from lfxai.experiments.registry import get_experiment, names
 from lfxai.plugins import get_dataset
-from lfxai.tracking import Tracker, tracked_run, tracking_uri
+from lfxai.tracking import (
+    ERROR_TAG,
+    RESUMED_INTO_TAG,
+    Stopped,
+    Tracker,
+    check_resumable,
+    init_store,
+    terminate_run,
+    tracked_run,
+    tracking_uri,
+)
 
 EXIT_BAD_INPUT = 2
 
@@ -91,16 +122,122 @@ def main(dataset: str, argv: list[str] | None = None) -> int:
     launched_run = os.environ.get("MLFLOW_RUN_ID")
     resume = None if args.resume_run_id.lower() in ("", "none") else args.resume_run_id
     run_name = f"{dataset}-{args.name}-{args.profile}"
-    try:
-        if resume and launched_run and launched_run != resume:
-            # `mlflow run` made a fresh run; the work continues in the resumed one.
-            Tracker(launched_run).set_tags({"lfxai.resumed_into": resume})
-        with tracked_run(run_name, run_id=resume) as tracker:  # FAILED if this raises
-            _execute(dataset, args, _overrides(extra), tracker)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except Exception:
-        traceback.print_exc()
-        return 1
+    with _stop_signals(follow_parent=launched_run is not None):
+        try:
+            init_store()  # a new SQLite store: created once, under a lock
+            if resume:
+                _resume(dataset, args, extra, run_name, resume, launched_run)
+            else:
+                with tracked_run(run_name) as tracker:  # FAILED if this raises
+                    _execute(dataset, args, _overrides(extra), tracker)
+        except ConfigError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except Stopped as stop:
+            print(f"[lfxai] {stop}: the runs were ended KILLED", file=sys.stderr)
+            return stop.exit_code
+        except Exception:
+            traceback.print_exc()
+            return 1
     return 0
+
+
+# -- resume ------------------------------------------------------------------------------
+def _resolved(
+    dataset: str, args: argparse.Namespace, overrides: dict[str, str]
+) -> tuple[dict[str, str], BaseConfig]:
+    """The identity and validated settings this command would run with (no side effect)."""
+    experiment = get_experiment(dataset, args.name)
+    if args.profile not in PROFILES:
+        raise ConfigError(f"unknown profile {args.profile!r}; valid choices: {list(PROFILES)}")
+    config = build_config(
+        experiment.schema, load_profile(dataset, args.name, args.profile), overrides
+    )
+    if hasattr(config, "split"):
+        get_dataset(dataset).check_split(config.split)
+    identity = {"dataset": dataset, "experiment": args.name, "profile": args.profile}
+    return identity, config
+
+
+def _resume(
+    dataset: str,
+    args: argparse.Namespace,
+    extra: list[str],
+    run_name: str,
+    resume: str,
+    launched_run: str | None,
+) -> None:
+    """Continues run ``resume`` after checking, changing nothing, that it may be resumed.
+
+    ``launched_run`` (the run ``mlflow run`` made) gets no work: it is tagged with the run it
+    resumed into and ends with that run's outcome (FAILED with the reason when refused).
+    """
+    launcher = launched_run if launched_run and launched_run != resume else None
+    # Nothing may adopt the launcher's run from the environment (a nested run did, once).
+    os.environ.pop("MLFLOW_RUN_ID", None)
+    outcome, tags = "FAILED", {RESUMED_INTO_TAG: resume}
+    try:
+        overrides = _overrides(extra)
+        identity, config = _resolved(dataset, args, overrides)
+        status = check_resumable(resume, identity, partial(setting_differences, config))
+        if status == "FINISHED":
+            print(f"[lfxai] run {resume} is already FINISHED: nothing to resume")
+            outcome = "FINISHED"
+            return
+        print(f"[lfxai] resuming run {resume} ({status})")
+        if launcher:
+            Tracker(launcher).set_tags(tags)
+        with tracked_run(run_name, run_id=resume) as tracker:
+            _execute(dataset, args, overrides, tracker)
+        outcome = "FINISHED"
+    except (Stopped, KeyboardInterrupt):
+        outcome = "KILLED"
+        raise
+    except Exception as error:
+        tags[ERROR_TAG] = f"{type(error).__name__}: {error}"[:5000]
+        raise
+    finally:
+        if launcher:
+            terminate_run(launcher, outcome, tags)
+
+
+# -- stop signals ------------------------------------------------------------------------
+@contextmanager
+def _stop_signals(follow_parent: bool) -> Iterator[None]:
+    """SIGTERM and SIGINT raise :class:`Stopped` in the main thread while the block runs.
+
+    Only the first signal raises: later ones are ignored so that the runs can be ended
+    KILLED. ``follow_parent`` (under ``mlflow run``, which does not forward SIGTERM to its
+    child): this process gets SIGTERM when its parent dies.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    received: list[int] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        if not received:
+            received.append(signum)
+            raise Stopped(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    following = follow_parent and _parent_death_signal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if following:
+            _parent_death_signal(0)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _parent_death_signal(signum: int) -> bool:
+    """Asks Linux to send ``signum`` (0: nothing) to this process when its parent dies."""
+    if not sys.platform.startswith("linux"):
+        return False
+    pr_set_pdeathsig = 1  # from <linux/prctl.h>
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(pr_set_pdeathsig, int(signum), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
