@@ -46,6 +46,11 @@ COPY --from=requirements /requirements.txt /tmp/requirements.txt
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install -r /tmp/requirements.txt
 
+# An init for PID 1 (a bare `mlflow run` as PID 1 ignores SIGTERM and is SIGKILLed by
+# `docker stop`): dumb-init turns SIGTERM into SIGINT (Ctrl-C) for the whole process group, so
+# `mlflow run` cancels and waits for its child, which ends its runs KILLED.
+RUN pip install --no-cache-dir dumb-init==1.2.5.post1
+
 # The package itself (its dependencies are all there already: --no-deps, then `pip check`).
 COPY . .
 RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
@@ -66,4 +71,7 @@ VOLUME ["/mlflow"]
 WORKDIR /mlflow
 USER 1000:1000
 
+# Before the command: create / migrate a new SQLite store once, under a lock (concurrent
+# containers on one new store would break it; a shared store is a tracking server, see README).
+ENTRYPOINT ["dumb-init", "--rewrite", "15:2", "--", "sh", "-c", "python -m lfxai.tracking >/dev/null && exec \"$@\"", "lfxai"]
 CMD ["mlflow", "run", "/opt/lfxai", "-e", "mnist", "-P", "name=consistency_features", "-P", "profile=quick", "--env-manager", "local"]

