@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 
 import mlflow
 import pandas as pd
@@ -14,7 +16,8 @@ from lfxai.data.masking import apply_mask, top_k_mask
 from lfxai.data.mnist import mnist_split
 from lfxai.experiments import roar_test as roar
 from lfxai.experiments.runner import EXIT_BAD_INPUT, main
-from lfxai.tracking import Tracker
+from lfxai.tracking import ERROR_TAG, RESUMED_INTO_TAG, STOPPED_TAG, Tracker
+from tests.helpers import EXPERIMENT
 
 
 def test_masks_remove_exactly_the_top_k_pixels_of_each_image() -> None:
@@ -133,3 +136,76 @@ def test_every_retraining_starts_from_the_logged_weights_on_masked_images(
         assert torch.equal(images, expected)
         changed = (images != base_images).flatten(1).sum(1)
         assert int(changed.max()) <= round(pct / 100 * 784)  # never more than k pixels
+
+
+def _kill_at_retraining(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    """SIGTERM this process as its (n+1)-th retraining starts (inside its nested run)."""
+
+    def check(self: roar._InterruptionHook) -> None:
+        if self.count >= n:
+            os.kill(os.getpid(), signal.SIGTERM)
+        self.count += 1
+
+    monkeypatch.setattr(roar._InterruptionHook, "check", check)
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_a_resume_killed_between_retrainings_keeps_every_run_in_place(
+    mlflow_store, data_dir, monkeypatch, tmp_path
+) -> None:
+    """Killed, resumed and killed again, then resumed to the end, each time under a run of
+    its own made by `mlflow run` (MLFLOW_RUN_ID): every retraining is a child of the one
+    parent, the launchers' runs end with the parent's status, no stale tag stays."""
+    monkeypatch.chdir(tmp_path)  # a SQLite store's artifacts go to ./mlruns
+    client = MlflowClient()
+    experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    argv = ["--name", "roar_test", "--profile", "smoke", "--data_dir", str(data_dir)]
+    argv += ["--n_train", "40", "--n_test", "20", "--batch_size", "20"]
+    argv += ["--feature_methods", "Random", "--remove_percentages", "10,50,100"]
+    argv += ["--register_model", "false"]
+
+    def launch(kill_at: int | None, resume: str = "none") -> tuple[int, str]:
+        launcher = client.create_run(experiment_id).info.run_id
+        monkeypatch.setenv("MLFLOW_RUN_ID", launcher)
+        if kill_at is None:
+            monkeypatch.setattr(roar._InterruptionHook, "check", lambda self: None)
+        else:
+            _kill_at_retraining(monkeypatch, kill_at)
+        return main("mnist", [*argv, "--resume_run_id", resume]), launcher
+
+    def children(run_id: str) -> dict[str, tuple[str, dict]]:
+        runs = client.search_runs(
+            [experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'"
+        )
+        return {r.data.tags[roar.TAG + "k"]: (r.info.status, r.data.tags) for r in runs}
+
+    code, parent = launch(kill_at=1)  # not a resume: the launcher's run is the parent
+    assert code == 128 + signal.SIGTERM
+    run = client.get_run(parent)
+    assert run.info.status == "KILLED" and run.data.tags[STOPPED_TAG].startswith("SIGTERM")
+    assert {k: s for k, (s, _) in children(parent).items()} == {"10": "FINISHED", "50": "KILLED"}
+
+    code, second = launch(kill_at=1, resume=parent)  # 50 reopened, killed as 100 starts
+    assert code == 128 + signal.SIGTERM
+    statuses = {k: s for k, (s, _) in children(parent).items()}
+    assert statuses == {"10": "FINISHED", "50": "FINISHED", "100": "KILLED"}
+    assert client.get_run(parent).info.status == "KILLED"
+    assert client.get_run(second).info.status == "KILLED"  # ends with the parent's status
+    assert client.get_run(second).data.tags[RESUMED_INTO_TAG] == parent
+
+    code, third = launch(kill_at=None, resume=parent)
+    assert code == 0
+    run = client.get_run(parent)
+    assert run.info.status == "FINISHED"
+    assert not {STOPPED_TAG, ERROR_TAG} & set(run.data.tags)  # no stale outcome
+    final = children(parent)
+    assert {k: s for k, (s, _) in final.items()} == {k: "FINISHED" for k in ("10", "50", "100")}
+    assert all(STOPPED_TAG not in tags for _, tags in final.values())
+    assert client.get_run(third).info.status == "FINISHED"
+    for launcher in (second, third):  # no retraining was logged outside the parent
+        assert children(launcher) == {}
+    everything = client.search_runs([experiment_id])
+    assert len(everything) == 3 + 3  # three launchers (the first is the parent), three children
+    history = client.get_metric_history(parent, "roar/test_loss/Random")
+    assert sorted(m.step for m in history) == [0, 10, 50, 100]
