@@ -275,6 +275,7 @@ class Stopped(BaseException):
     def __init__(self, signum: int) -> None:
         self.signal_name = signal.Signals(signum).name
         self.exit_code = 128 + signum  # what a shell reports for a process killed by it
+        self.reason = f"{self.signal_name} received: the run was stopped"  # STOPPED_TAG
         super().__init__(f"stopped by {self.signal_name}")
 
 
@@ -283,9 +284,7 @@ class ResumeRefused(ConfigError):
 
 
 def _stop_reason(stop: BaseException) -> str:
-    if isinstance(stop, Stopped):
-        return f"{stop.signal_name} received: the run was stopped"
-    return "KeyboardInterrupt: the run was stopped"
+    return stop.reason if isinstance(stop, Stopped) else "KeyboardInterrupt: the run was stopped"
 
 
 @contextmanager
@@ -314,9 +313,9 @@ def tracked_run(run_name: str, run_id: str | None = None) -> Iterator[Tracker]:
     Args:
         run_name: name shown in the MLflow UI.
         run_id: continue this run instead (resume; check it first with
-            :func:`check_resumable`): its earlier outcome tags are removed and the params it
-            has keep their values. Otherwise
-            ``MLFLOW_RUN_ID`` set by ``mlflow run`` is adopted, or a new run is created.
+            :func:`check_resumable`): its earlier outcome tags are removed and the params
+            it has keep their values. Otherwise ``MLFLOW_RUN_ID`` set by ``mlflow run`` is
+            adopted, or a new run is created.
     """
     with mlflow.start_run(run_id=run_id, run_name=run_name) as run:
         tracker = (Tracker if run_id is None else _ResumedTracker)(run.info.run_id)
@@ -444,10 +443,12 @@ def check_resumable(
 
 
 def terminate_run(run_id: str, status: str, tags: dict[str, Any] | None = None) -> None:
-    """Sets ``tags`` on a run that is not the active one and ends it with ``status``."""
+    """Ends a RUNNING run that is not the active one: ``tags``, then ``status`` (a run that
+    has ended already is left as it is)."""
     tracker = Tracker(run_id)
-    tracker.set_tags(tags or {})
-    tracker.client.set_terminated(run_id, status)
+    if tracker.client.get_run(run_id).info.status == "RUNNING":
+        tracker.set_tags(tags or {})
+        tracker.client.set_terminated(run_id, status)
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -477,10 +478,11 @@ def init_store(uri: str | None = None) -> str:
     path = sqlite_path(uri)
     if path is None:
         return uri
-    import fcntl  # POSIX only, like the file lock it takes
-
     with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        with contextlib.suppress(ImportError):  # POSIX; elsewhere: unlocked, as MLflow does
+            import fcntl
+
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         client = MlflowClient(tracking_uri=uri)
         client.search_experiments(max_results=1)  # creates / migrates the tables
         client.search_registered_models(max_results=1)

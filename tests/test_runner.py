@@ -14,7 +14,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from lfxai.config import build_config, load_profile
-from lfxai.experiments import consistency_features
+from lfxai.experiments import consistency_features, runner
 from lfxai.experiments.registry import get_experiment
 from lfxai.experiments.runner import EXIT_BAD_INPUT, main
 from lfxai.tracking import (
@@ -113,6 +113,24 @@ def test_sigint_ends_the_run_killed_with_the_reason(mlflow_store, capsys, tmp_pa
     assert run.data.tags[STOPPED_TAG].startswith("SIGINT")
     assert ERROR_TAG not in run.data.tags
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_a_stop_before_the_run_is_adopted_still_ends_the_launchers_run(
+    mlflow_store, capsys, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    client = MlflowClient()
+    launcher = _launcher(client, monkeypatch)
+
+    def stopped(*_args, **_kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("the signal did not stop the run")
+
+    monkeypatch.setattr(runner, "init_store", stopped)
+    assert main("mnist", ["--name", "consistency_features"]) == 128 + signal.SIGTERM
+    run = client.get_run(launcher)
+    assert run.info.status == "KILLED"
+    assert run.data.tags[STOPPED_TAG] == "SIGTERM received: the run was stopped"
 
 
 # -- resume ------------------------------------------------------------------------------

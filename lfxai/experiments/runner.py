@@ -43,6 +43,7 @@ from lfxai.plugins import get_dataset
 from lfxai.tracking import (
     ERROR_TAG,
     RESUMED_INTO_TAG,
+    STOPPED_TAG,
     Stopped,
     Tracker,
     check_resumable,
@@ -122,23 +123,25 @@ def main(dataset: str, argv: list[str] | None = None) -> int:
     launched_run = os.environ.get("MLFLOW_RUN_ID")
     resume = None if args.resume_run_id.lower() in ("", "none") else args.resume_run_id
     run_name = f"{dataset}-{args.name}-{args.profile}"
-    with _stop_signals(follow_parent=launched_run is not None):
-        try:
+    try:
+        with _stop_signals(follow_parent=launched_run is not None):
             init_store()  # a new SQLite store: created once, under a lock
             if resume:
                 _resume(dataset, args, extra, run_name, resume, launched_run)
             else:
                 with tracked_run(run_name) as tracker:  # FAILED if this raises
                     _execute(dataset, args, _overrides(extra), tracker)
-        except ConfigError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        except Stopped as stop:
-            print(f"[lfxai] {stop}: the runs were ended KILLED", file=sys.stderr)
-            return stop.exit_code
-        except Exception:
-            traceback.print_exc()
-            return 1
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Stopped as stop:
+        if launched_run and not resume:  # stopped before the run was adopted
+            terminate_run(launched_run, "KILLED", {STOPPED_TAG: stop.reason})
+        print(f"[lfxai] {stop}: the runs were ended KILLED", file=sys.stderr)
+        return stop.exit_code
+    except Exception:
+        traceback.print_exc()
+        return 1
     return 0
 
 
