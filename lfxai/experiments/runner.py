@@ -2,26 +2,44 @@
 
 ``--name`` picks the experiment, ``--profile`` the settings profile; every other
 ``--key value`` pair overrides one setting of the experiment's schema (that is how
-``mlflow run -P key=value`` arrives, declared in the MLproject or not). The value
-``profile`` (the MLproject default) keeps the profile's setting. Bad input ends the run
-FAILED with a message naming the bad value and the valid choices, before any data is touched.
+``mlflow run -P key=value`` arrives: the MLproject declares only ``name`` and ``profile``, so
+MLflow appends the others as ``--key value``). The value ``profile`` keeps the profile's
+setting. Bad input ends the run FAILED with a message naming the bad value and the valid
+choices, before any data is touched.
+
+Where the run goes: the experiment ``lfxai/<dataset>/<experiment>`` unless the user chose one
+(see :func:`lfxai.tracking.run_location`). Its name says what differs from other runs there
+(``consistency_features smoke seed=3 #4``); its description gives the command line, the
+settings that differ from the profile and, at the end, the verdicts on the paper's claims.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import shlex
 import sys
 import time
 import traceback
+from typing import Any
 
 from lfxai import __version__
-from lfxai.config import PROFILES, ConfigError, build_config, load_profile
+from lfxai.config import KEEP, PROFILES, BaseConfig, ConfigError, build_config, load_profile
 from lfxai.experiments.registry import get_experiment, names
 from lfxai.plugins import get_dataset
-from lfxai.tracking import Tracker, tracked_run, tracking_uri
+from lfxai.tracking import (
+    Tracker,
+    experiment_name,
+    run_location,
+    system_metrics,
+    tracked_run,
+    tracking_uri,
+)
 
 EXIT_BAD_INPUT = 2
+NAME_EXCLUDES = ("data_dir",)  # where the data lives changes no result: not in run names
+MAX_NAME_VALUE = 24  # longer values are cut in run names (the description has them whole)
 
 
 def _overrides(extra: list[str]) -> dict[str, str]:
@@ -59,15 +77,21 @@ def _parser(dataset: str) -> argparse.ArgumentParser:
 def _execute(
     dataset: str, args: argparse.Namespace, overrides: dict[str, str], tracker: Tracker
 ) -> None:
+    number = tracker.run_number()
+    given = {k: v for k, v in overrides.items() if v != KEEP}
+    tracker.set_tags({"mlflow.runName": run_name(args.name, args.profile, given, number)})
     experiment = get_experiment(dataset, args.name)
     plugin = get_dataset(dataset)
     if args.profile not in PROFILES:
         raise ConfigError(f"unknown profile {args.profile!r}; valid choices: {list(PROFILES)}")
-    config = build_config(
-        experiment.schema, load_profile(dataset, args.name, args.profile), overrides
-    )
+    profile_values = load_profile(dataset, args.name, args.profile)
+    config = build_config(experiment.schema, profile_values, overrides)
     if hasattr(config, "split"):
         plugin.check_split(config.split)
+    changed = differences(config, build_config(experiment.schema, profile_values))
+    final_name = run_name(args.name, args.profile, {k: v for k, (v, _) in changed.items()}, number)
+    tracker.set_tags({"mlflow.runName": final_name})
+    tracker.set_description(describe(dataset, args, given, changed, number))
     identity = {
         "dataset": dataset,
         "experiment": args.name,
@@ -79,6 +103,7 @@ def _execute(
     summary = experiment.run(plugin, config, tracker)
     tracker.log_metrics({"time/total_seconds": time.perf_counter() - start})
     print(f"[lfxai] {dataset}/{args.name} ({args.profile}) finished in run {tracker.run_id}")
+    print(f"[lfxai] '{final_name}' in experiment '{tracker.experiment_name()}'")
     for key, value in summary.items():
         print(f"  {key}: {value:.6g}" if isinstance(value, float) else f"  {key}: {value}")
     print(f"[lfxai] store: {tracking_uri()}")
@@ -87,15 +112,26 @@ def _execute(
 def main(dataset: str, argv: list[str] | None = None) -> int:
     """Runs one experiment of ``dataset``; returns the process exit code."""
     parser = _parser(dataset)
+    argv = sys.argv[1:] if argv is None else argv
     args, extra = parser.parse_known_args(argv)
+    args.argv = argv  # quoted in the run's description
     launched_run = os.environ.get("MLFLOW_RUN_ID")
     resume = None if args.resume_run_id.lower() in ("", "none") else args.resume_run_id
-    run_name = f"{dataset}-{args.name}-{args.profile}"
+    provisional_name = f"{args.name} {args.profile}"  # until _execute knows the settings
+    # A resumed run stays where it is; an unknown experiment gets no MLflow experiment.
+    known = args.name in names(dataset)
+    location = experiment_name(dataset, args.name) if known and not resume else None
     try:
         if resume and launched_run and launched_run != resume:
             # `mlflow run` made a fresh run; the work continues in the resumed one.
             Tracker(launched_run).set_tags({"lfxai.resumed_into": resume})
-        with tracked_run(run_name, run_id=resume) as tracker:  # FAILED if this raises
+        with (
+            run_location(location) as replaced,
+            system_metrics(),
+            tracked_run(provisional_name, run_id=resume) as tracker,  # FAILED if this raises
+        ):
+            if replaced:
+                tracker.take_over(replaced)
             _execute(dataset, args, _overrides(extra), tracker)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -104,3 +140,63 @@ def main(dataset: str, argv: list[str] | None = None) -> int:
         traceback.print_exc()
         return 1
     return 0
+
+
+# -- what the UI shows ---------------------------------------------------------------------
+def differences(config: BaseConfig, profile: BaseConfig) -> dict[str, tuple[Any, Any]]:
+    """``{setting: (this run's value, the profile's value)}`` for the settings that differ."""
+    ours, theirs = dataclasses.asdict(config), dataclasses.asdict(profile)
+    return {k: (v, theirs[k]) for k, v in ours.items() if v != theirs[k]}
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def run_name(experiment: str, profile: str, settings: dict[str, Any], number: int) -> str:
+    """``<experiment> <profile> [k=v ...] #<number>``, e.g. ``roar_test quick n_epochs=3 #2``.
+
+    Args:
+        settings: what differs from the profile (``data_dir`` is left out).
+        number: the run's number in its experiment.
+    """
+    parts = [experiment, profile]
+    for key, value in settings.items():
+        if key in NAME_EXCLUDES:
+            continue
+        text = _show(value)
+        if len(text) > MAX_NAME_VALUE:
+            text = text[: MAX_NAME_VALUE - 1] + "…"
+        parts.append(f"{key}={text}")
+    return " ".join([*parts, f"#{number}"])
+
+
+def describe(
+    dataset: str,
+    args: argparse.Namespace,
+    given: dict[str, str],
+    changed: dict[str, tuple[Any, Any]],
+    number: int,
+) -> str:
+    """The run's description (Markdown): what ran, how to rerun it, what differs."""
+    rerun = ["mlflow", "run", ".", "-e", dataset, "-P", f"name={args.name}"]
+    rerun += ["-P", f"profile={args.profile}"]
+    for key, value in given.items():
+        rerun += ["-P", f"{key}={value}"]
+    lines = [
+        f"**{args.name}** on **{dataset}**, profile `{args.profile}`, run #{number}.",
+        "",
+        f"Command line: `{shlex.join(['python', '-m', f'entrypoints.{dataset}', *args.argv])}`",
+        "",
+        f"Rerun with: `{shlex.join(rerun)}` (add `--env-manager local` without conda)",
+        "",
+    ]
+    if changed:
+        lines += [f"Settings that differ from the `{args.profile}` profile:", ""]
+        lines += ["| setting | this run | profile |", "|---|---|---|"]
+        lines += [f"| {k} | {_show(v)} | {_show(p)} |" for k, (v, p) in changed.items()]
+    else:
+        lines.append(f"All settings are the `{args.profile}` profile's.")
+    return "\n".join(lines)
