@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import re
 
 import mlflow
 import pytest
+from mlflow.tracking import MlflowClient
 
-from lfxai.experiments.runner import EXIT_BAD_INPUT, main
+from lfxai.experiments.runner import EXIT_BAD_INPUT, describe, main, run_name
 
 
 def _last_run():
@@ -49,3 +52,57 @@ def test_an_experiment_the_dataset_lacks_fails_before_any_work(mlflow_store, cap
     run = _last_run()
     assert run.info.status == "FAILED"
     assert "config.split" not in run.data.params  # nothing was set up, nothing trained
+
+
+def test_a_run_lands_in_its_experiment_named_by_what_differs(
+    mlflow_store, capsys, monkeypatch, tmp_path
+):
+    monkeypatch.chdir(tmp_path)  # a new experiment keeps its artifacts in ./mlruns
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME")  # nobody chose an experiment
+    argv = ["--name", "consistency_features", "--profile", "smoke", "--seed", "profile"]
+    for methods in ("Saliency,Shap", "Shap"):
+        assert main("mnist", [*argv, "--feature_methods", methods]) == EXIT_BAD_INPUT
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("lfxai/mnist/consistency_features")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time"])
+    assert [r.info.run_name for r in runs] == [
+        "consistency_features smoke feature_methods=Saliency,Shap #1",
+        "consistency_features smoke feature_methods=Shap #2",
+    ]  # a value equal to `profile` keeps the profile's setting: not in the name
+    assert all(r.info.status == "FAILED" for r in runs)
+    note = runs[0].data.tags["mlflow.note.content"]
+    assert "-P feature_methods=Saliency,Shap" in note and "python -m entrypoints.mnist" in note
+
+
+def test_a_run_mlflow_run_made_in_default_is_replaced(mlflow_store, capsys, monkeypatch, tmp_path):
+    """`mlflow run` without an experiment creates its run in Default before our code starts."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME")
+    client = MlflowClient()
+    launched = client.create_run("0", tags={"mlflow.source.type": "PROJECT"})
+    monkeypatch.setenv("MLFLOW_RUN_ID", launched.info.run_id)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "0")
+    argv = ["--name", "roar_test", "--profile", "smoke", "--remove_percentages", "0"]
+    assert main("mnist", argv) == EXIT_BAD_INPUT
+    assert os.environ["MLFLOW_RUN_ID"] == launched.info.run_id  # restored for the caller
+    old = client.get_run(launched.info.run_id)
+    assert old.info.lifecycle_stage == "deleted" and old.info.status == "FINISHED"
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("lfxai/mnist/roar_test").experiment_id]
+    )
+    assert old.data.tags["lfxai.moved_to"] == run.info.run_id
+    assert run.info.status == "FAILED" and run.data.tags["mlflow.source.type"] == "PROJECT"
+    assert run.info.run_name == "roar_test smoke remove_percentages=0 #1"
+
+
+def test_names_and_descriptions_show_only_what_differs():
+    assert run_name("roar_test", "quick", {"data_dir": "/x", "n_epochs": 3}, 2) == (
+        "roar_test quick n_epochs=3 #2"
+    )
+    long = run_name("a", "smoke", {"feature_methods": ("IntegratedGradients", "Saliency")}, 1)
+    assert long == "a smoke feature_methods=IntegratedGradients,Sal… #1"
+    args = argparse.Namespace(name="roar_test", profile="quick", argv=["--name", "roar_test"])
+    text = describe("mnist", args, {"seed": "3"}, {"seed": (3, 42)}, 2)
+    assert "| seed | 3 | 42 |" in text and "mlflow run . -e mnist -P name=roar_test" in text
+    assert "All settings" in describe("mnist", args, {}, {}, 1)

@@ -80,6 +80,7 @@ def _execute(
     number = tracker.run_number()
     given = {k: v for k, v in overrides.items() if v != KEEP}
     tracker.set_tags({"mlflow.runName": run_name(args.name, args.profile, given, number)})
+    tracker.set_description(describe(dataset, args, given, None, number))  # if input is bad
     experiment = get_experiment(dataset, args.name)
     plugin = get_dataset(dataset)
     if args.profile not in PROFILES:
@@ -177,10 +178,15 @@ def describe(
     dataset: str,
     args: argparse.Namespace,
     given: dict[str, str],
-    changed: dict[str, tuple[Any, Any]],
+    changed: dict[str, tuple[Any, Any]] | None,
     number: int,
 ) -> str:
-    """The run's description (Markdown): what ran, how to rerun it, what differs."""
+    """The run's description (Markdown): what ran, how to rerun it, what differs.
+
+    Args:
+        given: the overrides as passed.
+        changed: ``{setting: (value, profile's value)}``; None while not yet resolved.
+    """
     rerun = ["mlflow", "run", ".", "-e", dataset, "-P", f"name={args.name}"]
     rerun += ["-P", f"profile={args.profile}"]
     for key, value in given.items():
@@ -193,7 +199,9 @@ def describe(
         f"Rerun with: `{shlex.join(rerun)}` (add `--env-manager local` without conda)",
         "",
     ]
-    if changed:
+    if changed is None:
+        lines.append("The settings were not resolved (bad input: see the tag `lfxai.error`).")
+    elif changed:
         lines += [f"Settings that differ from the `{args.profile}` profile:", ""]
         lines += ["| setting | this run | profile |", "|---|---|---|"]
         lines += [f"| {k} | {_show(v)} | {_show(p)} |" for k, (v, p) in changed.items()]
