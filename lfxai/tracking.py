@@ -359,17 +359,24 @@ class Tracker:
             self.client.set_registered_model_alias(name, alias, version)
 
     def take_over(self, launched_run_id: str) -> None:
-        """Replaces the run `mlflow run` made in ``Default`` (see :func:`run_location`).
+        """Continues here the run `mlflow run` made in ``Default`` (see :func:`run_location`).
 
-        Its source tags (project, entry point, git commit) are copied here; it is marked
-        FINISHED (so `mlflow run` leaves it alone), tagged ``lfxai.moved_to`` and deleted.
+        Its source tags (project, entry point, git commit) are copied here. It stays in
+        ``Default`` as a pointer (`mlflow run` ends it when the process exits, and a deleted
+        run would make that fail): named after this run's experiment, tagged
+        ``lfxai.moved_to``, with a description linking here.
         """
         launched = self.client.get_run(launched_run_id)
         source = {k: v for k, v in launched.data.tags.items() if k.startswith(SOURCE_TAG_PREFIXES)}
         self.set_tags(source)
-        self.client.set_tag(launched_run_id, "lfxai.moved_to", self.run_id)
-        self.client.set_terminated(launched_run_id, "FINISHED")
-        self.client.delete_run(launched_run_id)
+        experiment = self.experiment_name()
+        note = (
+            f"`mlflow run` started this run in {DEFAULT_EXPERIMENT}; the work ran as run "
+            f"`{self.run_id}` of the experiment `{experiment}`. Pass `--experiment-name "
+            f"{experiment}` to `mlflow run` to start there directly."
+        )
+        tags = {"lfxai.moved_to": self.run_id, "mlflow.runName": f"-> {experiment}", NOTE_TAG: note}
+        Tracker(launched_run_id).set_tags(tags)
 
 
 @contextmanager
@@ -433,10 +440,11 @@ def run_location(name: str | None) -> Iterator[str | None]:
     """Inside, a run that starts goes to experiment ``name`` unless the user chose another.
 
     - ``MLFLOW_EXPERIMENT_NAME`` / ``MLFLOW_EXPERIMENT_ID`` set by the user: kept.
-    - ``mlflow run --experiment-name X`` (its run is not in ``Default``): that run is adopted.
+    - ``mlflow run --experiment-name X`` (its run is not in ``Default``): that run is adopted
+      (and when X is ``name``, the experiment is marked as a model-training one).
     - ``mlflow run`` with no experiment: it made its run in ``Default`` before our code
       started. A fresh run starts in ``name`` instead; the id of the run it replaces is
-      yielded, for :meth:`Tracker.take_over`.
+      yielded, for :meth:`Tracker.take_over` (which leaves it there as a pointer).
 
     Args:
         name: the experiment, or None to change nothing (e.g. a resumed run).
@@ -453,10 +461,13 @@ def run_location(name: str | None) -> Iterator[str | None]:
         elif launched:
             client = MlflowClient()
             experiment_id = client.get_run(launched).info.experiment_id
-            if client.get_experiment(experiment_id).name == DEFAULT_EXPERIMENT:
+            chosen = client.get_experiment(experiment_id).name
+            if chosen == DEFAULT_EXPERIMENT:
                 replaced = launched
                 os.environ.pop("MLFLOW_RUN_ID")
                 os.environ["MLFLOW_EXPERIMENT_ID"] = ensure_experiment(name)
+            elif chosen == name:  # `mlflow run --experiment-name <ours>` created it
+                ensure_experiment(name)
         elif not (os.environ.get("MLFLOW_EXPERIMENT_NAME") or saved["MLFLOW_EXPERIMENT_ID"]):
             os.environ["MLFLOW_EXPERIMENT_ID"] = ensure_experiment(name)
         yield replaced

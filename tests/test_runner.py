@@ -75,25 +75,31 @@ def test_a_run_lands_in_its_experiment_named_by_what_differs(
     assert "-P feature_methods=Saliency,Shap" in note and "python -m entrypoints.mnist" in note
 
 
-def test_a_run_mlflow_run_made_in_default_is_replaced(mlflow_store, capsys, monkeypatch, tmp_path):
-    """`mlflow run` without an experiment creates its run in Default before our code starts."""
-    monkeypatch.chdir(tmp_path)
+def test_a_run_mlflow_run_made_in_default_moves_to_its_experiment(
+    mlflow_store, capsys, monkeypatch
+):
+    """`mlflow run` without an experiment creates its run in Default before our code starts;
+    with `--experiment-name lfxai/...` it creates it there, and it is used as it is."""
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME")
     client = MlflowClient()
-    launched = client.create_run("0", tags={"mlflow.source.type": "PROJECT"})
-    monkeypatch.setenv("MLFLOW_RUN_ID", launched.info.run_id)
-    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "0")
+    ours = client.get_experiment_by_name("lfxai/mnist/roar_test").experiment_id
     argv = ["--name", "roar_test", "--profile", "smoke", "--remove_percentages", "0"]
-    assert main("mnist", argv) == EXIT_BAD_INPUT
-    assert os.environ["MLFLOW_RUN_ID"] == launched.info.run_id  # restored for the caller
-    old = client.get_run(launched.info.run_id)
-    assert old.info.lifecycle_stage == "deleted" and old.info.status == "FINISHED"
-    (run,) = client.search_runs(
-        [client.get_experiment_by_name("lfxai/mnist/roar_test").experiment_id]
-    )
-    assert old.data.tags["lfxai.moved_to"] == run.info.run_id
-    assert run.info.status == "FAILED" and run.data.tags["mlflow.source.type"] == "PROJECT"
-    assert run.info.run_name == "roar_test smoke remove_percentages=0 #1"
+    for experiment_id in ("0", ours):
+        launched = client.create_run(experiment_id, tags={"mlflow.source.type": "PROJECT"})
+        monkeypatch.setenv("MLFLOW_RUN_ID", launched.info.run_id)
+        monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment_id)
+        assert main("mnist", argv) == EXIT_BAD_INPUT
+        assert os.environ["MLFLOW_RUN_ID"] == launched.info.run_id  # restored for the caller
+    pointer = client.search_runs(["0"])[0]
+    first, second = client.search_runs([ours], order_by=["attributes.start_time"])
+    assert second.info.run_id == launched.info.run_id  # adopted
+    assert client.get_experiment(ours).tags["mlflow.experimentKind"] == "custom_model_development"
+    # The Default run points to the run that did the work, which has its source tags.
+    assert pointer.data.tags["lfxai.moved_to"] == first.info.run_id
+    assert pointer.info.run_name == "-> lfxai/mnist/roar_test"
+    assert first.info.status == "FAILED" and first.data.tags["mlflow.source.type"] == "PROJECT"
+    assert first.info.run_name == "roar_test smoke remove_percentages=0 #1"
+    assert second.info.run_name == "roar_test smoke remove_percentages=0 #2"
 
 
 def test_names_and_descriptions_show_only_what_differs():
