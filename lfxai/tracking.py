@@ -238,14 +238,19 @@ class Tracker:
     def nested(self, run_name: str, run_id: str | None = None) -> Iterator[Tracker]:
         """A child run, FINISHED on success and FAILED on error (``run_id`` reopens one).
 
-        The child inherits the parent's :data:`IDENTITY_TAGS`.
+        The child inherits the parent's :data:`IDENTITY_TAGS` and source tags.
         """
         inherited = {
             k: v
             for k, v in self.tags().items()
             if k in IDENTITY_TAGS or k.startswith(SOURCE_TAG_PREFIXES)
         }
-        with mlflow.start_run(run_id=run_id, run_name=run_name, nested=True) as run:
+        # In the parent's experiment, whatever MLFLOW_EXPERIMENT_ID says (a resumed parent
+        # lives in its own experiment, while `mlflow run` made a new run in another).
+        experiment_id = None if run_id else self.client.get_run(self.run_id).info.experiment_id
+        with mlflow.start_run(
+            run_id=run_id, experiment_id=experiment_id, run_name=run_name, nested=True
+        ) as run:
             child = Tracker(run.info.run_id)
             child.set_tags(inherited)
             yield child
@@ -405,13 +410,13 @@ def tracking_uri() -> str:
 
 # -- where runs go -------------------------------------------------------------------------
 def experiment_name(dataset: str, experiment: str) -> str:
-    """The MLflow experiment of one experiment of one data set: ``lfxai/mnist/roar_test``.
+    """The MLflow experiment of one experiment of one data set: ``mnist-roar_test``.
 
     One per (data set, experiment): its runs share their metrics and settings, so the runs
     table, the charts and Compare line them up; runs of another experiment would only add
     empty columns and charts.
     """
-    return f"lfxai/{dataset}/{experiment}"
+    return f"{dataset}-{experiment}"
 
 
 def ensure_experiment(name: str) -> str:

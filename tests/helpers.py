@@ -14,7 +14,7 @@ EXPERIMENT = "lfxai-tests"
 def make_store(folder: Path) -> str:
     """A SQLite store in ``folder`` whose experiments keep their artifacts there too.
 
-    The test experiment and every ``lfxai/<dataset>/<experiment>`` one (where runs go when
+    The test experiment and every ``<dataset>-<experiment>`` one (where runs go when
     nobody chooses an experiment) are created beforehand, with artifacts under ``folder``: a
     bare SQLite store puts a new experiment's artifacts under ./mlruns of the working
     directory, the repo.
@@ -57,7 +57,7 @@ def mlflow_run(
     """Runs `mlflow run . -e <entry_point> -P k=v ... --env-manager local` from the repo root.
 
     As a user would, without ``--experiment-name``: the run goes to its experiment
-    ``lfxai/<dataset>/<experiment>`` of ``store_uri`` (see :func:`make_store`), or to
+    ``<dataset>-<experiment>`` of ``store_uri`` (see :func:`make_store`), or to
     ``experiment`` when given.
     """
     command = [str(Path(sys.executable).parent / "mlflow"), "run", ".", "-e", entry_point]

@@ -7,9 +7,9 @@ MLflow appends the others as ``--key value``). The value ``profile`` keeps the p
 setting. Bad input ends the run FAILED with a message naming the bad value and the valid
 choices, before any data is touched.
 
-Where the run goes: the experiment ``lfxai/<dataset>/<experiment>`` unless the user chose one
+Where the run goes: the experiment ``<dataset>-<experiment>`` unless the user chose one
 (see :func:`lfxai.tracking.run_location`). Its name says what differs from other runs there
-(``consistency_features smoke seed=3 #4``); its description gives the command line, the
+(``#4 smoke seed=3 · consistency_features``); its description gives the command line, the
 settings that differ from the profile and, at the end, the verdicts on the paper's claims.
 """
 
@@ -118,7 +118,7 @@ def main(dataset: str, argv: list[str] | None = None) -> int:
     args.argv = argv  # quoted in the run's description
     launched_run = os.environ.get("MLFLOW_RUN_ID")
     resume = None if args.resume_run_id.lower() in ("", "none") else args.resume_run_id
-    provisional_name = f"{args.name} {args.profile}"  # until _execute knows the settings
+    provisional_name = f"{args.profile} · {args.name}"  # until _execute knows the settings
     # A resumed run stays where it is; an unknown experiment gets no MLflow experiment.
     known = args.name in names(dataset)
     location = experiment_name(dataset, args.name) if known and not resume else None
@@ -157,13 +157,16 @@ def _show(value: Any) -> str:
 
 
 def run_name(experiment: str, profile: str, settings: dict[str, Any], number: int) -> str:
-    """``<experiment> <profile> [k=v ...] #<number>``, e.g. ``roar_test quick n_epochs=3 #2``.
+    """``#<number> <profile> [k=v ...] · <experiment>``, e.g. ``#2 quick n_epochs=3 · roar_test``.
+
+    What tells runs apart comes first: the UI cuts long names short (runs table, chart
+    legends, Compare headers, the registry's source run).
 
     Args:
         settings: what differs from the profile (``data_dir`` is left out).
         number: the run's number in its experiment.
     """
-    parts = [experiment, profile]
+    parts = [f"#{number}", profile]
     for key, value in settings.items():
         if key in NAME_EXCLUDES:
             continue
@@ -171,7 +174,7 @@ def run_name(experiment: str, profile: str, settings: dict[str, Any], number: in
         if len(text) > MAX_NAME_VALUE:
             text = text[: MAX_NAME_VALUE - 1] + "…"
         parts.append(f"{key}={text}")
-    return " ".join([*parts, f"#{number}"])
+    return " ".join([*parts, "·", experiment])
 
 
 def describe(

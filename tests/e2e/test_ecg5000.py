@@ -43,9 +43,7 @@ def test_consistency_features_smoke_run(tmp_path, data_dir):
         paths
     )
     # The registered encoder reloads and reproduces the logged codes of the abnormal beats.
-    assert (
-        client.get_experiment(run.info.experiment_id).name == "lfxai/ecg5000/consistency_features"
-    )
+    assert client.get_experiment(run.info.experiment_id).name == "ecg5000-consistency_features"
     # Abnormal beats are explained: a third input beside the normal train / validation beats.
     contexts = {[t.value for t in d.tags][0]: d.dataset.name for d in run.inputs.dataset_inputs}
     assert contexts == {

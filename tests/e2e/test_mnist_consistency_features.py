@@ -21,7 +21,7 @@ PERCENTAGES = [5, 10, 20, 50, 80, 100]
 
 
 MODEL = "lfxai-mnist-denoising-ae-d4"
-EXPERIMENT = "lfxai/mnist/consistency_features"
+EXPERIMENT = "mnist-consistency_features"
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +61,10 @@ def test_runs_are_named_grouped_and_described(finished_run, second_run):
         second_run.info.run_id,
     ]
     assert all(r.info.status == "FINISHED" for r in pointers)
-    assert run.info.run_name == "consistency_features smoke seed=3 #1"
+    assert run.info.run_name == "#1 smoke seed=3 · consistency_features"
     # n_epochs=1 is the smoke profile's value: not a difference.
     assert second_run.info.run_name == (
-        "consistency_features smoke seed=4 feature_methods=Saliency,Random #2"
+        "#2 smoke seed=4 feature_methods=Saliency,Random · consistency_features"
     )
     note = run.data.tags["mlflow.note.content"]
     assert "mlflow run . -e mnist -P name=consistency_features -P profile=smoke" in note

@@ -82,7 +82,7 @@ def test_parent_logs_curves_table_figures_and_phase_times(smoke_run) -> None:
     claims = [k for k in parent.data.metrics if k.startswith("claims/holds/")]
     assert sorted(claims) == [f"claims/holds/loss_above_random/{m}" for m in METHODS[:2]]
     assert {"claims.json", "claims.md"} <= _artifacts(client, parent.info.run_id)
-    assert parent.info.run_name == "roar_test smoke log_retrained_models=True #1"
+    assert parent.info.run_name == "#1 smoke log_retrained_models=True · roar_test"
     names = _artifacts(client, parent.info.run_id)
     for figure in ("roar_test", "importance_examples"):
         assert {f"{figure}.png", f"{figure}.pdf"} <= names

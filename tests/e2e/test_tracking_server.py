@@ -199,7 +199,7 @@ def test_two_workers_share_one_tracking_server(tracking_server, data_dir):
         assert worker.returncode == 0, output[-4000:]
 
     client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name("lfxai/mnist/consistency_features")
+    experiment = client.get_experiment_by_name("mnist-consistency_features")
     runs = client.search_runs(
         [experiment.experiment_id], "tags.`lfxai.experiment` = 'consistency_features'"
     )
