@@ -23,7 +23,8 @@ store: install  ## the MLflow store, created before any (concurrent) run
 	$(BIN)/python -m lfxai.tracking
 
 run: data store  ## MNIST consistency_features, quick profile, into ./mlflow.db + ./mlruns
-	$(BIN)/mlflow run . -e mnist -P name=consistency_features --env-manager local
+	$(BIN)/mlflow run . -e mnist -P name=consistency_features --env-manager local \
+		--experiment-name mnist-consistency_features
 
 test: data  ## everything CI runs: unit, data, end-to-end, container tests
 	$(BIN)/python -m pytest -ra

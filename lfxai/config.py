@@ -195,9 +195,15 @@ def setting_differences(config: BaseConfig, logged: dict[str, str]) -> list[str]
 
 
 def to_flat_dict(config: BaseConfig) -> dict[str, str]:
-    """The configuration as ``{key: string}`` for MLflow params."""
+    """The configuration as ``{key: string}`` for MLflow params.
+
+    ``None`` settings (e.g. ``n_train: null``, all examples) are left out: MLflow params are
+    strings and ``'None'`` would read as a value; ``config.yaml`` keeps them as ``null``.
+    """
     out = {}
     for key, value in dataclasses.asdict(config).items():
+        if value is None:
+            continue
         if isinstance(value, list | tuple):
             value = ",".join(str(v) for v in value)
         out[key] = str(value)

@@ -15,10 +15,12 @@ import contextlib
 import copy
 import dataclasses
 import io
+import logging
 import os
 import signal
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -56,6 +58,35 @@ RESUMED_INTO_TAG = "lfxai.resumed_into"  # on the run `mlflow run` made for a re
 HEARTBEAT_TAG = "lfxai.heartbeat"
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 300.0
+# Where a run's code came from (`mlflow run`: the project, its entry point and git commit);
+# nested runs inherit them too, so the UI shows the project, not the entry point script.
+SOURCE_TAG_PREFIXES = ("mlflow.source.", "mlflow.project.", "mlflow.gitRepoURL")
+DEFAULT_EXPERIMENT = "Default"  # where `mlflow run` puts a run when nobody chose an experiment
+# The UI opens an experiment with this kind in its "Model training" view (runs table, charts),
+# not in the GenAI view (traces) MLflow 3 shows by default.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+NOTE_TAG = "mlflow.note.content"  # the run's description in the UI
+RUN_NUMBER_TAG = "lfxai.run_number"
+
+
+class _DropMessage(logging.Filter):
+    """Drops log records whose message starts with ``prefix`` (one known, harmless warning)."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
+
+
+# Logged encoders are pickled on purpose: `mlflow.pytorch.load_model` must return the module
+# itself (the explainers differentiate it), with our code travelling beside it; MLflow's pt2
+# export gives a graph, not an nn.Module. Its warning about pickle would print on every run.
+logging.getLogger("mlflow.pytorch").addFilter(
+    _DropMessage("Saving pytorch model by Pickle or CloudPickle format")
+)
 
 
 class Tracker:
@@ -225,10 +256,15 @@ class Tracker:
         """A child run: FINISHED on success, FAILED on error, KILLED when stopped.
 
         The child is created under this run explicitly (never adopted from the fluent API's
-        state or ``MLFLOW_RUN_ID``), inherits its :data:`IDENTITY_TAGS` and becomes the
-        active run while the block runs. ``run_id`` reopens an earlier child instead.
+        state or ``MLFLOW_RUN_ID``), in this run's experiment, inherits its
+        :data:`IDENTITY_TAGS` and source tags, and becomes the active run while the block
+        runs. ``run_id`` reopens an earlier child instead.
         """
-        inherited = {k: v for k, v in self.tags().items() if k in IDENTITY_TAGS}
+        inherited = {
+            k: v
+            for k, v in self.tags().items()
+            if k in IDENTITY_TAGS or k.startswith(SOURCE_TAG_PREFIXES)
+        }
         if run_id is None:
             experiment_id = self.client.get_run(self.run_id).info.experiment_id
             tags = {MLFLOW_PARENT_RUN_ID: self.run_id, **inherited}
@@ -299,6 +335,134 @@ def _ended_as_killed_when_stopped(tracker: Tracker) -> Iterator[None]:
         if active is not None and active.info.run_id == tracker.run_id:
             mlflow.end_run("KILLED")
         raise
+
+    # -- what a user reads: names, descriptions, data sets, registry entries ----------------
+    def run_number(self) -> int:
+        """This run's number in its experiment (``#7`` in its name), kept when resumed.
+
+        One more than the highest number among the experiment's latest runs; two runs
+        started in the same second may share a number (their names still differ by settings).
+        """
+        tags = self.tags()
+        if RUN_NUMBER_TAG in tags:
+            return int(tags[RUN_NUMBER_TAG])
+        experiment_id = self.client.get_run(self.run_id).info.experiment_id
+        latest = self.client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`{RUN_NUMBER_TAG}` IS NOT NULL",
+            order_by=["attributes.start_time DESC"],
+            max_results=50,
+        )
+        number = 1 + max((int(r.data.tags[RUN_NUMBER_TAG]) for r in latest), default=0)
+        self.set_tags({RUN_NUMBER_TAG: number})
+        return number
+
+    def experiment_name(self) -> str:
+        experiment_id = self.client.get_run(self.run_id).info.experiment_id
+        return self.client.get_experiment(experiment_id).name
+
+    def set_description(self, text: str) -> None:
+        """The run's description (Markdown), shown at the top of its page in the UI."""
+        self.set_tags({NOTE_TAG: text})
+
+    def append_description(self, text: str) -> None:
+        """Adds a paragraph to the run's description."""
+        current = self.tags().get(NOTE_TAG, "")
+        self.set_description(f"{current}\n\n{text}" if current else text)
+
+    def log_text(self, text: str, path: str) -> None:
+        self._log_bytes(text.encode(), path)
+
+    def log_dataset(
+        self,
+        name: str,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        source: Path,
+        digest: str,
+        context: str,
+    ) -> None:
+        """Logs a data set the run used as a run input (the UI's Datasets panel).
+
+        Args:
+            name: e.g. ``mnist-standard-train``.
+            x: ``(N, ...)`` inputs; their dtype and shape are logged, never their values.
+            y: ``(N,)`` labels.
+            source: the folder of the provisioned files the data was read from.
+            digest: identifies the data (see :func:`data_digest`).
+            context: what the run used it for (``train``, ``test``, ``explain``).
+        """
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        with warnings.catch_warnings():
+            # MLflow registers its local-file source twice (for "" and "file:"), both the
+            # same class, and warns that the path "can be interpreted in multiple ways".
+            warnings.filterwarnings(
+                "ignore",
+                message="The specified dataset source can be interpreted",
+                category=UserWarning,
+            )
+            dataset = mlflow.data.from_numpy(
+                x.detach().cpu().numpy(),
+                source=Path(source).resolve().as_uri(),
+                targets=y.detach().cpu().numpy(),
+                name=name,
+                digest=digest,
+            )
+        entry = DatasetInput(
+            dataset._to_mlflow_entity(), [InputTag(MLFLOW_DATASET_CONTEXT, context)]
+        )
+        self.client.log_inputs(self.run_id, datasets=[entry])
+
+    def annotate_model_version(
+        self,
+        name: str,
+        version: str,
+        model_description: str,
+        version_description: str,
+        tags: dict[str, Any],
+        alias: str | None = None,
+    ) -> None:
+        """Describes a registered model and one of its versions; moves ``alias`` onto it.
+
+        Args:
+            name: the registered model.
+            version: the version this run registered.
+            model_description: what every version of ``name`` is (set when it differs).
+            version_description: what this version is (experiment, profile, loss, data).
+            tags: set on the version, and those shared by every version on the model too.
+            alias: e.g. the profile (``paper``): ``models:/<name>@paper`` then loads this
+                version, the newest of that profile.
+        """
+        model = self.client.get_registered_model(name)
+        if model.description != model_description:
+            self.client.update_registered_model(name, description=model_description)
+        self.client.update_model_version(name, version, description=version_description)
+        for key, value in tags.items():
+            self.client.set_model_version_tag(name, version, key, str(value))
+        if alias:
+            self.client.set_registered_model_alias(name, alias, version)
+
+    def take_over(self, launched_run_id: str) -> None:
+        """Continues here the run `mlflow run` made in ``Default`` (see :func:`run_location`).
+
+        Its source tags (project, entry point, git commit) are copied here. It stays in
+        ``Default`` as a pointer (`mlflow run` ends it when the process exits, and a deleted
+        run would make that fail): named after this run's experiment, tagged
+        ``lfxai.moved_to``, with a description linking here.
+        """
+        launched = self.client.get_run(launched_run_id)
+        source = {k: v for k, v in launched.data.tags.items() if k.startswith(SOURCE_TAG_PREFIXES)}
+        self.set_tags(source)
+        experiment = self.experiment_name()
+        note = (
+            f"`mlflow run` started this run in {DEFAULT_EXPERIMENT}; the work ran as run "
+            f"`{self.run_id}` of the experiment `{experiment}`. Pass `--experiment-name "
+            f"{experiment}` to `mlflow run` to start there directly."
+        )
+        tags = {"lfxai.moved_to": self.run_id, "mlflow.runName": f"-> {experiment}", NOTE_TAG: note}
+        Tracker(launched_run_id).set_tags(tags)
 
 
 @contextmanager
@@ -492,6 +656,99 @@ def init_store(uri: str | None = None) -> str:
 def tracking_uri() -> str:
     """The store runs go to (the user's MLFLOW_TRACKING_URI wins)."""
     return mlflow.get_tracking_uri()
+
+
+# -- where runs go -------------------------------------------------------------------------
+def experiment_name(dataset: str, experiment: str) -> str:
+    """The MLflow experiment of one experiment of one data set: ``mnist-roar_test``.
+
+    One per (data set, experiment): its runs share their metrics and settings, so the runs
+    table, the charts and Compare line them up; runs of another experiment would only add
+    empty columns and charts.
+    """
+    return f"{dataset}-{experiment}"
+
+
+def ensure_experiment(name: str) -> str:
+    """The id of experiment ``name``, created if needed, marked as a model-training experiment."""
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
+        except MlflowException:
+            experiment = client.get_experiment_by_name(name)  # another worker created it
+            if experiment is None:
+                raise
+    if experiment.tags.get(EXPERIMENT_KIND_TAG) is None:  # e.g. created beforehand by a test
+        client.set_experiment_tag(
+            experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
+        )
+    return experiment.experiment_id
+
+
+_RUN_ENV = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")
+
+
+@contextmanager
+def run_location(name: str | None) -> Iterator[str | None]:
+    """Inside, a run that starts goes to experiment ``name`` unless the user chose another.
+
+    - ``MLFLOW_EXPERIMENT_NAME`` / ``MLFLOW_EXPERIMENT_ID`` set by the user: kept.
+    - ``mlflow run --experiment-name X`` (its run is not in ``Default``): that run is adopted
+      (and when X is ``name``, the experiment is marked as a model-training one).
+    - ``mlflow run`` with no experiment: it made its run in ``Default`` before our code
+      started. A fresh run starts in ``name`` instead; the id of the run it replaces is
+      yielded, for :meth:`Tracker.take_over` (which leaves it there as a pointer).
+
+    Args:
+        name: the experiment, or None to change nothing (e.g. a resumed run).
+
+    Yields:
+        The id of the replaced `mlflow run` run, or None.
+    """
+    saved = {key: os.environ.get(key) for key in _RUN_ENV}
+    replaced = None
+    try:
+        launched = saved["MLFLOW_RUN_ID"]
+        if name is None:
+            pass
+        elif launched:
+            client = MlflowClient()
+            experiment_id = client.get_run(launched).info.experiment_id
+            chosen = client.get_experiment(experiment_id).name
+            if chosen == DEFAULT_EXPERIMENT:
+                replaced = launched
+                os.environ.pop("MLFLOW_RUN_ID")
+                os.environ["MLFLOW_EXPERIMENT_ID"] = ensure_experiment(name)
+            elif chosen == name:  # `mlflow run --experiment-name <ours>` created it
+                ensure_experiment(name)
+        elif not (os.environ.get("MLFLOW_EXPERIMENT_NAME") or saved["MLFLOW_EXPERIMENT_ID"]):
+            os.environ["MLFLOW_EXPERIMENT_ID"] = ensure_experiment(name)
+        yield replaced
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextmanager
+def system_metrics() -> Iterator[None]:
+    """Inside, every run that starts logs CPU, memory, disk, network and (with an NVIDIA GPU
+    and nvidia-ml-py) GPU utilisation as ``system/*`` metrics, every 10 s by default
+    (``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL``). ``MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false``
+    turns it off."""
+    key = "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"
+    if key in os.environ:
+        yield
+        return
+    os.environ[key] = "true"
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
 
 
 if __name__ == "__main__":  # python -m lfxai.tracking: create / migrate the default store

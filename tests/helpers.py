@@ -12,16 +12,25 @@ EXPERIMENT = "lfxai-tests"
 
 
 def make_store(folder: Path) -> str:
-    """A SQLite store in ``folder`` whose test experiment keeps its artifacts there too.
+    """A SQLite store in ``folder`` whose experiments keep their artifacts there too.
 
-    (A bare SQLite store puts artifacts under ./mlruns of the working directory: the repo.)
+    The test experiment and every ``<dataset>-<experiment>`` one (where runs go when
+    nobody chooses an experiment) are created beforehand, with artifacts under ``folder``: a
+    bare SQLite store puts a new experiment's artifacts under ./mlruns of the working
+    directory, the repo.
     """
     from mlflow.tracking import MlflowClient
 
+    import lfxai.experiments  # noqa: F401  (fills the registry)
+    from lfxai.experiments.registry import entries
+    from lfxai.tracking import experiment_name
+
     uri = f"sqlite:///{folder}/mlflow.db"
     client = MlflowClient(tracking_uri=uri)
-    if client.get_experiment_by_name(EXPERIMENT) is None:
-        client.create_experiment(EXPERIMENT, artifact_location=(folder / "artifacts").as_uri())
+    for name in [EXPERIMENT, *(experiment_name(*entry) for entry in entries())]:
+        if client.get_experiment_by_name(name) is None:
+            location = (folder / "artifacts" / name.replace("/", "-")).as_uri()
+            client.create_experiment(name, artifact_location=location)
     return uri
 
 
@@ -30,8 +39,10 @@ def venv_env(store_uri: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["MLFLOW_TRACKING_URI"] = store_uri
+    env["MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"] = "1"  # smoke runs last seconds, not minutes
     env.pop("MLFLOW_RUN_ID", None)
     env.pop("MLFLOW_EXPERIMENT_ID", None)
+    env.pop("MLFLOW_EXPERIMENT_NAME", None)
     return env
 
 
@@ -41,13 +52,17 @@ def mlflow_run(
     store_uri: str,
     env: dict[str, str] | None = None,
     timeout: float = 900,
+    experiment: str | None = None,
 ) -> subprocess.CompletedProcess:
     """Runs `mlflow run . -e <entry_point> -P k=v ... --env-manager local` from the repo root.
 
-    The run goes to the test experiment of ``store_uri`` (see :func:`make_store`).
+    As a user would, without ``--experiment-name``: the run goes to its experiment
+    ``<dataset>-<experiment>`` of ``store_uri`` (see :func:`make_store`), or to
+    ``experiment`` when given.
     """
     command = [str(Path(sys.executable).parent / "mlflow"), "run", ".", "-e", entry_point]
-    command += ["--experiment-name", EXPERIMENT]
+    if experiment:
+        command += ["--experiment-name", experiment]
     for key, value in params.items():
         command += ["-P", f"{key}={value}"]
     command += ["--env-manager", "local"]

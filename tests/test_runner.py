@@ -3,6 +3,7 @@ stop signal ends the run KILLED; resume refuses, changing nothing, a run it must
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import signal
@@ -16,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from lfxai.config import build_config, load_profile
 from lfxai.experiments import consistency_features, runner
 from lfxai.experiments.registry import get_experiment
-from lfxai.experiments.runner import EXIT_BAD_INPUT, main
+from lfxai.experiments.runner import EXIT_BAD_INPUT, describe, main, run_name
 from lfxai.tracking import (
     ERROR_TAG,
     HEARTBEAT_TAG,
@@ -226,3 +227,63 @@ def test_resuming_a_finished_run_has_nothing_to_do(mlflow_store, capsys, tmp_pat
     assert launched.info.status == "FINISHED"
     assert launched.data.tags[RESUMED_INTO_TAG] == roar
     assert ERROR_TAG not in launched.data.tags
+
+
+def test_a_run_lands_in_its_experiment_named_by_what_differs(
+    mlflow_store, capsys, monkeypatch, tmp_path
+):
+    monkeypatch.chdir(tmp_path)  # a new experiment keeps its artifacts in ./mlruns
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME")  # nobody chose an experiment
+    argv = ["--name", "consistency_features", "--profile", "smoke", "--seed", "profile"]
+    for methods in ("Saliency,Shap", "Shap"):
+        assert main("mnist", [*argv, "--feature_methods", methods]) == EXIT_BAD_INPUT
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("mnist-consistency_features")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time"])
+    assert [r.info.run_name for r in runs] == [
+        "#1 smoke feature_methods=Saliency,Shap · consistency_features",
+        "#2 smoke feature_methods=Shap · consistency_features",
+    ]  # a value equal to `profile` keeps the profile's setting: not in the name
+    assert all(r.info.status == "FAILED" for r in runs)
+    note = runs[0].data.tags["mlflow.note.content"]
+    assert "-P feature_methods=Saliency,Shap" in note and "python -m entrypoints.mnist" in note
+
+
+def test_a_run_mlflow_run_made_in_default_moves_to_its_experiment(
+    mlflow_store, capsys, monkeypatch
+):
+    """`mlflow run` without an experiment creates its run in Default before our code starts;
+    with `--experiment-name mnist-roar_test` it creates it there, and it is used as it is."""
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME")
+    client = MlflowClient()
+    ours = client.get_experiment_by_name("mnist-roar_test").experiment_id
+    argv = ["--name", "roar_test", "--profile", "smoke", "--remove_percentages", "0"]
+    for experiment_id in ("0", ours):
+        launched = client.create_run(experiment_id, tags={"mlflow.source.type": "PROJECT"})
+        monkeypatch.setenv("MLFLOW_RUN_ID", launched.info.run_id)
+        monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment_id)
+        assert main("mnist", argv) == EXIT_BAD_INPUT
+        assert os.environ["MLFLOW_RUN_ID"] == launched.info.run_id  # restored for the caller
+    pointer = client.search_runs(["0"])[0]
+    first, second = client.search_runs([ours], order_by=["attributes.start_time"])
+    assert second.info.run_id == launched.info.run_id  # adopted
+    assert client.get_experiment(ours).tags["mlflow.experimentKind"] == "custom_model_development"
+    # The Default run points to the run that did the work, which has its source tags.
+    assert pointer.data.tags["lfxai.moved_to"] == first.info.run_id
+    assert pointer.info.run_name == "-> mnist-roar_test"
+    assert first.info.status == "FAILED" and first.data.tags["mlflow.source.type"] == "PROJECT"
+    assert first.info.run_name == "#1 smoke remove_percentages=0 · roar_test"
+    assert second.info.run_name == "#2 smoke remove_percentages=0 · roar_test"
+
+
+def test_names_and_descriptions_show_only_what_differs():
+    assert run_name("roar_test", "quick", {"data_dir": "/x", "n_epochs": 3}, 2) == (
+        "#2 quick n_epochs=3 · roar_test"
+    )
+    long = run_name("a", "smoke", {"feature_methods": ("IntegratedGradients", "Saliency")}, 1)
+    assert long == "#1 smoke feature_methods=IntegratedGradients,Sal… · a"
+    args = argparse.Namespace(name="roar_test", profile="quick", argv=["--name", "roar_test"])
+    text = describe("mnist", args, {"seed": "3"}, {"seed": (3, 42)}, 2)
+    assert "| seed | 3 | 42 |" in text and "mlflow run . -e mnist -P name=roar_test" in text
+    assert "All settings" in describe("mnist", args, {}, {}, 1)

@@ -95,6 +95,20 @@ def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def data_digest(file_digests: list[str], selection: str) -> str:
+    """A short digest of data read from provisioned files.
+
+    Args:
+        file_digests: the recorded sha256 of each file the data comes from.
+        selection: what was taken from them, e.g. ``split=standard;role=train;n=600``.
+
+    Returns:
+        16 hex digits: equal for the same files and the same selection.
+    """
+    text = "\n".join([*sorted(file_digests), selection])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def files_match(folder: Path, digests: dict[str, str]) -> bool:
     """Whether every ``name`` of ``digests`` is a file in ``folder`` with that sha256."""
     return all(

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from lfxai.config import BaseConfig, ConfigError, check_choices, check_positive
+from lfxai.data.provision import data_digest
 from lfxai.data.splits import Split
+from lfxai.metrics.claims import CLAIMS, Claim, claim_metrics, claims_markdown
 from lfxai.models.autoencoder import TrainableModel
 from lfxai.models.pretext import PRETEXTS
 from lfxai.plugins import DatasetPlugin, Splits
 from lfxai.tracking import Tracker
 from lfxai.training import FitResult, fit, get_device
+
+DATA_DIGEST_TAG = "lfxai.data_digest"  # digest of the training data (see log_data_inputs)
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,8 @@ class AutoencoderConfig(BaseConfig):
 
 
 def load_splits(dataset: DatasetPlugin, config: AutoencoderConfig, tracker: Tracker) -> Splits:
-    """The experiment's splits; their sizes and the device are logged as params.
+    """The experiment's splits; their sizes and the device are logged as params, the splits
+    themselves as the run's dataset inputs (see :func:`log_data_inputs`).
 
     The data set's files are checked first (:meth:`DatasetPlugin.provision`): the tag
     ``lfxai.data_source`` says where they came from and ``lfxai.data_repaired`` names any file
@@ -61,7 +68,35 @@ def load_splits(dataset: DatasetPlugin, config: AutoencoderConfig, tracker: Trac
             "device_used": get_device(config.device),
         }
     )
+    log_data_inputs(tracker, dataset, config, splits)
     return splits
+
+
+def split_digest(dataset: DatasetPlugin, config: AutoencoderConfig, role: str, size: int) -> str:
+    """The digest of one split: the provisioned files' sha256 and how the split was drawn."""
+    files = dataset.provisioned_files(config.data_dir)
+    selection = f"dataset={dataset.name};split={config.split};seed={config.seed};{role}={size}"
+    return data_digest(list(files.values()), selection)
+
+
+def log_data_inputs(
+    tracker: Tracker, dataset: DatasetPlugin, config: AutoencoderConfig, splits: Splits
+) -> None:
+    """Logs the train and test splits (and the explained one, when it differs) as run inputs.
+
+    Each is named ``<dataset>-<split>-<role>`` with its source folder and a digest computed
+    from the provisioned files' sha256 and the selection; the train digest is also the tag
+    ``lfxai.data_digest`` (the registered model's description quotes it).
+    """
+    roles = {"train": splits.train, "test": splits.test}
+    if splits.explain is not splits.test:
+        roles["explain"] = splits.explain
+    source = next(iter(dataset.provisioned_files(config.data_dir))).parent
+    for role, split in roles.items():
+        digest = split_digest(dataset, config, role, len(split))
+        name = f"{dataset.name}-{config.split}-{role}"
+        tracker.log_dataset(name, split.x, split.y, source, digest, context=role)
+    tracker.set_tags({DATA_DIGEST_TAG: split_digest(dataset, config, "train", len(splits.train))})
 
 
 def new_model(
@@ -129,8 +164,95 @@ def scratch_dir() -> Path:
 
 
 def registered_name(dataset: str, model: str) -> str:
-    """Model Registry name, e.g. ``lfxai-mnist-denoising-ae``."""
+    """Model Registry name, e.g. ``lfxai-mnist-denoising-ae-d4``."""
     return f"lfxai-{dataset}-{model}"
+
+
+def encoder_name(dataset: DatasetPlugin, config: AutoencoderConfig) -> str:
+    """The registered model of an encoder: one per (data set, pretext, latent size), e.g.
+    ``lfxai-mnist-denoising-ae-d4`` or ``lfxai-ecg5000-reconstruction-ae-d64``."""
+    return registered_name(dataset.name, f"{config.pretext}-ae-d{config.dim_latent}")
+
+
+def log_encoder(
+    tracker: Tracker,
+    dataset: DatasetPlugin,
+    config: AutoencoderConfig,
+    encoder: nn.Module,
+    example: torch.Tensor,
+    test_loss: float,
+) -> str:
+    """Logs the trained encoder; with ``register_model``, registers and describes it.
+
+    The version gets a description (experiment, profile, run, test loss, data digest), tags
+    and the alias of its profile (``@paper``, ``@quick``, ``@smoke``), moved from the previous
+    version of that profile: ``models:/lfxai-mnist-denoising-ae-d4@paper`` is the newest
+    paper-profile encoder.
+
+    Args:
+        example: a batch of inputs; the first is the logged input example.
+        test_loss: the trained model's loss on the test split.
+
+    Returns:
+        The model URI, also the run's tag ``lfxai.encoder_uri``.
+    """
+    name = encoder_name(dataset, config) if config.register_model else None
+    uri = tracker.log_model(encoder, "encoder", example, registered_model_name=name)
+    tracker.set_tags({"lfxai.encoder_uri": uri})
+    if name is None or not uri.startswith(f"models:/{name}/"):
+        return uri
+    tags = tracker.tags()
+    experiment, profile = tags.get("lfxai.experiment", "?"), tags.get("lfxai.profile", "?")
+    digest = tags.get(DATA_DIGEST_TAG, "?")
+    shape = "x".join(str(n) for n in example.shape[1:])
+    model_description = (
+        f"Encoder of the {dataset.title} {config.pretext} autoencoder with a "
+        f"{config.dim_latent}-dimensional latent space, trained by lfxai's experiments: inputs "
+        f"(N, {shape.replace('x', ', ')}) to codes (N, {config.dim_latent}). A plain "
+        "torch.nn.Module: `mlflow.pytorch.load_model('models:/"
+        f"{name}@paper')` loads the newest version of the paper profile (aliases @paper, "
+        "@quick, @smoke); each version says which run, settings and data made it."
+    )
+    version_description = (
+        f"{experiment} ({profile} profile), run '{tags.get('mlflow.runName', tracker.run_id)}' "
+        f"({tracker.run_id}). Test loss {test_loss:.6g}; trained on {dataset.name} split "
+        f"'{config.split}', data digest {digest}; n_epochs={config.n_epochs}, "
+        f"seed={config.seed}."
+    )
+    version_tags = {
+        "lfxai.dataset": dataset.name,
+        "lfxai.experiment": experiment,
+        "lfxai.profile": profile,
+        "lfxai.pretext": config.pretext,
+        "lfxai.dim_latent": config.dim_latent,
+        "lfxai.run_name": tags.get("mlflow.runName", ""),
+        "lfxai.data_digest": digest,
+        "test_loss": f"{test_loss:.6g}",
+    }
+    version = uri.rsplit("/", 1)[1]
+    tracker.annotate_model_version(
+        name, version, model_description, version_description, version_tags, alias=profile
+    )
+    return uri
+
+
+def log_claims(tracker: Tracker, experiment: str, table: pd.DataFrame, title: str) -> list[Claim]:
+    """Checks the paper's claims on an experiment's result table and logs the verdicts.
+
+    Logs ``claims.json`` (statements, figures, verdicts), ``claims.md`` (one line per claim,
+    also appended to the run's description) and the metrics ``claims/holds/<claim>`` (1 or 0)
+    and ``claims/all_hold``, so the runs table can filter the runs where a claim failed.
+    """
+    claims = CLAIMS[experiment](table)
+    report = {"experiment": experiment, "title": title, "claims": [c.to_dict() for c in claims]}
+    tracker.log_text(json.dumps(report, indent=2, allow_nan=True), "claims.json")
+    markdown = claims_markdown(claims, title)
+    tracker.log_text(markdown, "claims.md")
+    metrics = claim_metrics(claims)
+    if metrics:
+        tracker.log_metrics(metrics)
+    tracker.append_description(markdown)
+    return claims
 
 
 def model_title(dataset: DatasetPlugin, config: AutoencoderConfig) -> str:

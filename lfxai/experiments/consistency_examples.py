@@ -27,9 +27,10 @@ from lfxai.data.splits import Split
 from lfxai.experiments.common import (
     AutoencoderConfig,
     load_splits,
+    log_claims,
+    log_encoder,
     model_title,
     new_model,
-    registered_name,
     scratch_dir,
     tracked_fit,
 )
@@ -139,7 +140,7 @@ def consistency_examples(
     model = new_model(dataset, config, splits, name=f"{config.pretext}_ae")
     checkpoints = scratch_dir()
     try:
-        tracked_fit(
+        fitted = tracked_fit(
             model,
             config,
             tracker,
@@ -151,11 +152,7 @@ def consistency_examples(
         )
         for path in model.checkpoints_files:
             tracker.log_file(path, "checkpoints")
-        name = (
-            registered_name(dataset.name, f"{config.pretext}-ae") if config.register_model else None
-        )
-        uri = tracker.log_model(model.encoder, "encoder", test.x[:1], registered_model_name=name)
-        tracker.set_tags({"lfxai.encoder_uri": uri})
+        log_encoder(tracker, dataset, config, model.encoder, test.x[:1], fitted.best_test_loss)
         model.to(device).eval()
 
         train_idx = balanced_subset(train.y, config.n_train_explained, generator)
@@ -215,6 +212,7 @@ def consistency_examples(
         ]
     )
     tracker.log_table(table, "consistency_examples.csv")
+    title = model_title(dataset, config)
     tracker.log_figure(
         method_curves(
             table,
@@ -223,7 +221,7 @@ def consistency_examples(
             style="type",
             xlabel="% most (solid) / least (dashed) important train examples",
             ylabel="similarity rate",
-            title=model_title(dataset, config),
+            title=title,
         ),
         "consistency_examples",
     )
@@ -234,4 +232,5 @@ def consistency_examples(
         for r in smallest.itertuples()
     }
     tracker.log_metrics(final)
+    log_claims(tracker, "consistency_examples", table, title)
     return final

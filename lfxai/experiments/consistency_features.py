@@ -19,10 +19,11 @@ from lfxai.data.masking import apply_mask, top_k_mask
 from lfxai.experiments.common import (
     AutoencoderConfig,
     load_splits,
+    log_claims,
+    log_encoder,
     log_example_maps,
     model_title,
     new_model,
-    registered_name,
     tracked_fit,
 )
 from lfxai.experiments.registry import register
@@ -63,11 +64,9 @@ def consistency_features(
     train, test, explain = splits.train, splits.test, splits.explain
 
     model = new_model(dataset, config, splits, name=f"{config.pretext}_ae")
-    tracked_fit(model, config, tracker, train, test, patience=config.patience)
+    fitted = tracked_fit(model, config, tracker, train, test, patience=config.patience)
     encoder = model.encoder.to(device).eval()
-    name = registered_name(dataset.name, f"{config.pretext}-ae") if config.register_model else None
-    model_uri = tracker.log_model(encoder, "encoder", explain.x[:1], registered_model_name=name)
-    tracker.set_tags({"lfxai.encoder_uri": model_uri})
+    log_encoder(tracker, dataset, config, encoder, explain.x[:1], fitted.best_test_loss)
     encoder.to(device)
 
     baseline = dataset.baseline(train)
@@ -132,4 +131,5 @@ def consistency_features(
     summary = table.groupby("method")["representation_shift"].mean()
     final = {f"representation_shift_mean/{m}": float(v) for m, v in summary.items()}
     tracker.log_metrics(final)
+    log_claims(tracker, "consistency_features", table, title)
     return final

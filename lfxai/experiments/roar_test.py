@@ -37,10 +37,13 @@ from lfxai.data.splits import Split
 from lfxai.experiments.common import (
     AutoencoderConfig,
     load_splits,
+    log_claims,
+    log_encoder,
     log_example_maps,
     model_title,
     new_model,
     registered_name,
+    split_digest,
     tracked_fit,
 )
 from lfxai.experiments.registry import register
@@ -167,6 +170,7 @@ def roar_test(dataset: DatasetPlugin, config: RoarTestConfig, tracker: Tracker) 
     )
     summary = _summary(table)
     tracker.log_metrics(summary)
+    log_claims(tracker, "roar_test", table, f"ROAR, {model_title(dataset, config)}")
     return summary
 
 
@@ -211,16 +215,14 @@ def _base_model(
         model.load_state_dict(tracker.load_state_dict(BASE_WEIGHTS))
         return model.eval(), float(tags[TAG + "base_test_loss"])
     model.load_state_dict(initial)
-    result = tracked_fit(
-        model, config, tracker, train, test, prefix="base", patience=config.patience
-    )
+    # `fit/*` as in every experiment: the base model is this run's trained model.
+    result = tracked_fit(model, config, tracker, train, test, patience=config.patience)
     # fit() restores the best epoch and evaluates in eval mode: its best loss is the test loss.
     loss = result.best_test_loss
     tracker.log_metrics({"roar/base_test_loss": loss})
     tracker.log_state_dict(model, BASE_WEIGHTS)
-    name = registered_name(models.dataset.name, "roar-test-ae") if config.register_model else None
-    uri = tracker.log_model(model.encoder, "encoder", test.x[:1], registered_model_name=name)
-    tracker.set_tags({"lfxai.encoder_uri": uri, TAG + "base_test_loss": repr(loss)})
+    log_encoder(tracker, models.dataset, config, model.encoder, test.x[:1], loss)
+    tracker.set_tags({TAG + "base_test_loss": repr(loss)})
     return model, loss
 
 
@@ -292,6 +294,7 @@ class _Retrainer:
             child.log_params({"method": method, "k": _k(pct), "n_pixels_removed": n_removed})
             masked = Split(apply_mask(train.x, mask, self.removed_value), train.y)
             del mask
+            self._log_inputs(child, masked, method, pct)
             model = self.models(f"roar_{method}_{pct:g}")
             model.load_state_dict(self.initial)
             result = tracked_fit(model, config, child, masked, test, patience=config.patience)
@@ -304,6 +307,18 @@ class _Retrainer:
                     name = registered_name(self.models.dataset.name, key)
                 child.log_model(model.encoder, "encoder", test.x[:1], registered_model_name=name)
             return child.run_id, loss
+
+    def _log_inputs(self, child: Tracker, masked: Split, method: str, pct: float) -> None:
+        """The retraining's data: the masked training split and the (unmasked) test split."""
+        dataset, config = self.models.dataset, self.config
+        test = self.splits.test
+        source = next(iter(dataset.provisioned_files(config.data_dir))).parent
+        train_digest = split_digest(dataset, config, f"train-{method}-{_k(pct)}", len(masked))
+        name = f"{dataset.name}-{config.split}-train-without-top{_k(pct)}-{method}"
+        child.log_dataset(name, masked.x, masked.y, source, train_digest, context="train")
+        test_digest = split_digest(dataset, config, "test", len(test))
+        name = f"{dataset.name}-{config.split}-test"
+        child.log_dataset(name, test.x, test.y, source, test_digest, context="test")
 
 
 def _previous_retrainings(

@@ -2,9 +2,15 @@
 
 ``--name`` picks the experiment, ``--profile`` the settings profile; every other
 ``--key value`` pair overrides one setting of the experiment's schema (that is how
-``mlflow run -P key=value`` arrives, declared in the MLproject or not). The value
-``profile`` (the MLproject default) keeps the profile's setting. Bad input ends the run
-FAILED with a message naming the bad value and the valid choices, before any data is touched.
+``mlflow run -P key=value`` arrives: the MLproject declares only ``name`` and ``profile``, so
+MLflow appends the others as ``--key value``). The value ``profile`` keeps the profile's
+setting. Bad input ends the run FAILED with a message naming the bad value and the valid
+choices, before any data is touched.
+
+Where the run goes: the experiment ``<dataset>-<experiment>`` unless the user chose one
+(see :func:`lfxai.tracking.run_location`). Its name says what differs from other runs there
+(``#4 smoke seed=3 · consistency_features``); its description gives the command line, the
+settings that differ from the profile and, at the end, the verdicts on the paper's claims.
 
 Lifecycle: SIGTERM and SIGINT end the run and its open nested runs KILLED (tag
 ``lfxai.stopped``) and exit 128 + the signal; under ``mlflow run`` the process also stops
@@ -19,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import dataclasses
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -28,9 +36,11 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
+from typing import Any
 
 from lfxai import __version__
 from lfxai.config import (
+    KEEP,
     PROFILES,
     BaseConfig,
     ConfigError,
@@ -47,13 +57,18 @@ from lfxai.tracking import (
     Stopped,
     Tracker,
     check_resumable,
+    experiment_name,
     init_store,
+    run_location,
+    system_metrics,
     terminate_run,
     tracked_run,
     tracking_uri,
 )
 
 EXIT_BAD_INPUT = 2
+NAME_EXCLUDES = ("data_dir",)  # where the data lives changes no result: not in run names
+MAX_NAME_VALUE = 24  # longer values are cut in run names (the description has them whole)
 
 
 def _overrides(extra: list[str]) -> dict[str, str]:
@@ -91,15 +106,22 @@ def _parser(dataset: str) -> argparse.ArgumentParser:
 def _execute(
     dataset: str, args: argparse.Namespace, overrides: dict[str, str], tracker: Tracker
 ) -> None:
+    number = tracker.run_number()
+    given = {k: v for k, v in overrides.items() if v != KEEP}
+    tracker.set_tags({"mlflow.runName": run_name(args.name, args.profile, given, number)})
+    tracker.set_description(describe(dataset, args, given, None, number))  # if input is bad
     experiment = get_experiment(dataset, args.name)
     plugin = get_dataset(dataset)
     if args.profile not in PROFILES:
         raise ConfigError(f"unknown profile {args.profile!r}; valid choices: {list(PROFILES)}")
-    config = build_config(
-        experiment.schema, load_profile(dataset, args.name, args.profile), overrides
-    )
+    profile_values = load_profile(dataset, args.name, args.profile)
+    config = build_config(experiment.schema, profile_values, overrides)
     if hasattr(config, "split"):
         plugin.check_split(config.split)
+    changed = differences(config, build_config(experiment.schema, profile_values))
+    final_name = run_name(args.name, args.profile, {k: v for k, (v, _) in changed.items()}, number)
+    tracker.set_tags({"mlflow.runName": final_name})
+    tracker.set_description(describe(dataset, args, given, changed, number))
     identity = {
         "dataset": dataset,
         "experiment": args.name,
@@ -111,6 +133,7 @@ def _execute(
     summary = experiment.run(plugin, config, tracker)
     tracker.log_metrics({"time/total_seconds": time.perf_counter() - start})
     print(f"[lfxai] {dataset}/{args.name} ({args.profile}) finished in run {tracker.run_id}")
+    print(f"[lfxai] '{final_name}' in experiment '{tracker.experiment_name()}'")
     for key, value in summary.items():
         print(f"  {key}: {value:.6g}" if isinstance(value, float) else f"  {key}: {value}")
     print(f"[lfxai] store: {tracking_uri()}")
@@ -119,17 +142,27 @@ def _execute(
 def main(dataset: str, argv: list[str] | None = None) -> int:
     """Runs one experiment of ``dataset``; returns the process exit code."""
     parser = _parser(dataset)
+    argv = sys.argv[1:] if argv is None else argv
     args, extra = parser.parse_known_args(argv)
+    args.argv = argv  # quoted in the run's description
     launched_run = os.environ.get("MLFLOW_RUN_ID")
     resume = None if args.resume_run_id.lower() in ("", "none") else args.resume_run_id
-    run_name = f"{dataset}-{args.name}-{args.profile}"
+    provisional_name = f"{args.profile} · {args.name}"  # until _execute knows the settings
+    # A resumed run stays where it is; an unknown experiment gets no MLflow experiment.
+    known = args.name in names(dataset)
+    location = experiment_name(dataset, args.name) if known and not resume else None
     try:
-        with _stop_signals(follow_parent=launched_run is not None):
+        with _stop_signals(follow_parent=launched_run is not None), system_metrics():
             init_store()  # a new SQLite store: created once, under a lock
             if resume:
-                _resume(dataset, args, extra, run_name, resume, launched_run)
+                _resume(dataset, args, extra, provisional_name, resume, launched_run)
             else:
-                with tracked_run(run_name) as tracker:  # FAILED if this raises
+                with (
+                    run_location(location) as replaced,
+                    tracked_run(provisional_name) as tracker,  # FAILED if this raises
+                ):
+                    if replaced:
+                        tracker.take_over(replaced)
                     _execute(dataset, args, _overrides(extra), tracker)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -244,3 +277,73 @@ def _parent_death_signal(signum: int) -> bool:
         return libc.prctl(pr_set_pdeathsig, int(signum), 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
+
+
+# -- what the UI shows ---------------------------------------------------------------------
+def differences(config: BaseConfig, profile: BaseConfig) -> dict[str, tuple[Any, Any]]:
+    """``{setting: (this run's value, the profile's value)}`` for the settings that differ."""
+    ours, theirs = dataclasses.asdict(config), dataclasses.asdict(profile)
+    return {k: (v, theirs[k]) for k, v in ours.items() if v != theirs[k]}
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def run_name(experiment: str, profile: str, settings: dict[str, Any], number: int) -> str:
+    """``#<number> <profile> [k=v ...] · <experiment>``, e.g. ``#2 quick n_epochs=3 · roar_test``.
+
+    What tells runs apart comes first: the UI cuts long names short (runs table, chart
+    legends, Compare headers, the registry's source run).
+
+    Args:
+        settings: what differs from the profile (``data_dir`` is left out).
+        number: the run's number in its experiment.
+    """
+    parts = [f"#{number}", profile]
+    for key, value in settings.items():
+        if key in NAME_EXCLUDES:
+            continue
+        text = _show(value)
+        if len(text) > MAX_NAME_VALUE:
+            text = text[: MAX_NAME_VALUE - 1] + "…"
+        parts.append(f"{key}={text}")
+    return " ".join([*parts, "·", experiment])
+
+
+def describe(
+    dataset: str,
+    args: argparse.Namespace,
+    given: dict[str, str],
+    changed: dict[str, tuple[Any, Any]] | None,
+    number: int,
+) -> str:
+    """The run's description (Markdown): what ran, how to rerun it, what differs.
+
+    Args:
+        given: the overrides as passed.
+        changed: ``{setting: (value, profile's value)}``; None while not yet resolved.
+    """
+    rerun = ["mlflow", "run", ".", "-e", dataset, "-P", f"name={args.name}"]
+    rerun += ["-P", f"profile={args.profile}"]
+    for key, value in given.items():
+        rerun += ["-P", f"{key}={value}"]
+    lines = [
+        f"**{args.name}** on **{dataset}**, profile `{args.profile}`, run #{number}.",
+        "",
+        f"Command line: `{shlex.join(['python', '-m', f'entrypoints.{dataset}', *args.argv])}`",
+        "",
+        f"Rerun with: `{shlex.join(rerun)}` (add `--env-manager local` without conda)",
+        "",
+    ]
+    if changed is None:
+        lines.append("The settings were not resolved (bad input: see the tag `lfxai.error`).")
+    elif changed:
+        lines += [f"Settings that differ from the `{args.profile}` profile:", ""]
+        lines += ["| setting | this run | profile |", "|---|---|---|"]
+        lines += [f"| {k} | {_show(v)} | {_show(p)} |" for k, (v, p) in changed.items()]
+    else:
+        lines.append(f"All settings are the `{args.profile}` profile's.")
+    return "\n".join(lines)

@@ -103,6 +103,9 @@ def _attribute_batch(
     # Saliency's second positional argument is `target`, not a baseline: pass by name only.
     if baselines is not None and _accepts_baselines(attr_method):
         kwargs["baselines"] = baselines
+    # Captum's gradient methods need gradients with respect to the inputs and warn ("did not
+    # already require gradients") each time they have to switch them on: do it here instead.
+    inputs = inputs.detach().requires_grad_()
     return attr_method.attribute(inputs, **kwargs).detach()
 
 

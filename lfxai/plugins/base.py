@@ -90,6 +90,10 @@ class DatasetPlugin(ABC):
         """The splits of an experiment; ``n_train`` / ``n_test`` keep a prefix (None: all)."""
 
     @abstractmethod
+    def provisioned_files(self, data_dir: str | Path) -> dict[Path, str]:
+        """The files the splits are read from, each with its recorded sha256."""
+
+    @abstractmethod
     def baseline(self, train: Split) -> torch.Tensor | nn.Module:
         """What replaces a perturbed feature: a tensor broadcastable to the inputs, or a
         module mapping inputs to their replacements (e.g. a blur)."""

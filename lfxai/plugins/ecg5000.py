@@ -8,7 +8,13 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from lfxai.data.ecg5000 import SPLITS, ecg5000_splits, provision_ecg5000
+from lfxai.data.ecg5000 import (
+    ECG5000_SHA256,
+    SPLITS,
+    dataset_dir,
+    ecg5000_splits,
+    provision_ecg5000,
+)
 from lfxai.data.provision import Provisioned
 from lfxai.data.splits import Split
 from lfxai.plotting.series import series_importance
@@ -39,6 +45,10 @@ class Ecg5000(DatasetPlugin):
         self.check_split(split)
         train, test, explain = ecg5000_splits(self.root(data_dir), split, seed)
         return Splits(train.head(n_train), test.head(n_test), explain.head(n_test))
+
+    def provisioned_files(self, data_dir: str | Path) -> dict[Path, str]:
+        folder = dataset_dir(self.root(data_dir))
+        return {folder / name: digest for name, digest in ECG5000_SHA256.items()}
 
     def baseline(self, train: Split) -> torch.Tensor:
         return train.x.mean(dim=0, keepdim=True)  # the mean training beat, as in the paper

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from lfxai.data.mnist import mnist_split, provision_mnist
+from lfxai.data.mnist import MNIST_SHA256, mnist_split, provision_mnist, raw_dir
 from lfxai.data.provision import Provisioned
 from lfxai.data.splits import Split
 from lfxai.plotting.curves import image_grid
@@ -36,6 +36,10 @@ class Mnist(DatasetPlugin):
         train = mnist_split(self.root(data_dir), train=True, size=n_train)
         test = mnist_split(self.root(data_dir), train=False, size=n_test)
         return Splits(train, test, test)
+
+    def provisioned_files(self, data_dir: str | Path) -> dict[Path, str]:
+        folder = raw_dir(self.root(data_dir))
+        return {folder / name: digest for name, digest in MNIST_SHA256.items()}
 
     def baseline(self, train: Split) -> torch.Tensor:
         return torch.zeros(1, *train.x.shape[1:])  # a black image, as in the paper

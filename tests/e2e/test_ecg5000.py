@@ -43,8 +43,19 @@ def test_consistency_features_smoke_run(tmp_path, data_dir):
         paths
     )
     # The registered encoder reloads and reproduces the logged codes of the abnormal beats.
+    assert client.get_experiment(run.info.experiment_id).name == "ecg5000-consistency_features"
+    # Abnormal beats are explained: a third input beside the normal train / validation beats.
+    contexts = {[t.value for t in d.tags][0]: d.dataset.name for d in run.inputs.dataset_inputs}
+    assert contexts == {
+        "train": "ecg5000-normal-train",
+        "test": "ecg5000-normal-test",
+        "explain": "ecg5000-normal-explain",
+    }
+    assert set(k for k in data.metrics if k.startswith("claims/holds/")) == {
+        f"claims/holds/shift_above_random/{m}" for m in FEATURE_METHODS[:3]
+    }
     uri = data.tags["lfxai.encoder_uri"]
-    assert uri.startswith("models:/lfxai-ecg5000-reconstruction-ae/")
+    assert uri.startswith("models:/lfxai-ecg5000-reconstruction-ae-d8/")
     mlflow.set_tracking_uri(store)
     try:
         encoder = mlflow.pytorch.load_model(uri)
@@ -78,3 +89,5 @@ def test_consistency_examples_smoke_run(tmp_path, data_dir):
     assert int(train.y[torch.from_numpy(train_idx)].sum()) == 10
     assert len({a.path for a in client.list_artifacts(run_id, "checkpoints")}) == 1
     assert run.data.tags["lfxai.encoder_uri"].startswith("models:/lfxai-ecg5000-")
+    claims = {k for k in run.data.metrics if k.startswith("claims/holds/")}
+    assert claims == {f"claims/holds/top_above_bottom/{m}" for m in EXAMPLE_METHODS}

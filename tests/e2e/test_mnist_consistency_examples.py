@@ -43,3 +43,8 @@ def test_consistency_examples_smoke_run(tmp_path, data_dir):
     } <= paths
     train_idx = np.load(client.download_artifacts(run_id, "subsets/train_idx.npy", str(tmp_path)))
     assert len(set(train_idx.tolist())) == 50
+    # Its own experiment, its claims, a version of the denoising AE with its profile alias.
+    assert client.get_experiment(run.info.experiment_id).name == "mnist-consistency_examples"
+    claims = sorted(k for k in run.data.metrics if k.startswith("claims/holds/"))
+    assert claims == sorted(f"claims/holds/top_above_bottom/{m}" for m in METHODS)
+    assert client.get_registered_model("lfxai-mnist-denoising-ae-d4").aliases == {"smoke": 1}

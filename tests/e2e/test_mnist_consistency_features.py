@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
@@ -11,12 +12,16 @@ import torch
 
 from lfxai.data.mnist import mnist_tensors
 from lfxai.explanations.features import attribute_auxiliary, make_feature_method
-from tests.helpers import make_store, run_experiment
+from tests.helpers import make_store, mlflow_run, run_experiment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.data]
 
 METHODS = ["GradientShap", "IntegratedGradients", "Saliency", "Random"]
 PERCENTAGES = [5, 10, 20, 50, 80, 100]
+
+
+MODEL = "lfxai-mnist-denoising-ae-d4"
+EXPERIMENT = "mnist-consistency_features"
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +34,103 @@ def finished_run(tmp_path_factory, data_dir):
         "seed": "3",
     }
     return (store, *run_experiment("mnist", params, store))
+
+
+@pytest.fixture(scope="module")
+def second_run(finished_run, data_dir):
+    """A second, cheaper run with other settings, in the same store (after the first)."""
+    store, client, first = finished_run
+    params = {"name": "consistency_features", "profile": "smoke", "data_dir": str(data_dir)}
+    params |= {"seed": "4", "feature_methods": "Saliency,Random", "n_epochs": "1"}
+    done = mlflow_run("mnist", params, store)
+    assert done.returncode == 0, done.stderr[-4000:]
+    runs = client.search_runs([first.info.experiment_id], order_by=["attributes.start_time"])
+    assert [r.info.run_id for r in runs][0] == first.info.run_id
+    return runs[-1]
+
+
+def test_runs_are_named_grouped_and_described(finished_run, second_run):
+    _, client, run = finished_run
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.name == EXPERIMENT
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    # `mlflow run` (no --experiment-name) made its runs in Default: left there as pointers.
+    pointers = client.search_runs(["0"], order_by=["attributes.start_time"])
+    assert [r.data.tags["lfxai.moved_to"] for r in pointers] == [
+        run.info.run_id,
+        second_run.info.run_id,
+    ]
+    assert all(r.info.status == "FINISHED" for r in pointers)
+    assert run.info.run_name == "#1 smoke seed=3 · consistency_features"
+    # n_epochs=1 is the smoke profile's value: not a difference.
+    assert second_run.info.run_name == (
+        "#2 smoke seed=4 feature_methods=Saliency,Random · consistency_features"
+    )
+    note = run.data.tags["mlflow.note.content"]
+    assert "mlflow run . -e mnist -P name=consistency_features -P profile=smoke" in note
+    assert "| seed | 3 | 42 |" in note and "### Claims" in note
+    assert run.data.tags["mlflow.source.type"] == "PROJECT"  # the project, not the script
+    assert run.data.tags["mlflow.project.entryPoint"] == "mnist"
+    for params in (run.data.params, second_run.data.params):
+        assert not {k for k, v in params.items() if v in ("profile", "None", "none")}, params
+        assert "config.n_train" in params and "seed" not in params  # only resolved settings
+
+
+def test_train_and_test_data_are_run_inputs(finished_run, data_dir):
+    _, _, run = finished_run
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"mnist-standard-train", "mnist-standard-test"}
+    train = inputs["mnist-standard-train"]
+    assert [t.value for t in train.tags] == ["train"]
+    assert train.dataset.digest == run.data.tags["lfxai.data_digest"]
+    assert (data_dir / "mnist" / "MNIST" / "raw").as_uri() in train.dataset.source
+    assert json.loads(train.dataset.profile)["features_shape"] == [600, 1, 28, 28]
+
+
+def test_claims_are_reported_and_system_metrics_logged(finished_run, tmp_path):
+    _, client, run = finished_run
+    report = json.loads(
+        Path(client.download_artifacts(run.info.run_id, "claims.json", str(tmp_path))).read_text()
+    )
+    keys = [c["key"] for c in report["claims"]]
+    assert keys == [f"shift_above_random/{m}" for m in METHODS if m != "Random"]
+    for claim in report["claims"]:
+        assert claim["verdict"] in ("holds", "fails")
+        assert sorted(f["k"] for f in claim["figures"]) == PERCENTAGES[:-1]
+        holds = run.data.metrics[f"claims/holds/{claim['key']}"]
+        assert holds == float(claim["holds"])
+    assert run.data.metrics["claims/all_hold"] in (0.0, 1.0)
+    assert "claims.md" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
+
+
+def test_the_registered_encoder_is_described_and_found_by_its_profile_alias(
+    finished_run, second_run, data_dir, tmp_path
+):
+    store, client, run = finished_run
+    model = client.get_registered_model(MODEL)
+    assert "4-dimensional latent space" in model.description
+    first, second = (client.get_model_version(MODEL, v) for v in ("1", "2"))
+    assert first.run_id == run.info.run_id and second.run_id == second_run.info.run_id
+    assert "consistency_features (smoke profile)" in first.description
+    assert run.data.tags["lfxai.data_digest"] in first.description
+    assert first.tags["lfxai.profile"] == "smoke" and first.tags["lfxai.dim_latent"] == "4"
+    assert float(first.tags["test_loss"]) == pytest.approx(
+        run.data.metrics["fit/best_test_loss"], rel=1e-5
+    )
+    assert model.aliases == {"smoke": 2}  # moved to the newest smoke-profile version
+    mlflow.set_tracking_uri(store)
+    try:
+        encoder = mlflow.pytorch.load_model(f"models:/{MODEL}@smoke")
+    finally:
+        mlflow.set_tracking_uri(None)
+    x, _ = mnist_tensors(data_dir / "mnist", train=False)
+    with torch.no_grad():
+        codes = encoder(x[:100])
+    logged = np.load(
+        client.download_artifacts(second_run.info.run_id, "codes/test.npy", str(tmp_path))
+    )
+    np.testing.assert_allclose(codes.numpy(), logged, rtol=1e-5, atol=1e-6)
 
 
 def test_run_finished_with_resolved_config(finished_run):
@@ -74,8 +176,8 @@ def test_artifacts_are_logged(finished_run, tmp_path):
 def test_registered_encoder_reloads_and_explains(finished_run, data_dir):
     store, client, run = finished_run
     uri = run.data.tags["lfxai.encoder_uri"]
-    assert uri.startswith("models:/lfxai-mnist-denoising-ae/")
-    version = client.get_model_version("lfxai-mnist-denoising-ae", uri.rsplit("/", 1)[1])
+    assert uri.startswith(f"models:/{MODEL}/")
+    version = client.get_model_version(MODEL, uri.rsplit("/", 1)[1])
     assert version.run_id == run.info.run_id
     mlflow.set_tracking_uri(store)
     try:

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 METHODS = ["GradientShap", "IntegratedGradients", "Random"]  # the default methods
 PERCENTAGES = [50, 100]  # the smoke profile's
-BASE_MODEL = "lfxai-mnist-roar-test-ae"
+BASE_MODEL = "lfxai-mnist-reconstruction-ae-d4"  # lfxai-<dataset>-<pretext>-ae-d<dim>
 
 
 def _mlflow_run(store: str, params: dict[str, str], env: dict[str, str] | None = None):
@@ -75,9 +75,14 @@ def test_parent_logs_curves_table_figures_and_phase_times(smoke_run) -> None:
             assert curve[pct] == pytest.approx(rows[pct])
         assert f"time/attribution_seconds/{method}" in parent.data.metrics
         assert f"time/retraining_seconds/{method}" in parent.data.metrics
-    assert {"time/base_seconds", "time/setup_seconds", "time/total_seconds"} <= set(
+    assert {"time/fit_seconds", "time/setup_seconds", "time/total_seconds"} <= set(
         parent.data.metrics
     )
+    assert len(client.get_metric_history(parent.info.run_id, "fit/train_loss")) == 1  # as others
+    claims = [k for k in parent.data.metrics if k.startswith("claims/holds/")]
+    assert sorted(claims) == [f"claims/holds/loss_above_random/{m}" for m in METHODS[:2]]
+    assert {"claims.json", "claims.md"} <= _artifacts(client, parent.info.run_id)
+    assert parent.info.run_name == "#1 smoke log_retrained_models=True · roar_test"
     names = _artifacts(client, parent.info.run_id)
     for figure in ("roar_test", "importance_examples"):
         assert {f"{figure}.png", f"{figure}.pdf"} <= names
@@ -105,6 +110,12 @@ def test_each_retraining_is_a_finished_nested_run_with_its_model(smoke_run) -> N
         assert client.get_logged_model(output.model_id).name == "encoder"
         pixels = round(int(_key(child)[1]) / 100 * 784)
         assert child.data.params["n_pixels_removed"] == str(pixels)
+        tags = child.data.tags
+        assert tags["lfxai.profile"] == "smoke" and tags["mlflow.source.type"] == "PROJECT"
+        inputs = {[t.value for t in d.tags][0]: d.dataset for d in child.inputs.dataset_inputs}
+        method, k = _key(child)
+        assert inputs["train"].name == f"mnist-standard-train-without-top{k}-{method}"
+        assert inputs["test"].name == "mnist-standard-test"
 
 
 def test_only_the_base_model_is_registered(smoke_run) -> None:
@@ -152,7 +163,7 @@ def test_an_interrupted_run_resumes_without_redoing_finished_work(tmp_path, data
         if old.info.status == "FINISHED":  # skipped: not touched again
             assert after[run_id].info.end_time == old.info.end_time
     # The base model was trained and registered once; its initial weights were reused.
-    assert len(client.get_metric_history(parent.info.run_id, "base/train_loss")) == 1
+    assert len(client.get_metric_history(parent.info.run_id, "fit/train_loss")) == 1
     assert len(client.search_model_versions(f"name = '{BASE_MODEL}'")) == 1
     for method in METHODS:
         history = client.get_metric_history(parent.info.run_id, f"roar/test_loss/{method}")

@@ -199,7 +199,10 @@ def test_two_workers_share_one_tracking_server(tracking_server, data_dir):
         assert worker.returncode == 0, output[-4000:]
 
     client = MlflowClient(tracking_uri=uri)
-    runs = client.search_runs(["0"], "tags.`lfxai.experiment` = 'consistency_features'")
+    experiment = client.get_experiment_by_name("mnist-consistency_features")
+    runs = client.search_runs(
+        [experiment.experiment_id], "tags.`lfxai.experiment` = 'consistency_features'"
+    )
     assert sorted(r.data.params["config.seed"] for r in runs) == ["1", "2"]
     assert all(r.info.status == "FINISHED" for r in runs)
     for run in runs:
@@ -208,5 +211,5 @@ def test_two_workers_share_one_tracking_server(tracking_server, data_dir):
         # artifacts went through the server into its artifact destination
         assert run.info.artifact_uri.startswith("mlflow-artifacts:")
         assert any(artifacts.rglob(f"{run.info.run_id}/artifacts/attributions/Saliency.npy"))
-    versions = client.search_model_versions("name = 'lfxai-mnist-denoising-ae'")
+    versions = client.search_model_versions("name = 'lfxai-mnist-denoising-ae-d4'")
     assert sorted(v.version for v in versions) == ["1", "2"]

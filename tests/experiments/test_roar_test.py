@@ -124,7 +124,7 @@ def test_every_retraining_starts_from_the_logged_weights_on_masked_images(
     tracker = Tracker(parent.info.run_id)
     initial = tracker.load_state_dict(roar.INITIAL_WEIGHTS)
     scores = torch.from_numpy(tracker.load_array("attributions/IntegratedGradients.npy"))
-    assert [prefix for prefix, _, _ in seen] == ["base", "fit", "fit"]
+    assert [prefix for prefix, _, _ in seen] == ["fit", "fit", "fit"]
     base_images = seen[0][2]
     assert torch.equal(base_images, mnist_split(data_dir / "mnist", train=True, size=40).x)
     assert scores.shape == base_images.shape == (40, 1, 28, 28)
