@@ -283,59 +283,6 @@ class Tracker:
             if key in present:
                 self.client.delete_tag(self.run_id, key)
 
-
-class _ResumedTracker(Tracker):
-    """The tracker of a resumed run: a param the run already has keeps its first value.
-
-    MLflow refuses to change a logged param, and the resumed attempt logs its settings and
-    set-up again: equal settings may print differently (``50`` from YAML, ``50.0`` from the
-    command line; :func:`check_resumable` compared them typed), and e.g. ``device_used`` may
-    change with the machine.
-    """
-
-    def log_params(self, params: dict[str, Any], prefix: str = "") -> None:
-        have = self.client.get_run(self.run_id).data.params
-        super().log_params({k: v for k, v in params.items() if f"{prefix}{k}" not in have}, prefix)
-
-
-class Stopped(BaseException):
-    """A stop signal (SIGTERM, SIGINT) arrived: the open runs end KILLED, the process exits.
-
-    A ``BaseException``, like ``KeyboardInterrupt``, so that no ``except Exception`` of the
-    experiments swallows it.
-
-    Args:
-        signum: the signal received.
-    """
-
-    def __init__(self, signum: int) -> None:
-        self.signal_name = signal.Signals(signum).name
-        self.exit_code = 128 + signum  # what a shell reports for a process killed by it
-        self.reason = f"{self.signal_name} received: the run was stopped"  # STOPPED_TAG
-        super().__init__(f"stopped by {self.signal_name}")
-
-
-class ResumeRefused(ConfigError):
-    """The run named by ``resume_run_id`` must not be resumed by this command."""
-
-
-def _stop_reason(stop: BaseException) -> str:
-    return stop.reason if isinstance(stop, Stopped) else "KeyboardInterrupt: the run was stopped"
-
-
-@contextmanager
-def _ended_as_killed_when_stopped(tracker: Tracker) -> Iterator[None]:
-    """Ends the active run (``tracker``'s) KILLED, reason tagged, if a stop interrupts it."""
-    try:
-        yield
-    except (Stopped, KeyboardInterrupt) as stop:
-        with contextlib.suppress(Exception):  # the store may be what failed
-            tracker.set_tags({STOPPED_TAG: _stop_reason(stop)})
-        active = mlflow.active_run()
-        if active is not None and active.info.run_id == tracker.run_id:
-            mlflow.end_run("KILLED")
-        raise
-
     # -- what a user reads: names, descriptions, data sets, registry entries ----------------
     def run_number(self) -> int:
         """This run's number in its experiment (``#7`` in its name), kept when resumed.
@@ -463,6 +410,59 @@ def _ended_as_killed_when_stopped(tracker: Tracker) -> Iterator[None]:
         )
         tags = {"lfxai.moved_to": self.run_id, "mlflow.runName": f"-> {experiment}", NOTE_TAG: note}
         Tracker(launched_run_id).set_tags(tags)
+
+
+class _ResumedTracker(Tracker):
+    """The tracker of a resumed run: a param the run already has keeps its first value.
+
+    MLflow refuses to change a logged param, and the resumed attempt logs its settings and
+    set-up again: equal settings may print differently (``50`` from YAML, ``50.0`` from the
+    command line; :func:`check_resumable` compared them typed), and e.g. ``device_used`` may
+    change with the machine.
+    """
+
+    def log_params(self, params: dict[str, Any], prefix: str = "") -> None:
+        have = self.client.get_run(self.run_id).data.params
+        super().log_params({k: v for k, v in params.items() if f"{prefix}{k}" not in have}, prefix)
+
+
+class Stopped(BaseException):
+    """A stop signal (SIGTERM, SIGINT) arrived: the open runs end KILLED, the process exits.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that no ``except Exception`` of the
+    experiments swallows it.
+
+    Args:
+        signum: the signal received.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signal_name = signal.Signals(signum).name
+        self.exit_code = 128 + signum  # what a shell reports for a process killed by it
+        self.reason = f"{self.signal_name} received: the run was stopped"  # STOPPED_TAG
+        super().__init__(f"stopped by {self.signal_name}")
+
+
+class ResumeRefused(ConfigError):
+    """The run named by ``resume_run_id`` must not be resumed by this command."""
+
+
+def _stop_reason(stop: BaseException) -> str:
+    return stop.reason if isinstance(stop, Stopped) else "KeyboardInterrupt: the run was stopped"
+
+
+@contextmanager
+def _ended_as_killed_when_stopped(tracker: Tracker) -> Iterator[None]:
+    """Ends the active run (``tracker``'s) KILLED, reason tagged, if a stop interrupts it."""
+    try:
+        yield
+    except (Stopped, KeyboardInterrupt) as stop:
+        with contextlib.suppress(Exception):  # the store may be what failed
+            tracker.set_tags({STOPPED_TAG: _stop_reason(stop)})
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == tracker.run_id:
+            mlflow.end_run("KILLED")
+        raise
 
 
 @contextmanager
