@@ -21,7 +21,7 @@ run: data  ## MNIST consistency_features, quick profile, into ./mlflow.db + ./ml
 	$(BIN)/mlflow run . -e mnist -P name=consistency_features --env-manager local
 
 test: data  ## everything CI runs: unit, data, end-to-end, container tests
-	$(BIN)/python -m pytest -ra
+	$(BIN)/python -m pytest -ra --durations=15
 
 test-fast: install  ## the inner loop: unit tests only (about a minute)
 	$(BIN)/python -m pytest -ra -m "not slow and not e2e and not container and not data"
