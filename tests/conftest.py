@@ -13,6 +13,12 @@ from tests.helpers import EXPERIMENT, make_store
 
 REPO = Path(__file__).resolve().parents[1]
 
+# One intra-op thread in the test process: the unit tests' tensors are tiny, and on a busy
+# machine every parallel region waits for a descheduled second thread (measured: 20 ms per
+# softmax of a 3x8 tensor under load, 0.1 ms alone). Results must not depend on it: every
+# tolerance holds for any summation order (tests/numerics.py). LFXAI_TEST_THREADS overrides.
+torch.set_num_threads(int(os.environ.get("LFXAI_TEST_THREADS", "1")))
+
 # Per-test time limits in seconds (pytest-timeout). pyproject.toml sets a generous default
 # for every test; tests that run a real pipeline get more, by marker (the largest that
 # applies), unless they carry their own ``@pytest.mark.timeout``. A module-scoped fixture
