@@ -61,3 +61,15 @@ def test_apply_mask_broadcasts_and_keeps_the_input_dtype():
     out = apply_mask(inputs, mask, torch.tensor(7, dtype=torch.int64))
     assert out.dtype == torch.float64
     assert bool((out[:, :, 0, 0] == 7).all()) and int((out == 7).sum()) == 2 * 3
+
+
+def test_the_result_has_the_input_dtype_whatever_the_replacement():
+    """Images stay in their own dtype: uint8 pixels get uint8 values, half floats stay half."""
+    pixels = torch.full((1, 4), 200, dtype=torch.uint8)
+    mask = torch.tensor([[True, False, True, False]])
+    out = apply_mask(pixels, mask, 3)  # a Python number
+    assert out.dtype == torch.uint8 and out.tolist() == [[3, 200, 3, 200]]
+    half = torch.ones(1, 4, dtype=torch.float16)
+    blurred = torch.full((1, 4), 0.25, dtype=torch.float32)  # a float32 tensor, not a scalar
+    out = apply_mask(half, mask, blurred)
+    assert out.dtype == torch.float16 and out.tolist() == [[0.25, 1.0, 0.25, 1.0]]
