@@ -135,14 +135,18 @@ def _write_configs(folder, text: str, dataset: str = "toy") -> None:
 
 def test_config_dir_is_the_checkout_s_configs_unless_the_environment_says(tmp_path, monkeypatch):
     monkeypatch.delenv("LFXAI_CONFIG_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)  # the checkout's configs/, not the working directory's
     assert config_dir() == Path(lfxai.__file__).resolve().parents[1] / "configs"
     monkeypatch.setenv("LFXAI_CONFIG_DIR", str(tmp_path))
     assert config_dir() == tmp_path
     missing = tmp_path / "missing"
     monkeypatch.setenv("LFXAI_CONFIG_DIR", str(missing))
     # The variable wins outright: no fallback to the checkout when it names no folder.
-    with pytest.raises(ConfigError, match=rf"no configs/ folder at \['{missing}'\].*LFXAI_CONFIG"):
+    with pytest.raises(ConfigError, match=rf"no configs/ folder at \['{missing}'\]") as error:
         config_dir()
+    assert str(error.value).endswith(
+        "run experiments from the project checkout (`mlflow run .`) or set LFXAI_CONFIG_DIR"
+    )
 
 
 def test_a_dataset_without_a_config_file_names_the_path(tmp_path, monkeypatch):
@@ -368,3 +372,17 @@ def test_each_experiment_validates_its_own_settings(dataset, experiment, overrid
     else:
         with pytest.raises(ConfigError, match=message):
             build_config(schema, values, overrides)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Sizes(BaseConfig):
+    sizes: tuple[int, ...]
+
+
+def test_a_bad_list_item_names_the_setting():
+    values = {
+        k: v for k, v in _VALUES.items() if k in {f.name for f in dataclasses.fields(BaseConfig)}
+    }
+    assert build_config(_Sizes, {**values, "sizes": [1]}, {"sizes": "3, 4"}).sizes == (3, 4)
+    with pytest.raises(ConfigError, match=r"^sizes='x' is not a valid int$"):
+        build_config(_Sizes, {**values, "sizes": [1]}, {"sizes": "3,x"})
