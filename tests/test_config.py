@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
+import lfxai
 import lfxai.experiments  # noqa: F401  (fills the registry)
-from lfxai.config import PROFILES, BaseConfig, ConfigError, build_config, load_profile
+from lfxai.config import (
+    PROFILES,
+    BaseConfig,
+    ConfigError,
+    build_config,
+    check_choices,
+    check_percentages,
+    check_positive,
+    config_dir,
+    load_profile,
+    to_flat_dict,
+)
 from lfxai.experiments.registry import EXPERIMENTS, entries, get_experiment, register
 from lfxai.plugins import get_dataset
 
@@ -110,3 +123,266 @@ def test_defaults_compose_under_each_experiment_and_profile():
     assert quick["hessian_size"] == 100 and quick["split"] == "random"  # own quick, own paper
     with pytest.raises(ConfigError, match=r"no configuration for experiment 'defaults'"):
         load_profile("mnist", "defaults", "paper")
+
+
+# -- where configs come from -----------------------------------------------------------------
+
+
+def _write_configs(folder, text: str, dataset: str = "toy") -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / f"{dataset}.yaml").write_text(text)
+
+
+def test_config_dir_is_the_checkout_s_configs_unless_the_environment_says(tmp_path, monkeypatch):
+    monkeypatch.delenv("LFXAI_CONFIG_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)  # the checkout's configs/, not the working directory's
+    assert config_dir() == Path(lfxai.__file__).resolve().parents[1] / "configs"
+    monkeypatch.setenv("LFXAI_CONFIG_DIR", str(tmp_path))
+    assert config_dir() == tmp_path
+    missing = tmp_path / "missing"
+    monkeypatch.setenv("LFXAI_CONFIG_DIR", str(missing))
+    # The variable wins outright: no fallback to the checkout when it names no folder.
+    with pytest.raises(ConfigError, match=rf"no configs/ folder at \['{missing}'\]") as error:
+        config_dir()
+    assert str(error.value).endswith(
+        "run experiments from the project checkout (`mlflow run .`) or set LFXAI_CONFIG_DIR"
+    )
+
+
+def test_a_dataset_without_a_config_file_names_the_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("LFXAI_CONFIG_DIR", str(tmp_path))
+    with pytest.raises(
+        ConfigError, match=rf"no configuration file for dataset 'svhn' at {tmp_path}"
+    ):
+        load_profile("svhn", "consistency_features", "paper")
+
+
+def test_profiles_compose_in_the_documented_order(tmp_path, monkeypatch):
+    """defaults.paper < experiment.paper < defaults.<profile> < experiment.<profile>."""
+    _write_configs(
+        tmp_path,
+        """
+defaults:
+  paper: {a: 1, b: 1, c: 1, d: 1}
+  quick: {c: 3, d: 3}
+exp:
+  paper: {b: 2, c: 2, d: 2}
+  quick: {d: 4}
+other:
+  paper: {e: 5}
+""",
+    )
+    monkeypatch.setenv("LFXAI_CONFIG_DIR", str(tmp_path))
+    assert load_profile("toy", "exp", "paper") == {"a": 1, "b": 2, "c": 2, "d": 2}
+    assert load_profile("toy", "exp", "quick") == {"a": 1, "b": 2, "c": 3, "d": 4}
+    # A profile a section does not mention falls back to its paper values.
+    assert load_profile("toy", "exp", "smoke") == {"a": 1, "b": 2, "c": 2, "d": 2}
+    assert load_profile("toy", "other", "quick") == {"a": 1, "b": 1, "c": 3, "d": 3, "e": 5}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "exp:\n  paper: {a: 1}\n",
+            r"no configuration for experiment 'nope' in toy.yaml; "
+            r"valid choices: \['exp'\]",
+        ),
+        ("", r"no configuration for experiment 'nope' in toy.yaml; valid choices: \[\]"),
+        (
+            "defaults:\n  huge: {a: 1}\nnope:\n  paper: {}\n",
+            r"toy.yaml: section 'defaults' has unknown profiles \['huge'\]; valid: \['paper'",
+        ),
+        (
+            "nope:\n  paper: {}\n  tiny: {}\n",
+            r"toy.yaml: section 'nope' has unknown profiles \['tiny'\]",
+        ),
+    ],
+)
+def test_bad_config_files_name_the_file_the_section_and_the_choices(
+    tmp_path, monkeypatch, text, message
+):
+    _write_configs(tmp_path, text)
+    monkeypatch.setenv("LFXAI_CONFIG_DIR", str(tmp_path))
+    with pytest.raises(ConfigError, match=message):
+        load_profile("toy", "nope", "paper")
+
+
+def test_empty_sections_are_empty_profiles(tmp_path, monkeypatch):
+    _write_configs(tmp_path, "defaults:\nexp:\n  paper:\n  quick: {a: 2}\n")
+    monkeypatch.setenv("LFXAI_CONFIG_DIR", str(tmp_path))
+    assert load_profile("toy", "exp", "paper") == {}
+    assert load_profile("toy", "exp", "quick") == {"a": 2}
+
+
+# -- building and validating settings -------------------------------------------------------
+
+
+def test_unknown_and_missing_settings_in_the_file_are_errors():
+    with pytest.raises(ConfigError, match=r"unknown settings \['bogus', 'zeta'\] in the config"):
+        build_config(_Demo, {**_VALUES, "zeta": 1, "bogus": 2})
+    partial = {k: v for k, v in _VALUES.items() if k not in ("flag", "lr")}
+    with pytest.raises(ConfigError, match=r"missing settings \['flag', 'lr'\] for _Demo"):
+        build_config(_Demo, partial)
+    # An override supplies a setting the file lacks.
+    assert build_config(_Demo, partial, {"flag": "no", "lr": "0.5"}).lr == 0.5
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [("true", True), ("TRUE", True), ("1", True), ("yes", True)]
+    + [("false", False), ("0", False), ("No", False)],
+)
+def test_booleans_accept_the_usual_spellings(raw, value):
+    assert build_config(_Demo, _VALUES, {"flag": raw}).flag is value
+
+
+def test_optional_lists_and_floats_are_parsed_by_their_annotation():
+    config = build_config(_Demo, _VALUES, {"limit": "None", "methods": "x,,y ,", "ratio": "1e-3"})
+    assert config.limit is None and config.methods == ("x", "y") and config.ratio == 1e-3
+    assert build_config(_Demo, _VALUES, {"limit": "null"}).limit is None
+    assert build_config(_Demo, _VALUES, {"methods": ""}).methods == ()
+    with pytest.raises(ConfigError, match=r"ratio='half' is not a valid float"):
+        build_config(_Demo, _VALUES, {"ratio": "half"})
+    with pytest.raises(ConfigError, match=r"limit='7.5' is not a valid int"):
+        build_config(_Demo, _VALUES, {"limit": "7.5"})
+    # A list from the file becomes a tuple: the frozen config stays hashable.
+    assert isinstance(build_config(_Demo, _VALUES).methods, tuple)
+    hash(build_config(_Demo, _VALUES))
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "message"),
+    [
+        ("batch_size", "0", r"batch_size must be a positive integer, got 0"),
+        ("dim_latent", "-2", r"dim_latent must be a positive integer, got -2"),
+        ("lr", "0", r"lr must be positive, got 0.0"),
+        ("lr", "-1e-3", r"lr must be positive, got -0.001"),
+        ("lr", "nan", r"lr must be positive, got nan"),
+        ("weight_decay", "-1e-05", r"weight_decay must be >= 0, got -1e-05"),
+        (
+            "optimizer",
+            "adagrad",
+            r"unknown optimizer entry 'adagrad'; valid choices: "
+            r"\['adam', 'rmsprop', 'sgd'\]",
+        ),
+        (
+            "lr_schedule",
+            "step",
+            r"unknown lr_schedule entry 'step'; valid choices: "
+            r"\['constant', 'cosine'\]",
+        ),
+        ("device", "gpu", r"device must be 'auto', 'cpu' or 'cuda\[:i\]', got 'gpu'"),
+    ],
+)
+def test_base_settings_reject_values_no_experiment_accepts(key, raw, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config(_Demo, _VALUES, {key: raw})
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1"])
+def test_device_names_are_accepted_without_a_gpu(device):
+    assert build_config(_Demo, _VALUES, {"device": device}).device == device
+
+
+def test_zero_weight_decay_and_the_edges_of_percentages_are_valid():
+    assert build_config(_Demo, _VALUES, {"weight_decay": "0"}).weight_decay == 0
+    check_percentages("p", [100, 1e-9])
+    for bad, message in (
+        ([], "p must not be empty"),
+        ([0], "entry 0 is outside"),
+        ([100.5], "entry 100.5 is outside"),
+        ([-5], "entry -5 is outside"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            check_percentages("p", bad)
+
+
+def test_check_choices_and_check_positive_name_the_setting():
+    check_choices("m", ["a", "b"], {"b", "a"})
+    with pytest.raises(ConfigError, match=r"m must not be empty; valid choices: \['a', 'b'\]"):
+        check_choices("m", [], {"b", "a"})
+    with pytest.raises(ConfigError, match=r"unknown m entry 'c'; valid choices: \['a', 'b'\]"):
+        check_choices("m", ["a", "c"], ["b", "a"])
+    config = build_config(_Demo, _VALUES, {"limit": "3"})
+    check_positive(config, "limit", "ratio")
+    check_positive(build_config(_Demo, _VALUES), "limit")  # None means "no limit"
+    for raw, shown in (("0", "0"), ("-4", "-4")):
+        with pytest.raises(ConfigError, match=rf"^limit must be positive, got {shown}$"):
+            check_positive(build_config(_Demo, _VALUES, {"limit": raw}), "ratio", "limit")
+
+
+def test_flat_dict_is_what_mlflow_params_get():
+    config = build_config(_Demo, _VALUES, {"methods": "a,b", "limit": "none", "flag": "1"})
+    flat = to_flat_dict(config)
+    assert flat["methods"] == "a,b" and flat["limit"] == "None" and flat["flag"] == "True"
+    assert flat["lr"] == "0.001" and flat["seed"] == "1"
+    assert set(flat) == {f.name for f in dataclasses.fields(_Demo)}
+    assert all(isinstance(v, str) for v in flat.values())
+
+
+# Each experiment's own rules, from its smoke profile with one override.
+EXPERIMENT_RULES = [
+    ("mnist", "consistency_features", {"patience": "-1"}, r"patience must be >= 0, got -1"),
+    ("mnist", "consistency_features", {"patience": "0"}, None),  # 0 disables early stopping
+    ("mnist", "consistency_features", {"pretext": "colour"}, r"unknown pretext entry 'colour'"),
+    ("mnist", "consistency_features", {"n_train": "0"}, r"n_train must be positive, got 0"),
+    ("mnist", "consistency_features", {"n_test": "-1"}, r"n_test must be positive, got -1"),
+    (
+        "mnist",
+        "consistency_features",
+        {"attribution_batch_size": "0"},
+        r"attribution_batch_size must be positive, got 0",
+    ),
+    (
+        "mnist",
+        "consistency_examples",
+        {"influence_method": "newton"},
+        r"unknown influence_method entry 'newton'; valid choices: \['arnoldi', 'exact', 'lissa'\]",
+    ),
+    (
+        "mnist",
+        "consistency_examples",
+        {"example_methods": "SimplEx,TracIn", "checkpoint_every": "0"},
+        r"TracIn needs checkpoint_every > 0",
+    ),
+    (
+        "mnist",
+        "consistency_examples",
+        {"example_methods": "SimplEx", "checkpoint_every": "0"},
+        None,
+    ),
+    ("mnist", "consistency_examples", {"hessian_size": "0"}, r"hessian_size must be positive"),
+    ("mnist", "consistency_examples", {"simplex_steps": "0"}, r"simplex_steps must be positive"),
+    (
+        "mnist",
+        "roar_test",
+        {"feature_methods": "Saliency,Random,Saliency"},
+        r"feature_methods has duplicates: \['Saliency', 'Random', 'Saliency'\]",
+    ),
+]
+
+
+@pytest.mark.parametrize(("dataset", "experiment", "overrides", "message"), EXPERIMENT_RULES)
+def test_each_experiment_validates_its_own_settings(dataset, experiment, overrides, message):
+    schema = get_experiment(dataset, experiment).schema
+    values = load_profile(dataset, experiment, "smoke")
+    if message is None:  # the edge of the rule is valid
+        assert isinstance(build_config(schema, values, overrides), schema)
+    else:
+        with pytest.raises(ConfigError, match=message):
+            build_config(schema, values, overrides)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Sizes(BaseConfig):
+    sizes: tuple[int, ...]
+
+
+def test_a_bad_list_item_names_the_setting():
+    values = {
+        k: v for k, v in _VALUES.items() if k in {f.name for f in dataclasses.fields(BaseConfig)}
+    }
+    assert build_config(_Sizes, {**values, "sizes": [1]}, {"sizes": "3, 4"}).sizes == (3, 4)
+    with pytest.raises(ConfigError, match=r"^sizes='x' is not a valid int$"):
+        build_config(_Sizes, {**values, "sizes": [1]}, {"sizes": "3,x"})

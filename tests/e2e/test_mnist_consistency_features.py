@@ -200,3 +200,15 @@ def test_registered_encoder_reloads_and_explains(finished_run, data_dir):
         progress=False,
     )
     assert scores.shape == (8, 1, 28, 28) and np.abs(scores).sum() > 0
+
+
+def test_at_100_percent_every_method_gives_the_same_shift(finished_run):
+    """Every feature replaced by the baseline: each method's masked images are the same
+    all-black images, so the shifts are equal to the last bit (same process, same inputs)."""
+    _, client, run = finished_run
+    at_100 = {}
+    for method in METHODS:
+        curve = client.get_metric_history(run.info.run_id, f"representation_shift/{method}")
+        at_100[method] = {m.step: m.value for m in curve}[100]
+    assert len(set(at_100.values())) == 1, at_100
+    assert at_100["Random"] > 0  # black images are not the explained ones

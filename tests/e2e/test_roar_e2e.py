@@ -118,6 +118,20 @@ def test_each_retraining_is_a_finished_nested_run_with_its_model(smoke_run) -> N
         assert inputs["test"].name == "mnist-standard-test"
 
 
+def test_at_100_percent_removal_every_method_retrains_on_the_same_images(smoke_run) -> None:
+    """Removing every pixel leaves all-black images whatever the ranking: each method's
+    retraining starts from the same weights on the same data in the same batch order, so
+    the test losses are equal to the last bit."""
+    client, parent = smoke_run
+    at_100 = {}
+    for method in METHODS:
+        history = client.get_metric_history(parent.info.run_id, f"roar/test_loss/{method}")
+        at_100[method] = {m.step: m.value for m in history}[100]
+    assert len(set(at_100.values())) == 1, at_100
+    base = parent.data.metrics["roar/base_test_loss"]
+    assert at_100["Random"] != base  # retrained on black images: not the base model
+
+
 def test_only_the_base_model_is_registered(smoke_run) -> None:
     client, parent = smoke_run
     assert [m.name for m in client.search_registered_models()] == [BASE_MODEL]

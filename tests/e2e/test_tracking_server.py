@@ -7,9 +7,11 @@ loopback ports, runs two entry points concurrently against ``http://127.0.0.1:<p
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -21,15 +23,37 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import REPO, venv_env
+from tests.helpers import REPO, kill_group, venv_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.data, pytest.mark.database]
+
+# A port found free may be taken by another process before our server binds it: a server
+# that cannot start is retried on a fresh port, this many times in all.
+PORT_ATTEMPTS = 5
 
 
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _exited(process: subprocess.Popen) -> bool:
+    """Whether ``process`` has exited, asked without reaping it (unlike ``poll``): until
+    :func:`_stop` reaps it, its id still names its process group, safe to signal."""
+    flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+    return os.waitid(os.P_PID, process.pid, flags) is not None
+
+
+def _stop(process: subprocess.Popen, grace: float = 30) -> None:
+    """SIGTERM to the server's whole group (its workers too), SIGKILL after ``grace``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while not _exited(process) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    kill_group(process)  # whatever of the group outlived the grace period
+    process.wait()
 
 
 def _pg_bin() -> Path:
@@ -73,25 +97,32 @@ def postgres():
         check=True,
         capture_output=True,
     )
-    port = _free_port()
     log = root / "server.log"
-    subprocess.run(
-        _as_postgres(
-            [
-                str(bin_dir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-l",
-                str(log),
-                "-w",
-                "-o",
-                f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
-                "start",
-            ]
-        ),
-        check=True,
-        capture_output=True,
-    )
+    for _attempt in range(PORT_ATTEMPTS):
+        port = _free_port()
+        started = subprocess.run(
+            _as_postgres(
+                [
+                    str(bin_dir / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(log),
+                    "-w",
+                    "-o",
+                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
+                    "start",
+                ]
+            ),
+            capture_output=True,
+            text=True,
+        )
+        if started.returncode == 0:
+            break
+    else:
+        server_log = log.read_text() if log.exists() else ""
+        tried = f"PostgreSQL did not start on {PORT_ATTEMPTS} ports"
+        pytest.fail(f"{tried}: {started.stderr}\n{server_log}")
     try:
         subprocess.run(
             _as_postgres(
@@ -122,79 +153,102 @@ def postgres():
 def tracking_server(postgres, tmp_path_factory):
     """``mlflow server`` on PostgreSQL with proxied artifacts; yields its HTTP URI."""
     artifacts = tmp_path_factory.mktemp("artifacts")
-    port = _free_port()
+    logs = tmp_path_factory.mktemp("server-logs")
     mlflow_bin = Path(sys.executable).parent / "mlflow"
-    server = subprocess.Popen(
-        [
-            str(mlflow_bin),
-            "server",
-            "--backend-store-uri",
-            postgres,
-            "--artifacts-destination",
-            str(artifacts),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
+    server = None
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not start: {server.stderr.read()[-3000:]}")
-            time.sleep(1)
+        for attempt in range(PORT_ATTEMPTS):
+            port = _free_port()
+            log = logs / f"attempt-{attempt}.log"  # a file, not a pipe: it never fills up
+            with open(log, "w") as output:
+                server = subprocess.Popen(
+                    [
+                        str(mlflow_bin),
+                        "server",
+                        "--backend-store-uri",
+                        postgres,
+                        "--artifacts-destination",
+                        str(artifacts),
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        "--workers",
+                        "2",
+                    ],
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its workers are in its group: stopped together
+                )
+            uri = f"http://127.0.0.1:{port}"
+            if _healthy(server, uri):
+                break
+            _stop(server)
+            server = None
+        else:
+            pytest.fail(f"mlflow server did not start: {log.read_text()[-3000:]}")
         yield uri, artifacts
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        if server is not None:
+            _stop(server)
+
+
+def _healthy(server: subprocess.Popen, uri: str, deadline_s: float = 120) -> bool:
+    """Whether the server answers ``/health`` before it exits or the deadline passes."""
+    deadline = time.monotonic() + deadline_s
+    while not _exited(server) and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                # Our server still running after the answer: not another one on that port.
+                if response.status == 200 and not _exited(server):
+                    return True
+        except OSError:
+            pass
+        time.sleep(1)
+    return False
 
 
 def test_two_workers_share_one_tracking_server(tracking_server, data_dir):
     uri, artifacts = tracking_server
     mlflow_bin = str(Path(sys.executable).parent / "mlflow")
-    workers = [
-        subprocess.Popen(
-            [
-                mlflow_bin,
-                "run",
-                ".",
-                "-e",
-                "mnist",
-                "-P",
-                "name=consistency_features",
-                "-P",
-                "profile=smoke",
-                "-P",
-                f"seed={seed}",
-                "-P",
-                f"data_dir={data_dir}",
-                "-P",
-                "feature_methods=Saliency,Random",
-                "--env-manager",
-                "local",
-            ],
-            cwd=REPO,
-            env=venv_env(uri),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for seed in (1, 2)
-    ]
-    outputs = [worker.communicate(timeout=900)[0] for worker in workers]
+    workers = []
+    try:
+        for seed in (1, 2):
+            workers.append(
+                subprocess.Popen(
+                    [
+                        mlflow_bin,
+                        "run",
+                        ".",
+                        "-e",
+                        "mnist",
+                        "-P",
+                        "name=consistency_features",
+                        "-P",
+                        "profile=smoke",
+                        "-P",
+                        f"seed={seed}",
+                        "-P",
+                        f"data_dir={data_dir}",
+                        "-P",
+                        "feature_methods=Saliency,Random",
+                        "--env-manager",
+                        "local",
+                    ],
+                    cwd=REPO,
+                    env=venv_env(uri),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    start_new_session=True,  # `mlflow run` and its entry point: one group
+                )
+            )
+        outputs = [worker.communicate(timeout=900)[0] for worker in workers]
+    finally:
+        for worker in workers:  # on a timeout or an error: no experiment left running
+            if worker.returncode is None:
+                kill_group(worker)
+                worker.communicate()
     for worker, output in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, output[-4000:]
 

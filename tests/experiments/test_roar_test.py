@@ -88,13 +88,16 @@ BAD_INPUT = [
 def test_bad_input_fails_before_any_training(mlflow_store, capsys, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # a SQLite store's artifacts go to ./mlruns
     # One store for all cases: creating a SQLite store costs seconds.
+    seen: set[str] = set()
     for override, message in BAD_INPUT:
         argv = ["--name", "roar_test", "--profile", "smoke", *override]
         assert main("mnist", argv) == EXIT_BAD_INPUT, override
         err = capsys.readouterr().err
         assert re.search(message, err), (override, err)
         runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
-        run = max(runs, key=lambda r: r.info.start_time)
+        # The new run, by id: start times of consecutive runs can tie at the millisecond.
+        (run,) = [r for r in runs if r.info.run_id not in seen]
+        seen.add(run.info.run_id)
         assert run.info.status == "FAILED", override
         assert re.search(message, run.data.tags["lfxai.error"]), override
         assert MlflowClient().list_artifacts(run.info.run_id) == [], override  # nothing trained

@@ -16,6 +16,7 @@ from lfxai.explanations.features import (
     attribute_individual_dim,
     make_feature_method,
 )
+from tests.numerics import assert_within_rounding
 
 
 def _loader(n: int = 10, batch_size: int = 4) -> DataLoader:
@@ -142,3 +143,119 @@ def test_individual_dim_scores_each_latent_unit():
     # Saliency of f_j is |W_j| (abs of the gradient); score = |f_j(x) * |W_j||
     expected = torch.abs(codes[:, :, None] * weight.abs()[None]).reshape(4, 3, 8, 8)
     np.testing.assert_allclose(scores, expected.numpy(), rtol=1e-5, atol=1e-7)
+
+
+# -- exact rules on a linear encoder ---------------------------------------------------------
+#
+# For f(x) = W x the auxiliary function g(x') = <W x, W x'> has the constant gradient
+# W^T W x, so IntegratedGradients (whatever its steps) and GradientShap (whatever its
+# samples) both equal (x - b) * W^T W x exactly, and a method that ignores its baseline b
+# or pairs an image with another image's reference gets another answer. The float32 error
+# is bounded by rounding (tests/numerics.py): 64 + 2 roundings for W^T (W x), 50 for the
+# sum over IG's 50 steps (weights summing to 1 up to 50 more), 2 for the product with x - b.
+IG_ROUNDINGS = 64 + 2 + 50 + 50 + 2
+
+
+def _linear_expectation(encoder, x, baseline):
+    """``(exact, magnitude)`` of ``(x - b) * W^T W x`` in float64, for the rounding bound."""
+    weight = encoder[1].weight.detach().double()
+    flat, base = x.reshape(len(x), -1).double(), baseline.reshape(-1, 64).double()
+    exact = (flat - base) * (flat @ weight.T @ weight)
+    magnitude = (flat - base).abs() * (flat.abs() @ weight.abs().T @ weight.abs())
+    return exact.reshape(x.shape), magnitude.reshape(x.shape)
+
+
+@pytest.mark.parametrize("method", [IntegratedGradients, GradientShap])
+def test_attributions_start_from_the_given_baseline_tensor(method):
+    encoder = _linear_encoder()
+    loader = _loader(n=6, batch_size=4)
+    baseline = torch.full((1, 1, 8, 8), 0.25)
+    scores = attribute_auxiliary(
+        encoder, loader, torch.device("cpu"), method(encoder), baseline, progress=False
+    )
+    x = loader.dataset.tensors[0]
+    exact, magnitude = _linear_expectation(encoder, x, baseline)
+    assert_within_rounding(torch.from_numpy(scores), exact, magnitude, IG_ROUNDINGS)
+
+
+def test_a_baseline_module_maps_each_batch_to_its_own_baselines():
+    """A blur-like module: every image gets the baseline computed from itself (here x / 2)."""
+    encoder = _linear_encoder()
+    loader = _loader(n=5, batch_size=2)
+
+    class Half(nn.Module):
+        def forward(self, x):
+            return x / 2
+
+    scores = attribute_auxiliary(
+        encoder, loader, torch.device("cpu"), IntegratedGradients(encoder), Half(), progress=False
+    )
+    x = loader.dataset.tensors[0]
+    exact, magnitude = _linear_expectation(encoder, x, x / 2)
+    assert_within_rounding(torch.from_numpy(scores), exact, magnitude, IG_ROUNDINGS)
+
+
+def test_individual_dim_integrated_gradients_use_the_baseline_per_unit():
+    """Unit j: g_j(x') = f_j(x') = W_j x', so IG = (x - b) * W_j and the score |f_j(x) IG_j|."""
+    encoder = _linear_encoder()
+    loader = _loader(n=3, batch_size=2)
+    baseline = torch.full((1, 1, 8, 8), 0.5)
+    scores = attribute_individual_dim(
+        encoder,
+        3,
+        loader,
+        torch.device("cpu"),
+        IntegratedGradients(encoder),
+        baseline,
+        progress=False,
+    )
+    x = loader.dataset.tensors[0].reshape(3, 64).double()
+    weight = encoder[1].weight.detach().double()
+    codes = x @ weight.T  # (3, d)
+    exact = (codes[:, :, None] * (x - 0.5)[:, None, :] * weight[None]).abs()
+    magnitude = (x.abs() @ weight.abs().T)[:, :, None] * (x - 0.5).abs()[:, None] * weight.abs()
+    # 64 roundings for the code, 50 + 50 for IG's steps and weights, 3 for the products.
+    assert_within_rounding(
+        torch.from_numpy(scores).reshape(3, 3, 64), exact, magnitude, 64 + 100 + 3
+    )
+
+
+def test_the_encoder_is_explained_in_eval_mode(tiny_encoder):
+    """BatchNorm in train mode would use batch statistics: explanations must not."""
+    loader = _loader()
+    x = loader.dataset.tensors[0].clone().requires_grad_(True)
+    reference = tiny_encoder(x).detach()  # eval mode (the fixture's)
+    (tiny_encoder(x) * reference).sum().backward()
+    tiny_encoder.train()
+    scores = attribute_auxiliary(
+        tiny_encoder, loader, torch.device("cpu"), Saliency(tiny_encoder), progress=False
+    )
+    assert not tiny_encoder.training
+    np.testing.assert_allclose(scores, x.grad.abs().numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_bare_tensor_batches_are_accepted():
+    encoder = _linear_encoder()
+    x = _loader(n=4).dataset.tensors[0]
+    scores = attribute_auxiliary(
+        encoder, [x[:3], x[3:]], torch.device("cpu"), Saliency(encoder), progress=False
+    )
+    with_labels = attribute_auxiliary(
+        encoder,
+        _loader(n=4, batch_size=3),
+        torch.device("cpu"),
+        Saliency(encoder),
+        progress=False,
+    )
+    assert np.array_equal(scores, with_labels)
+
+
+def test_random_method_by_name_is_seeded_and_ignores_the_model():
+    x = torch.zeros(2, 1, 3, 3)
+    a = make_feature_method("Random", nn.Identity(), seed=4).attribute(x)
+    assert torch.equal(a, make_feature_method("Random", nn.Linear(1, 1), seed=4).attribute(x))
+    assert not torch.equal(a, make_feature_method("Random", nn.Identity(), seed=5).attribute(x))
+    method = RandomAttribution(seed=4)
+    assert not torch.equal(method.attribute(x), method.attribute(x))  # a stream, not a constant
+    for name, cls in FEATURE_METHODS.items():
+        assert isinstance(make_feature_method(name, nn.Identity()), cls)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
-from lfxai.metrics.consistency import representation_shift, similarity_rates
+from lfxai.metrics.consistency import encode, representation_shift, similarity_rates
 
 
 def test_representation_shift_is_mean_squared_distance():
@@ -27,3 +28,36 @@ def test_similarity_rates_average_over_test_examples():
     importance = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
     rates = similarity_rates(importance, torch.tensor([0, 1]), torch.tensor([0, 1]), [50])
     assert rates["top"] == [0.5] and rates["bottom"] == [0.5]
+
+
+def test_representation_shift_sums_over_the_code_and_averages_over_examples():
+    a = torch.zeros(2, 3)
+    b = torch.tensor([[1.0, 2.0, 2.0], [0.0, 0.0, 3.0]])  # squared distances 9 and 9
+    assert representation_shift(a, b) == 9.0
+    assert representation_shift(b, a) == 9.0
+    c = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 3.0]])  # 1 and 9: mean 5
+    assert representation_shift(a, c) == 5.0
+
+
+def test_encode_in_batches_equals_one_pass_in_eval_mode():
+    """Integer weights and inputs: every sum is exact, so batching cannot change a bit."""
+    encoder = nn.Sequential(nn.Flatten(), nn.Linear(4, 2), nn.BatchNorm1d(2))
+    with torch.no_grad():
+        encoder[1].weight.copy_(torch.tensor([[1.0, -2.0, 3.0, 0.0], [0.0, 1.0, 1.0, -1.0]]))
+        encoder[1].bias.copy_(torch.tensor([1.0, -1.0]))
+    x = torch.arange(28.0).view(7, 1, 2, 2) % 5
+    encoder.train()  # BatchNorm with batch statistics: encode must switch to eval
+    codes = encode(encoder, x, torch.device("cpu"), batch_size=3)
+    assert not encoder.training
+    with torch.no_grad():
+        expected = encoder(x)  # eval mode: BatchNorm's running statistics
+    assert codes.shape == (7, 2) and torch.equal(codes, expected)
+
+
+def test_top_k_is_at_least_one_example_and_rounds_to_nearest():
+    """k = max(1, round(pct / 100 * n_train)): 4% of 10 is 0.4 -> 1; 25% is 2.5 -> 2."""
+    importance = torch.tensor([[9.0, 8, 7, 6, 5, 4, 3, 2, 1, 0]])
+    train_labels = torch.tensor([0, 1, 0, 0, 1, 1, 1, 0, 1, 0])
+    rates = similarity_rates(importance, torch.tensor([0]), train_labels, [4, 25, 35, 100])
+    assert rates["top"] == [1.0, 0.5, 0.75, 0.5]  # first 1, 2, 4 and 10 labels
+    assert rates["bottom"] == [1.0, 0.5, 0.5, 0.5]  # last 1, 2, 4 and 10 labels

@@ -1,0 +1,75 @@
+"""Top-k masks: exact counts, the highest scores, any feature shape; replacement values."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lfxai.data.masking import apply_mask, top_k_mask
+
+
+@pytest.mark.parametrize("shape", [(3, 10), (2, 1, 4, 5), (2, 7, 1)])
+@pytest.mark.parametrize("fraction", [0.0, 0.05, 0.25, 0.5, 0.74, 1.0])
+def test_exactly_round_k_of_the_highest_scores_are_selected(shape, fraction):
+    n_features = torch.Size(shape[1:]).numel()
+    k = round(fraction * n_features)
+    # Distinct scores: a permutation per example, so "the k highest" is unambiguous.
+    generator = torch.Generator().manual_seed(len(shape))
+    ranks = torch.stack([torch.randperm(n_features, generator=generator) for _ in range(shape[0])])
+    mask = top_k_mask(ranks.view(shape).float(), fraction)
+    assert mask.shape == shape and mask.dtype == torch.bool
+    flat = mask.reshape(shape[0], -1)
+    assert flat.sum(1).tolist() == [k] * shape[0]
+    assert torch.equal(flat, ranks >= n_features - k)  # the k highest ranks, no others
+
+
+def test_half_features_round_to_the_nearest_count():
+    scores = torch.arange(10.0).view(1, 10)
+    assert int(top_k_mask(scores, 0.25).sum()) == 2  # 2.5 -> 2 (round half to even)
+    assert int(top_k_mask(scores, 0.35).sum()) == 4  # 3.5 -> 4
+    assert int(top_k_mask(scores, 0.26).sum()) == 3
+
+
+@pytest.mark.parametrize("fraction", [-0.01, 1.01])
+def test_fractions_outside_zero_one_are_errors(fraction):
+    with pytest.raises(ValueError, match=rf"fraction must be in \[0, 1\], got {fraction}"):
+        top_k_mask(torch.zeros(1, 4), fraction)
+
+
+def test_the_scores_are_not_modified():
+    scores = torch.tensor([[3.0, 1.0, 2.0]])
+    top_k_mask(scores, 0.5)
+    assert torch.equal(scores, torch.tensor([[3.0, 1.0, 2.0]]))
+
+
+def test_apply_mask_replaces_only_masked_features():
+    inputs = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    mask = torch.tensor([[True, False, False], [False, True, True]])
+    assert torch.equal(apply_mask(inputs, mask), torch.tensor([[0.0, 2, 3], [4, 0, 0]]))
+    assert torch.equal(
+        apply_mask(inputs, mask, -1.5), torch.tensor([[-1.5, 2, 3], [4, -1.5, -1.5]])
+    )
+    blurred = inputs * 10
+    assert torch.equal(apply_mask(inputs, mask, blurred), torch.tensor([[10.0, 2, 3], [4, 50, 60]]))
+    assert torch.equal(inputs, torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]))  # untouched
+
+
+def test_apply_mask_broadcasts_and_keeps_the_input_dtype():
+    inputs = torch.ones(2, 3, 2, 2, dtype=torch.float64)
+    mask = torch.zeros(2, 1, 2, 2, dtype=torch.bool)
+    mask[:, :, 0, 0] = True  # one mask for every channel
+    out = apply_mask(inputs, mask, torch.tensor(7, dtype=torch.int64))
+    assert out.dtype == torch.float64
+    assert bool((out[:, :, 0, 0] == 7).all()) and int((out == 7).sum()) == 2 * 3
+
+
+def test_the_result_has_the_input_dtype_whatever_the_replacement():
+    """Images stay in their own dtype: uint8 pixels get uint8 values, half floats stay half."""
+    pixels = torch.full((1, 4), 200, dtype=torch.uint8)
+    mask = torch.tensor([[True, False, True, False]])
+    out = apply_mask(pixels, mask, 3)  # a Python number
+    assert out.dtype == torch.uint8 and out.tolist() == [[3, 200, 3, 200]]
+    half = torch.ones(1, 4, dtype=torch.float16)
+    blurred = torch.full((1, 4), 0.25, dtype=torch.float32)  # a float32 tensor, not a scalar
+    out = apply_mask(half, mask, blurred)
+    assert out.dtype == torch.float16 and out.tolist() == [[0.25, 1.0, 0.25, 1.0]]

@@ -1,0 +1,67 @@
+"""Figures: one line per method in x order, one panel per map, importance scaled per series."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib import pyplot as plt
+from matplotlib.figure import Figure
+
+from lfxai.plotting.curves import image_grid, method_curves
+from lfxai.plotting.series import series_importance
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def test_method_curves_draw_one_sorted_line_per_method():
+    frame = pd.DataFrame(
+        {"method": ["B", "A", "B", "A"], "pct": [50, 10, 10, 50], "shift": [4.0, 1.0, 3.0, 2.0]}
+    )
+    figure = method_curves(frame, "pct", "shift", xlabel="% perturbed", title="T")
+    assert isinstance(figure, Figure)
+    (axis,) = figure.axes
+    lines = {line.get_label(): line for line in axis.get_lines()}
+    assert set(lines) == {"A", "B"}
+    assert lines["B"].get_xdata().tolist() == [10, 50]  # sorted by x
+    assert lines["B"].get_ydata().tolist() == [3.0, 4.0]
+    assert lines["A"].get_ydata().tolist() == [1.0, 2.0]
+    assert (axis.get_xlabel(), axis.get_ylabel(), axis.get_title()) == ("% perturbed", "shift", "T")
+
+
+def test_method_curves_split_styles_by_a_second_column():
+    frame = pd.DataFrame(
+        {
+            "method": ["A"] * 4,
+            "side": ["top", "top", "bottom", "bottom"],
+            "k": [1, 2, 1, 2],
+            "rate": [0.9, 0.8, 0.1, 0.2],
+        }
+    )
+    (axis,) = method_curves(frame, "k", "rate", style="side").axes
+    styles = {line.get_label(): line.get_linestyle() for line in axis.get_lines()}
+    assert styles == {"A / top": "-", "A / bottom": "--"}
+
+
+def test_image_grid_has_one_panel_per_map_and_row_labels():
+    images = np.arange(2 * 3 * 4 * 4, dtype=float).reshape(2, 3, 4, 4)
+    figure = image_grid(images, ["image", "IG"], title="maps")
+    assert len(figure.axes) == 6
+    assert [figure.axes[r * 3].get_ylabel() for r in range(2)] == ["image", "IG"]
+    np.testing.assert_array_equal(figure.axes[4].images[0].get_array(), images[1, 1])
+    assert figure._suptitle.get_text() == "maps"
+
+
+def test_series_importance_scales_each_map_to_zero_one():
+    series = np.array([[0.0, 1.0, 0.0], [2.0, 2.0, 1.0]])
+    maps = [np.array([[1.0, 3.0, 2.0], [5.0, 5.0, 5.0]])]
+    figure = series_importance(series, maps, ["IG"], title="beats")
+    assert len(figure.axes) == 2 and figure.axes[0].get_ylabel() == "IG"
+    colours = [axis.collections[-1].get_array().tolist() for axis in figure.axes]
+    assert colours == [[0.0, 1.0, 0.5], [0.0, 0.0, 0.0]]  # a constant map stays 0, no NaN
+    with pytest.raises(ValueError):
+        series_importance(series, maps, ["IG", "extra"])  # one name per map

@@ -1,0 +1,131 @@
+"""Tracker and tracked_run against a private SQLite store: what lands in the run, exactly."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import matplotlib
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from matplotlib import pyplot as plt
+from mlflow.tracking import MlflowClient
+
+from lfxai.tracking import _MAX_BATCH, IDENTITY_TAGS, tracked_run
+
+matplotlib.use("Agg")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Config:
+    seed: int
+    methods: tuple[str, ...]
+
+
+def test_tracked_run_finishes_or_fails_with_the_error(mlflow_store):
+    with tracked_run("ok-run") as tracker:
+        tracker.log_metrics({"a": 1.5, "b": 2}, step=3)
+    run = MlflowClient().get_run(tracker.run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "ok-run"
+    assert run.data.metrics == {"a": 1.5, "b": 2.0}
+    with pytest.raises(KeyError, match="boom"), tracked_run("bad-run") as failing:
+        raise KeyError("boom")
+    failed = MlflowClient().get_run(failing.run_id)
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags["lfxai.error"] == "KeyError: 'boom'"
+    with tracked_run("again", run_id=tracker.run_id) as resumed:  # reopens the same run
+        assert resumed.run_id == tracker.run_id
+
+
+def test_a_whole_curve_goes_in_batches_and_resumes_without_duplicates(mlflow_store):
+    n = _MAX_BATCH + 7  # more than one request
+    with tracked_run("curves") as tracker:
+        tracker.log_metric_rows([("curve", float(i) / 4, i) for i in range(n)])
+        assert tracker.metric_history("curve") == [(i, i / 4) for i in range(n)]
+        tracker.log_new_points("short", [(0, 1.0), (5, 2.0)])
+        tracker.log_new_points("short", [(0, 9.0), (5, 9.0), (10, 3.0)])  # 0 and 5 are kept
+        assert sorted(tracker.metric_history("short")) == [(0, 1.0), (5, 2.0), (10, 3.0)]
+
+
+def test_config_is_logged_as_tags_prefixed_params_and_a_file(mlflow_store, tmp_path):
+    identity = {"dataset": "mnist", "experiment": "x", "profile": "smoke", "version": "1"}
+    with tracked_run("config") as tracker:
+        tracker.log_config(identity, _Config(seed=3, methods=("a", "b")))
+        with pytest.raises(ValueError, match=r"unknown identity tags \['lfxai.colour'\]"):
+            tracker.log_config({"colour": "red"}, _Config(1, ()))
+    run = MlflowClient().get_run(tracker.run_id)
+    assert {k: run.data.tags[k] for k in IDENTITY_TAGS} == {
+        f"lfxai.{k}": v for k, v in identity.items()
+    }
+    assert run.data.params == {"config.seed": "3", "config.methods": "a,b"}
+    local = MlflowClient().download_artifacts(tracker.run_id, "config.yaml", str(tmp_path))
+    assert yaml.safe_load(Path(local).read_text()) == {**identity, "seed": 3, "methods": ["a", "b"]}
+
+
+def test_artifacts_round_trip(mlflow_store, tmp_path):
+    state = {"w": torch.arange(6.0).view(2, 3), "b": torch.tensor([1, 2])}
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    frame = pd.DataFrame({"method": ["A", "B"], "value": [0.5, 1.5]})
+    figure, axis = plt.subplots()
+    axis.plot([0, 1], [1, 0])
+    with tracked_run("artifacts") as tracker:
+        module = torch.nn.Linear(3, 2)
+        module.load_state_dict({"weight": state["w"], "bias": state["b"].float()})
+        tracker.log_state_dict(module, "weights/m.pt")
+        tracker.log_array(torch.from_numpy(array), "arrays/a.npy")
+        tracker.log_table(frame, "table.csv")
+        tracker.log_dict({"k": [1, 2]}, "d/x.yaml")
+        tracker.log_figure(figure, "figs/curve")
+        loaded = tracker.load_state_dict("weights/m.pt")
+        assert torch.equal(loaded["weight"], state["w"])
+        assert np.array_equal(tracker.load_array("arrays/a.npy"), array)
+    plt.close(figure)
+    client = MlflowClient()
+    assert {a.path for a in client.list_artifacts(tracker.run_id, "figs")} == {
+        "figs/curve.png",
+        "figs/curve.pdf",
+    }
+    table = pd.read_csv(client.download_artifacts(tracker.run_id, "table.csv", str(tmp_path)))
+    pd.testing.assert_frame_equal(table, frame)
+    local = client.download_artifacts(tracker.run_id, "d/x.yaml", str(tmp_path))
+    assert yaml.safe_load(Path(local).read_text()) == {"k": [1, 2]}
+    png = client.download_artifacts(tracker.run_id, "figs/curve.png", str(tmp_path))
+    assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_nested_runs_inherit_the_identity_and_end_with_their_body(mlflow_store):
+    identity = {"dataset": "mnist", "experiment": "roar_test", "profile": "smoke", "version": "1"}
+    with tracked_run("parent") as parent:
+        parent.log_config(identity, _Config(1, ()))
+        parent.set_tags({"other": "not inherited"})
+        with parent.nested("child-ok") as child:
+            child.log_metrics({"m": 1.0})
+        with pytest.raises(RuntimeError, match="stop"), parent.nested("child-bad"):
+            raise RuntimeError("stop")
+        children = {r.info.run_name: r for r in parent.child_runs()}
+    assert set(children) == {"child-ok", "child-bad"}
+    assert children["child-ok"].info.status == "FINISHED"
+    assert children["child-bad"].info.status == "FAILED"
+    for run in children.values():
+        tags = run.data.tags
+        assert tags["mlflow.parentRunId"] == parent.run_id
+        assert {k: tags[k] for k in IDENTITY_TAGS} == {f"lfxai.{k}": v for k, v in identity.items()}
+        assert "other" not in tags
+    with tracked_run("parent", run_id=parent.run_id) as again:
+        reopened = children["child-bad"].info.run_id
+        with again.nested("child-bad", run_id=reopened) as child:
+            assert child.run_id == reopened
+    assert MlflowClient().get_run(reopened).info.status == "FINISHED"
+
+
+def test_log_model_needs_the_tracker_s_run_to_be_active(mlflow_store):
+    with tracked_run("outer") as tracker:
+        pass
+    with pytest.raises(RuntimeError, match="needs this tracker's run to be the active run"):
+        tracker.log_model(torch.nn.Linear(2, 1), "m", torch.zeros(1, 2))
+    with mlflow.start_run(), pytest.raises(RuntimeError, match="active run"):
+        tracker.log_model(torch.nn.Linear(2, 1), "m", torch.zeros(1, 2))
