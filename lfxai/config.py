@@ -212,23 +212,17 @@ def to_flat_dict(config: BaseConfig) -> dict[str, str]:
 
 def check_device(device: str) -> None:
     """Raises :class:`ConfigError` unless ``device`` is ``auto``, ``cpu`` or a CUDA device
-    this machine has (``cuda``, ``cuda:i``)."""
-    match = re.fullmatch(r"cuda(?::(\d+))?", device)
-    if device not in ("auto", "cpu") and match is None:
-        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}")
-    if match is None:
+    torch can use here (``cuda``, ``cuda:i``), so that a missing GPU fails in validation."""
+    if device in ("auto", "cpu"):
         return
-    import torch  # only here: settings are otherwise plain values
+    if re.fullmatch(r"cuda(:\d+)?", device) is None:
+        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}")
+    from lfxai.training import get_device  # the loop's own check, with its reasons
 
-    if not torch.cuda.is_available():
-        raise ConfigError(
-            f"device={device!r} but CUDA is not available on this machine (torch "
-            f"{torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); "
-            "use device=auto or device=cpu"
-        )
-    index, count = int(match.group(1) or 0), torch.cuda.device_count()
-    if index >= count:
-        raise ConfigError(f"device={device!r} but this machine has {count} CUDA device(s)")
+    try:
+        get_device(device)
+    except ValueError as error:
+        raise ConfigError(f"{error}; use device=auto or device=cpu") from None
 
 
 def _check_distinct(key: str, values: list[Any]) -> None:

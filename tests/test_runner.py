@@ -74,7 +74,7 @@ SETTINGS = [
     (["--feature_methods", "Saliency,Saliency"], r"feature_methods lists \['Saliency'\] more than"),
     (["--perturbation_percentages", "10,10.4"], r"entry 10.4 is not a whole percent"),
     (["--perturbation_percentages", "50,20,50"], r"lists \[50.0\] more than once"),
-    (["--device", "cuda"], r"device='cuda' but CUDA is not available on this machine"),
+    (["--device", "cuda"], r"device 'cuda' asked for, but .*; use device=auto or device=cpu"),
     (["--device", "cuda:x"], r"device must be 'auto', 'cpu' or 'cuda\[:i\]'"),
     (["--data_dir", "{missing}"], r"data_dir '.*nonexistent' does not exist.*provision mnist"),
 ]
