@@ -11,33 +11,39 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+import lfxai.experiments  # noqa: F401  (fills the registry)
+from lfxai.experiments.registry import entries
+from lfxai.tracking import experiment_name
 from tests.helpers import EXPERIMENT, kill_group, make_store, run_in_session
 
 
 def test_copied_stores_keep_their_artifacts_private(tmp_path: Path) -> None:
     """Two stores from one template: each experiment's artifacts go under its own folder."""
-    seen = []
+    seen: list[str] = []
     for name in ("a", "b"):
+        mine: list[str] = []
         folder = tmp_path / name
         folder.mkdir()
         uri = make_store(folder)
         assert make_store(folder) == uri  # idempotent: an existing store is kept
         client = MlflowClient(tracking_uri=uri)
         experiments = {e.name: e for e in client.search_experiments()}
-        assert set(experiments) == {"Default", EXPERIMENT}
-        root = (folder / "artifacts").as_uri()
-        assert experiments[EXPERIMENT].artifact_location == root
-        assert experiments["Default"].artifact_location == f"{root}/0"
+        expected = {experiment_name(*entry) for entry in entries()} | {"Default", EXPERIMENT}
+        assert set(experiments) == expected
+        for experiment in experiments.values():
+            where = (folder / "artifacts" / experiment.name).as_uri()
+            assert experiment.artifact_location == where
         for experiment in experiments.values():
             run = client.create_run(experiment.experiment_id)
             client.log_text(run.info.run_id, name, "where.txt")
             client.set_terminated(run.info.run_id)
             local = client.download_artifacts(run.info.run_id, "where.txt", str(tmp_path))
             assert Path(local).read_text() == name
-            seen.append(run.info.run_id)
+            mine.append(run.info.run_id)
         stored = {p.parent.parent.name for p in (folder / "artifacts").rglob("where.txt")}
-        assert stored == set(seen[-2:])  # both runs of this store, and only them, are here
-    assert len(set(seen)) == 4
+        assert stored == set(mine)  # every run of this store, and only them, are here
+        seen += mine
+    assert len(set(seen)) == 2 * len(experiments)
     assert not any((Path.cwd() / "mlruns").rglob("where.txt"))
 
 

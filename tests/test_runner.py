@@ -28,6 +28,10 @@ from lfxai.tracking import (
 from tests.helpers import EXPERIMENT
 
 
+def _all_experiments(client: MlflowClient) -> list[str]:
+    return [e.experiment_id for e in client.search_experiments()]
+
+
 def _last_run():
     """The one run of the test's private store (start times tie at the millisecond)."""
     (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
@@ -86,13 +90,17 @@ def test_settings_that_make_no_sense_fail_before_any_work(
     monkeypatch.chdir(tmp_path)  # a SQLite store's artifacts go to ./mlruns
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # any machine, GPU or not
     missing = tmp_path / "nonexistent"
+    client = MlflowClient()
     for override, message in SETTINGS:  # one store for all cases: a new one costs seconds
+        before = {r.info.run_id for r in client.search_runs(_all_experiments(client))}
         argv = ["--name", "consistency_features", "--profile", "smoke"]
         argv += [a.format(missing=missing) for a in override]
         assert main("mnist", argv) == EXIT_BAD_INPUT, override
         err = capsys.readouterr().err
         assert re.search(message, err), (override, err)
-        run = _last_run()
+        (run,) = [
+            r for r in client.search_runs(_all_experiments(client)) if r.info.run_id not in before
+        ]  # the new run, by id (start times tie at the millisecond)
         assert run.info.status == "FAILED", override
         assert re.search(message, run.data.tags["lfxai.error"]), override
     assert not missing.exists()  # a typo in data_dir provisions nothing anywhere

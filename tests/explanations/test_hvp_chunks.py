@@ -21,7 +21,11 @@ class _AE(nn.Module):
 
 
 @pytest.mark.parametrize(
-    "options", [{"recursion_depth": 3, "batch_size": 4}, {"method": "arnoldi", "arnoldi_iter": 4}]
+    "options",
+    [
+        {"recursion_depth": 3, "hvp_batch_size": 4},
+        {"influence_method": "arnoldi", "arnoldi_iter": 4},
+    ],
 )
 def test_hvp_chunk_size_reaches_every_hvp_and_keeps_the_scores(options, monkeypatch):
     torch.manual_seed(0)
