@@ -448,8 +448,9 @@ def mlflow_run(dataset: str, name: str, folder: Path, args) -> tuple[dict, dict]
 
 
 def is_timing(metric: str) -> bool:
-    """Wall-clock metrics (``time/*``, ``throughput/*``, ``*_seconds``) differ between runs."""
-    return metric.startswith(("time/", "throughput/")) or "second" in metric
+    """Wall-clock metrics (``time/*``, ``throughput/*``, ``*_seconds``) and system metrics
+    (``system/*``: utilisation, memory) differ between runs."""
+    return metric.startswith(("time/", "throughput/", "system/")) or "second" in metric
 
 
 def same_runs(runs: list[tuple[dict, dict]]) -> Outcome:

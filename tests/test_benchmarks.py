@@ -47,6 +47,7 @@ def test_entry_point_runs_compare_metrics_but_not_timings():
     other = ({"fit/test_loss": 0.1, "time/total_seconds": 4.0}, {"device_used": "cuda"})
     assert gpu_check.is_timing("throughput/Saliency_images_per_second")
     assert not gpu_check.is_timing("fit/test_loss")
+    assert gpu_check.is_timing("system/gpu_0_utilization_percentage")
     metrics = [{k: v for k, v in m.items() if not gpu_check.is_timing(k)} for m, _ in (run, other)]
     assert gpu_check.same_runs([(metrics[0], run[1]), (metrics[1], other[1])])[0] == "PASS"
     changed = ({"fit/test_loss": 0.2}, {"device_used": "cuda"})
