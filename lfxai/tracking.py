@@ -675,7 +675,11 @@ def ensure_experiment(name: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
-            return client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
+            return client.create_experiment(
+                name,
+                artifact_location=_beside_default(client, name),
+                tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND},
+            )
         except MlflowException:
             experiment = client.get_experiment_by_name(name)  # another worker created it
             if experiment is None:
@@ -685,6 +689,24 @@ def ensure_experiment(name: str) -> str:
             experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
         )
     return experiment.experiment_id
+
+
+def _beside_default(client: MlflowClient, name: str) -> str | None:
+    """A local artifact folder for a new experiment next to ``Default``'s (``<root>/<name>``).
+
+    A SQLite store without a server puts a new experiment's artifacts under ``./mlruns`` of
+    the process that creates it, and ``mlflow run`` runs our code in the project folder: in
+    the container that is the read-only ``/opt/lfxai``, not the store's volume. ``Default``
+    was created where the user started, so its folder's parent is the store's artifact root.
+    None (the store's own default) for a tracking server or remote artifact stores.
+    """
+    with contextlib.suppress(MlflowException):
+        default = client.get_experiment_by_name(DEFAULT_EXPERIMENT)
+        location = default.artifact_location if default is not None else ""
+        if location.startswith("file://") or location.startswith("/"):
+            local = Path(location.removeprefix("file://"))
+            return (local.parent / name.replace("/", "-")).as_uri()
+    return None
 
 
 _RUN_ENV = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")

@@ -119,8 +119,15 @@ def test_mnist_smoke_run_lands_in_host_store(image: str, tmp_path: Path):
         [e.experiment_id for e in client.search_experiments()],
         filter_string="attributes.status = 'FINISHED'",
     )
-    top = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    # `mlflow run` made its run in Default; the work ran in mnist-consistency_features and
+    # the Default run stays as a pointer to it (tag lfxai.moved_to).
+    top = [
+        r
+        for r in runs
+        if "mlflow.parentRunId" not in r.data.tags and "lfxai.moved_to" not in r.data.tags
+    ]
     assert len(top) == 1, [(r.info.run_id, r.info.status) for r in runs]
+    assert client.get_experiment(top[0].info.experiment_id).name == "mnist-consistency_features"
     run = top[0]
     assert run.data.metrics, "the run has no metrics"
     assert run.info.artifact_uri.startswith(str(store)), run.info.artifact_uri
