@@ -703,9 +703,11 @@ def _beside_default(client: MlflowClient, name: str) -> str | None:
     with contextlib.suppress(MlflowException):
         default = client.get_experiment_by_name(DEFAULT_EXPERIMENT)
         location = default.artifact_location if default is not None else ""
-        if location.startswith("file://") or location.startswith("/"):
-            local = Path(location.removeprefix("file://"))
-            return (local.parent / name.replace("/", "-")).as_uri()
+        folder = name.replace("/", "-")
+        if location.startswith("file://"):
+            return (Path(location.removeprefix("file://")).parent / folder).as_uri()
+        if location.startswith("/"):  # the same form as Default's (a plain path)
+            return str(Path(location).parent / folder)
     return None
 
 
