@@ -48,7 +48,7 @@ from lfxai.config import (
     load_profile,
     setting_differences,
 )
-from lfxai.experiments.registry import get_experiment, names
+from lfxai.experiments.registry import Experiment, get_experiment, names
 from lfxai.plugins import get_dataset
 from lfxai.tracking import (
     ERROR_TAG,
@@ -103,6 +103,23 @@ def _parser(dataset: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _settings(
+    dataset: str, args: argparse.Namespace, overrides: dict[str, str]
+) -> tuple[Experiment, dict[str, Any], BaseConfig]:
+    """The experiment, its profile's raw values and the validated settings (no side effect).
+
+    Shared by a run and by the check before a resume, so both resolve settings alike.
+    """
+    experiment = get_experiment(dataset, args.name)
+    if args.profile not in PROFILES:
+        raise ConfigError(f"unknown profile {args.profile!r}; valid choices: {list(PROFILES)}")
+    profile_values = load_profile(dataset, args.name, args.profile)
+    config = build_config(experiment.schema, profile_values, overrides)
+    if hasattr(config, "split"):
+        get_dataset(dataset).check_split(config.split)
+    return experiment, profile_values, config
+
+
 def _execute(
     dataset: str, args: argparse.Namespace, overrides: dict[str, str], tracker: Tracker
 ) -> None:
@@ -110,14 +127,8 @@ def _execute(
     given = {k: v for k, v in overrides.items() if v != KEEP}
     tracker.set_tags({"mlflow.runName": run_name(args.name, args.profile, given, number)})
     tracker.set_description(describe(dataset, args, given, None, number))  # if input is bad
-    experiment = get_experiment(dataset, args.name)
+    experiment, profile_values, config = _settings(dataset, args, overrides)
     plugin = get_dataset(dataset)
-    if args.profile not in PROFILES:
-        raise ConfigError(f"unknown profile {args.profile!r}; valid choices: {list(PROFILES)}")
-    profile_values = load_profile(dataset, args.name, args.profile)
-    config = build_config(experiment.schema, profile_values, overrides)
-    if hasattr(config, "split"):
-        plugin.check_split(config.split)
     changed = differences(config, build_config(experiment.schema, profile_values))
     final_name = run_name(args.name, args.profile, {k: v for k, (v, _) in changed.items()}, number)
     tracker.set_tags({"mlflow.runName": final_name})
@@ -183,14 +194,7 @@ def _resolved(
     dataset: str, args: argparse.Namespace, overrides: dict[str, str]
 ) -> tuple[dict[str, str], BaseConfig]:
     """The identity and validated settings this command would run with (no side effect)."""
-    experiment = get_experiment(dataset, args.name)
-    if args.profile not in PROFILES:
-        raise ConfigError(f"unknown profile {args.profile!r}; valid choices: {list(PROFILES)}")
-    config = build_config(
-        experiment.schema, load_profile(dataset, args.name, args.profile), overrides
-    )
-    if hasattr(config, "split"):
-        get_dataset(dataset).check_split(config.split)
+    _, _, config = _settings(dataset, args, overrides)
     identity = {"dataset": dataset, "experiment": args.name, "profile": args.profile}
     return identity, config
 
