@@ -1,18 +1,18 @@
 """How much the saliency maps of different latent units overlap (the disVAE study).
 
 Input: saliency ``S`` of shape ``(N, d, H, W)`` (or ``(N, d, C, H, W)``, or any
-``(N, d, ...)``): for each of N examples, one non-negative map per latent unit. Every metric
-is computed per example and averaged over examples:
+``(N, d, ...)``): for each of N examples, one non-negative map per latent unit.
 
 - ``pearson`` / ``spearman``: mean off-diagonal Pearson / Spearman correlation between the
-  flattened maps of the d units (examples where a unit's map is constant have no
-  correlation and are left out of the mean);
-- ``cosine``: mean pairwise cosine similarity between the units' maps;
+  units' maps, each unit's maps of all N examples flattened into one vector (as the
+  reference did; NaN when a unit's saliency is constant);
+- ``cosine``: the cosine similarity of two units' maps per example, averaged over the
+  examples (where both maps are non-zero) and over the pairs of units;
 - ``entropy``: mean entropy (nats) of each pixel's distribution of saliency over the units,
-  ``p_j = S_j / sum_k S_k``, over the pixels with non-zero saliency (0: one unit explains the
-  pixel alone, log d: every unit alike);
-- ``active_units``: mean number of units whose share ``p_j`` of a pixel exceeds ``1/d``,
-  over the same pixels.
+  ``p_j = S_j / sum_k S_k``, over the pixels with non-zero saliency of all examples (0: one
+  unit explains the pixel alone, log d: every unit alike);
+- ``active_units``: mean number of units whose share ``p_j`` of a pixel strictly exceeds
+  ``1/d``, over the same pixels (units sharing a pixel exactly equally count as none).
 
 Disentangled units that explain different features give low correlations, low entropy and
 few active units.
@@ -46,28 +46,27 @@ def _as_units(saliency: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def _mean_off_diagonal(matrices: np.ndarray) -> float:
-    """Mean over examples of the mean off-diagonal entry of ``(N, d, d)`` matrices (NaN
-    entries, from constant maps, are left out; NaN if nothing is left)."""
+    """Mean off-diagonal entry of ``(..., d, d)`` matrices, over the leading axes too (NaN
+    entries, from constant or zero maps, are left out; NaN if nothing is left)."""
     d = matrices.shape[-1]
-    off = matrices[:, ~np.eye(d, dtype=bool)]  # (N, d(d-1))
-    per_example = off.mean(axis=1)
-    valid = per_example[~np.isnan(per_example)]
+    off = matrices[..., ~np.eye(d, dtype=bool)]
+    valid = off[~np.isnan(off)]
     return float(valid.mean()) if len(valid) else float("nan")
 
 
 def _normalised_rows(units: np.ndarray, center: bool) -> np.ndarray:
-    """Each unit's map centred (optionally) and scaled to unit norm; zero maps become NaN."""
+    """Each row (last axis) centred (optionally) and scaled to unit norm; zero rows -> NaN."""
     if center:
         units = units - units.mean(axis=-1, keepdims=True)
     norms = np.linalg.norm(units, axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(norms > 0, units / norms, np.nan)
+        return np.where(norms > 0, units / np.where(norms > 0, norms, 1.0), np.nan)
 
 
-def correlation(units: np.ndarray) -> np.ndarray:
-    """Pearson correlation matrices ``(N, d, d)`` between the units' maps ``(N, d, P)``."""
-    rows = _normalised_rows(units, center=True)
-    return np.einsum("nip,njp->nij", rows, rows)
+def correlation(vectors: np.ndarray) -> np.ndarray:
+    """Pearson correlation matrix ``(d, d)`` between the rows of ``(d, P)``."""
+    rows = _normalised_rows(vectors, center=True)
+    return rows @ rows.T
 
 
 def cosine(units: np.ndarray) -> np.ndarray:
@@ -81,8 +80,7 @@ def pixel_shares(units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     the pixels with non-zero total saliency (elsewhere the shares are 0)."""
     total = units.sum(axis=1, keepdims=True)
     active = total[:, 0] > 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        shares = np.where(total > 0, units / total, 0.0)
+    shares = units / np.where(total > 0, total, 1.0)
     return shares, active
 
 
@@ -97,15 +95,16 @@ def saliency_metrics(saliency: np.ndarray | torch.Tensor) -> dict[str, float]:
     """
     units = _as_units(saliency)
     d = units.shape[1]
-    ranks = rankdata(units, axis=-1)  # ties get their average rank, as in scipy.spearmanr
+    pooled = units.transpose(1, 0, 2).reshape(d, -1)  # (d, N * P): every example's map
+    ranks = rankdata(pooled, axis=-1)  # ties get their average rank, as in scipy.spearmanr
     shares, active = pixel_shares(units)
     with np.errstate(divide="ignore", invalid="ignore"):
-        plogp = np.where(shares > 0, shares * np.log(shares), 0.0)
+        plogp = np.where(shares > 0, shares * np.log(np.where(shares > 0, shares, 1.0)), 0.0)
     entropy = -plogp.sum(axis=1)  # (N, P)
     counts = (shares > 1.0 / d).sum(axis=1)  # (N, P)
     n_active = active.sum()
     return {
-        "pearson": _mean_off_diagonal(correlation(units)),
+        "pearson": _mean_off_diagonal(correlation(pooled)),
         "spearman": _mean_off_diagonal(correlation(ranks)),
         "cosine": _mean_off_diagonal(cosine(units)),
         "entropy": float(entropy[active].mean()) if n_active else float("nan"),
