@@ -33,6 +33,11 @@ N_POSE = 6  # a 2x3 affine matrix
 EPS = 1e-8
 
 
+def rmsprop_eps(batch_size: int) -> float:
+    """The paper's RMSprop epsilon for a batch size B: ``1 / (10 B)^2``."""
+    return 1.0 / (10 * batch_size) ** 2
+
+
 def pose_matrix(raw: torch.Tensor) -> torch.Tensor:
     """Affine transforms ``(..., 2, 3)`` from 6 unconstrained values ``(..., 6)``.
 
@@ -297,7 +302,7 @@ class StackedCapsuleAutoencoder(TrainableModel):
         )
         self.latent_dim = n_parts * self.encoder.capsule_size
         self.max_grad_norm = 5.0
-        self.optimizer_options = {"eps": 1.0 / (10 * batch_size) ** 2}
+        self.optimizer_options = {"eps": rmsprop_eps(batch_size)}
 
     def _image_mixture(self, parts: PartCapsules) -> tuple[torch.Tensor, torch.Tensor]:
         """Component means ``(B, K + 1, H, W)`` and log mixing weights (background last)."""
