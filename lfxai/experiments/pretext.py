@@ -295,9 +295,9 @@ def resolve_pretrained(
                     f"{name!r} (one per run) but it has {len(versions)}; pass n_runs="
                     f"{len(versions)}, a version number or an alias"
                 )
-            picks = [v.version for v in versions[: config.n_runs]]
+            picks = [str(v.version) for v in versions[: config.n_runs]]
         elif wanted.isdigit():
-            numbers = [v.version for v in versions]
+            numbers = [str(v.version) for v in versions]
             if wanted not in numbers:
                 raise ConfigError(
                     f"registered model {name!r} has no version {wanted}; valid: {numbers}"
@@ -310,7 +310,7 @@ def resolve_pretrained(
                     f"registered model {name!r} has no alias {wanted!r}; valid aliases: "
                     f"{tracker.model_aliases(name)} (or 'latest', or a version number)"
                 )
-            picks = [version.version] * config.n_runs
+            picks = [str(version.version)] * config.n_runs
         for run, version in enumerate(picks):
             chosen[run][task] = f"models:/{name}/{version}"
     return chosen
