@@ -32,7 +32,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from scipy.stats import rankdata
 from torch import nn
 
 from lfxai.config import BaseConfig, ConfigError, check_choices, check_positive
@@ -40,15 +39,27 @@ from lfxai.data.splits import Split
 from lfxai.experiments.common import (
     load_splits,
     log_claims,
-    registered_name,
     scratch_dir,
     tracked_fit,
 )
 from lfxai.experiments.consistency_examples import _influence_loader, balanced_subset
+from lfxai.experiments.pretext_models import (
+    TITLES,
+    load_encoder,
+    log_task_encoder,
+    resolve_pretrained,
+)
 from lfxai.experiments.registry import register
 from lfxai.explanations.examples import EXAMPLE_METHODS
 from lfxai.explanations.examples.influence_functions import METHODS as INFLUENCE_METHODS
 from lfxai.explanations.features import FEATURE_METHODS, attribute_auxiliary, make_feature_method
+from lfxai.metrics.correlation import (
+    CORRELATIONS,
+    correlation_matrix,
+    correlation_table,
+    latex_tables,
+    off_diagonal_mean,
+)
 from lfxai.models.autoencoder import TrainableModel
 from lfxai.models.registry import ModelSpec, build_model
 from lfxai.models.scae import rmsprop_eps
@@ -57,15 +68,7 @@ from lfxai.plugins import DatasetPlugin
 from lfxai.tracking import Tracker
 from lfxai.training import get_device, seed_everything
 
-TITLES = {
-    "reconstruction": "Reconstruction",
-    "denoising": "Denoising",
-    "inpainting": "Inpainting",
-    "classification": "Classification",
-    "scae": "SCAE",
-}
 EXPLANATIONS = ("features", "examples")
-CORRELATIONS = ("pearson", "spearman")
 # Example methods that differentiate the training loss: they need the whole trained model.
 LOSS_BASED = ("InfluenceFunctions", "TracIn")
 
@@ -155,14 +158,6 @@ class PretextConfig(BaseConfig):
             raise ConfigError("pretrained_version must be 'latest', a version number or an alias")
 
 
-def model_name(dataset: DatasetPlugin, task: str, latent: int) -> str:
-    """Registered name of a task's encoder: ``lfxai-mnist-denoising-ae-d4`` (the name the
-    other experiments register their autoencoders under), ``lfxai-mnist-classification-d4``,
-    ``lfxai-mnist-scae-d3456``."""
-    suffix = "-ae" if dataset.pretext_tasks[task][0] == dataset.model else ""
-    return registered_name(dataset.name, f"{task}{suffix}-d{latent}")
-
-
 def new_task_model(
     dataset: DatasetPlugin, config: PretextConfig, task: str, shape: tuple[int, ...]
 ) -> TrainableModel:
@@ -186,204 +181,6 @@ def task_settings(config: PretextConfig, task: str) -> PretextConfig:
         n_epochs=config.scae_n_epochs,
         patience=config.scae_patience,
     )
-
-
-# -- correlations ----------------------------------------------------------------------------
-def correlation_matrix(maps: np.ndarray, method: str) -> np.ndarray:
-    """Correlations ``(T, T)`` between the flattened explanations of T tasks.
-
-    Args:
-        maps: ``(T, ...)``, one explanation array per task (same examples, same order).
-        method: ``pearson`` or ``spearman`` (Pearson of average ranks, ties included).
-    """
-    flat = maps.reshape(len(maps), -1).astype(np.float64)
-    if method == "spearman":
-        flat = rankdata(flat, axis=1)
-    elif method != "pearson":
-        raise ValueError(f"unknown correlation {method!r}; valid choices: {list(CORRELATIONS)}")
-    flat = flat - flat.mean(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        flat = flat / np.linalg.norm(flat, axis=1, keepdims=True)  # a constant map gives NaN
-        return np.clip(flat @ flat.T, -1.0, 1.0)
-
-
-def correlation_table(
-    matrices: dict[tuple[str, str], np.ndarray], tasks: list[str]
-) -> pd.DataFrame:
-    """Long table of mean and std over runs, one row per (explanation, correlation, pair).
-
-    Args:
-        matrices: ``(explanation, correlation)`` -> ``(n_runs, T, T)``.
-        tasks: the T task names.
-    """
-    rows = []
-    for (explanation, correlation), runs in matrices.items():
-        mean, std = runs.mean(axis=0), runs.std(axis=0)
-        for i, a in enumerate(tasks):
-            for j, b in enumerate(tasks):
-                rows.append(
-                    {
-                        "explanation": explanation,
-                        "correlation": correlation,
-                        "task_a": a,
-                        "task_b": b,
-                        "mean": float(mean[i, j]),
-                        "std": float(std[i, j]),
-                        "n_runs": len(runs),
-                    }
-                )
-    return pd.DataFrame(rows)
-
-
-def latex_tables(table: pd.DataFrame, tasks: list[str]) -> str:
-    """One LaTeX tabular per (explanation, correlation), cells ``mean \\pm std``."""
-    out = []
-    for (explanation, correlation), part in table.groupby(
-        ["explanation", "correlation"], sort=False
-    ):
-        cells = part.set_index(["task_a", "task_b"])
-        header = " & ".join(TITLES[t] for t in tasks)
-        lines = [
-            "\\begin{table}[h]",
-            "\\centering",
-            f"\\caption{{{correlation.capitalize()} correlation of label-free {explanation} "
-            "importance between pretext tasks (mean $\\pm$ std over runs)}",
-            "\\begin{tabular}{l" + "c" * len(tasks) + "}",
-            "\\toprule",
-            f" & {header} \\\\",
-            "\\midrule",
-        ]
-        for a in tasks:
-            values = [cells.loc[(a, b)] for b in tasks]
-            row = " & ".join(f"${v['mean']:.2f} \\pm {v['std']:.2f}$" for v in values)
-            lines.append(f"{TITLES[a]} & {row} \\\\")
-        lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
-        out.append("\n".join(lines))
-    return "\n".join(out)
-
-
-def off_diagonal_mean(matrix: np.ndarray) -> float:
-    mask = ~np.eye(len(matrix), dtype=bool)
-    return float(np.nanmean(matrix[mask]))
-
-
-# -- models: trained or reused -----------------------------------------------------------------
-def resolve_pretrained(
-    tracker: Tracker, dataset: DatasetPlugin, config: PretextConfig, latents: dict[str, int]
-) -> list[dict[str, str]]:
-    """Per run, ``task -> models:/<name>/<version>`` of the registered encoders to reuse.
-
-    Raises:
-        ConfigError: a model is not registered, has too few versions for ``latest``, or
-            lacks the version or alias asked for (each named, with what exists).
-    """
-    wanted = config.pretrained_version
-    chosen: list[dict[str, str]] = [{} for _ in range(config.n_runs)]
-    for task in config.tasks:
-        name = model_name(dataset, task, latents[task])
-        versions = tracker.model_versions(name)
-        if not versions:
-            known = tracker.registered_models(registered_name(dataset.name, ""))
-            raise ConfigError(
-                f"pretrained=true but no registered model {name!r} (task {task}); train it "
-                f"first with pretrained=false. Registered lfxai models: {known}"
-            )
-        if wanted == "latest":
-            if len(versions) < config.n_runs:
-                raise ConfigError(
-                    f"pretrained_version=latest reuses the {config.n_runs} newest versions of "
-                    f"{name!r} (one per run) but it has {len(versions)}; pass n_runs="
-                    f"{len(versions)}, a version number or an alias"
-                )
-            picks = [str(v.version) for v in versions[: config.n_runs]]
-        elif wanted.isdigit():
-            numbers = [str(v.version) for v in versions]
-            if wanted not in numbers:
-                raise ConfigError(
-                    f"registered model {name!r} has no version {wanted}; valid: {numbers}"
-                )
-            picks = [wanted] * config.n_runs
-        else:
-            version = tracker.model_version_by_alias(name, wanted)
-            if version is None:
-                raise ConfigError(
-                    f"registered model {name!r} has no alias {wanted!r}; valid aliases: "
-                    f"{tracker.model_aliases(name)} (or 'latest', or a version number)"
-                )
-            picks = [str(version.version)] * config.n_runs
-        for run, version in enumerate(picks):
-            chosen[run][task] = f"models:/{name}/{version}"
-    return chosen
-
-
-def load_encoder(tracker: Tracker, uri: str, example: torch.Tensor, latent: int) -> nn.Module:
-    """A registered encoder, checked on one example: inputs accepted, codes of size ``latent``."""
-    encoder = tracker.load_model(uri).eval()
-    try:
-        with torch.no_grad():
-            codes = encoder(example.cpu())
-    except Exception as error:  # any failure here means the model does not fit the data
-        shape = tuple(example.shape[1:])
-        raise ConfigError(
-            f"registered model {uri} is incompatible: it does not accept inputs of shape "
-            f"{shape} ({type(error).__name__}: {error})"
-        ) from None
-    if codes.dim() != 2 or codes.shape[1] != latent:
-        raise ConfigError(
-            f"registered model {uri} is incompatible: its codes have shape "
-            f"{tuple(codes.shape[1:])}, this run needs ({latent},)"
-        )
-    return encoder
-
-
-def log_task_encoder(
-    tracker: Tracker,
-    dataset: DatasetPlugin,
-    config: PretextConfig,
-    task: str,
-    model: TrainableModel,
-    example: torch.Tensor,
-    test_loss: float,
-) -> str:
-    """Logs a task's trained encoder; with ``register_model``, registers and describes it.
-
-    The version gets the alias of its profile (``@paper``, ``@quick``, ``@smoke``), which
-    ``pretrained_version=<profile>`` reuses.
-
-    Returns:
-        The model URI (``models:/<name>/<version>`` when registered).
-    """
-    name = model_name(dataset, task, model.latent_dim) if config.register_model else None
-    uri = tracker.log_model(model.encoder, "encoder", example, registered_model_name=name)
-    if name is None or not uri.startswith(f"models:/{name}/"):
-        return uri
-    tags = tracker.tags()
-    profile = tags.get("lfxai.profile", "?")
-    shape = ", ".join(str(n) for n in example.shape[1:])
-    model_description = (
-        f"Encoder of the {dataset.title} model trained by the pretext task {TITLES[task]} "
-        f"(lfxai's `pretext` experiment): inputs (N, {shape}) to codes (N, {model.latent_dim}). "
-        f"A plain torch.nn.Module: `mlflow.pytorch.load_model('models:/{name}@paper')` loads "
-        "the newest version of the paper profile (aliases @paper, @quick, @smoke)."
-    )
-    version_description = (
-        f"pretext ({profile} profile), run '{tags.get('mlflow.runName', tracker.run_id)}' "
-        f"({tracker.run_id}). Test loss {test_loss:.6g}; n_epochs={config.n_epochs}, "
-        f"seed={config.seed}."
-    )
-    version_tags = {
-        "lfxai.dataset": dataset.name,
-        "lfxai.experiment": "pretext",
-        "lfxai.profile": profile,
-        "lfxai.pretext": task,
-        "lfxai.dim_latent": model.latent_dim,
-        "test_loss": f"{test_loss:.6g}",
-    }
-    version = uri.rsplit("/", 1)[1]
-    tracker.annotate_model_version(
-        name, version, model_description, version_description, version_tags, alias=profile
-    )
-    return uri
 
 
 @dataclass
@@ -606,7 +403,7 @@ def _summarise(
     """Logs the correlation tables, figures, metrics and claims; returns the summary."""
     table = correlation_table(matrices, tasks)
     tracker.log_table(table, "pretext_correlations.csv")
-    tracker.log_text(latex_tables(table, tasks), "pretext_correlations.tex")
+    tracker.log_text(latex_tables(table, tasks, TITLES), "pretext_correlations.tex")
     for (explanation, correlation), runs in matrices.items():
         tracker.log_array(runs, f"correlations/{explanation}_{correlation}.npy")
     panels = {

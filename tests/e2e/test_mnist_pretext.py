@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lfxai.experiments.pretext import CORRELATIONS, EXPLANATIONS, TITLES
+from lfxai.experiments.pretext import EXPLANATIONS
+from lfxai.experiments.pretext_models import TITLES
+from lfxai.metrics.correlation import CORRELATIONS
 from tests.helpers import make_store, run_experiment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.data]

@@ -1,4 +1,4 @@
-"""Pretext task sensitivity: correlation matrices, tables, claims, settings and model reuse."""
+"""Pretext task sensitivity: tables, claims, settings and the reuse of registered models."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ import pandas as pd
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
-from scipy.stats import spearmanr
 from torch import nn
 
 from lfxai.config import ConfigError, build_config, load_profile
-from lfxai.experiments import pretext
+from lfxai.experiments import pretext, pretext_models
+from lfxai.experiments.pretext_models import TITLES
+from lfxai.experiments.pretext_models import resolve_pretrained as resolve
 from lfxai.experiments.runner import EXIT_BAD_INPUT, main
 from lfxai.metrics.claims import claims_markdown, pretext_claims
+from lfxai.metrics.correlation import CORRELATIONS, correlation_table, latex_tables
 from lfxai.models.images import EncoderMnist
 from lfxai.plugins import get_dataset
 from lfxai.tracking import Tracker
@@ -22,60 +24,30 @@ from lfxai.tracking import Tracker
 MNIST = get_dataset("mnist")
 
 
-def test_correlation_matrices_are_symmetric_with_unit_diagonal() -> None:
-    generator = np.random.default_rng(0)
-    maps = generator.random((4, 30, 1, 5, 5))
-    maps[1] = 2 * maps[0] + 1  # same explanation up to an affine map
-    maps[2] = -(maps[0] ** 3)  # same ranking, reversed, non-linearly
-    for method in pretext.CORRELATIONS:
-        matrix = pretext.correlation_matrix(maps, method)
-        assert matrix.shape == (4, 4)
-        np.testing.assert_allclose(matrix, matrix.T, atol=1e-12)
-        np.testing.assert_allclose(np.diag(matrix), 1.0, atol=1e-12)
-        assert matrix[0, 1] == pytest.approx(1.0)
-    flat = maps.reshape(4, -1)
-    pearson = pretext.correlation_matrix(maps, "pearson")
-    np.testing.assert_allclose(pearson, np.corrcoef(flat), atol=1e-10)
-    spearman = pretext.correlation_matrix(maps, "spearman")
-    np.testing.assert_allclose(spearman, spearmanr(flat, axis=1)[0], atol=1e-10)
-    assert spearman[0, 2] == pytest.approx(-1.0) and pearson[0, 2] > -1 + 1e-3
-    with pytest.raises(ValueError, match="valid choices"):
-        pretext.correlation_matrix(maps, "kendall")
-
-
-def test_spearman_averages_tied_ranks() -> None:
-    """GradientShap against a black baseline gives many exact zeros: ties must be ranked."""
-    maps = np.array([[0.0, 0.0, 0.0, 1.0, 2.0], [0.0, 0.0, 5.0, 0.0, 3.0]])
-    expected = spearmanr(maps[0], maps[1])[0]
-    assert pretext.correlation_matrix(maps, "spearman")[0, 1] == pytest.approx(expected)
-
-
 def _matrices(value: float, n_runs: int = 3) -> dict[tuple[str, str], np.ndarray]:
     runs = np.full((n_runs, 3, 3), value)
     runs[:, range(3), range(3)] = 1.0
     runs[0, 0, 1] = runs[0, 1, 0] = value + 0.1  # some spread over runs
-    return {(e, c): runs.copy() for e in pretext.EXPLANATIONS for c in pretext.CORRELATIONS}
+    return {(e, c): runs.copy() for e in pretext.EXPLANATIONS for c in CORRELATIONS}
 
 
 def test_table_latex_and_claims() -> None:
     tasks = ["reconstruction", "denoising", "scae"]
-    table = pretext.correlation_table(_matrices(0.3), tasks)
+    table = correlation_table(_matrices(0.3), tasks)
     assert len(table) == 4 * 9 and set(table.n_runs) == {3}
     pair = table[(table.task_a == "reconstruction") & (table.task_b == "denoising")]
     assert pair["mean"].iloc[0] == pytest.approx(0.3 + 0.1 / 3)
     assert pair["std"].iloc[0] == pytest.approx(np.std([0.4, 0.3, 0.3]))
-    latex = pretext.latex_tables(table, tasks)
+    latex = latex_tables(table, tasks, TITLES)
     assert latex.count("\\begin{tabular}{lccc}") == 4
     assert "Reconstruction & $1.00 \\pm 0.00$ & $0.33 \\pm 0.05$ & $0.30 \\pm 0.00$ \\\\" in latex
     claims = pretext_claims(table)
     assert [c.holds for c in claims] == [True] * 4
     assert {c.key for c in claims} == {
-        f"not_strongly_correlated/{e}/{c}"
-        for e in pretext.EXPLANATIONS
-        for c in pretext.CORRELATIONS
+        f"not_strongly_correlated/{e}/{c}" for e in pretext.EXPLANATIONS for c in CORRELATIONS
     }
     assert len(claims[0].figures) == 3  # each pair once, the diagonal left out
-    strong = pretext_claims(pretext.correlation_table(_matrices(0.75), tasks))
+    strong = pretext_claims(correlation_table(_matrices(0.75), tasks))
     assert [c.holds for c in strong] == [False] * 4
     assert "strong for" in strong[0].reason and "denoising vs reconstruction" in strong[0].reason
     report = claims_markdown(strong, "t")
@@ -108,7 +80,7 @@ def test_bad_settings_name_the_value_and_the_choices(overrides, message) -> None
 def test_every_profile_builds_with_every_task_of_the_plugin() -> None:
     for profile in ("paper", "quick", "smoke"):
         config = build_config(pretext.PretextConfig, load_profile("mnist", "pretext", profile))
-        assert set(config.tasks) == set(MNIST.pretext_tasks) == set(pretext.TITLES)
+        assert set(config.tasks) == set(MNIST.pretext_tasks) == set(TITLES)
     assert _settings().feature_attr_method == "Saliency"
     assert (
         build_config(
@@ -119,9 +91,9 @@ def test_every_profile_builds_with_every_task_of_the_plugin() -> None:
 
 
 def test_registered_names_encode_dataset_task_and_latent_size() -> None:
-    assert pretext.model_name(MNIST, "denoising", 4) == "lfxai-mnist-denoising-ae-d4"
-    assert pretext.model_name(MNIST, "classification", 4) == "lfxai-mnist-classification-d4"
-    assert pretext.model_name(MNIST, "scae", 3456) == "lfxai-mnist-scae-d3456"
+    assert pretext_models.model_name(MNIST, "denoising", 4) == "lfxai-mnist-denoising-ae-d4"
+    assert pretext_models.model_name(MNIST, "classification", 4) == "lfxai-mnist-classification-d4"
+    assert pretext_models.model_name(MNIST, "scae", 3456) == "lfxai-mnist-scae-d3456"
 
 
 def _register(tracker: Tracker, encoder: nn.Module, name: str, alias: str | None = None) -> str:
@@ -138,40 +110,34 @@ def test_reuse_resolves_versions_and_names_what_is_missing(mlflow_store, tmp_pat
     with mlflow.start_run() as run:
         tracker = Tracker(run.info.run_id)
         with pytest.raises(ConfigError, match=r"no registered model 'lfxai-mnist-reconstruction"):
-            pretext.resolve_pretrained(tracker, MNIST, config, latents)
+            resolve(tracker, MNIST, config, latents)
         for task in latents:
             for _ in range(2):
-                _register(tracker, EncoderMnist(4), pretext.model_name(MNIST, task, 4), "smoke")
-        uris = pretext.resolve_pretrained(tracker, MNIST, config, latents)
+                _register(
+                    tracker, EncoderMnist(4), pretext_models.model_name(MNIST, task, 4), "smoke"
+                )
+        uris = resolve(tracker, MNIST, config, latents)
         assert uris == [
             {t: f"models:/lfxai-mnist-{t}-ae-d4/{v}" for t in latents} for v in ("2", "1")
         ]  # latest: run r reuses the r-th newest version
-        one = pretext.resolve_pretrained(
-            tracker, MNIST, _settings(**_reuse(pretrained_version="1")), latents
-        )
+        one = resolve(tracker, MNIST, _settings(**_reuse(pretrained_version="1")), latents)
         assert [u["denoising"] for u in one] == ["models:/lfxai-mnist-denoising-ae-d4/1"] * 2
-        alias = pretext.resolve_pretrained(
-            tracker, MNIST, _settings(**_reuse(pretrained_version="smoke")), latents
-        )
+        alias = resolve(tracker, MNIST, _settings(**_reuse(pretrained_version="smoke")), latents)
         assert alias[0]["reconstruction"] == "models:/lfxai-mnist-reconstruction-ae-d4/2"
         with pytest.raises(ConfigError, match=r"has 2; pass n_runs=2"):
-            pretext.resolve_pretrained(tracker, MNIST, _settings(**_reuse(n_runs="3")), latents)
+            resolve(tracker, MNIST, _settings(**_reuse(n_runs="3")), latents)
         with pytest.raises(ConfigError, match=r"no version 9; valid: \['2', '1'\]"):
-            pretext.resolve_pretrained(
-                tracker, MNIST, _settings(**_reuse(pretrained_version="9")), latents
-            )
+            resolve(tracker, MNIST, _settings(**_reuse(pretrained_version="9")), latents)
         with pytest.raises(ConfigError, match=r"no alias 'paper'; valid aliases: \['smoke'\]"):
-            pretext.resolve_pretrained(
-                tracker, MNIST, _settings(**_reuse(pretrained_version="paper")), latents
-            )
+            resolve(tracker, MNIST, _settings(**_reuse(pretrained_version="paper")), latents)
         example = torch.rand(1, 1, 28, 28)
-        encoder = pretext.load_encoder(tracker, uris[0]["denoising"], example, 4)
+        encoder = pretext_models.load_encoder(tracker, uris[0]["denoising"], example, 4)
         assert encoder(example).shape == (1, 4)
         with pytest.raises(ConfigError, match=r"incompatible: its codes have shape \(4,\)"):
-            pretext.load_encoder(tracker, uris[0]["denoising"], example, 3456)
+            pretext_models.load_encoder(tracker, uris[0]["denoising"], example, 3456)
         flat = _register(tracker, nn.Sequential(nn.Flatten(), nn.Linear(784, 4)), "lfxai-x")
         with pytest.raises(ConfigError, match=r"does not accept inputs of shape \(1, 32, 32\)"):
-            pretext.load_encoder(tracker, flat, torch.rand(1, 1, 32, 32), 4)
+            pretext_models.load_encoder(tracker, flat, torch.rand(1, 1, 32, 32), 4)
 
 
 def _reuse(**overrides: str) -> dict[str, str]:
