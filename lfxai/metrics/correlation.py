@@ -3,6 +3,8 @@
 Each model's explanation (saliency maps ``(N, ...)`` or example importance ``(N, M)``) is
 flattened; Pearson and Spearman (average ranks for ties) correlations between every two
 models give a ``(T, T)`` matrix per run, summarised over runs by mean and std.
+Maps that share many exact zeros (attributions against a black baseline on black pixels)
+share those ties, which lifts their Spearman correlation whatever the other values are.
 
 References:
     Crabbé & van der Schaar, "Label-Free Explainability for Unsupervised Models", ICML 2022,
