@@ -407,7 +407,7 @@ def _summarise(
     for (explanation, correlation), runs in matrices.items():
         tracker.log_array(runs, f"correlations/{explanation}_{correlation}.npy")
     panels = {
-        f"{e} importance, {c.capitalize()}": (runs.mean(0), runs.std(0))
+        f"{e.removesuffix('s')} importance, {c.capitalize()}": (runs.mean(0), runs.std(0))
         for (e, c), runs in matrices.items()
     }
     titles = [TITLES[t] for t in tasks]
