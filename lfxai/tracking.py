@@ -411,6 +411,40 @@ class Tracker:
         tags = {"lfxai.moved_to": self.run_id, "mlflow.runName": f"-> {experiment}", NOTE_TAG: note}
         Tracker(launched_run_id).set_tags(tags)
 
+    # -- reusing registered models ---------------------------------------------------------
+    def model_versions(self, name: str) -> list[Any]:
+        """The versions of registered model ``name``, newest first (empty: no such model)."""
+        try:
+            versions = self.client.search_model_versions(f"name = '{name}'")
+        except MlflowException:
+            return []
+        return sorted(versions, key=lambda v: int(v.version), reverse=True)
+
+    def model_version_by_alias(self, name: str, alias: str) -> Any | None:
+        """The version of ``name`` that ``alias`` (e.g. ``paper``) points to, or None."""
+        try:
+            return self.client.get_model_version_by_alias(name, alias)
+        except MlflowException:
+            return None
+
+    def model_aliases(self, name: str) -> list[str]:
+        """The aliases of registered model ``name`` (empty when it has none or is missing)."""
+        try:
+            return sorted(self.client.get_registered_model(name).aliases)
+        except MlflowException:
+            return []
+
+    def registered_models(self, prefix: str = "") -> list[str]:
+        """Names of the registered models starting with ``prefix``."""
+        return sorted(
+            m.name for m in self.client.search_registered_models() if m.name.startswith(prefix)
+        )
+
+    @staticmethod
+    def load_model(uri: str) -> torch.nn.Module:
+        """A logged or registered PyTorch model (``models:/<name>/<version>``), on the CPU."""
+        return mlflow.pytorch.load_model(uri, map_location="cpu")
+
 
 class _ResumedTracker(Tracker):
     """The tracker of a resumed run: a param the run already has keeps its first value.

@@ -38,13 +38,13 @@ SCHEDULES = ("constant", "cosine")
 
 
 def make_optimizer(
-    name: str, params, lr: float, weight_decay: float = 0.0
+    name: str, params, lr: float, weight_decay: float = 0.0, **options
 ) -> torch.optim.Optimizer:
-    """An optimiser by name (see ``OPTIMIZERS``)."""
+    """An optimiser by name (see ``OPTIMIZERS``); ``options`` (e.g. ``eps``) are passed on."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; valid choices: {sorted(OPTIMIZERS)}")
     cls, extra = OPTIMIZERS[name]
-    return cls(params, lr=lr, weight_decay=weight_decay, **extra)
+    return cls(params, lr=lr, weight_decay=weight_decay, **{**extra, **options})
 
 
 def make_schedule(
@@ -242,6 +242,10 @@ def _mean_loss(
         if optimizer is not None:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            # A model may ask for gradient clipping (the SCAE clips at norm 5).
+            max_norm = getattr(model, "max_grad_norm", None)
+            if max_norm:
+                nn.utils.clip_grad_norm_(model.parameters(), max_norm)
             optimizer.step()
         total += loss.detach().double() * len(x)
         count += len(x)
@@ -325,7 +329,9 @@ def fit(
     train_data, test_data = _on_device(train_loader, device), _on_device(test_loader, device)
     # Created once, like the generator Split.loader hands its DataLoader.
     shuffle = torch.Generator().manual_seed(seed) if isinstance(train_data, Split) else None
-    opt = make_optimizer(optimizer, model.parameters(), lr, weight_decay)
+    # A model may add optimiser options of its own (the SCAE's RMSprop eps).
+    options = getattr(model, "optimizer_options", {})
+    opt = make_optimizer(optimizer, model.parameters(), lr, weight_decay, **options)
     schedule = make_schedule(lr_schedule, opt, n_epochs)
     result = FitResult()
     best_state = copy.deepcopy(model.state_dict())

@@ -7,6 +7,7 @@ from lfxai.experiments import (
     consistency_examples,  # noqa: F401  (registers itself)
     consistency_features,  # noqa: F401
     disvae,  # noqa: F401
+    pretext,  # noqa: F401
     roar_test,  # noqa: F401
 )
 from lfxai.experiments.registry import EXPERIMENTS, Experiment, get_experiment, register

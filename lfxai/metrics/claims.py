@@ -244,7 +244,12 @@ def claims_markdown(claims: list[Claim], title: str) -> str:
     for claim in claims:
         if claim.figures:
             worst = min(claim.figures, key=lambda f: (not math.isnan(f["margin"]), f["margin"]))
-            where = f"k = {worst['k']:g}%" if "k" in worst else f"beta = {worst['beta']:g}"
+            if "k" in worst:
+                where = f"k = {worst['k']:g}%"
+            elif "beta" in worst:
+                where = f"beta = {worst['beta']:g}"
+            else:
+                where = worst.get("at", "")
             margin = f"{_fmt(worst['margin'])} at {where}"
         else:
             margin = claim.reason
@@ -252,3 +257,46 @@ def claims_markdown(claims: list[Claim], title: str) -> str:
     if not claims:
         lines.append("| untested | (no claim applies to this run's methods) | |")
     return "\n".join(lines) + "\n"
+
+
+STRONG_CORRELATION = 0.7  # |r| from which a correlation is commonly called strong
+
+
+def pretext_claims(table: pd.DataFrame) -> list[Claim]:
+    """Claims of ``pretext``: explanations of different pretext tasks are not strongly
+    correlated, one claim per explanation kind and correlation coefficient.
+
+    Args:
+        table: columns ``explanation``, ``correlation``, ``task_a``, ``task_b``, ``mean``
+            (over runs), ``std``; the diagonal (a task with itself) is ignored.
+    """
+    claims = []
+    for (explanation, correlation), part in table.groupby(["explanation", "correlation"]):
+        pairs = part[part.task_a < part.task_b]
+        kind = {"features": "feature", "examples": "example"}.get(explanation, explanation)
+        statement = (
+            f"Label-free {kind} importance of encoders trained on different pretext tasks is "
+            f"not strongly correlated: every {correlation.capitalize()} correlation between "
+            f"two tasks (mean over runs) is below {STRONG_CORRELATION}."
+        )
+        key = f"not_strongly_correlated/{explanation}/{correlation}"
+        reference = f"{PAPER.removesuffix('4.1')}4.2 (pretext task sensitivity)"
+        if pairs.empty:
+            claims.append(Claim(key, statement, reference, reason="fewer than two tasks"))
+            continue
+        figures = [
+            {
+                "at": f"{r.task_a} vs {r.task_b}",
+                "correlation": float(r.mean),
+                "std": float(r.std),
+                "margin": STRONG_CORRELATION - float(r.mean),
+            }
+            for r in pairs.itertuples()
+        ]
+        failing = [f["at"] for f in figures if not f["margin"] > 0]  # NaN fails too
+        reason = f"strong for {', '.join(failing)}" if failing else ""
+        claims.append(Claim(key, statement, reference, figures, not failing, reason))
+    return claims
+
+
+CLAIMS["pretext"] = pretext_claims

@@ -90,3 +90,16 @@ def lstm_ae(spec: ModelSpec) -> TrainableModel:
         input_pert=make_pretext(spec.pretext),
         name=spec.name,
     )
+
+
+@register_model("mnist_scae")
+def mnist_scae(spec: ModelSpec) -> TrainableModel:
+    """The Stacked Capsule Autoencoder (24 part and 24 object capsules, 11x11 templates).
+
+    Its representation has a fixed size, 24 part capsules x 144 values: ``spec.dim_latent``
+    and ``spec.pretext`` do not apply and are ignored.
+    """
+    _check_shape("mnist_scae", spec, (1, 28, 28))
+    from lfxai.models.scae import StackedCapsuleAutoencoder
+
+    return StackedCapsuleAutoencoder(image_size=spec.input_shape[-1], name=spec.name)

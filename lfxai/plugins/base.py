@@ -52,6 +52,7 @@ class DatasetPlugin(ABC):
         experiments: names of the experiments declared for this data set.
         splits: valid values of the experiments' ``split`` setting.
         feature_unit: what a feature is, in axis labels (``pixels``, ``time steps``).
+        pretext_tasks: the models the ``pretext`` experiment compares, by task.
     """
 
     name: ClassVar[str]
@@ -60,6 +61,9 @@ class DatasetPlugin(ABC):
     experiments: ClassVar[tuple[str, ...]]
     splits: ClassVar[tuple[str, ...]]
     feature_unit: ClassVar[str]
+    # The `pretext` experiment's models: task -> (model key in MODELS, its pretext
+    # perturbation). Empty for a data set without that experiment.
+    pretext_tasks: ClassVar[dict[str, tuple[str, str]]] = {}
 
     def root(self, data_dir: str | Path) -> Path:
         """This data set's folder under the project data directory."""

@@ -32,9 +32,22 @@ class Mnist(DatasetPlugin):
     name = "mnist"
     title = "MNIST"
     model = "mnist_ae"
-    experiments = ("consistency_features", "consistency_examples", "roar_test", "disvae")
+    experiments = (
+        "consistency_features",
+        "consistency_examples",
+        "roar_test",
+        "pretext",
+        "disvae",
+    )
     splits = ("standard", "resized32")
     feature_unit = "pixels"
+    pretext_tasks = {
+        "reconstruction": ("mnist_ae", "reconstruction"),
+        "denoising": ("mnist_ae", "denoising"),
+        "inpainting": ("mnist_ae", "inpainting"),
+        "classification": ("mnist_classifier", "reconstruction"),  # no input perturbation
+        "scae": ("mnist_scae", "reconstruction"),
+    }
 
     def provision_root(self, root: Path) -> Provisioned:
         return provision_mnist(root)

@@ -1,0 +1,155 @@
+"""The encoders of the ``pretext`` experiment in the Model Registry: names, logging, reuse.
+
+A task's encoder is registered as ``lfxai-<dataset>-<task>[-ae]-d<latent size>``; a run with
+``pretrained=true`` resolves, loads and checks the registered versions before any work.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from lfxai.config import ConfigError
+from lfxai.experiments.common import registered_name
+from lfxai.models.autoencoder import TrainableModel
+from lfxai.plugins import DatasetPlugin
+from lfxai.tracking import Tracker
+
+if TYPE_CHECKING:
+    from lfxai.experiments.pretext import PretextConfig
+
+TITLES = {
+    "reconstruction": "Reconstruction",
+    "denoising": "Denoising",
+    "inpainting": "Inpainting",
+    "classification": "Classification",
+    "scae": "SCAE",
+}
+
+
+def model_name(dataset: DatasetPlugin, task: str, latent: int) -> str:
+    """Registered name of a task's encoder: ``lfxai-mnist-denoising-ae-d4`` (the name the
+    other experiments register their autoencoders under), ``lfxai-mnist-classification-d4``,
+    ``lfxai-mnist-scae-d3456``."""
+    suffix = "-ae" if dataset.pretext_tasks[task][0] == dataset.model else ""
+    return registered_name(dataset.name, f"{task}{suffix}-d{latent}")
+
+
+def resolve_pretrained(
+    tracker: Tracker, dataset: DatasetPlugin, config: PretextConfig, latents: dict[str, int]
+) -> list[dict[str, str]]:
+    """Per run, ``task -> models:/<name>/<version>`` of the registered encoders to reuse.
+
+    Raises:
+        ConfigError: a model is not registered, has too few versions for ``latest``, or
+            lacks the version or alias asked for (each named, with what exists).
+    """
+    wanted = config.pretrained_version
+    chosen: list[dict[str, str]] = [{} for _ in range(config.n_runs)]
+    for task in config.tasks:
+        name = model_name(dataset, task, latents[task])
+        versions = tracker.model_versions(name)
+        if not versions:
+            known = tracker.registered_models(registered_name(dataset.name, ""))
+            raise ConfigError(
+                f"pretrained=true but no registered model {name!r} (task {task}); train it "
+                f"first with pretrained=false. Registered lfxai models: {known}"
+            )
+        if wanted == "latest":
+            if len(versions) < config.n_runs:
+                raise ConfigError(
+                    f"pretrained_version=latest reuses the {config.n_runs} newest versions of "
+                    f"{name!r} (one per run) but it has {len(versions)}; pass n_runs="
+                    f"{len(versions)}, a version number or an alias"
+                )
+            picks = [str(v.version) for v in versions[: config.n_runs]]
+        elif wanted.isdigit():
+            numbers = [str(v.version) for v in versions]
+            if wanted not in numbers:
+                raise ConfigError(
+                    f"registered model {name!r} has no version {wanted}; valid: {numbers}"
+                )
+            picks = [wanted] * config.n_runs
+        else:
+            version = tracker.model_version_by_alias(name, wanted)
+            if version is None:
+                raise ConfigError(
+                    f"registered model {name!r} has no alias {wanted!r}; valid aliases: "
+                    f"{tracker.model_aliases(name)} (or 'latest', or a version number)"
+                )
+            picks = [str(version.version)] * config.n_runs
+        for run, version in enumerate(picks):
+            chosen[run][task] = f"models:/{name}/{version}"
+    return chosen
+
+
+def load_encoder(tracker: Tracker, uri: str, example: torch.Tensor, latent: int) -> nn.Module:
+    """A registered encoder, checked on one example: inputs accepted, codes of size ``latent``."""
+    encoder = tracker.load_model(uri).eval()
+    try:
+        with torch.no_grad():
+            codes = encoder(example.cpu())
+    except Exception as error:  # any failure here means the model does not fit the data
+        shape = tuple(example.shape[1:])
+        raise ConfigError(
+            f"registered model {uri} is incompatible: it does not accept inputs of shape "
+            f"{shape} ({type(error).__name__}: {error})"
+        ) from None
+    if codes.dim() != 2 or codes.shape[1] != latent:
+        raise ConfigError(
+            f"registered model {uri} is incompatible: its codes have shape "
+            f"{tuple(codes.shape[1:])}, this run needs ({latent},)"
+        )
+    return encoder
+
+
+def log_task_encoder(
+    tracker: Tracker,
+    dataset: DatasetPlugin,
+    config: PretextConfig,
+    task: str,
+    model: TrainableModel,
+    example: torch.Tensor,
+    test_loss: float,
+) -> str:
+    """Logs a task's trained encoder; with ``register_model``, registers and describes it.
+
+    The version gets the alias of its profile (``@paper``, ``@quick``, ``@smoke``), which
+    ``pretrained_version=<profile>`` reuses.
+
+    Returns:
+        The model URI (``models:/<name>/<version>`` when registered).
+    """
+    name = model_name(dataset, task, model.latent_dim) if config.register_model else None
+    uri = tracker.log_model(model.encoder, "encoder", example, registered_model_name=name)
+    if name is None or not uri.startswith(f"models:/{name}/"):
+        return uri
+    tags = tracker.tags()
+    profile = tags.get("lfxai.profile", "?")
+    shape = ", ".join(str(n) for n in example.shape[1:])
+    model_description = (
+        f"Encoder of the {dataset.title} model trained by the pretext task {TITLES[task]} "
+        f"(lfxai's `pretext` experiment): inputs (N, {shape}) to codes (N, {model.latent_dim}). "
+        f"A plain torch.nn.Module: `mlflow.pytorch.load_model('models:/{name}@paper')` loads "
+        "the newest version of the paper profile (aliases @paper, @quick, @smoke)."
+    )
+    version_description = (
+        f"pretext ({profile} profile), run '{tags.get('mlflow.runName', tracker.run_id)}' "
+        f"({tracker.run_id}). Test loss {test_loss:.6g}; n_epochs={config.n_epochs}, "
+        f"seed={config.seed}."
+    )
+    version_tags = {
+        "lfxai.dataset": dataset.name,
+        "lfxai.experiment": "pretext",
+        "lfxai.profile": profile,
+        "lfxai.pretext": task,
+        "lfxai.dim_latent": model.latent_dim,
+        "test_loss": f"{test_loss:.6g}",
+    }
+    version = uri.rsplit("/", 1)[1]
+    tracker.annotate_model_version(
+        name, version, model_description, version_description, version_tags, alias=profile
+    )
+    return uri

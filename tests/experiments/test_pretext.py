@@ -1,0 +1,189 @@
+"""Pretext task sensitivity: tables, claims, settings and the reuse of registered models."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from torch import nn
+
+from lfxai.config import ConfigError, build_config, load_profile
+from lfxai.experiments import pretext, pretext_models
+from lfxai.experiments.pretext_models import TITLES
+from lfxai.experiments.pretext_models import resolve_pretrained as resolve
+from lfxai.experiments.runner import EXIT_BAD_INPUT, main
+from lfxai.metrics.claims import claims_markdown, pretext_claims
+from lfxai.metrics.correlation import CORRELATIONS, correlation_table, latex_tables
+from lfxai.models.images import EncoderMnist
+from lfxai.plugins import get_dataset
+from lfxai.tracking import Tracker
+
+MNIST = get_dataset("mnist")
+
+
+def _matrices(value: float, n_runs: int = 3) -> dict[tuple[str, str], np.ndarray]:
+    runs = np.full((n_runs, 3, 3), value)
+    runs[:, range(3), range(3)] = 1.0
+    runs[0, 0, 1] = runs[0, 1, 0] = value + 0.1  # some spread over runs
+    return {(e, c): runs.copy() for e in pretext.EXPLANATIONS for c in CORRELATIONS}
+
+
+def test_table_latex_and_claims() -> None:
+    tasks = ["reconstruction", "denoising", "scae"]
+    table = correlation_table(_matrices(0.3), tasks)
+    assert len(table) == 4 * 9 and set(table.n_runs) == {3}
+    pair = table[(table.task_a == "reconstruction") & (table.task_b == "denoising")]
+    assert pair["mean"].iloc[0] == pytest.approx(0.3 + 0.1 / 3)
+    assert pair["std"].iloc[0] == pytest.approx(np.std([0.4, 0.3, 0.3]))
+    latex = latex_tables(table, tasks, TITLES)
+    assert latex.count("\\begin{tabular}{lccc}") == 4
+    assert "Reconstruction & $1.00 \\pm 0.00$ & $0.33 \\pm 0.05$ & $0.30 \\pm 0.00$ \\\\" in latex
+    claims = pretext_claims(table)
+    assert [c.holds for c in claims] == [True] * 4
+    assert {c.key for c in claims} == {
+        f"not_strongly_correlated/{e}/{c}" for e in pretext.EXPLANATIONS for c in CORRELATIONS
+    }
+    assert len(claims[0].figures) == 3  # each pair once, the diagonal left out
+    strong = pretext_claims(correlation_table(_matrices(0.75), tasks))
+    assert [c.holds for c in strong] == [False] * 4
+    assert "strong for" in strong[0].reason and "denoising vs reconstruction" in strong[0].reason
+    report = claims_markdown(strong, "t")
+    assert "**fails**" in report and "at denoising vs reconstruction" in report
+
+
+def _settings(**overrides: str):
+    values = load_profile("mnist", "pretext", "smoke")
+    return build_config(pretext.PretextConfig, values, overrides)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"feature_attr_method": "Shap"}, r"'Shap'.*valid choices.*GradientShap"),
+        ({"example_attr_method": "KNN"}, r"'KNN'.*valid choices.*DKNN.*TracIn"),
+        ({"n_runs": "0"}, r"n_runs must be >= 1"),
+        ({"tasks": "scae"}, r"at least two tasks"),
+        ({"tasks": "reconstruction,vae"}, r"unknown tasks entry 'vae'.*valid choices"),
+        ({"pretrained": "true", "example_attr_method": "TracIn"}, r"registered encoders carry"),
+        ({"example_attr_method": "TracIn", "checkpoint_every": "0"}, r"TracIn needs"),
+        ({"scae_lr": "0"}, r"scae_lr must be positive"),
+    ],
+)
+def test_bad_settings_name_the_value_and_the_choices(overrides, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _settings(**overrides)
+
+
+def test_every_profile_builds_with_every_task_of_the_plugin() -> None:
+    for profile in ("paper", "quick", "smoke"):
+        config = build_config(pretext.PretextConfig, load_profile("mnist", "pretext", profile))
+        assert set(config.tasks) == set(MNIST.pretext_tasks) == set(TITLES)
+    assert _settings().feature_attr_method == "Saliency"
+    assert (
+        build_config(
+            pretext.PretextConfig, load_profile("mnist", "pretext", "paper")
+        ).feature_attr_method
+        == "GradientShap"
+    )
+
+
+def test_registered_names_encode_dataset_task_and_latent_size() -> None:
+    assert pretext_models.model_name(MNIST, "denoising", 4) == "lfxai-mnist-denoising-ae-d4"
+    assert pretext_models.model_name(MNIST, "classification", 4) == "lfxai-mnist-classification-d4"
+    assert pretext_models.model_name(MNIST, "scae", 3456) == "lfxai-mnist-scae-d3456"
+
+
+def _register(tracker: Tracker, encoder: nn.Module, name: str, alias: str | None = None) -> str:
+    uri = tracker.log_model(encoder, "encoder", torch.rand(1, 1, 28, 28), name)
+    if alias:
+        tracker.client.set_registered_model_alias(name, alias, uri.rsplit("/", 1)[1])
+    return uri
+
+
+def test_reuse_resolves_versions_and_names_what_is_missing(mlflow_store, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = _settings(tasks="reconstruction,denoising", pretrained="true", n_runs="2")
+    latents = {"reconstruction": 4, "denoising": 4}
+    with mlflow.start_run() as run:
+        tracker = Tracker(run.info.run_id)
+        with pytest.raises(ConfigError, match=r"no registered model 'lfxai-mnist-reconstruction"):
+            resolve(tracker, MNIST, config, latents)
+        for task in latents:
+            for _ in range(2):
+                _register(
+                    tracker, EncoderMnist(4), pretext_models.model_name(MNIST, task, 4), "smoke"
+                )
+        uris = resolve(tracker, MNIST, config, latents)
+        assert uris == [
+            {t: f"models:/lfxai-mnist-{t}-ae-d4/{v}" for t in latents} for v in ("2", "1")
+        ]  # latest: run r reuses the r-th newest version
+        one = resolve(tracker, MNIST, _settings(**_reuse(pretrained_version="1")), latents)
+        assert [u["denoising"] for u in one] == ["models:/lfxai-mnist-denoising-ae-d4/1"] * 2
+        alias = resolve(tracker, MNIST, _settings(**_reuse(pretrained_version="smoke")), latents)
+        assert alias[0]["reconstruction"] == "models:/lfxai-mnist-reconstruction-ae-d4/2"
+        with pytest.raises(ConfigError, match=r"has 2; pass n_runs=2"):
+            resolve(tracker, MNIST, _settings(**_reuse(n_runs="3")), latents)
+        with pytest.raises(ConfigError, match=r"no version 9; valid: \['2', '1'\]"):
+            resolve(tracker, MNIST, _settings(**_reuse(pretrained_version="9")), latents)
+        with pytest.raises(ConfigError, match=r"no alias 'paper'; valid aliases: \['smoke'\]"):
+            resolve(tracker, MNIST, _settings(**_reuse(pretrained_version="paper")), latents)
+        example = torch.rand(1, 1, 28, 28)
+        encoder = pretext_models.load_encoder(tracker, uris[0]["denoising"], example, 4)
+        assert encoder(example).shape == (1, 4)
+        with pytest.raises(ConfigError, match=r"incompatible: its codes have shape \(4,\)"):
+            pretext_models.load_encoder(tracker, uris[0]["denoising"], example, 3456)
+        flat = _register(tracker, nn.Sequential(nn.Flatten(), nn.Linear(784, 4)), "lfxai-x")
+        with pytest.raises(ConfigError, match=r"does not accept inputs of shape \(1, 32, 32\)"):
+            pretext_models.load_encoder(tracker, flat, torch.rand(1, 1, 32, 32), 4)
+
+
+def _reuse(**overrides: str) -> dict[str, str]:
+    return {"tasks": "reconstruction,denoising", "pretrained": "true", "n_runs": "2", **overrides}
+
+
+@pytest.mark.data
+def test_reuse_without_registered_models_fails_the_run_before_any_work(
+    mlflow_store, data_dir, tmp_path, monkeypatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = ["--name", "pretext", "--profile", "smoke", "--data_dir", str(data_dir)]
+    assert main("mnist", [*argv, "--pretrained", "true"]) == EXIT_BAD_INPUT
+    assert "no registered model 'lfxai-mnist-reconstruction-ae-d4'" in capsys.readouterr().err
+    (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert run.info.status == "FAILED"
+    assert "no registered model" in run.data.tags["lfxai.error"]
+    artifacts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id)}
+    assert artifacts == {"config.yaml"}  # no half-written results
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_reused_encoders_give_the_trained_runs_correlations(
+    mlflow_store, data_dir, tmp_path, monkeypatch
+) -> None:
+    """Train two tasks, then reuse them from the registry: the same explanations (Saliency
+    and DKNN are deterministic), and the run records the versions it used."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["--name", "pretext", "--profile", "smoke", "--data_dir", str(data_dir)]
+    argv += ["--tasks", "reconstruction,classification", "--n_train", "200"]
+    assert main("mnist", argv) == 0
+    assert main("mnist", [*argv, "--pretrained", "true", "--pretrained_version", "smoke"]) == 0
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    trained, reused = sorted(
+        (r for r in runs if "mlflow.parentRunId" not in r.data.tags),
+        key=lambda r: r.info.start_time,
+    )
+    client = MlflowClient()
+    models = pd.read_csv(client.download_artifacts(reused.info.run_id, "pretext_models.csv"))
+    assert list(models.model_uri) == [
+        "models:/lfxai-mnist-reconstruction-ae-d4/1",
+        "models:/lfxai-mnist-classification-d4/1",
+    ]
+    assert list(models.reused) == [True, True]
+    assert reused.data.tags["lfxai.pretext.models_used"] == " ".join(models.model_uri)
+    for key in ("features/pearson/off_diagonal_mean", "examples/spearman/off_diagonal_mean"):
+        assert reused.data.metrics[key] == pytest.approx(trained.data.metrics[key], abs=1e-6)
+    assert len(client.search_model_versions("name = 'lfxai-mnist-classification-d4'")) == 1
