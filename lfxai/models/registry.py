@@ -90,3 +90,17 @@ def lstm_ae(spec: ModelSpec) -> TrainableModel:
         input_pert=make_pretext(spec.pretext),
         name=spec.name,
     )
+
+
+@register_model("simclr_resnet18")
+def simclr_resnet18(spec: ModelSpec) -> TrainableModel:
+    """SimCLR with a ResNet-18 for 32x32 RGB images; its encoder gives 512 features."""
+    from lfxai.models.simclr import FEATURE_DIM, SimCLR  # torchvision loads on first use
+
+    _check_shape("simclr_resnet18", spec, (3, 32, 32))
+    if spec.dim_latent != FEATURE_DIM:
+        raise ValueError(
+            f"model 'simclr_resnet18' has {FEATURE_DIM} encoder features (ResNet-18), "
+            f"got dim_latent={spec.dim_latent}"
+        )
+    return SimCLR(name=spec.name)

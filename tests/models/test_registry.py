@@ -10,6 +10,11 @@ from lfxai.models.registry import MODELS, ModelSpec, build_model, register_model
 from lfxai.models.time_series import RecurrentAutoencoder
 
 SHAPES = {"mnist_ae": (1, 28, 28), "mnist_classifier": (1, 28, 28), "lstm_ae": (12, 1)}
+SHAPES["simclr_resnet18"] = (3, 32, 32)
+DIMS = {"simclr_resnet18": 512}  # a fixed encoder width; others take any latent size
+# Contrastive losses couple the examples of a batch (each view's negatives are the others'):
+# no per-example loss exists, so these models serve only the representation-based explainers.
+BATCH_LOSSES = {"simclr_resnet18"}
 
 
 @pytest.mark.parametrize("key", sorted(MODELS))
@@ -17,12 +22,16 @@ def test_every_model_builds_and_its_loss_is_the_batch_mean_of_example_losses(key
     """The protocol the explainers rely on: mean over examples of each example's own loss."""
     assert key in SHAPES, f"add an input shape for the new model {key!r}"
     torch.manual_seed(0)
-    model = build_model(key, ModelSpec(3, SHAPES[key], "reconstruction", "m")).eval()
+    dim = DIMS.get(key, 3)
+    model = build_model(key, ModelSpec(dim, SHAPES[key], "reconstruction", "m")).eval()
     x = torch.rand(5, *SHAPES[key])
     y = torch.randint(0, 10, (5,))
     codes = model.encoder(x)
-    assert codes.shape == (5, 3)
+    assert codes.shape == (5, dim)
     batch = model.loss(x, y)
+    if key in BATCH_LOSSES:
+        assert batch.shape == () and torch.isfinite(batch)
+        return
     each = torch.stack([model.loss(x[i : i + 1], y[i : i + 1]) for i in range(5)])
     torch.testing.assert_close(batch, each.mean(), rtol=1e-5, atol=1e-7)
 
