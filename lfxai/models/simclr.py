@@ -113,28 +113,34 @@ def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
 class BatchAugment(nn.Module):
     """SimCLR's CIFAR augmentations with independent random parameters for every image.
 
-    In order: random resized crop (area ``crop_scale``, aspect ratio 3/4..4/3, bilinear, back
-    to the input size) with a horizontal flip (p = 0.5), colour jitter with probability 0.8
-    (brightness, contrast, saturation ``jitter``, hue ``hue``; applied in this fixed order,
-    where torchvision shuffles it), grayscale with probability 0.2. Where torchvision resamples
-    a crop that falls outside the image, the sides are clipped to the image instead.
+    In order: random resized crop (area ``crop_scale``, aspect ratio ``crop_ratio`` drawn
+    log-uniformly, bilinear, back to the input size) with a horizontal flip (p = 0.5), colour
+    jitter with probability ``p_jitter`` (brightness, contrast, saturation ``jitter``, hue
+    ``hue``; applied in this fixed order, where torchvision shuffles it), grayscale with
+    probability ``p_gray``. Where torchvision redraws a crop that falls outside the image, its
+    sides are clipped to the image instead.
 
     Args:
         crop_scale: range of the crop's share of the image area.
+        crop_ratio: range of the crop's width / height.
         jitter: strength of brightness, contrast and saturation jitter.
         hue: largest hue shift (a fraction of the colour circle).
+        p_jitter: probability of the colour jitter.
+        p_gray: probability of the grayscale conversion.
     """
 
     def __init__(
         self,
         crop_scale: tuple[float, float] = (0.08, 1.0),
+        crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
         jitter: float = 0.4,
         hue: float = 0.1,
         p_jitter: float = 0.8,
         p_gray: float = 0.2,
     ) -> None:
         super().__init__()
-        self.crop_scale, self.jitter, self.hue = crop_scale, jitter, hue
+        self.crop_scale, self.crop_ratio = crop_scale, crop_ratio
+        self.jitter, self.hue = jitter, hue
         self.p_jitter, self.p_gray = p_jitter, p_gray
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -152,7 +158,7 @@ class BatchAugment(nn.Module):
         """One affine resampling per image: a random crop, resized back, flipped at random."""
         n = len(x)
         area = _uniform(n, *self.crop_scale, x, generator)
-        log_ratio = _uniform(n, math.log(3 / 4), math.log(4 / 3), x, generator)
+        log_ratio = _uniform(n, *map(math.log, self.crop_ratio), x, generator)
         ratio = torch.exp(log_ratio)
         # Half-widths in normalised coordinates ([-1, 1] spans the image): sides as fractions.
         width = torch.sqrt(area * ratio).clamp(max=1.0)
