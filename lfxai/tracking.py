@@ -243,6 +243,22 @@ class Tracker:
             return f"models:/{registered_model_name}/{info.registered_model_version}"
         return info.model_uri
 
+    def load_registered_model(self, name: str, alias: str) -> tuple[torch.nn.Module, str]:
+        """The version of registered model ``name`` that ``alias`` points at, on the CPU.
+
+        Returns:
+            The module and its URI with the version resolved (``models:/<name>/<version>``).
+
+        Raises:
+            LookupError: no such registered model or alias (the message says which).
+        """
+        try:
+            version = self.client.get_model_version_by_alias(name, alias).version
+        except MlflowException as error:
+            raise LookupError(f"models:/{name}@{alias}: {error.message}") from None
+        uri = f"models:/{name}/{version}"
+        return mlflow.pytorch.load_model(uri, map_location="cpu"), uri
+
     # -- nested runs -----------------------------------------------------------------------
     def child_runs(self) -> list[Any]:
         """Runs nested under this one (any status)."""

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m lfxai.data provision [mnist] [ecg5000] [--data_dir data]
+    python -m lfxai.data provision [mnist] [ecg5000] [cifar10] [--data_dir data]
 
 ``--data_dir`` is the project data directory; each data set goes to its own root below it,
 laid out as torchvision would:
@@ -10,7 +10,9 @@ laid out as torchvision would:
 - mnist: ``<data_dir>/mnist/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``
   (so ``torchvision.datasets.MNIST("<data_dir>/mnist")`` finds it, as the README's toy
   example expects with ``data/mnist``);
-- ecg5000: ``<data_dir>/ecg5000/ECG5000/ECG5000_{TRAIN,TEST}.tsv``.
+- ecg5000: ``<data_dir>/ecg5000/ECG5000/ECG5000_{TRAIN,TEST}.tsv``;
+- cifar10: ``<data_dir>/cifar10/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}``
+  (downloaded by torchvision; there is no offline source).
 
 With no data set named, all of them are provisioned. Exit status 1 if any failed.
 """
@@ -25,6 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lfxai.data import DEFAULT_DATA_DIR, dataset_root
+from lfxai.data.cifar10 import provision_cifar10
 from lfxai.data.ecg5000 import provision_ecg5000
 from lfxai.data.mnist import provision_mnist
 from lfxai.data.provision import Provisioned
@@ -32,6 +35,7 @@ from lfxai.data.provision import Provisioned
 PROVISIONERS: dict[str, Callable[[Path], Provisioned]] = {
     "mnist": provision_mnist,
     "ecg5000": provision_ecg5000,
+    "cifar10": provision_cifar10,
 }
 
 

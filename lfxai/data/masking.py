@@ -51,3 +51,43 @@ def apply_mask(
     if not isinstance(replacement, torch.Tensor):
         replacement = torch.tensor(replacement, dtype=inputs.dtype, device=inputs.device)
     return torch.where(mask, replacement.to(inputs.device, inputs.dtype), inputs)
+
+
+class GaussianBlur(torch.nn.Module):
+    """Blurs images ``(N, C, H, W)`` with a separable Gaussian kernel, batched.
+
+    A baseline for masking: masked pixels take the value of the blurred image. Borders are
+    reflected, as torchvision's ``gaussian_blur`` does; the kernel is built on the inputs'
+    device and dtype, so the module needs no moving.
+
+    Args:
+        kernel_size: odd side of the kernel (smaller than twice each image side).
+        sigma: standard deviation of the Gaussian, in pixels.
+    """
+
+    def __init__(self, kernel_size: int = 21, sigma: float = 5.0) -> None:
+        super().__init__()
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size}")
+        if not sigma > 0:
+            raise ValueError(f"sigma must be positive, got {sigma}")
+        self.kernel_size, self.sigma = kernel_size, sigma
+
+    def kernel(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """The normalised 1-D kernel ``(kernel_size,)``."""
+        half = self.kernel_size // 2
+        offsets = torch.arange(-half, half + 1, device=device, dtype=dtype)
+        weights = torch.exp(-0.5 * (offsets / self.sigma) ** 2)
+        return weights / weights.sum()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        pad = self.kernel_size // 2
+        k = self.kernel(x.device, x.dtype)
+        # Each channel blurred alone (groups=c): rows, then columns.
+        out = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="reflect")
+        out = torch.nn.functional.conv2d(out, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+        return torch.nn.functional.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, sigma={self.sigma}"

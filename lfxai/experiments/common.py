@@ -17,7 +17,7 @@ from lfxai.config import BaseConfig, ConfigError, check_choices, check_positive
 from lfxai.data.provision import data_digest
 from lfxai.data.splits import Split
 from lfxai.metrics.claims import CLAIMS, Claim, claim_metrics, claims_markdown
-from lfxai.models.autoencoder import TrainableModel
+from lfxai.models.autoencoder import TrainableModel, load_state_strict
 from lfxai.models.pretext import PRETEXTS
 from lfxai.plugins import DatasetPlugin, Splits
 from lfxai.tracking import Tracker
@@ -158,6 +158,63 @@ def tracked_fit(
     return result
 
 
+def fit_or_reuse(
+    model: TrainableModel,
+    dataset: DatasetPlugin,
+    config: AutoencoderConfig,
+    tracker: Tracker,
+    train: Split,
+    test: Split,
+    example: torch.Tensor,
+    **fit_options,
+) -> FitResult | None:
+    """Trains ``model`` and logs its encoder (:func:`log_encoder`), or, when the settings say
+    ``pretrained``, loads the registered encoder into ``model.encoder`` instead.
+
+    Args:
+        example: a batch of inputs; the first is the logged encoder's input example.
+        **fit_options: passed to :func:`tracked_fit` (checkpoints).
+
+    Returns:
+        The fit, or None when the encoder was reused.
+    """
+    if getattr(config, "pretrained", False):
+        reuse_encoder(tracker, dataset, config, model.encoder)
+        return None
+    fitted = tracked_fit(
+        model, config, tracker, train, test, patience=config.patience, **fit_options
+    )
+    log_encoder(tracker, dataset, config, model.encoder, example, fitted.best_test_loss)
+    return fitted
+
+
+def reuse_encoder(
+    tracker: Tracker, dataset: DatasetPlugin, config: AutoencoderConfig, encoder: nn.Module
+) -> str:
+    """Loads the encoder registered for these settings under this run's profile alias
+    (``models:/<encoder_name>@<profile>``) into ``encoder``, strictly (every weight, no extra
+    one, same shapes), and tags the run ``lfxai.pretrained`` with the version loaded.
+
+    Raises:
+        ConfigError: no such registered encoder, or its state does not fit ``encoder``.
+    """
+    name = encoder_name(dataset, config)
+    profile = tracker.tags().get("lfxai.profile", "paper")
+    try:
+        loaded, uri = tracker.load_registered_model(name, profile)
+    except LookupError as error:
+        raise ConfigError(
+            f"pretrained=true: no registered encoder {name}@{profile} ({error}); run the "
+            "experiment once with pretrained=false (and register_model=true) to register one"
+        ) from None
+    try:
+        load_state_strict(encoder, loaded.state_dict(), uri)
+    except ValueError as error:
+        raise ConfigError(f"pretrained=true: {error}") from None
+    tracker.set_tags({"lfxai.pretrained": uri, "lfxai.encoder_uri": uri})
+    return uri
+
+
 def scratch_dir() -> Path:
     """A private temporary folder for files that are not artifacts (e.g. TracIn checkpoints)."""
     return Path(tempfile.mkdtemp(prefix="lfxai-"))
@@ -171,7 +228,8 @@ def registered_name(dataset: str, model: str) -> str:
 def encoder_name(dataset: DatasetPlugin, config: AutoencoderConfig) -> str:
     """The registered model of an encoder: one per (data set, pretext, latent size), e.g.
     ``lfxai-mnist-denoising-ae-d4`` or ``lfxai-ecg5000-reconstruction-ae-d64``."""
-    return registered_name(dataset.name, f"{config.pretext}-ae-d{config.dim_latent}")
+    label = dataset.model_label(config.pretext).lower().replace(" ", "-")
+    return registered_name(dataset.name, f"{label}-d{config.dim_latent}")
 
 
 def log_encoder(
@@ -206,7 +264,7 @@ def log_encoder(
     digest = tags.get(DATA_DIGEST_TAG, "?")
     shape = "x".join(str(n) for n in example.shape[1:])
     model_description = (
-        f"Encoder of the {dataset.title} {config.pretext} autoencoder with a "
+        f"Encoder of the {dataset.title} {dataset.model_label(config.pretext)} with a "
         f"{config.dim_latent}-dimensional latent space, trained by lfxai's experiments: inputs "
         f"(N, {shape.replace('x', ', ')}) to codes (N, {config.dim_latent}). A plain "
         "torch.nn.Module: `mlflow.pytorch.load_model('models:/"
@@ -257,7 +315,7 @@ def log_claims(tracker: Tracker, experiment: str, table: pd.DataFrame, title: st
 
 def model_title(dataset: DatasetPlugin, config: AutoencoderConfig) -> str:
     """Figure title naming the data set and model, e.g. ``MNIST denoising AE (d=4)``."""
-    return f"{dataset.title} {config.pretext} AE (d={config.dim_latent})"
+    return f"{dataset.title} {dataset.model_label(config.pretext)} (d={config.dim_latent})"
 
 
 def log_example_maps(

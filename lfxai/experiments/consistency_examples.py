@@ -26,13 +26,12 @@ from lfxai.config import (
 from lfxai.data.splits import Split
 from lfxai.experiments.common import (
     AutoencoderConfig,
+    fit_or_reuse,
     load_splits,
     log_claims,
-    log_encoder,
     model_title,
     new_model,
     scratch_dir,
-    tracked_fit,
 )
 from lfxai.experiments.registry import register
 from lfxai.explanations.examples import EXAMPLE_METHODS
@@ -62,6 +61,7 @@ class ConsistencyExamplesConfig(AutoencoderConfig):
     arnoldi_iter: int
     arnoldi_rank: int
     simplex_steps: int
+    pretrained: bool  # reuse the registered encoder of these settings instead of training
 
     def validate(self) -> None:
         super().validate()
@@ -79,6 +79,13 @@ class ConsistencyExamplesConfig(AutoencoderConfig):
             "arnoldi_rank",
             "simplex_steps",
         )
+        needs_model = sorted({"InfluenceFunctions", "TracIn"} & set(self.example_methods))
+        if self.pretrained and needs_model:
+            raise ConfigError(
+                f"pretrained=true reuses only the registered encoder, but {needs_model} need "
+                "the whole trained model (its loss, its checkpoints); valid example_methods "
+                "with pretrained=true: ['DKNN', 'SimplEx']"
+            )
         if "TracIn" in self.example_methods and self.checkpoint_every <= 0:
             raise ConfigError(
                 "TracIn needs checkpoint_every > 0 (checkpoints saved while training)"
@@ -140,19 +147,19 @@ def consistency_examples(
     model = new_model(dataset, config, splits, name=f"{config.pretext}_ae")
     checkpoints = scratch_dir()
     try:
-        fitted = tracked_fit(
+        fit_or_reuse(
             model,
+            dataset,
             config,
             tracker,
             train,
             splits.test,
-            patience=config.patience,
+            test.x[:1],
             checkpoint_every=config.checkpoint_every,
             checkpoint_dir=checkpoints,
         )
         for path in model.checkpoints_files:
             tracker.log_file(path, "checkpoints")
-        log_encoder(tracker, dataset, config, model.encoder, test.x[:1], fitted.best_test_loss)
         model.to(device).eval()
 
         train_idx = balanced_subset(train.y, config.n_train_explained, generator)

@@ -18,13 +18,12 @@ from lfxai.config import check_choices, check_percentages, check_positive
 from lfxai.data.masking import apply_mask, top_k_mask
 from lfxai.experiments.common import (
     AutoencoderConfig,
+    fit_or_reuse,
     load_splits,
     log_claims,
-    log_encoder,
     log_example_maps,
     model_title,
     new_model,
-    tracked_fit,
 )
 from lfxai.experiments.registry import register
 from lfxai.explanations.features import FEATURE_METHODS, attribute_auxiliary, make_feature_method
@@ -45,6 +44,7 @@ class ConsistencyFeaturesConfig(AutoencoderConfig):
     feature_methods: tuple[str, ...]
     perturbation_percentages: tuple[float, ...]
     attribution_batch_size: int
+    pretrained: bool  # reuse the registered encoder of these settings instead of training
 
     def validate(self) -> None:
         super().validate()
@@ -64,10 +64,8 @@ def consistency_features(
     train, test, explain = splits.train, splits.test, splits.explain
 
     model = new_model(dataset, config, splits, name=f"{config.pretext}_ae")
-    fitted = tracked_fit(model, config, tracker, train, test, patience=config.patience)
+    fit_or_reuse(model, dataset, config, tracker, train, test, explain.x[:1])
     encoder = model.encoder.to(device).eval()
-    log_encoder(tracker, dataset, config, encoder, explain.x[:1], fitted.best_test_loss)
-    encoder.to(device)
 
     baseline = dataset.baseline(train)
     codes = encode(encoder, explain.x, device)

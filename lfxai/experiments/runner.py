@@ -115,8 +115,7 @@ def _settings(
         raise ConfigError(f"unknown profile {args.profile!r}; valid choices: {list(PROFILES)}")
     profile_values = load_profile(dataset, args.name, args.profile)
     config = build_config(experiment.schema, profile_values, overrides)
-    if hasattr(config, "split"):
-        get_dataset(dataset).check_split(config.split)
+    get_dataset(dataset).check_config(config)
     return experiment, profile_values, config
 
 

@@ -9,6 +9,8 @@ labels (``"label"``) or only the inputs (``"input"``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
@@ -76,3 +78,35 @@ class AutoEncoder(TrainableModel):
         if self.training:
             x = self.input_pert(x)
         return self.decoder(self.encoder(x))
+
+
+def load_state_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Loads ``state`` into ``module`` strictly: every key present, none extra, same shapes.
+
+    Raises:
+        ValueError: naming ``source``, the missing and unexpected keys and the mismatched
+            shapes (torch's own check stops at the first kind and never says where the state
+            came from).
+    """
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [
+        f"{key} {tuple(state[key].shape)} (expected {tuple(value.shape)})"
+        for key, value in own.items()
+        if key in state and tuple(state[key].shape) != tuple(value.shape)
+    ]
+    problems = [
+        f"{label} {items[:5]}{' ...' if len(items) > 5 else ''}"
+        for label, items in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shapes differ:", shapes),
+        )
+        if items
+    ]
+    if problems:
+        raise ValueError(
+            f"the state from {source} does not fit {type(module).__name__}: " + "; ".join(problems)
+        )
+    module.load_state_dict(state, strict=True)

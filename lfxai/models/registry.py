@@ -103,3 +103,17 @@ def mnist_scae(spec: ModelSpec) -> TrainableModel:
     from lfxai.models.scae import StackedCapsuleAutoencoder
 
     return StackedCapsuleAutoencoder(image_size=spec.input_shape[-1], name=spec.name)
+
+
+@register_model("simclr_resnet18")
+def simclr_resnet18(spec: ModelSpec) -> TrainableModel:
+    """SimCLR with a ResNet-18 for 32x32 RGB images; its encoder gives 512 features."""
+    from lfxai.models.simclr import FEATURE_DIM, SimCLR  # torchvision loads on first use
+
+    _check_shape("simclr_resnet18", spec, (3, 32, 32))
+    if spec.dim_latent != FEATURE_DIM:
+        raise ValueError(
+            f"model 'simclr_resnet18' has {FEATURE_DIM} encoder features (ResNet-18), "
+            f"got dim_latent={spec.dim_latent}"
+        )
+    return SimCLR(name=spec.name)

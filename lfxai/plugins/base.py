@@ -53,6 +53,8 @@ class DatasetPlugin(ABC):
         splits: valid values of the experiments' ``split`` setting.
         feature_unit: what a feature is, in axis labels (``pixels``, ``time steps``).
         pretext_tasks: the models the ``pretext`` experiment compares, by task.
+        example_methods: the example importance methods that apply to its model (None: all;
+            e.g. only the representation-based ones when the loss is not per example).
     """
 
     name: ClassVar[str]
@@ -64,6 +66,7 @@ class DatasetPlugin(ABC):
     # The `pretext` experiment's models: task -> (model key in MODELS, its pretext
     # perturbation). Empty for a data set without that experiment.
     pretext_tasks: ClassVar[dict[str, tuple[str, str]]] = {}
+    example_methods: ClassVar[tuple[str, ...] | None] = None
 
     def root(self, data_dir: str | Path) -> Path:
         """This data set's folder under the project data directory."""
@@ -86,6 +89,24 @@ class DatasetPlugin(ABC):
                 f"unknown split {split!r} for dataset {self.name!r}; "
                 f"valid choices: {list(self.splits)}"
             )
+
+    def check_config(self, config: object) -> None:
+        """Raises :class:`ConfigError` on settings this data set cannot run (checked before
+        any data is touched): the ``split``, and ``example_methods`` it does not support."""
+        if hasattr(config, "split"):
+            self.check_split(config.split)
+        methods = getattr(config, "example_methods", None)
+        if methods is not None and self.example_methods is not None:
+            unsupported = [m for m in methods if m not in self.example_methods]
+            if unsupported:
+                raise ConfigError(
+                    f"example_methods {unsupported} do not apply to dataset {self.name!r} "
+                    f"(model {self.model!r}); valid choices: {list(self.example_methods)}"
+                )
+
+    def model_label(self, pretext: str) -> str:
+        """What the trained model is, in figure titles and registered names (``denoising AE``)."""
+        return f"{pretext} AE"
 
     @abstractmethod
     def load(

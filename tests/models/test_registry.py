@@ -11,10 +11,14 @@ from lfxai.models.time_series import RecurrentAutoencoder
 
 SHAPES = {"mnist_ae": (1, 28, 28), "mnist_classifier": (1, 28, 28), "lstm_ae": (12, 1)}
 SHAPES["mnist_scae"] = (1, 28, 28)
-CODE_SIZES = {"mnist_scae": 24 * 144}  # a fixed representation: dim_latent does not apply
-# Objectives with batch-level terms (the SCAE's sparsity losses): a batch's loss is not the
-# mean of its examples' losses; the explainers then differentiate a batch of one.
-BATCH_LEVEL = {"mnist_scae"}
+SHAPES["simclr_resnet18"] = (3, 32, 32)
+# Fixed representation sizes: dim_latent does not apply to these; others take any latent size.
+CODE_SIZES = {"mnist_scae": 24 * 144, "simclr_resnet18": 512}
+DIMS = {"simclr_resnet18": 512}  # the latent size the builder requires
+# Objectives with batch-level terms: the SCAE's sparsity losses, contrastive losses (each
+# view's negatives are the others'). A batch's loss is not the mean of its examples' losses;
+# the explainers then differentiate a batch of one (SCAE) or only use representations (SimCLR).
+BATCH_LEVEL = {"mnist_scae", "simclr_resnet18"}
 
 
 @pytest.mark.parametrize("key", sorted(MODELS))
@@ -22,11 +26,12 @@ def test_every_model_builds_and_its_loss_is_the_batch_mean_of_example_losses(key
     """The protocol the explainers rely on: mean over examples of each example's own loss."""
     assert key in SHAPES, f"add an input shape for the new model {key!r}"
     torch.manual_seed(0)
-    model = build_model(key, ModelSpec(3, SHAPES[key], "reconstruction", "m")).eval()
+    dim = DIMS.get(key, 3)
+    model = build_model(key, ModelSpec(dim, SHAPES[key], "reconstruction", "m")).eval()
     x = torch.rand(5, *SHAPES[key])
     y = torch.randint(0, 10, (5,))
     codes = model.encoder(x)
-    assert codes.shape == (5, CODE_SIZES.get(key, 3))
+    assert codes.shape == (5, CODE_SIZES.get(key, dim))
     batch = model.loss(x, y)
     if key in BATCH_LEVEL:
         assert batch.shape == () and torch.isfinite(batch)
