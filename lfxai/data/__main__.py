@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m lfxai.data provision [mnist] [ecg5000] [--data_dir data]
+    python -m lfxai.data provision [mnist] [ecg5000] [dsprites] [--data_dir data]
 
 ``--data_dir`` is the project data directory; each data set goes to its own root below it,
 laid out as torchvision would:
@@ -10,7 +10,9 @@ laid out as torchvision would:
 - mnist: ``<data_dir>/mnist/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``
   (so ``torchvision.datasets.MNIST("<data_dir>/mnist")`` finds it, as the README's toy
   example expects with ``data/mnist``);
-- ecg5000: ``<data_dir>/ecg5000/ECG5000/ECG5000_{TRAIN,TEST}.tsv``.
+- ecg5000: ``<data_dir>/ecg5000/ECG5000/ECG5000_{TRAIN,TEST}.tsv``;
+- dsprites: ``<data_dir>/dsprites/dsprites_64x64.{packed,json}`` (bit-packed images and
+  their metadata), from the official npz when present or downloadable, else rendered.
 
 With no data set named, all of them are provisioned. Exit status 1 if any failed.
 """
@@ -25,6 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lfxai.data import DEFAULT_DATA_DIR, dataset_root
+from lfxai.data.dsprites import provision_dsprites
 from lfxai.data.ecg5000 import provision_ecg5000
 from lfxai.data.mnist import provision_mnist
 from lfxai.data.provision import Provisioned
@@ -32,6 +35,7 @@ from lfxai.data.provision import Provisioned
 PROVISIONERS: dict[str, Callable[[Path], Provisioned]] = {
     "mnist": provision_mnist,
     "ecg5000": provision_ecg5000,
+    "dsprites": provision_dsprites,
 }
 
 

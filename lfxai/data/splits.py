@@ -1,4 +1,8 @@
-"""The in-memory split every data set returns: inputs and labels as two tensors."""
+"""The split every data set returns: inputs and labels as two tensors.
+
+The inputs may instead be :class:`~lfxai.data.packed.PackedImages` (binary images decoded on
+indexing, e.g. dSprites' memory-mapped cache): it indexes, moves and measures like a tensor.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,14 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from lfxai.data.packed import PackedImages
+
 
 @dataclass(frozen=True)
 class Split:
-    """Inputs ``(N, ...)`` and labels ``(N,)`` of one split (images, sequences, ...)."""
+    """Inputs ``(N, ...)`` and labels ``(N, ...)`` of one split (images, sequences, ...)."""
 
-    x: torch.Tensor
+    x: torch.Tensor | PackedImages
     y: torch.Tensor
 
     def __post_init__(self) -> None:
@@ -24,6 +30,8 @@ class Split:
 
     def subset(self, index: torch.Tensor | slice) -> Split:
         """The examples at ``index`` (indices or a slice), as a new split."""
+        if isinstance(self.x, PackedImages):  # stays packed: nothing decoded
+            return Split(self.x.select(index), self.y[index])
         return Split(self.x[index], self.y[index])
 
     def head(self, size: int | None) -> Split:
