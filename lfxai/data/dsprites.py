@@ -266,10 +266,8 @@ def provision_dsprites(
         socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
         try:
             download_npz(root, NPZ_MD5)
-        except OSError as error:
-            logger.warning(
-                "official dSprites npz not reachable (%s): rendering the grid instead", error
-            )
+        except (OSError, ValueError) as error:  # offline, or another file was served
+            logger.warning("official dSprites npz not obtained (%s): rendering the grid", error)
         finally:
             socket.setdefaulttimeout(previous)
     if npz.is_file():
