@@ -2,9 +2,9 @@
 
 The official images were drawn as vector shapes (Love2D) on a canvas of normalised size 1 and
 rasterised at 64x64 without anti-aliasing: a pixel is white when its centre lies inside the
-shape. We do the same, vectorised: for one (shape, scale, orientation) all 32 x 32 positions
-are tested at once on a broadcast ``(pos_x, pos_y, row, col)`` grid (4M points, no Python loop
-over images or pixels).
+shape. We do the same, vectorised: the pixel centres of a chunk of images are mapped into
+their sprites' frames and tested at once on a broadcast ``(image, row, col)`` grid (no Python
+loop over images or pixels).
 
 Geometry (pixels of the 64x64 image, at scale 1; fitted to 320 real frames, see
 ``benchmarks/compare_dsprites.py``): the sprite centre is ``16 + 32 * pos`` (so positions
@@ -124,8 +124,8 @@ def inside(shape: int, u: torch.Tensor, v: torch.Tensor, geometry: Geometry) -> 
 
 def _sprite(
     shape: int,
-    scale: float,
-    orientation: float,
+    scale: torch.Tensor | float,
+    orientation: torch.Tensor | float,
     dx: torch.Tensor,
     dy: torch.Tensor,
     geometry: Geometry,
@@ -133,12 +133,14 @@ def _sprite(
     """Point-in-sprite test of screen offsets from the sprite centre.
 
     ``dx`` holds column offsets with the columns on its last axis, ``dy`` row offsets with
-    the rows on its second-to-last axis; they broadcast to ``(..., 64, 64)``.
+    the rows on its second-to-last axis; they and ``scale`` / ``orientation`` (floats, or
+    tensors of one value per image shaped ``(..., 1, 1)``) broadcast to ``(..., 64, 64)``.
     """
     # Screen offset -> sprite frame: undo a counter-clockwise turn (y points down) and the scale.
     # Each coordinate is a column term plus a row term; float64 keeps pixel centres that sit
     # near an edge on the same side on every machine.
-    cos, sin = math.cos(orientation) / scale, math.sin(orientation) / scale
+    orientation = torch.as_tensor(orientation, dtype=torch.float64)
+    cos, sin = torch.cos(orientation) / scale, torch.sin(orientation) / scale
     return inside(shape, cos * dx - sin * dy, sin * dx + cos * dy, geometry)
 
 
@@ -148,68 +150,50 @@ def _offsets(positions: torch.Tensor, geometry: Geometry) -> torch.Tensor:
     return pixels[None, :] - (geometry.origin + geometry.travel * positions.double())[:, None]
 
 
-def render(
-    shape: int,
-    scale: float,
-    orientation: float,
+def render_values(
+    shapes: torch.Tensor,
+    scales: torch.Tensor,
+    orientations: torch.Tensor,
     pos_x: torch.Tensor,
     pos_y: torch.Tensor,
     geometry: Geometry | None = None,
+    chunk: int = 2048,
 ) -> torch.Tensor:
-    """Rasterises one sprite at every combination of the given positions.
+    """Rasterises sprites of arbitrary factor values, one per entry of the ``(n,)`` inputs.
 
     Args:
-        shape: 0 square, 1 ellipse, 2 heart.
-        scale: size factor (the official values are 0.5..1).
-        orientation: counter-clockwise angle on screen, radians.
-        pos_x: ``(P,)`` horizontal positions in [0, 1].
-        pos_y: ``(Q,)`` vertical positions in [0, 1] (down).
+        shapes: shape indices 0..2 (square, ellipse, heart).
+        scales: size factors.
+        orientations: counter-clockwise angles on screen, radians.
+        pos_x: horizontal positions in [0, 1].
+        pos_y: vertical positions in [0, 1] (down).
         geometry: shape sizes (default: the fitted :class:`Geometry`).
+        chunk: images tested at once (bounds the memory: ~30 MB per 1,000 images).
 
     Returns:
-        Bool images ``(P, Q, 64, 64)``: ``[i, j]`` shows the sprite at ``(pos_x[i], pos_y[j])``.
+        Bool images ``(n, 64, 64)``. The loop runs over the three shapes and over chunks,
+        never over single images or pixels.
     """
     geometry = geometry or Geometry()
-    dx = _offsets(pos_x, geometry)[:, None, None, :]
-    dy = _offsets(pos_y, geometry)[None, :, :, None]
-    return _sprite(shape, scale, orientation, dx, dy, geometry)
-
-
-def render_block(
-    shape: int, scale: int, orientation: int, geometry: Geometry | None = None
-) -> torch.Tensor:
-    """The 1,024 official images of one (shape, scale, orientation) class triple.
-
-    Returns:
-        Bool images ``(1024, 64, 64)`` in the official order (``pos_y`` fastest).
-    """
-    _, scales, orientations, xs, ys = factor_values()
-    images = render(
-        shape,
-        float(scales[scale]),
-        float(orientations[orientation]),
-        torch.from_numpy(xs),
-        torch.from_numpy(ys),
-        geometry,
-    )
-    return images.reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
+    values = [torch.as_tensor(v, dtype=torch.float64) for v in (scales, orientations)]
+    positions = [torch.as_tensor(p, dtype=torch.float64) for p in (pos_x, pos_y)]
+    shapes = torch.as_tensor(shapes, dtype=torch.int64)
+    images = torch.zeros(len(shapes), IMAGE_SIDE, IMAGE_SIDE, dtype=torch.bool)
+    for shape in shapes.unique().tolist():
+        for members in torch.nonzero(shapes == shape).flatten().split(chunk):
+            scale, orientation = (v[members, None, None] for v in values)
+            dx = _offsets(positions[0][members], geometry)[:, None, :]
+            dy = _offsets(positions[1][members], geometry)[:, :, None]
+            images[members] = _sprite(shape, scale, orientation, dx, dy, geometry)
+    return images
 
 
 def render_classes(classes: np.ndarray, geometry: Geometry | None = None) -> torch.Tensor:
-    """Rasterises the images of arbitrary factor classes ``(n, 5)``: bool ``(n, 64, 64)``.
-
-    Images sharing (shape, scale, orientation) are rendered together, each at its own
-    position; the loop runs over at most 720 such groups, never over images.
-    """
-    geometry = geometry or Geometry()
+    """Rasterises the official images of factor classes ``(n, 5)``: bool ``(n, 64, 64)``."""
     classes = np.asarray(classes, dtype=np.int64).reshape(-1, len(GRID))
-    _, scales, orientations, xs, ys = factor_values()
-    images = torch.zeros(len(classes), IMAGE_SIDE, IMAGE_SIDE, dtype=torch.bool)
-    groups, inverse = np.unique(classes[:, :3], axis=0, return_inverse=True)
-    for g, (shape, scale, orientation) in enumerate(groups):
-        members = np.flatnonzero(inverse.ravel() == g)
-        dx = _offsets(torch.from_numpy(xs[classes[members, 3]]), geometry)[:, None, :]
-        dy = _offsets(torch.from_numpy(ys[classes[members, 4]]), geometry)[:, :, None]
-        block = _sprite(int(shape), scales[scale], orientations[orientation], dx, dy, geometry)
-        images[torch.from_numpy(members)] = block
-    return images
+    values = values_of(classes)
+    return render_values(
+        torch.from_numpy(classes[:, 0]),
+        *(torch.from_numpy(values[:, k]) for k in range(1, len(GRID))),
+        geometry=geometry,
+    )
