@@ -126,8 +126,9 @@ class PackedImages:
         rows = self._gather(self._positions(slice(None)))
         return PackedImages(rows.to(device), self.image_shape)
 
-    def detach(self) -> PackedImages:
-        return self
+    def split(self, size: int) -> list[torch.Tensor]:
+        """Decoded chunks of ``size`` images, as ``torch.Tensor.split`` (mind the memory)."""
+        return [self[start : start + size] for start in range(0, len(self), size)]
 
     def decode(self) -> torch.Tensor:
         """All images decoded at once: ``(n, *image_shape)`` float32 (mind the memory)."""

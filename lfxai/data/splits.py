@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, TensorDataset
 
 from lfxai.data.packed import PackedImages
 
@@ -40,5 +40,22 @@ class Split:
 
     def loader(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
         generator = torch.Generator().manual_seed(seed) if shuffle else None
+        if isinstance(self.x, PackedImages):
+            # Whole batches are decoded at once (one gather, one unpack), in the same order
+            # as the DataLoader below would draw single examples with this generator.
+            order = RandomSampler(self, generator=generator) if shuffle else range(len(self))
+            batches = BatchSampler(order, batch_size, drop_last=False)
+            return DataLoader(_Batches(self), batch_size=None, sampler=batches, generator=generator)
         dataset = TensorDataset(self.x, self.y)
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
+
+
+class _Batches(Dataset):
+    """Indexed by a list of indices: the whole batch of a split at once."""
+
+    def __init__(self, split: Split) -> None:
+        self.split = split
+
+    def __getitem__(self, index: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.as_tensor(index, dtype=torch.int64)
+        return self.split.x[index], self.split.y[index]
