@@ -106,6 +106,13 @@ def test_pack_roundtrip_and_lazy_selection() -> None:
     assert isinstance(split.x, PackedImages) and split.y.tolist() == [2, 4]
     with pytest.raises(IndexError):
         packed[torch.tensor([50])]
+    # Rows held as a tensor (what `to("cuda")` makes) decode the same, on their device.
+    on_tensor = PackedImages(torch.from_numpy(pack_images(images)), (1, 64, 64))
+    chosen_tensor = on_tensor.select(torch.tensor([7, 3, 41]))
+    np.testing.assert_array_equal(chosen_tensor[1:].numpy()[:, 0], images[[3, 41]])
+    assert [len(c) for c in chosen_tensor.split(2)] == [2, 1]
+    moved = chosen.to("meta")  # any non-CPU device: the selected rows are gathered and moved
+    assert moved.device.type == "meta" and moved.rows is None and len(moved) == 3
 
 
 def _provision(root: Path, **kwargs) -> Provisioned:
