@@ -6,8 +6,9 @@ Run from the repository root::
 
 The GIF holds real 64x64 dSprites frames whose factor values are unknown here. For each frame
 the closest official factor classes are searched: every shape, scale and orientation, at the
-positions within ``--window`` classes of the one its bounding box's centre suggests; the
-rendering with the highest IoU is the match. Per matched shape we report the reference's and
+positions within ``--window`` classes of the one its bounding box's centre suggests, then the
+20 best of those at positions within 3 classes; the rendering with the highest IoU is the
+match. Per matched shape we report the reference's and
 our mean pixel area and bounding box, and the IoU (mean and worst).
 """
 
@@ -71,15 +72,40 @@ def candidates(guess: tuple[int, int], window: int) -> tuple[np.ndarray, torch.T
     return classes, sprites.render_classes(classes).reshape(len(classes), -1)
 
 
-def best_match(frame: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """The closest factor classes, their rendering and its IoU with ``frame``."""
-    classes, rendered = candidates(position_guess(frame), window)
+def best_match(
+    frame: np.ndarray, window: int, refine: int = 3, keep: int = 20
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The closest factor classes, their rendering and its IoU with ``frame``.
+
+    First every shape, scale and orientation near the guessed position (``window``); then the
+    ``keep`` best of those at every position within ``refine`` classes of the guess (a
+    turned heart's bounding box is off its centre by up to two classes).
+    """
     target = torch.from_numpy(frame.reshape(-1))
+    guess = position_guess(frame)
+    classes, rendered = candidates(guess, window)
+    iou = _iou(rendered, target)
+    order = iou.argsort(descending=True).numpy()
+    _, first = np.unique(classes[order, :3], axis=0, return_index=True)
+    triples = classes[order[np.sort(first)[:keep]], :3]
+    n = sprites.GRID[3]
+    near = [np.unique(np.clip(np.arange(g - refine, g + refine + 1), 0, n - 1)) for g in guess]
+    xs, ys = np.meshgrid(*near, indexing="ij")
+    positions = np.stack([xs.ravel(), ys.ravel()], axis=1)
+    wide = np.concatenate(
+        [np.repeat(triples, len(positions), axis=0), np.tile(positions, (len(triples), 1))], 1
+    )
+    wide_rendered = sprites.render_classes(wide).reshape(len(wide), -1)
+    wide_iou = _iou(wide_rendered, target)
+    best = int(wide_iou.argmax())
+    image = wide_rendered[best].reshape(frame.shape).numpy()
+    return wide[best], image, float(wide_iou[best])
+
+
+def _iou(rendered: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     inter = (rendered & target).sum(dim=1)
     union = (rendered | target).sum(dim=1).clamp(min=1)
-    iou = inter.double() / union.double()
-    best = int(iou.argmax())
-    return classes[best], rendered[best].reshape(frame.shape).numpy(), float(iou[best])
+    return inter.double() / union.double()
 
 
 def compare(frames: np.ndarray, window: int) -> list[dict[str, float | str]]:

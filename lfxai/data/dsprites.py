@@ -254,7 +254,10 @@ def provision_dsprites(
     root = Path(root)
     problem = cache_problem(root)
     if problem is None:
-        return Provisioned(root, f"cache: {_metadata(root)['source']}")
+        meta = _metadata(root)
+        if strides is None and tuple(meta["strides"]) != FULL_GRID:
+            logger.warning("%s holds a sub-grid of %d images only", root, meta["n_images"])
+        return Provisioned(root, f"cache: {meta['source']}")
     repaired = [] if problem == "missing" else [f"{problem}; rebuilt"]
     if repaired:
         logger.warning("dSprites cache invalid, rebuilding: %s", problem)
