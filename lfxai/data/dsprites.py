@@ -130,7 +130,11 @@ def _write_cache(root: Path, blocks, n_blocks: int, meta: dict) -> None:
             data = pack_images(block).tobytes()
             digest.update(data)
             handle.write(data)
-    meta = {**meta, "sha256": digest.hexdigest(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    meta = {
+        **meta,
+        "sha256": digest.hexdigest(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     atomic_write_bytes(root / META_NAME, json.dumps(meta, indent=1).encode())
 
 
