@@ -349,7 +349,8 @@ class Tracker:
 
         Args:
             name: e.g. ``mnist-standard-train``.
-            x: ``(N, ...)`` inputs; their dtype and shape are logged, never their values.
+            x: ``(N, ...)`` inputs (a tensor, or dSprites' ``PackedImages``); their dtype and
+                shape are logged, never their values.
             y: ``(N,)`` labels.
             source: the folder of the provisioned files the data was read from.
             digest: identifies the data (see :func:`data_digest`).
@@ -366,8 +367,11 @@ class Tracker:
                 message="The specified dataset source can be interpreted",
                 category=UserWarning,
             )
+            # Only dtype and shape are logged: a zero-stride stand-in of x's shape and dtype
+            # avoids copying the data (or decoding dSprites' packed images) just for that.
+            dtype = torch.empty((), dtype=x.dtype).numpy().dtype
             dataset = mlflow.data.from_numpy(
-                x.detach().cpu().numpy(),
+                np.broadcast_to(np.zeros((), dtype=dtype), tuple(x.shape)),
                 source=Path(source).resolve().as_uri(),
                 targets=y.detach().cpu().numpy(),
                 name=name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -60,3 +61,22 @@ def test_unit_attribution_benchmark_times_both_paths(capsys):
     unit_attribution.main(["--n-images", "8", "--batch-size", "4", "--repeats", "1"])
     out = capsys.readouterr().out
     assert "batched" in out and "per-unit loop" in out and "batched / loop = " in out
+
+
+def test_compare_dsprites_finds_rendered_frames_exactly(tmp_path, capsys):
+    from PIL import Image
+
+    from benchmarks import compare_dsprites
+    from lfxai.data import sprites
+
+    # Frames of our own renderer (a square and a heart at one position): matched with IoU 1.
+    classes = np.array([[0, 2, 5, 10, 20], [2, 4, 13, 10, 20]])
+    frames = sprites.render_classes(classes).numpy()
+    images = [Image.fromarray(f.astype(np.uint8) * 255) for f in frames]
+    path = tmp_path / "frames.gif"
+    images[0].save(path, save_all=True, append_images=images[1:])
+    rows = compare_dsprites.main([str(path)])
+    assert [r["shape"] for r in rows] == ["square", "heart"]
+    assert all(r["iou_mean"] == 1.0 and r["box_edges_off"] == 0.0 for r in rows)
+    assert rows[0]["ref_area"] == rows[0]["our_area"] == frames[0].sum()
+    assert "IoU mean" in capsys.readouterr().out

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m lfxai.data provision [mnist] [ecg5000] [cifar10] [--data_dir data]
+    python -m lfxai.data provision [mnist] [ecg5000] [cifar10] [dsprites] [--data_dir data]
 
 ``--data_dir`` is the project data directory; each data set goes to its own root below it,
 laid out as torchvision would:
@@ -13,6 +13,8 @@ laid out as torchvision would:
 - ecg5000: ``<data_dir>/ecg5000/ECG5000/ECG5000_{TRAIN,TEST}.tsv``;
 - cifar10: ``<data_dir>/cifar10/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}``
   (downloaded by torchvision; there is no offline source).
+- dsprites: ``<data_dir>/dsprites/dsprites_64x64.{packed,json}`` (bit-packed images and
+  their metadata), from the official npz when present or downloadable, else rendered.
 
 With no data set named, all of them are provisioned. Exit status 1 if any failed.
 """
@@ -28,6 +30,7 @@ from pathlib import Path
 
 from lfxai.data import DEFAULT_DATA_DIR, dataset_root
 from lfxai.data.cifar10 import provision_cifar10
+from lfxai.data.dsprites import provision_dsprites
 from lfxai.data.ecg5000 import provision_ecg5000
 from lfxai.data.mnist import provision_mnist
 from lfxai.data.provision import Provisioned
@@ -36,6 +39,7 @@ PROVISIONERS: dict[str, Callable[[Path], Provisioned]] = {
     "mnist": provision_mnist,
     "ecg5000": provision_ecg5000,
     "cifar10": provision_cifar10,
+    "dsprites": provision_dsprites,
 }
 
 
