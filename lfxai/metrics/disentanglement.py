@@ -6,6 +6,10 @@ Input: saliency ``S`` of shape ``(N, d, H, W)`` (or ``(N, d, C, H, W)``, or any
 - ``pearson`` / ``spearman``: mean off-diagonal Pearson / Spearman correlation between the
   units' maps, each unit's maps of all N examples flattened into one vector (as the
   reference did; NaN when a unit's saliency is constant);
+- ``spearman_active``: the same Spearman correlation over the pixels some unit gives
+  non-zero saliency only. Pixels every unit ignores (black background against a black
+  baseline: most of an MNIST or dSprites image) tie at rank 1 in every map and push
+  ``spearman`` towards 1 whatever the units do elsewhere; this variant leaves them out;
 - ``cosine``: the cosine similarity of two units' maps per example, averaged over the
   examples (where both maps are non-zero) and over the pairs of units;
 - ``entropy``: mean entropy (nats) of each pixel's distribution of saliency over the units,
@@ -28,7 +32,7 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
-SALIENCY_METRICS = ("pearson", "spearman", "cosine", "entropy", "active_units")
+SALIENCY_METRICS = ("pearson", "spearman", "spearman_active", "cosine", "entropy", "active_units")
 
 
 def _as_units(saliency: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -91,7 +95,7 @@ def saliency_metrics(saliency: np.ndarray | torch.Tensor) -> dict[str, float]:
         saliency: ``(N, d, H, W)``, ``(N, d, C, H, W)`` or any ``(N, d, ...)`` non-negative maps.
 
     Returns:
-        ``{"pearson", "spearman", "cosine", "entropy", "active_units"}`` as floats.
+        :data:`SALIENCY_METRICS` as floats.
     """
     units = _as_units(saliency)
     d = units.shape[1]
@@ -103,9 +107,16 @@ def saliency_metrics(saliency: np.ndarray | torch.Tensor) -> dict[str, float]:
     entropy = -plogp.sum(axis=1)  # (N, P)
     counts = (shares > 1.0 / d).sum(axis=1)  # (N, P)
     n_active = active.sum()
+    support = active.reshape(-1)  # (N * P), in the order of ``pooled``'s columns
+    spearman_active = (
+        _mean_off_diagonal(correlation(rankdata(pooled[:, support], axis=-1)))
+        if n_active
+        else float("nan")
+    )
     return {
         "pearson": _mean_off_diagonal(correlation(pooled)),
         "spearman": _mean_off_diagonal(correlation(ranks)),
+        "spearman_active": spearman_active,
         "cosine": _mean_off_diagonal(cosine(units)),
         "entropy": float(entropy[active].mean()) if n_active else float("nan"),
         "active_units": float(counts[active].mean()) if n_active else float("nan"),

@@ -60,6 +60,25 @@ def test_pixels_without_saliency_are_left_out_of_entropy_and_active_units():
     assert metrics["active_units"] == 1.0
 
 
+def test_spearman_active_leaves_out_the_background_every_unit_ignores():
+    # Two units with opposite rankings on 4 salient pixels, on a background of 96 pixels
+    # that neither unit explains (saliency 0, as on black pixels against a black baseline).
+    saliency = np.zeros((1, 2, 100))
+    saliency[0, 0, :4] = [1.0, 2.0, 3.0, 4.0]
+    saliency[0, 1, :4] = [4.0, 3.0, 2.0, 1.0]
+    metrics = saliency_metrics(saliency)
+    assert metrics["spearman"] == pytest.approx(spearmanr(saliency[0, 0], saliency[0, 1])[0])
+    assert metrics["spearman"] > 0.8  # the shared zeros dominate the ranks
+    assert metrics["spearman_active"] == pytest.approx(-1.0)
+
+
+def test_spearman_active_keeps_pixels_one_unit_explains():
+    # Pixel 2 is salient for unit 0 only: it stays (tied at rank 1 in unit 1's map).
+    saliency = np.array([[[1.0, 3.0, 2.0, 0.0], [1.0, 3.0, 0.0, 0.0]]])
+    expected = spearmanr([1.0, 3.0, 2.0], [1.0, 3.0, 0.0])[0]
+    assert saliency_metrics(saliency)["spearman_active"] == pytest.approx(expected, rel=1e-12)
+
+
 def test_correlations_pool_every_example_and_match_scipy():
     generator = np.random.default_rng(0)
     saliency = generator.integers(0, 4, size=(5, 3, 2, 4, 4)).astype(float)  # ties; C=2
