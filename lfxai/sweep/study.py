@@ -1,0 +1,206 @@
+"""The Optuna side of a sweep: storage, sampler, pruner, and resuming a study safely.
+
+Storage: Optuna's RDB storage (SQLAlchemy: SQLite by default, PostgreSQL to share a study
+between machines) with heartbeats. A worker that dies mid-trial (SIGKILL, a lost machine)
+leaves its trial RUNNING; once no heartbeat came for ``grace_period`` seconds, the next
+worker to start a trial fails it and queues one retry with the same parameters
+(:class:`optuna.storages.RetryHeartbeatStaleTrialCallback`, the current name of
+``RetryFailedTrialCallback``), which the next ``ask`` picks up: a trial is never counted twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+from lfxai.config import ConfigError
+from lfxai.sweep.settings import SweepConfig
+from lfxai.tracking import sqlite_path
+
+STORAGE_FILE = "optuna.db"  # the default storage's file, beside a SQLite MLflow store
+# Study user attributes that define a study: resuming with other values is refused (a
+# direction or a search space that changes mid-study would mix incomparable trials).
+IDENTITY_ATTRS = ("dataset", "objective", "profile", "beta_range", "latent_range", "losses")
+SQLITE_TIMEOUT_S = 60  # how long a SQLite writer waits for another worker's lock
+
+
+def default_storage(tracking_uri: str) -> str:
+    """``sqlite:///<dir>/optuna.db`` beside a SQLite MLflow store, else in the working dir."""
+    store = sqlite_path(tracking_uri)
+    folder = store.resolve().parent if store is not None else Path.cwd()
+    return f"sqlite:///{folder / STORAGE_FILE}"
+
+
+def shown_url(url: str) -> str:
+    """The storage URL without its password (for tags and logs)."""
+    with contextlib.suppress(Exception):
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    return url
+
+
+def make_storage(url: str, config: SweepConfig) -> RDBStorage:
+    """An RDB storage with heartbeats and one retry of a stale trial.
+
+    SQLite: the file is created under a file lock (two workers creating the tables at once
+    break them) and writers wait for each other instead of failing on a locked database.
+    """
+    engine: dict[str, Any] = {}
+    path = sqlite_path(url)
+    if url.startswith("sqlite"):
+        engine["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
+    else:
+        engine["pool_pre_ping"] = True  # a server restart must not kill a long sweep
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        callback = RetryHeartbeatStaleTrialCallback(max_retry=config.max_retry)
+
+    def build() -> RDBStorage:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url,
+                    engine_kwargs=engine,
+                    heartbeat_interval=config.heartbeat_interval,
+                    grace_period=config.grace_period,
+                    heartbeat_stale_trial_callback=callback,
+                )
+        except ImportError as error:
+            raise ConfigError(
+                f"storage {shown_url(url)!r}: its database driver is not installed ({error}); "
+                "PostgreSQL needs `psycopg` (a dependency of lfxai): use a "
+                "postgresql+psycopg:// URL"
+            ) from None
+        except Exception as error:  # bad URL, unreachable server
+            raise ConfigError(f"storage {shown_url(url)!r} cannot be opened: {error}") from None
+
+    if path is None:
+        return build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        with contextlib.suppress(ImportError):  # POSIX; elsewhere unlocked
+            import fcntl
+
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        return build()
+
+
+def study_identity(config: SweepConfig, profile: str) -> dict[str, Any]:
+    """What a study is (stored as its user attributes, checked when resumed)."""
+    values = dataclasses.asdict(config)
+    identity = {k: values[k] for k in IDENTITY_ATTRS if k in values}
+    identity["profile"] = profile
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in identity.items()}
+
+
+def make_sampler(config: SweepConfig, seed: int) -> optuna.samplers.BaseSampler:
+    """The sampler of the setting ``sampler`` (multi-objective where the objective is)."""
+    startup = config.n_startup_trials
+    if config.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if config.sampler == "nsga2":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # Small populations: a sweep has tens of trials, not NSGA-II's default 50 per
+            # generation.
+            return optuna.samplers.NSGAIISampler(population_size=max(4, startup), seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # constant_liar: running trials count as (bad) results, so parallel workers spread
+        # out instead of all sampling next to the same best trial.
+        return optuna.samplers.TPESampler(
+            n_startup_trials=startup, seed=seed, multivariate=True, group=True, constant_liar=True
+        )
+
+
+def make_pruner(config: SweepConfig) -> optuna.pruners.BasePruner:
+    """Median pruning for ``correlation``; none for ``pareto`` (Optuna prunes one value)."""
+    if config.objective != "correlation":
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=max(1, config.n_startup_trials))
+
+
+def open_study(config: SweepConfig, profile: str, storage: RDBStorage) -> optuna.Study:
+    """Creates the study, or loads it to continue it after checking it is the same sweep.
+
+    The sampler of the worker that creates the study is seeded with ``config.seed`` (a
+    one-worker sweep is reproducible); a worker that finds the study (a resume, or another
+    worker) mixes in the number of trials so far and its process id, so that workers
+    started together with the same command do not draw the same parameters.
+
+    Raises:
+        ConfigError: the stored study has other directions, data set, profile or search
+            space (each difference named).
+    """
+    name = config.resolved_study_name()
+    identity = study_identity(config, profile)
+    pruner = make_pruner(config)
+    try:
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            directions=config.directions,
+            sampler=make_sampler(config, config.seed),
+            pruner=pruner,
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=storage, pruner=pruner)
+        seed = config.seed + 7919 * len(study.get_trials(deepcopy=False)) + os.getpid()
+        study.sampler = make_sampler(config, seed % 2**32)
+        directions = [d.name.lower() for d in study.directions]
+        if directions != config.directions:
+            raise ConfigError(
+                f"study {name!r} in {shown_url(storage.url)} has directions {directions}, "
+                f"objective {config.objective!r} needs {config.directions}: use another "
+                "study_name"
+            ) from None
+    stored = study.user_attrs
+    if not stored:  # a new study (or one interrupted before its attributes were set)
+        for key, value in identity.items():
+            study.set_user_attr(key, value)
+        return study
+    differ = [
+        f"{key}: the study has {stored.get(key)!r}, this command {value!r}"
+        for key, value in identity.items()
+        if stored.get(key) != value
+    ]
+    if differ:
+        raise ConfigError(
+            f"study {name!r} in {shown_url(storage.url)} is another sweep, not continued "
+            "(use another study_name, or this study's settings): " + "; ".join(differ)
+        )
+    return study
+
+
+def frozen(trial: optuna.trial.Trial) -> optuna.trial.FrozenTrial:
+    """The stored state of a running trial (its system attributes among them)."""
+    return trial.storage.get_trial(trial._trial_id)  # Optuna has no public getter
+
+
+def retried_from(trial: optuna.trial.FrozenTrial) -> int | None:
+    """The number of the failed trial this one retries (None: not a retry).
+
+    The retry callback records the chain in ``retry_history``; its last entry is the trial
+    right before this one (the first, ``failed_trial``, is the original).
+    """
+    history = trial.system_attrs.get("retry_history") or []
+    return int(history[-1]) if history else None
+
+
+def fail_and_requeue(study: optuna.Study, trial: optuna.trial.Trial, max_retry: int) -> None:
+    """Fails an interrupted trial now and queues its retry (what the heartbeat would do
+    after ``grace_period``), so that a resume continues it right away."""
+    state = frozen(trial)
+    study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, state)
