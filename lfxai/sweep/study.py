@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ STORAGE_FILE = "optuna.db"  # the default storage's file, beside a SQLite MLflow
 # direction or a search space that changes mid-study would mix incomparable trials).
 IDENTITY_ATTRS = ("dataset", "objective", "profile", "beta_range", "latent_range", "losses")
 SQLITE_TIMEOUT_S = 60  # how long a SQLite writer waits for another worker's lock
+CREATE_ATTEMPTS = 3  # opening a new server database: tries (see make_storage)
 
 
 def default_storage(tracking_uri: str) -> str:
@@ -84,6 +86,13 @@ def make_storage(url: str, config: SweepConfig) -> RDBStorage:
             raise ConfigError(f"storage {shown_url(url)!r} cannot be opened: {error}") from None
 
     if path is None:
+        # Workers starting together on a new database race to create its tables (PostgreSQL
+        # then refuses one of them a duplicate type or row): the loser tries again.
+        for attempt in range(CREATE_ATTEMPTS - 1):
+            try:
+                return build()
+            except ConfigError:
+                time.sleep(1.0 + attempt)
         return build()
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "a") as lock:
