@@ -6,6 +6,7 @@ Importing this package imports every experiment module, which registers itself.
 from lfxai.experiments import (
     consistency_examples,  # noqa: F401  (registers itself)
     consistency_features,  # noqa: F401
+    disvae,  # noqa: F401
     roar_test,  # noqa: F401
 )
 from lfxai.experiments.registry import EXPERIMENTS, Experiment, get_experiment, register

@@ -159,11 +159,17 @@ def attribute_individual_dim(
     attr_method: Attribution,
     baseline: torch.Tensor | nn.Module | None = None,
     progress: bool = True,
+    batch_units: bool = True,
 ) -> np.ndarray:
     """Importance of the input features for each latent unit ``f_j`` separately.
 
     Each unit is explained through the auxiliary function with the one-hot reference
     ``e_j``; the score is ``|f_j(x) * attr_j(x)|`` as in the paper's disentanglement study.
+    By default every unit of a batch is explained in ONE attribution call: the batch is
+    repeated d times (unit-major), each copy paired with its unit's one-hot reference, so
+    one forward and one backward pass serve all units (``benchmarks/unit_attribution.py``
+    compares it with the per-unit loop). Reduce the loader's batch size to bound memory:
+    a call holds ``d x batch`` inputs (times the method's samples or steps).
 
     Args:
         encoder: black box ``f`` mapping inputs to representations ``(N, dim_latent)``.
@@ -173,6 +179,7 @@ def attribute_individual_dim(
         attr_method: a Captum attribution or :class:`RandomAttribution`.
         baseline: as for :func:`attribute_auxiliary`.
         progress: show a tqdm bar over batches.
+        batch_units: explain all units in one call per batch (False: one call per unit).
 
     Returns:
         ``(N, d, *feature_shape)`` with the channel axis summed, e.g. ``(N, d, H, W)`` for
@@ -187,14 +194,37 @@ def attribute_individual_dim(
             inputs = _inputs_of(batch).to(device)
             with torch.no_grad():
                 codes = encoder(inputs)
-            per_unit = []
-            for j in range(dim_latent):  # d is small (3-10): one attribution call per unit
-                reference = eye[j].expand(len(inputs), -1)
-                attr = _attribute_batch(attr_method, inputs, reference, baseline)
-                scaled = torch.abs(codes[:, j].view(-1, *[1] * (attr.dim() - 1)) * attr)
-                per_unit.append(scaled.sum(dim=1) if attr.dim() == 4 else scaled)
-            attributions.append(torch.stack(per_unit, dim=1).cpu())
+            if batch_units:
+                attr = _attribute_all_units(attr_method, inputs, eye, baseline)
+            else:
+                attr = torch.stack(
+                    [
+                        _attribute_batch(
+                            attr_method, inputs, eye[j].expand(len(inputs), -1), baseline
+                        )
+                        for j in range(dim_latent)
+                    ],
+                    dim=1,
+                )
+            # attr: (B, d, *input_shape); scale each unit's map by its code value.
+            weights = codes.view(*codes.shape, *[1] * (attr.dim() - 2))
+            scaled = torch.abs(weights * attr)
+            attributions.append((scaled.sum(dim=2) if attr.dim() == 5 else scaled).cpu())
     return torch.cat(attributions).numpy()
+
+
+def _attribute_all_units(
+    attr_method: Attribution,
+    inputs: torch.Tensor,
+    eye: torch.Tensor,
+    baseline: torch.Tensor | nn.Module | None,
+) -> torch.Tensor:
+    """Attributions ``(B, d, ...)`` of every unit in one call on the d-times repeated batch."""
+    d, batch = len(eye), len(inputs)
+    repeated = inputs.repeat(d, *[1] * (inputs.dim() - 1))  # row u * B + i = inputs[i]
+    references = eye.repeat_interleave(batch, dim=0)  # row u * B + i = e_u
+    attr = _attribute_batch(attr_method, repeated, references, baseline)
+    return attr.view(d, batch, *attr.shape[1:]).transpose(0, 1)
 
 
 def _name(attr_method: Attribution) -> str:

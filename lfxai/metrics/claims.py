@@ -179,10 +179,52 @@ def roar_claims(table: pd.DataFrame) -> list[Claim]:
     )
 
 
+def disvae_claims(table: pd.DataFrame) -> list[Claim]:
+    """Claims of ``disvae``: per loss and correlation metric, the mean over runs at every
+    beta above the smallest is not below the mean at the smallest beta.
+
+    Args:
+        table: one row per model: columns ``loss``, ``beta``, ``pearson``, ``spearman``.
+    """
+    claims = []
+    for loss, group in table.groupby("loss", sort=False):
+        means = {m: group.groupby("beta")[m].mean() for m in ("pearson", "spearman")}
+        for metric, by_beta in means.items():
+            key = f"correlation_not_falling/{loss}/{metric}"
+            statement = (
+                f"With {loss}, the {metric.capitalize()} correlation between the saliency maps of "
+                "different latent units does not fall as beta grows: disentangling the latent "
+                "units does not make them explain different features."
+            )
+            reference = f"{DISVAE_PAPER} (disentangled VAEs)"
+            betas = sorted(by_beta.index)
+            if len(betas) < 2:
+                claims.append(Claim(key, statement, reference, reason="only one beta"))
+                continue
+            low = float(by_beta[betas[0]])
+            figures = [
+                {
+                    "beta": float(b),
+                    f"{metric}_at_beta": float(by_beta[b]),
+                    f"{metric}_at_smallest_beta": low,
+                    "margin": float(by_beta[b]) - low,
+                }
+                for b in betas[1:]
+            ]
+            failing = [f["beta"] for f in figures if not f["margin"] >= 0]  # NaN fails too
+            reason = f"lower at beta = {', '.join(f'{b:g}' for b in failing)}" if failing else ""
+            claims.append(Claim(key, statement, reference, figures, not failing, reason))
+    return claims
+
+
+DISVAE_PAPER = "Crabbé & van der Schaar, ICML 2022, Section 4.3"
+
+
 CLAIMS: dict[str, Callable[[pd.DataFrame], list[Claim]]] = {
     "consistency_features": feature_consistency_claims,
     "consistency_examples": example_consistency_claims,
     "roar_test": roar_claims,
+    "disvae": disvae_claims,
 }
 
 
@@ -204,7 +246,8 @@ def claims_markdown(claims: list[Claim], title: str) -> str:
     for claim in claims:
         if claim.figures:
             worst = min(claim.figures, key=lambda f: (not math.isnan(f["margin"]), f["margin"]))
-            margin = f"{_fmt(worst['margin'])} at k = {worst['k']:g}%"
+            where = f"k = {worst['k']:g}%" if "k" in worst else f"beta = {worst['beta']:g}"
+            margin = f"{_fmt(worst['margin'])} at {where}"
         else:
             margin = claim.reason
         lines.append(f"| **{claim.verdict}** | {claim.statement} | {margin} |")

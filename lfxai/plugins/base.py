@@ -117,6 +117,14 @@ class DatasetPlugin(ABC):
         """A fresh instance of this data set's model."""
         return build_model(self.model, ModelSpec(dim_latent, tuple(input_shape), pretext, name))
 
+    def factor_scores(self, encoder: nn.Module, splits: Splits, device: str) -> dict[str, float]:
+        """Disentanglement scores of an encoder against the data set's true generative
+        factors (e.g. MIG on dSprites), computed from the encoder on (part of) the test split.
+
+        Default: none (a data set without known factors, like MNIST).
+        """
+        return {}
+
 
 def replacement_for(baseline: torch.Tensor | nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     """The values that replace perturbed features of ``inputs`` under ``baseline``."""

@@ -8,7 +8,13 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from lfxai.data.mnist import MNIST_SHA256, mnist_split, provision_mnist, raw_dir
+from lfxai.data.mnist import (
+    MNIST_SHA256,
+    mnist_resized_split,
+    mnist_split,
+    provision_mnist,
+    raw_dir,
+)
 from lfxai.data.provision import Provisioned
 from lfxai.data.splits import Split
 from lfxai.plotting.curves import image_grid
@@ -17,13 +23,17 @@ from lfxai.plugins.base import DatasetPlugin, Splits, register_dataset
 
 @register_dataset
 class Mnist(DatasetPlugin):
-    """The first ``n_train`` / ``n_test`` images of MNIST's own train and test splits."""
+    """The first ``n_train`` / ``n_test`` images of MNIST's own train and test splits.
+
+    Splits: ``standard`` (28x28) and ``resized32`` (the same images resized once to 32x32
+    and cached under the data directory, for the Burgess VAE of ``disvae``).
+    """
 
     name = "mnist"
     title = "MNIST"
     model = "mnist_ae"
-    experiments = ("consistency_features", "consistency_examples", "roar_test")
-    splits = ("standard",)
+    experiments = ("consistency_features", "consistency_examples", "roar_test", "disvae")
+    splits = ("standard", "resized32")
     feature_unit = "pixels"
 
     def provision_root(self, root: Path) -> Provisioned:
@@ -33,8 +43,12 @@ class Mnist(DatasetPlugin):
         self, data_dir: str, split: str, seed: int, n_train: int | None, n_test: int | None
     ) -> Splits:
         self.check_split(split)
-        train = mnist_split(self.root(data_dir), train=True, size=n_train)
-        test = mnist_split(self.root(data_dir), train=False, size=n_test)
+        if split == "resized32":
+            train = mnist_resized_split(self.root(data_dir), train=True, size=n_train, side=32)
+            test = mnist_resized_split(self.root(data_dir), train=False, size=n_test, side=32)
+        else:
+            train = mnist_split(self.root(data_dir), train=True, size=n_train)
+            test = mnist_split(self.root(data_dir), train=False, size=n_test)
         return Splits(train, test, test)
 
     def provisioned_files(self, data_dir: str | Path) -> dict[Path, str]:
