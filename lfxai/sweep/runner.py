@@ -45,6 +45,7 @@ from lfxai.sweep.objective import (
 )
 from lfxai.sweep.report import log_report
 from lfxai.sweep.settings import (
+    SAMPLED_KEYS,
     TRIAL_EXPERIMENT,
     SweepConfig,
     check_choices_of,
@@ -241,8 +242,12 @@ def _execute(
         "version": __version__,
     }
     tracker.log_config(identity, config)
-    tracker.log_params(to_flat_dict(base), prefix="trial.")
-    tracker.log_dict(dataclasses.asdict(base), "trial_config.yaml")
+    shared = {k: v for k, v in to_flat_dict(base).items() if k not in SAMPLED_KEYS}
+    tracker.log_params(shared, prefix="trial.")
+    tracker.log_dict(
+        {k: v for k, v in dataclasses.asdict(base).items() if k not in SAMPLED_KEYS},
+        "trial_config.yaml",
+    )
     url = config.storage or default_storage(tracking_uri())
     storage = make_storage(url, config)
     study = open_study(config, args.profile, storage)

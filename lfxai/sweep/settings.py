@@ -21,6 +21,9 @@ OBJECTIVES = ("pareto", "correlation")
 SAMPLERS = ("tpe", "nsga2", "random")
 SWEEP_CONFIG = "sweep"  # configs/sweep.yaml
 TRIAL_EXPERIMENT = "disvae"  # the experiment whose train_and_measure runs each trial
+# Trial settings the sweep chooses per trial (or that a trial does not use): not overridable,
+# not logged on the parent run.
+SAMPLED_KEYS = ("dim_latent", "beta_list", "loss_list", "n_runs")
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,10 @@ class SweepConfig:
         objective: ``pareto`` (minimise saliency Pearson and test reconstruction loss) or
             ``correlation`` (Pearson alone, with pruning).
         sampler: ``tpe`` (multi-objective TPE for ``pareto``), ``nsga2`` or ``random``.
-        prune_metric: the per-epoch metric pruning compares (``correlation`` only).
+        prune_metric: the per-epoch test metric pruning compares (``correlation`` only;
+            Pearson itself is measured after training, so a training metric stands in).
+        prune_percentile: a trial is pruned when, at some epoch, its ``prune_metric`` is
+            worse than this percentile of the earlier trials' at that epoch (50: median).
         n_startup_trials: trials the sampler draws at random, and trials finished before
             the pruner prunes anything.
         seed: seeds the sampler (each worker thread gets its own stream from it).
@@ -64,6 +70,7 @@ class SweepConfig:
     objective: str
     sampler: str
     prune_metric: str
+    prune_percentile: float
     n_startup_trials: int
     seed: int
     n_jobs: int
@@ -80,7 +87,8 @@ class SweepConfig:
         check_choices("objective", [self.objective], OBJECTIVES)
         check_choices("sampler", [self.sampler], SAMPLERS)
         _check_range("beta_range", self.beta_range, minimum=0.0, exclusive=True)
-        _check_range("latent_range", self.latent_range, minimum=1)
+        # Saliency correlations compare units: at least two.
+        _check_range("latent_range", self.latent_range, minimum=2)
         if not self.losses:
             raise ConfigError("losses must not be empty")
         for name in ("n_jobs", "heartbeat_interval", "grace_period"):
@@ -91,6 +99,8 @@ class SweepConfig:
                 f"grace_period ({self.grace_period} s) must exceed heartbeat_interval "
                 f"({self.heartbeat_interval} s), or live trials would be taken for dead"
             )
+        if not 0 < self.prune_percentile < 100:
+            raise ConfigError(f"prune_percentile must lie in (0, 100), got {self.prune_percentile}")
         for name in ("max_retry", "n_startup_trials"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -151,10 +161,11 @@ def split_overrides(
     """``-P`` overrides split into the sweep's settings and the trials' base settings.
 
     A key that is neither is a :class:`ConfigError` naming both lists of valid keys. The
-    trials' seed, latent size and losses are the sweep's (``seed`` is a sweep setting).
+    trials' seed is the sweep's ``seed``; their latent size, beta and loss are sampled
+    (:data:`SAMPLED_KEYS`).
     """
     sweep_keys = set(typing.get_type_hints(SweepConfig))
-    trial_keys = set(typing.get_type_hints(trial_schema)) - sweep_keys - {"dim_latent"}
+    trial_keys = set(typing.get_type_hints(trial_schema)) - sweep_keys - set(SAMPLED_KEYS)
     ours, theirs = {}, {}
     for key, value in overrides.items():
         if key in sweep_keys:

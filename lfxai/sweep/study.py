@@ -132,10 +132,13 @@ def make_sampler(config: SweepConfig, seed: int) -> optuna.samplers.BaseSampler:
 
 
 def make_pruner(config: SweepConfig) -> optuna.pruners.BasePruner:
-    """Median pruning for ``correlation``; none for ``pareto`` (Optuna prunes one value)."""
+    """Percentile pruning for ``correlation``; none for ``pareto`` (Optuna prunes on one
+    value only)."""
     if config.objective != "correlation":
         return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=max(1, config.n_startup_trials))
+    return optuna.pruners.PercentilePruner(
+        config.prune_percentile, n_startup_trials=max(1, config.n_startup_trials)
+    )
 
 
 def open_study(config: SweepConfig, profile: str, storage: RDBStorage) -> optuna.Study:

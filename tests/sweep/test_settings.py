@@ -35,7 +35,8 @@ def test_every_profile_of_the_repo_s_sweep_yaml_builds(dataset, profile):
             {"beta_range": "1,2,3"},
             r"beta_range must be two values 'low,high', got \[1.0, 2.0, 3.0\]",
         ),
-        ({"latent_range": "0,4"}, r"latent_range low end must be >= 1, got 0"),
+        ({"latent_range": "1,4"}, r"latent_range low end must be >= 2, got 1"),
+        ({"prune_percentile": "100"}, r"prune_percentile must lie in \(0, 100\), got 100.0"),
         ({"latent_range": "2.5,4"}, r"latent_range='2.5' is not a valid int"),
         ({"n_jobs": "0"}, r"n_jobs must be a positive integer, got 0"),
         ({"timeout": "-1"}, r"timeout must be positive seconds \(or none\), got -1.0"),
@@ -65,8 +66,9 @@ def test_overrides_go_to_the_sweep_or_the_trials_or_are_refused():
     with pytest.raises(ConfigError, match=r"unknown parameter 'nope'; valid sweep settings: \["):
         split_overrides({"nope": "1"}, FakeConfig)
     # the latent size is the sweep's to choose, per trial
-    with pytest.raises(ConfigError, match=r"unknown parameter 'dim_latent'"):
-        split_overrides({"dim_latent": "4"}, FakeConfig)
+    for sampled in ("dim_latent", "beta_list"):
+        with pytest.raises(ConfigError, match=rf"unknown parameter '{sampled}'"):
+            split_overrides({sampled: "4"}, FakeConfig)
 
 
 def test_resolve_checks_dataset_profile_and_trial_settings(sweep_env):
