@@ -104,7 +104,7 @@ def _running_trial(storage: str, study: str, deadline_s: float) -> optuna.trial.
 def test_a_worker_killed_mid_trial_has_its_trial_retried_by_the_next_invocation(tmp_path, data_dir):
     store = make_store(tmp_path)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    params = sweep_params(data_dir, storage, "killed", 2)
+    params = sweep_params(data_dir, storage, "killed", 1)
     log = tmp_path / "worker.log"
     with open(log, "w") as output:
         worker = subprocess.Popen(
@@ -122,7 +122,7 @@ def test_a_worker_killed_mid_trial_has_its_trial_retried_by_the_next_invocation(
         kill_group(worker)
         worker.wait()
     time.sleep(GRACE_S + 1)  # its heartbeat goes stale
-    result = mlflow_run("sweep", {**params, "n_trials": "1"}, store)
+    result = mlflow_run("sweep", params, store)
     assert result.returncode == 0, result.stderr[-4000:]
     trials = optuna.load_study(study_name="killed", storage=storage).trials
     assert trials[lost.number].state.name == "FAIL"

@@ -82,7 +82,7 @@ def test_three_trials_three_nested_runs_under_one_parent_with_a_report(sweep_env
     assert best and set(best) <= set(by_run)
     assert parent.data.metrics["trials/complete"] == 3
     # fake: Pearson rises with beta, so the claim is not refuted (3 trials: not significant)
-    assert "claims/holds/correlation_not_falling_with_beta/all" in parent.data.metrics
+    assert "claims/holds/correlation_not_falling/all/pearson" in parent.data.metrics
 
 
 def test_a_second_invocation_continues_the_study(sweep_env):
