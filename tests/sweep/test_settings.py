@@ -87,3 +87,18 @@ def test_default_storage_lies_beside_a_sqlite_mlflow_store(tmp_path, monkeypatch
     assert default_storage(f"sqlite:///{tmp_path}/mlflow.db") == f"sqlite:///{tmp_path}/optuna.db"
     monkeypatch.chdir(tmp_path)
     assert default_storage("http://127.0.0.1:5000") == f"sqlite:///{tmp_path}/optuna.db"
+
+
+def test_the_entry_point_declares_dataset_n_trials_and_profile_and_passes_the_rest(tmp_path):
+    from mlflow.projects._project_spec import load_project
+
+    from tests.helpers import REPO
+
+    entry = load_project(str(REPO)).get_entry_point("sweep")
+    assert set(entry.parameters) == {"dataset", "n_trials", "profile"}
+    params = {"dataset": "mnist", "n_trials": "4", "n_jobs": "2", "beta_range": "1,8"}
+    command = entry.compute_command(params, str(tmp_path))
+    assert command.startswith(
+        "python -m entrypoints.sweep --dataset mnist --n_trials 4 --profile quick"
+    )
+    assert "--n_jobs 2" in command and "--beta_range 1,8" in command
