@@ -241,7 +241,9 @@ def _execute(
         "profile": args.profile,
         "version": __version__,
     }
-    tracker.log_config(identity, config)
+    # The storage URL as logged: without its password (params are visible to every reader).
+    shown = dataclasses.replace(config, storage=config.storage and shown_url(config.storage))
+    tracker.log_config(identity, shown)
     shared = {k: v for k, v in to_flat_dict(base).items() if k not in SAMPLED_KEYS}
     tracker.log_params(shared, prefix="trial.")
     tracker.log_dict(

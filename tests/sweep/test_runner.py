@@ -61,6 +61,7 @@ def test_three_trials_three_nested_runs_under_one_parent_with_a_report(sweep_env
     assert parent.data.tags["lfxai.experiment"] == "sweep"
     assert parent.data.tags[STUDY_TAG] == STUDY
     assert parent.data.params["config.n_trials"] == "3"
+    assert parent.data.params["config.storage"] == sweep_env
     assert parent.data.params["trial.n_epochs"] == "2"  # the smoke disvae profile
     assert len(nested) == 3
     assert {r.data.tags["mlflow.parentRunId"] for r in nested} == {parent.info.run_id}
