@@ -117,7 +117,8 @@ def test_a_trial_left_running_by_a_dead_worker_is_retried_once(sweep_env):
     storage = make_storage(sweep_env, config)
     study = optuna.create_study(study_name=STUDY, storage=storage, directions=config.directions)
     # a worker that died mid-trial: its trial RUNNING with an old heartbeat, its run RUNNING
-    lost = study.ask()
+    with pytest.warns(UserWarning, match="Heartbeat"):  # Optuna: ask is not optimize
+        lost = study.ask()
     params = {
         "loss": lost.suggest_categorical("loss", list(config.losses)),
         "beta": lost.suggest_float("beta", *config.beta_range, log=True),
