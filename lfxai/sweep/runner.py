@@ -53,7 +53,13 @@ from lfxai.sweep.settings import (
     split_overrides,
     sweep_datasets,
 )
-from lfxai.sweep.study import default_storage, make_storage, open_study, shown_url
+from lfxai.sweep.study import (
+    default_storage,
+    make_storage,
+    open_study,
+    shown_url,
+    worker_studies,
+)
 from lfxai.tracking import (
     Stopped,
     Tracker,
@@ -132,10 +138,10 @@ def resolve(
 
 
 def run_workers(
-    study: optuna.Study, objective: SweepObjective, config: SweepConfig, stop: StopFlag
+    studies: list[optuna.Study], objective: SweepObjective, config: SweepConfig, stop: StopFlag
 ) -> None:
-    """Runs ``config.n_trials`` trials in ``config.n_jobs`` threads (no new one after
-    ``config.timeout`` seconds).
+    """Runs ``config.n_trials`` trials in ``config.n_jobs`` threads, thread ``i`` on
+    ``studies[i]`` (no new trial after ``config.timeout`` seconds).
 
     One thread: the trials run in this (the main) thread, so a stop signal interrupts the
     trial at once. Several: the main thread waits; on a stop signal it sets ``stop``, each
@@ -155,23 +161,25 @@ def run_workers(
             started += 1
             return True
 
-    def work() -> None:
+    def work(study: optuna.Study) -> None:
         while take():
             study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
 
     if config.n_jobs == 1:
-        work()
+        work(studies[0])
         return
     errors: list[BaseException] = []
 
-    def guarded() -> None:
+    def guarded(study: optuna.Study) -> None:
         try:
-            work()
+            work(study)
         except BaseException as error:  # re-raised in the main thread
             errors.append(error)
 
     threads = [
-        threading.Thread(target=guarded, name=f"lfxai-sweep-worker-{i}", daemon=True)
+        threading.Thread(
+            target=guarded, args=(studies[i],), name=f"lfxai-sweep-worker-{i}", daemon=True
+        )
         for i in range(config.n_jobs)
     ]
     for thread in threads:
@@ -261,7 +269,7 @@ def _execute(
         config, plugin, base, tracker, splits, backend.train, backend.make_trial, stop
     )
     start = time.perf_counter()
-    run_workers(study, objective, config, stop)
+    run_workers(worker_studies(study, config, config.n_jobs), objective, config, stop)
     seconds = time.perf_counter() - start
     title = f"{plugin.title} sweep `{name}` ({config.objective})"
     summary = log_report(tracker, study, config, title)

@@ -169,6 +169,8 @@ def test_worker_threads_run_every_trial_once(sweep_env):
     trials = load(sweep_env).trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 4
     assert len(train.calls) == 4
+    # each thread samples with its own sampler: no two trials drawn alike
+    assert len({round(t.params["beta"], 3) for t in trials}) == 4
     _, nested = runs(MlflowClient())
     assert sorted(int(r.data.tags[TRIAL_TAG]) for r in nested) == [0, 1, 2, 3]
     assert len({r.data.tags["mlflow.parentRunId"] for r in nested}) == 1
