@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmarks import gpu_check, training_loader
+from benchmarks import gpu_check, training_loader, unit_attribution
 
 
 def test_entry_points_are_every_registered_pair():
@@ -54,3 +54,9 @@ def test_entry_point_runs_compare_metrics_but_not_timings():
     assert gpu_check.same_runs([(metrics[0], run[1]), changed])[0] == "FAIL"
     on_cpu = (metrics[1], {"device_used": "cpu"})
     assert gpu_check.same_runs([(metrics[0], run[1]), on_cpu])[0] == "FAIL"
+
+
+def test_unit_attribution_benchmark_times_both_paths(capsys):
+    unit_attribution.main(["--n-images", "8", "--batch-size", "4", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "batched" in out and "per-unit loop" in out and "batched / loop = " in out

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 
 from lfxai.config import BaseConfig, ConfigError, check_choices, check_positive
 from lfxai.experiments.common import DATA_DIGEST_TAG, load_splits, log_claims, registered_name
@@ -29,7 +30,7 @@ from lfxai.experiments.registry import register
 from lfxai.explanations.features import attribute_individual_dim, make_feature_method
 from lfxai.metrics.disentanglement import SALIENCY_METRICS, saliency_metrics
 from lfxai.models.vae import VAE, VAE_LOSSES, burgess_vae
-from lfxai.plotting.disentanglement import loss_term_curves, metric_box_plots
+from lfxai.plotting.disentanglement import close, loss_term_curves, metric_box_plots
 from lfxai.plugins import DatasetPlugin, Splits
 from lfxai.tracking import Tracker
 from lfxai.training import EpochCallback, fit, get_device, seed_everything
@@ -170,8 +171,9 @@ def _run_trial(
     seed_everything(seed)
     device = get_device(config.device)
     train, test, explain = splits.train, splits.test, splits.explain
-    tracker.set_tags({TAG + "loss": trial.loss, TAG + "beta": f"{trial.beta:g}"})
-    tracker.set_tags({TAG + "run": trial.run})
+    tracker.set_tags(
+        {TAG + "loss": trial.loss, TAG + "beta": f"{trial.beta:g}", TAG + "run": trial.run}
+    )
     tracker.log_params(
         {
             "loss": trial.loss,
@@ -224,7 +226,7 @@ def _run_trial(
             "time/fit_seconds_per_epoch": fit_seconds / max(len(history), 1),
         }
     )
-    tracker.log_figure(loss_term_curves(history, _title(dataset, trial)), "loss_terms")
+    _log_figure(tracker, loss_term_curves(history, _title(dataset, trial)), "loss_terms")
 
     encoder = model.encoder.to(device).eval()
     saliency = _unit_saliency(dataset, config, tracker, encoder, trial.dim_latent, splits, device)
@@ -277,7 +279,7 @@ def _unit_saliency(
     maps = [saliency[:N_EXAMPLES, j : j + 1] for j in range(d)]
     title = f"|f_j(x) x {ATTRIBUTION_METHOD}_j(x)| per latent unit j"
     figure = dataset.example_figure(examples, maps, [f"unit {j}" for j in range(d)], title)
-    tracker.log_figure(figure, "saliency_units")
+    _log_figure(tracker, figure, "saliency_units")
     return saliency
 
 
@@ -340,6 +342,12 @@ def _log_encoder(
     return uri
 
 
+def _log_figure(tracker: Tracker, figure: Figure, path: str) -> None:
+    """Logs and closes a figure: a paper run draws dozens, and pyplot keeps them all open."""
+    tracker.log_figure(figure, path)
+    close(figure)
+
+
 def _title(dataset: DatasetPlugin, trial: VaeTrial) -> str:
     return f"{dataset.title} {trial.loss} (beta={trial.beta:g}, d={trial.dim_latent})"
 
@@ -370,7 +378,7 @@ def disvae(dataset: DatasetPlugin, config: DisvaeConfig, tracker: Tracker) -> di
     tracker.log_table(table, "disvae.csv")
     title = f"{dataset.title} Burgess VAE (d={config.dim_latent})"
     metrics = list(SALIENCY_METRICS)
-    tracker.log_figure(metric_box_plots(table, metrics, title), "metric_box_plots")
+    _log_figure(tracker, metric_box_plots(table, metrics, title), "metric_box_plots")
     examples = splits.explain.x[:N_EXAMPLES]
     for loss in config.loss_list:
         maps, labels = [], []
@@ -379,7 +387,7 @@ def disvae(dataset: DatasetPlugin, config: DisvaeConfig, tracker: Tracker) -> di
             maps += [units[:, j : j + 1] for j in range(units.shape[1])]
             labels += [f"beta {beta:g} unit {j}" for j in range(units.shape[1])]
         figure = dataset.example_figure(examples, maps, labels, f"{title}, {loss}, run 0")
-        tracker.log_figure(figure, f"saliency_units/{loss}")
+        _log_figure(tracker, figure, f"saliency_units/{loss}")
     summary = _summary(table, metrics + ["test_loss", "test_reconstruction"])
     tracker.log_metrics(summary)
     log_claims(tracker, "disvae", table, title)

@@ -167,9 +167,10 @@ def attribute_individual_dim(
     ``e_j``; the score is ``|f_j(x) * attr_j(x)|`` as in the paper's disentanglement study.
     By default every unit of a batch is explained in ONE attribution call: the batch is
     repeated d times (unit-major), each copy paired with its unit's one-hot reference, so
-    one forward and one backward pass serve all units (``benchmarks/unit_attribution.py``
-    compares it with the per-unit loop). Reduce the loader's batch size to bound memory:
-    a call holds ``d x batch`` inputs (times the method's samples or steps).
+    one forward and one backward pass serve all units. That saves calls, not arithmetic: it
+    pays on a GPU, while on a CPU the per-unit loop can be as fast or faster
+    (``benchmarks/unit_attribution.py`` measures both). Reduce the loader's batch size to
+    bound memory: a call holds ``d x batch`` inputs (times the method's samples or steps).
 
     Args:
         encoder: black box ``f`` mapping inputs to representations ``(N, dim_latent)``.

@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 PAPER = "Crabbé & van der Schaar, ICML 2022, Section 4.1"
+DISVAE_PAPER = "Crabbé & van der Schaar, ICML 2022, Section 4.3"
 RANDOM = "Random"
 ALL = 100.0  # at 100% every ranking selects everything: curves meet, nothing is claimed there
 
@@ -215,9 +216,6 @@ def disvae_claims(table: pd.DataFrame) -> list[Claim]:
             reason = f"lower at beta = {', '.join(f'{b:g}' for b in failing)}" if failing else ""
             claims.append(Claim(key, statement, reference, figures, not failing, reason))
     return claims
-
-
-DISVAE_PAPER = "Crabbé & van der Schaar, ICML 2022, Section 4.3"
 
 
 CLAIMS: dict[str, Callable[[pd.DataFrame], list[Claim]]] = {

@@ -74,3 +74,8 @@ def metric_box_plots(table: pd.DataFrame, metrics: list[str], title: str | None 
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def close(figure: Figure) -> None:
+    """Releases a logged figure (pyplot keeps every figure it made open until closed)."""
+    plt.close(figure)
