@@ -13,6 +13,10 @@ from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 MARKERS = ("o", "s", "^", "D", "v", "P")
+LABELS = {
+    "pearson": "mean Pearson correlation between units' saliency maps",
+    "test_reconstruction": "test reconstruction loss (Bernoulli NLL per image)",
+}
 
 
 def pareto_figure(
@@ -55,14 +59,17 @@ def pareto_figure(
         ax.scatter(best[x], best[y], s=110, facecolors="none", edgecolors="crimson", lw=1.2)
     if scatter is not None:
         fig.colorbar(scatter, ax=ax, label=color)
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
+    ax.set_xlabel(LABELS.get(x, x))
+    ax.set_ylabel(LABELS.get(y, y))
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        ax.legend(fontsize=8)
+        legend = ax.legend(fontsize=8)
+        for handle, label in zip(legend.legend_handles, labels, strict=False):
+            if handle is not None and label != "Pareto front":  # a marker names a loss
+                handle.set_color("gray")
     if not np.isfinite(table[[x, y]].to_numpy(dtype=float)).any():
         ax.text(0.5, 0.5, "no finite values", ha="center", transform=ax.transAxes)
     fig.tight_layout()

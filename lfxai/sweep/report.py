@@ -55,7 +55,10 @@ def trials_table(study: optuna.Study, config: SweepConfig) -> pd.DataFrame:
         row["duration_s"] = duration.total_seconds() if duration is not None else None
         row["pareto"] = trial.number in best
         rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if "retry_of" in frame:
+        frame["retry_of"] = frame["retry_of"].astype("Int64")  # trial numbers, blank if none
+    return frame
 
 
 def best_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

@@ -260,7 +260,9 @@ def _execute(
     )
     url = config.storage or default_storage(tracking_uri())
     storage = make_storage(url, config)
-    study = open_study(config, args.profile, storage)
+    # Where the data lives and which device trains change no result: not part of the study.
+    comparable = {k: v for k, v in shared.items() if k not in ("data_dir", "device")}
+    study = open_study(config, args.profile, storage, comparable)
     tracker.set_tags({STUDY_TAG: name, STORAGE_TAG: shown_url(url)})
     tracker.set_description(describe(args, config, shown_url(url), number))
     plugin = get_dataset(args.dataset)

@@ -103,11 +103,17 @@ def make_storage(url: str, config: SweepConfig) -> RDBStorage:
         return build()
 
 
-def study_identity(config: SweepConfig, profile: str) -> dict[str, Any]:
-    """What a study is (stored as its user attributes, checked when resumed)."""
+def study_identity(
+    config: SweepConfig, profile: str, trial_settings: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """What a study is (stored as its user attributes, checked when resumed): the sweep's
+    search space and objective, and the trials' base settings (``trial_settings``, e.g.
+    epochs and data sizes: trials trained otherwise are not comparable)."""
     values = dataclasses.asdict(config)
     identity = {k: values[k] for k in IDENTITY_ATTRS if k in values}
     identity["profile"] = profile
+    if trial_settings is not None:
+        identity["trial_settings"] = dict(sorted(trial_settings.items()))
     return {k: list(v) if isinstance(v, tuple) else v for k, v in identity.items()}
 
 
@@ -141,7 +147,12 @@ def make_pruner(config: SweepConfig) -> optuna.pruners.BasePruner:
     )
 
 
-def open_study(config: SweepConfig, profile: str, storage: RDBStorage) -> optuna.Study:
+def open_study(
+    config: SweepConfig,
+    profile: str,
+    storage: RDBStorage,
+    trial_settings: dict[str, str] | None = None,
+) -> optuna.Study:
     """Creates the study, or loads it to continue it after checking it is the same sweep.
 
     The sampler of the worker that creates the study is seeded with ``config.seed`` (a
@@ -150,11 +161,11 @@ def open_study(config: SweepConfig, profile: str, storage: RDBStorage) -> optuna
     started together with the same command do not draw the same parameters.
 
     Raises:
-        ConfigError: the stored study has other directions, data set, profile or search
-            space (each difference named).
+        ConfigError: the stored study has other directions, data set, profile, search
+            space or trial settings (each difference named).
     """
     name = config.resolved_study_name()
-    identity = study_identity(config, profile)
+    identity = study_identity(config, profile, trial_settings)
     pruner = make_pruner(config)
     try:
         study = optuna.create_study(
@@ -180,11 +191,17 @@ def open_study(config: SweepConfig, profile: str, storage: RDBStorage) -> optuna
         for key, value in identity.items():
             study.set_user_attr(key, value)
         return study
-    differ = [
-        f"{key}: the study has {stored.get(key)!r}, this command {value!r}"
-        for key, value in identity.items()
-        if stored.get(key) != value
-    ]
+    differ = []
+    for key, value in identity.items():
+        theirs = stored.get(key)
+        if key == "trial_settings" and isinstance(theirs, dict):  # name each setting
+            differ += [
+                f"trial setting {k}: the study has {theirs.get(k)!r}, this command {value.get(k)!r}"
+                for k in sorted(set(theirs) | set(value))
+                if theirs.get(k) != value.get(k)
+            ]
+        elif theirs != value:
+            differ.append(f"{key}: the study has {theirs!r}, this command {value!r}")
     if differ:
         raise ConfigError(
             f"study {name!r} in {shown_url(storage.url)} is another sweep, not continued "

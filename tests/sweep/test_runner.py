@@ -108,6 +108,8 @@ def test_a_study_of_other_settings_is_not_continued(sweep_env, capsys):
         "beta_range: the study has [0.5, 20.0], this command [1.0, 2.0]" in capsys.readouterr().err
     )
     assert sweep(sweep_env, 1, "--objective", "correlation") == 2
+    assert sweep(sweep_env, 1, "--n_epochs", "3") == 2  # trials trained otherwise
+    assert "trial setting n_epochs: the study has '2', this command '3'" in capsys.readouterr().err
 
 
 def test_a_trial_left_running_by_a_dead_worker_is_retried_once(sweep_env):
