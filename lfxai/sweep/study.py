@@ -15,11 +15,14 @@ import dataclasses
 import os
 import time
 import warnings
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
 
 from lfxai.config import ConfigError
 from lfxai.sweep.settings import SweepConfig
@@ -31,6 +34,34 @@ STORAGE_FILE = "optuna.db"  # the default storage's file, beside a SQLite MLflow
 IDENTITY_ATTRS = ("dataset", "objective", "profile", "beta_range", "latent_range", "losses")
 SQLITE_TIMEOUT_S = 60  # how long a SQLite writer waits for another worker's lock
 CREATE_ATTEMPTS = 3  # opening a new server database: tries (see make_storage)
+
+
+class AtomicPopRDBStorage(RDBStorage):
+    """Optuna's RDB storage where only one worker can start a queued (WAITING) trial.
+
+    Optuna starts a queued trial (a retry) by reading its state, then writing RUNNING; on
+    SQLite, which ignores ``SELECT ... FOR UPDATE``, two workers asking at once both read
+    WAITING and both ran the trial (measured: two threads trained trial 2, the second tell
+    failed "Cannot tell a COMPLETE trial"). Here the change is one conditional UPDATE
+    (``... WHERE state = WAITING``), atomic on every database: the loser gets False and
+    takes another trial, as Optuna expects.
+    """
+
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        if state != TrialState.RUNNING or values is not None:
+            return super().set_trial_state_values(trial_id, state, values)
+        from optuna.storages._rdb.models import TrialModel  # Optuna's own table
+        from sqlalchemy import update
+
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(TrialModel)
+                .where(TrialModel.trial_id == trial_id, TrialModel.state == TrialState.WAITING)
+                .values(state=TrialState.RUNNING, datetime_start=datetime.now())
+            )
+        return result.rowcount == 1
 
 
 def default_storage(tracking_uri: str) -> str:
@@ -69,7 +100,7 @@ def make_storage(url: str, config: SweepConfig) -> RDBStorage:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(
+                return AtomicPopRDBStorage(
                     url,
                     engine_kwargs=engine,
                     heartbeat_interval=config.heartbeat_interval,

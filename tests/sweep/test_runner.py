@@ -167,15 +167,18 @@ def test_a_stop_signal_kills_the_trial_s_run_and_queues_it_for_the_next_invocati
 
 def test_worker_threads_run_every_trial_once(sweep_env):
     train = FakeTrain()
-    assert sweep(sweep_env, 4, "--n_jobs", "2", train=train) == 0
-    trials = load(sweep_env).trials
+    train.raise_at = (1, Stopped(signal.SIGTERM))  # leaves a queued retry
+    assert sweep(sweep_env, 2, train=train) == 128 + signal.SIGTERM
+    train = FakeTrain()
+    assert sweep(sweep_env, 4, "--n_jobs", "2", train=train) == 0  # both threads start at once
+    trials = load(sweep_env).trials[2:]
     assert [t.state.name for t in trials] == ["COMPLETE"] * 4
-    assert len(train.calls) == 4
+    assert len(train.calls) == 4 and trials[0].system_attrs["failed_trial"] == 1
     # each thread samples with its own sampler: no two trials drawn alike
     assert len({round(t.params["beta"], 3) for t in trials}) == 4
     _, nested = runs(MlflowClient())
-    assert sorted(int(r.data.tags[TRIAL_TAG]) for r in nested) == [0, 1, 2, 3]
-    assert len({r.data.tags["mlflow.parentRunId"] for r in nested}) == 1
+    assert sorted(int(r.data.tags[TRIAL_TAG]) for r in nested) == [0, 1, 2, 3, 4, 5]
+    assert len({r.data.tags["mlflow.parentRunId"] for r in nested[:4]}) == 1
 
 
 def test_a_stop_signal_stops_every_worker_thread(sweep_env):
@@ -225,3 +228,20 @@ def test_an_invocation_whose_every_trial_fails_fails(sweep_env, capsys):
     (parent,), nested = runs(client)
     assert parent.info.status == "FAILED"
     assert all(r.data.tags["lfxai.error"] == "ValueError: the fake trial fails" for r in nested)
+
+
+def test_a_queued_trial_is_started_by_one_worker_only(sweep_env):
+    """Two workers popping one WAITING trial: one gets it (SQLite ignores FOR UPDATE)."""
+    config = load_sweep_config("mnist", "smoke", {"n_trials": "1"})
+    storage = make_storage(sweep_env, config)
+    study = optuna.create_study(study_name=STUDY, storage=storage)
+    study.enqueue_trial({"x": 1.0})
+    (queued,) = storage.get_all_trials(study._study_id)
+    first = storage.set_trial_state_values(queued._trial_id, optuna.trial.TrialState.RUNNING)
+    second = storage.set_trial_state_values(queued._trial_id, optuna.trial.TrialState.RUNNING)
+    assert (first, second) == (True, False)
+    trial = storage.get_trial(queued._trial_id)
+    assert trial.state.name == "RUNNING" and trial.datetime_start is not None
+    # every other change goes through Optuna's own code
+    storage.set_trial_state_values(queued._trial_id, optuna.trial.TrialState.COMPLETE, [1.0])
+    assert storage.get_trial(queued._trial_id).state.name == "COMPLETE"
