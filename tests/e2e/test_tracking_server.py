@@ -1,23 +1,15 @@
 """Scaling out: several workers log to one MLflow tracking server backed by PostgreSQL.
 
 The test starts a private PostgreSQL cluster and an ``mlflow server`` (proxied artifacts) on
-loopback ports, runs two entry points concurrently against ``http://127.0.0.1:<port>`` (two
-"machines"), and reads both runs and both registered model versions back from the server.
+loopback ports (fixtures ``postgres`` and ``tracking_server`` of ``tests/e2e/conftest.py``),
+runs two entry points concurrently against ``http://127.0.0.1:<port>`` (two "machines"), and
+reads both runs and both registered model versions back from the server.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import pwd
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,186 +18,6 @@ from mlflow.tracking import MlflowClient
 from tests.helpers import REPO, kill_group, venv_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.data, pytest.mark.database]
-
-# A port found free may be taken by another process before our server binds it: a server
-# that cannot start is retried on a fresh port, this many times in all.
-PORT_ATTEMPTS = 5
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _exited(process: subprocess.Popen) -> bool:
-    """Whether ``process`` has exited, asked without reaping it (unlike ``poll``): until
-    :func:`_stop` reaps it, its id still names its process group, safe to signal."""
-    flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
-    return os.waitid(os.P_PID, process.pid, flags) is not None
-
-
-def _stop(process: subprocess.Popen, grace: float = 30) -> None:
-    """SIGTERM to the server's whole group (its workers too), SIGKILL after ``grace``."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while not _exited(process) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    kill_group(process)  # whatever of the group outlived the grace period
-    process.wait()
-
-
-def _pg_bin() -> Path:
-    """PostgreSQL's server binaries; installs Debian's postgresql when they are missing."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not found and shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "postgresql"],
-            check=True,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
-        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not found:
-        pytest.fail("PostgreSQL server binaries not found and could not be installed")
-    return found[-1].parent
-
-
-def _as_postgres(command: list[str]) -> list[str]:
-    # PostgreSQL refuses to run as root: run its tools as the `postgres` system user then.
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *command]
-    return command
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    """A throw-away PostgreSQL cluster on a loopback port; yields its SQLAlchemy URI."""
-    bin_dir = _pg_bin()
-    # Not under pytest's tmp dir: that is private to root, and the server runs as `postgres`.
-    root = Path(tempfile.mkdtemp(prefix="lfxai-pg-"))
-    root.chmod(0o755)
-    data = root / "data"
-    data.mkdir()
-    if os.geteuid() == 0:
-        user = pwd.getpwnam("postgres")
-        for path in (root, data):
-            os.chown(path, user.pw_uid, user.pw_gid)
-    subprocess.run(
-        _as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"]),
-        check=True,
-        capture_output=True,
-    )
-    log = root / "server.log"
-    for _attempt in range(PORT_ATTEMPTS):
-        port = _free_port()
-        started = subprocess.run(
-            _as_postgres(
-                [
-                    str(bin_dir / "pg_ctl"),
-                    "-D",
-                    str(data),
-                    "-l",
-                    str(log),
-                    "-w",
-                    "-o",
-                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
-                    "start",
-                ]
-            ),
-            capture_output=True,
-            text=True,
-        )
-        if started.returncode == 0:
-            break
-    else:
-        server_log = log.read_text() if log.exists() else ""
-        tried = f"PostgreSQL did not start on {PORT_ATTEMPTS} ports"
-        pytest.fail(f"{tried}: {started.stderr}\n{server_log}")
-    try:
-        subprocess.run(
-            _as_postgres(
-                [
-                    str(bin_dir / "createdb"),
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "-U",
-                    "postgres",
-                    "mlflow",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-        )
-        yield f"postgresql://postgres@127.0.0.1:{port}/mlflow"
-    finally:
-        subprocess.run(
-            _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
-            capture_output=True,
-        )
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def tracking_server(postgres, tmp_path_factory):
-    """``mlflow server`` on PostgreSQL with proxied artifacts; yields its HTTP URI."""
-    artifacts = tmp_path_factory.mktemp("artifacts")
-    logs = tmp_path_factory.mktemp("server-logs")
-    mlflow_bin = Path(sys.executable).parent / "mlflow"
-    server = None
-    try:
-        for attempt in range(PORT_ATTEMPTS):
-            port = _free_port()
-            log = logs / f"attempt-{attempt}.log"  # a file, not a pipe: it never fills up
-            with open(log, "w") as output:
-                server = subprocess.Popen(
-                    [
-                        str(mlflow_bin),
-                        "server",
-                        "--backend-store-uri",
-                        postgres,
-                        "--artifacts-destination",
-                        str(artifacts),
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                        "--workers",
-                        "2",
-                    ],
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # its workers are in its group: stopped together
-                )
-            uri = f"http://127.0.0.1:{port}"
-            if _healthy(server, uri):
-                break
-            _stop(server)
-            server = None
-        else:
-            pytest.fail(f"mlflow server did not start: {log.read_text()[-3000:]}")
-        yield uri, artifacts
-    finally:
-        if server is not None:
-            _stop(server)
-
-
-def _healthy(server: subprocess.Popen, uri: str, deadline_s: float = 120) -> bool:
-    """Whether the server answers ``/health`` before it exits or the deadline passes."""
-    deadline = time.monotonic() + deadline_s
-    while not _exited(server) and time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                # Our server still running after the answer: not another one on that port.
-                if response.status == 200 and not _exited(server):
-                    return True
-        except OSError:
-            pass
-        time.sleep(1)
-    return False
 
 
 def test_two_workers_share_one_tracking_server(tracking_server, data_dir):

@@ -1,0 +1,169 @@
+"""One trial of a sweep: sample a VAE, train and measure it in a nested MLflow run.
+
+The training and measuring is the ``disvae`` experiment's ``train_and_measure`` (injected,
+so tests can pass a fake); this module only maps a trial to its settings, opens the nested
+run, reports per-epoch values for pruning, and records what happened on both sides (the
+run's id on the trial, the trial's number and study on the run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from lfxai.sweep.settings import SweepConfig
+from lfxai.sweep.study import fail_and_requeue, frozen, retried_from
+from lfxai.tracking import ERROR_TAG, STOPPED_TAG, Stopped, Tracker, terminate_run
+
+TRIAL_TAG = "lfxai.trial_number"
+STUDY_TAG = "lfxai.study_name"
+RETRY_OF_TAG = "lfxai.retry_of"  # on a retry's run: the trial it retries
+RETRIED_AS_TAG = "lfxai.retried_as"  # on a lost trial's run: the trial that retried it
+PRUNED_TAG = "lfxai.pruned"  # on a pruned trial's run (KILLED): where and why
+PARETO_TAG = "lfxai.pareto_optimal"  # on the runs of the best trials (set by the report)
+RUN_ATTR = "mlflow_run_id"  # trial user attribute: the trial's nested run
+PARENT_ATTR = "mlflow_parent_run_id"  # trial user attribute: the invocation that ran it
+METRICS_ATTR = "metrics"  # trial user attribute: train_and_measure's final metrics
+ERROR_ATTR = "error"  # trial user attribute: why it failed
+
+# train_and_measure(plugin, config, tracker, trial, splits, on_epoch=None) -> metrics
+TrainFn = Callable[..., dict[str, float]]
+# (loss, beta, dim_latent) -> the experiment's trial description (VaeTrial)
+TrialFactory = Callable[[str, float, int], Any]
+
+
+class StopFlag:
+    """Set by the main thread when a stop signal arrives; worker threads see it between
+    epochs and stop as the main thread does (their runs end KILLED, their trials requeued)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.signum = 0
+
+    def set(self, signum: int) -> None:
+        self.signum = signum
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+
+@dataclass
+class SweepObjective:
+    """Optuna's objective: one call per trial.
+
+    Attributes:
+        config: the sweep's settings.
+        plugin: the data set's plugin.
+        base: the trials' base settings (the ``disvae`` profile's; latent size replaced
+            per trial).
+        parent: the tracker of this invocation's parent run.
+        splits: the data, loaded once per worker process.
+        train: ``train_and_measure``.
+        make_trial: builds the experiment's trial description from the sampled values.
+        stop: the stop flag of this process.
+    """
+
+    config: SweepConfig
+    plugin: Any
+    base: Any
+    parent: Tracker
+    splits: Any
+    train: TrainFn
+    make_trial: TrialFactory
+    stop: StopFlag = field(default_factory=StopFlag)
+
+    def suggest(self, trial: optuna.Trial) -> tuple[str, float, int]:
+        """The trial's loss, beta (log scale) and latent size."""
+        loss = trial.suggest_categorical("loss", list(self.config.losses))
+        beta = trial.suggest_float("beta", *self.config.beta_range, log=True)
+        dim_latent = trial.suggest_int("dim_latent", *self.config.latent_range)
+        return loss, beta, dim_latent
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        loss, beta, dim_latent = self.suggest(trial)
+        study_name = trial.study.study_name
+        previous = retried_from(frozen(trial))
+        name = f"trial {trial.number} · {loss} beta={beta:.3g} d={dim_latent}"
+        trial.set_user_attr(PARENT_ATTR, self.parent.run_id)
+        tags = {TRIAL_TAG: trial.number, STUDY_TAG: study_name}
+        if previous is not None:
+            tags[RETRY_OF_TAG] = previous
+        run_id = None
+        try:
+            with self.parent.nested(name) as tracker:
+                run_id = tracker.run_id
+                tracker.set_tags(tags)
+                trial.set_user_attr(RUN_ATTR, run_id)
+                if previous is not None:
+                    self._close_lost_run(study_name, previous, trial.number)
+                config = dataclasses.replace(self.base, dim_latent=dim_latent)
+                try:
+                    metrics = self.train(
+                        self.plugin,
+                        config,
+                        tracker,
+                        self.make_trial(loss, beta, dim_latent),
+                        self.splits,
+                        on_epoch=lambda epoch, values: self._on_epoch(trial, epoch, values),
+                    )
+                except optuna.TrialPruned as pruned:
+                    tracker.set_tags({PRUNED_TAG: str(pruned)})
+                    raise
+                except Exception as error:
+                    text = f"{type(error).__name__}: {error}"[:5000]
+                    tracker.set_tags({ERROR_TAG: text})
+                    trial.set_user_attr(ERROR_ATTR, text)
+                    raise
+        except optuna.TrialPruned:
+            if run_id is not None:  # ended FAILED by the block; pruning is a stop, not a fault
+                self.parent.client.set_terminated(run_id, "KILLED")
+            raise
+        except Stopped:
+            # Interrupted, not failed: fail it now and queue the retry a resume runs first.
+            fail_and_requeue(trial.study, trial, self.config.max_retry)
+            raise
+        final = {k: float(v) for k, v in metrics.items()}
+        trial.set_user_attr(METRICS_ATTR, final)
+        missing = [k for k in self.config.value_names if k not in final]
+        if missing:
+            raise KeyError(f"train_and_measure returned no {missing}; it returned {sorted(final)}")
+        values = tuple(final[k] for k in self.config.value_names)
+        return values if len(values) > 1 else values[0]
+
+    def _on_epoch(self, trial: optuna.Trial, epoch: int, metrics: dict[str, float]) -> None:
+        """Stops on a stop signal; reports the pruning metric and prunes (``correlation``)."""
+        if self.stop.is_set():
+            raise Stopped(self.stop.signum)
+        if self.config.objective != "correlation":
+            return
+        key = self.config.prune_metric
+        if key not in metrics:
+            raise KeyError(
+                f"prune_metric {key!r} is not among the per-epoch metrics {sorted(metrics)}"
+            )
+        value = float(metrics[key])
+        if math.isnan(value):
+            return  # nothing to compare (e.g. a unit without saliency): no report
+        trial.report(value, epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}: {key} = {value:.4g}")
+
+    def _close_lost_run(self, study_name: str, lost: int, number: int) -> None:
+        """Ends the run of the trial this one retries (its worker died: RUNNING forever)."""
+        experiment = self.parent.client.get_run(self.parent.run_id).info.experiment_id
+        runs = self.parent.client.search_runs(
+            [experiment],
+            f"tags.`{STUDY_TAG}` = '{study_name}' and tags.`{TRIAL_TAG}` = '{lost}'",
+        )
+        for run in runs:
+            reason = f"its worker stopped (no heartbeat); retried as trial {number}"
+            if run.info.status == "RUNNING":
+                terminate_run(run.info.run_id, "KILLED", {STOPPED_TAG: reason})
+            Tracker(run.info.run_id).set_tags({RETRIED_AS_TAG: number})
