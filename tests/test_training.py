@@ -421,3 +421,93 @@ def test_training_sees_perturbed_inputs_and_is_scored_against_clean_ones():
     # Train: MSE(0, x) = mean(k^2 / 4) = 374 / 16, exact in float32 (every partial sum is a
     # multiple of 1/4 far below 2^22); test: MSE(x, x) = 0.
     assert result.train_loss == [374 / 16] and result.test_loss == [0.0]
+
+
+# -- why no CUDA: the exact messages a user reads ----------------------------------------------
+
+
+def _no_cuda(monkeypatch, driver_gpus: int, cuda_version: str | None = "12.4") -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", cuda_version)
+    monkeypatch.setattr(training, "_driver_gpu_count", lambda: driver_gpus)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+
+
+def test_why_no_cuda_names_the_cause(monkeypatch):
+    _no_cuda(monkeypatch, driver_gpus=0, cuda_version=None)
+    assert training._why_no_cuda() == (
+        f"this torch build ({torch.__version__}) has no CUDA support"
+    )
+    _no_cuda(monkeypatch, driver_gpus=0)
+    assert training._why_no_cuda() == "no CUDA device was found"
+    for hidden in ("", " -1 "):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+        assert training._why_no_cuda() == f"CUDA_VISIBLE_DEVICES={hidden!r} hides every GPU"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # a visible GPU: the driver is asked
+    assert training._why_no_cuda() == "no CUDA device was found"
+    _no_cuda(monkeypatch, driver_gpus=2)
+    assert training._why_no_cuda() == (
+        f"torch {torch.__version__} (CUDA 12.4) sees 2 GPU(s) but cannot initialise CUDA (is "
+        "the driver older than this CUDA version needs? torch's own warning says more)"
+    )
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert training._why_no_cuda() == "CUDA is available"
+
+
+def test_driver_gpu_count_reads_the_driver_only_when_torch_sees_none(monkeypatch, tmp_path):
+    gpus = tmp_path / "proc/driver/nvidia/gpus"
+    monkeypatch.setattr(training, "Path", lambda path: tmp_path / path.lstrip("/"))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert training._driver_gpu_count() == 0  # no driver folder
+    gpus.mkdir(parents=True)
+    for bus in ("0000:01:00.0", "0000:02:00.0", "0000:03:00.0"):
+        (gpus / bus).mkdir()
+    assert training._driver_gpu_count() == 3
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # NVML's count wins
+    assert training._driver_gpu_count() == 1
+
+
+def test_get_device_auto_picks_cuda_when_torch_can_use_it(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert get_device("auto") == torch.device("cuda") and get_device().type == "cuda"
+
+
+def test_get_device_fallback_warning_names_the_cause_and_the_caller(monkeypatch):
+    _no_cuda(monkeypatch, driver_gpus=1)  # one GPU is enough to warn
+    with pytest.warns(RuntimeWarning) as record:
+        assert get_device("auto") == torch.device("cpu")
+    (warning,) = record
+    assert str(warning.message) == f"falling back to the CPU: {training._why_no_cuda()}"
+    assert warning.filename == __file__  # stacklevel=2: the line that asked for a device
+
+
+def test_get_device_rejects_an_index_past_the_visible_devices(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert get_device("cuda:1") == torch.device("cuda", 1)
+    assert get_device("cuda") == torch.device("cuda")
+    message = "device 'cuda:2' asked for, but only 2 CUDA device(s) are visible"
+    with pytest.raises(ValueError) as error:
+        get_device("cuda:2")  # indices count from 0: index 2 is the third device
+    assert str(error.value) == message
+
+
+def test_get_device_cuda_without_cuda_says_why(monkeypatch):
+    _no_cuda(monkeypatch, driver_gpus=0)
+    with pytest.raises(ValueError) as error:
+        get_device("cuda:0")
+    assert str(error.value) == "device 'cuda:0' asked for, but no CUDA device was found"
+
+
+def test_seed_everything_warns_when_cuda_was_initialised_first(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    with pytest.warns(UserWarning) as record:
+        seed_everything(0)
+    (warning,) = record
+    assert str(warning.message) == (
+        "CUDA was initialised before seed_everything set CUBLAS_WORKSPACE_CONFIG; "
+        "cuBLAS may not be deterministic in this process"
+    )
+    assert warning.filename == __file__
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
