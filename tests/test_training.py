@@ -511,3 +511,124 @@ def test_seed_everything_warns_when_cuda_was_initialised_first(monkeypatch):
     )
     assert warning.filename == __file__
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+
+
+# -- exact rules of the loop that the tests above leave open ------------------------------------
+
+
+def test_fit_passes_the_optimiser_settings_and_the_models_own_options(monkeypatch):
+    calls = []
+    real = training.make_optimizer
+
+    def spy(name, params, lr, weight_decay=0.0, **options):
+        calls.append((name, lr, weight_decay, options))
+        return real(name, params, lr, weight_decay, **options)
+
+    monkeypatch.setattr(training, "make_optimizer", spy)
+    model = Scripted([1.0])
+    model.optimizer_options = {"eps": 0.25}
+    fit(
+        model,
+        _one_batch(),
+        _one_batch(),
+        torch.device("cpu"),
+        1,
+        lr=0.5,
+        weight_decay=0.125,
+        optimizer="rmsprop",
+        progress=False,
+    )
+    assert calls == [("rmsprop", 0.5, 0.125, {"eps": 0.25})]
+    fit(Scripted([1.0]), _one_batch(), _one_batch(), torch.device("cpu"), 1, progress=False)
+    assert calls[-1] == ("adam", 1e-3, 1e-5, {})  # the documented defaults
+
+
+def test_a_models_max_grad_norm_clips_every_step():
+    """loss = 10 w: the gradient 10 is clipped to norm 1, so one SGD step moves w by -lr."""
+
+    class Steep(Scripted):
+        max_grad_norm = 1.0
+
+        def loss(self, x, y=None):
+            return self.w * 10.0 if self.training else torch.tensor(self.script.pop(0))
+
+    model = Steep([1.0])
+    fit(
+        model,
+        _one_batch(),
+        _one_batch(),
+        torch.device("cpu"),
+        1,
+        lr=0.5,
+        weight_decay=0.0,
+        optimizer="sgd",
+        progress=False,
+    )
+    # clip_grad_norm_ scales by max_norm / (norm + 1e-6): a relative change of 1e-7.
+    assert abs(model.w.item() + 0.5) <= 0.5 * 2e-7
+    unclipped = Scripted([1.0])  # the same loop without the attribute: the full step
+    fit(
+        unclipped,
+        _one_batch(),
+        _one_batch(),
+        torch.device("cpu"),
+        1,
+        lr=0.5,
+        weight_decay=0.0,
+        optimizer="sgd",
+        progress=False,
+    )
+    assert unclipped.w.item() == -0.5
+
+
+def test_losses_are_summed_in_float64():
+    """Losses 2^24 and 1: float32 would round the sum 2^24 + 1 down; the mean is exact."""
+
+    class Mean(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(()))
+
+        def loss(self, x, y=None):
+            return x.mean() + 0 * self.w
+
+    x = torch.tensor([[2.0**24], [1.0]])
+    loader = DataLoader(TensorDataset(x, torch.zeros(2)), batch_size=1)
+    assert evaluate(Mean(), loader, torch.device("cpu")) == (2**24 + 1) / 2
+    split = Split(x, torch.zeros(2))
+    assert evaluate(Mean(), split, torch.device("cpu"), batch_size=1) == (2**24 + 1) / 2
+
+
+def test_checkpoint_files_are_named_by_model_and_epoch_in_a_new_folder(tmp_path):
+    folder = tmp_path / "not" / "yet"  # created, parents included
+    model = Scripted([3.0, 2.0, 1.0])
+    model.checkpoints_files = []
+    result = fit(
+        model,
+        _one_batch(),
+        _one_batch(),
+        torch.device("cpu"),
+        3,
+        checkpoint_every=1,
+        checkpoint_dir=folder,
+        progress=False,
+    )
+    names = [f"model_checkpoint_{k}.pt" for k in (1, 2, 3)]  # a model without a name
+    assert result.checkpoints == [str(folder / name) for name in names]
+    assert model.checkpoints_files == result.checkpoints
+    assert sorted(p.name for p in folder.iterdir()) == names
+
+
+def test_a_split_accepts_batches_of_one_and_names_a_bad_batch_size():
+    split = Split(torch.tensor([[1.0], [3.0]]), torch.zeros(2))
+
+    class Mean(nn.Module):
+        def loss(self, x, y=None):
+            assert len(x) == 1
+            return x.mean()
+
+    assert evaluate(Mean(), split, torch.device("cpu"), batch_size=1) == 2.0
+    for bad in (0, None):
+        with pytest.raises(ValueError) as error:
+            evaluate(Mean(), split, torch.device("cpu"), batch_size=bad)
+        assert str(error.value) == f"training on a Split needs a positive batch_size, got {bad}"
