@@ -632,3 +632,20 @@ def test_a_split_accepts_batches_of_one_and_names_a_bad_batch_size():
         with pytest.raises(ValueError) as error:
             evaluate(Mean(), split, torch.device("cpu"), batch_size=bad)
         assert str(error.value) == f"training on a Split needs a positive batch_size, got {bad}"
+
+
+def test_batches_and_splits_are_moved_to_the_device():
+    """The meta device stands in for a GPU: every tensor must arrive there."""
+    meta = torch.device("meta")
+    moved = training._on_device(Split(torch.zeros(3, 2), torch.zeros(3)), meta)
+    assert moved.x.device == meta and moved.y.device == meta
+    loader = DataLoader(TensorDataset(torch.zeros(3, 2), torch.zeros(3)), batch_size=2)
+    for x, y in training._batches(loader, meta, None, None):
+        assert x.device == meta and y.device == meta
+    assert training._on_device(loader, meta) is loader  # a loader stays as it is
+
+
+def test_unlabelled_batches_give_no_labels():
+    loader = DataLoader(TensorDataset(torch.arange(3.0)), batch_size=2)  # 1-tuples
+    batches = list(training._batches(loader, torch.device("cpu"), None, None))
+    assert [(x.tolist(), y) for x, y in batches] == [([0.0, 1.0], None), ([2.0], None)]
