@@ -649,3 +649,24 @@ def test_unlabelled_batches_give_no_labels():
     loader = DataLoader(TensorDataset(torch.arange(3.0)), batch_size=2)  # 1-tuples
     batches = list(training._batches(loader, torch.device("cpu"), None, None))
     assert [(x.tolist(), y) for x, y in batches] == [([0.0, 1.0], None), ([2.0], None)]
+
+
+def test_a_parameter_without_gradient_in_a_step_is_not_stepped():
+    """Gradients are reset to None, not 0: Adam's momentum must not move an unused weight."""
+
+    class Alternating(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Parameter(torch.zeros(())), nn.Parameter(torch.zeros(()))
+
+        def loss(self, x, y=None):
+            if not self.training:
+                return x.sum() * 0
+            return self.a * 1.0 if x.sum() > 0 else self.b * 1.0
+
+    x = torch.tensor([[1.0], [0.0]])  # batch 1 trains a only, batch 2 b only
+    model = Alternating()
+    loader = DataLoader(TensorDataset(x, torch.zeros(2)), batch_size=1)
+    fit(model, loader, loader, torch.device("cpu"), 1, lr=0.1, weight_decay=0.0, progress=False)
+    # One Adam step each, of size lr (the bias-corrected first step is lr * sign(grad)).
+    assert abs(model.a.item() + 0.1) <= 1e-7 and abs(model.b.item() + 0.1) <= 1e-7
