@@ -670,3 +670,30 @@ def test_a_parameter_without_gradient_in_a_step_is_not_stepped():
     fit(model, loader, loader, torch.device("cpu"), 1, lr=0.1, weight_decay=0.0, progress=False)
     # One Adam step each, of size lr (the bias-corrected first step is lr * sign(grad)).
     assert abs(model.a.item() + 0.1) <= 1e-7 and abs(model.b.item() + 0.1) <= 1e-7
+
+
+def test_fit_defaults_patience_ten_seed_zero_and_a_progress_bar(capsys):
+    script = [1.0] * 20  # no improvement after epoch 0: 10 stale epochs end training
+    result = fit(Scripted(script), _one_batch(), _one_batch(), torch.device("cpu"), 20)
+    assert len(result.test_loss) == 11
+    assert "train model" in capsys.readouterr().err  # tqdm's bar, named after the model
+    orders = []
+    for data in (_split(12).loader(5, shuffle=True, seed=0), _split(12)):
+        model = Spy()
+        fit(model, data, _split(4), torch.device("cpu"), 1, progress=False, batch_size=5)
+        orders.append([b.tolist() for b in model.seen])
+    assert orders[0] == orders[1]
+
+
+def test_checkpoints_without_a_folder_is_an_exact_error():
+    with pytest.raises(ValueError) as error:
+        fit(
+            Scripted([1.0]),
+            _one_batch(),
+            _one_batch(),
+            torch.device("cpu"),
+            1,
+            checkpoint_every=2,
+            progress=False,
+        )
+    assert str(error.value) == "checkpoint_every > 0 needs a checkpoint_dir"
