@@ -697,3 +697,29 @@ def test_checkpoints_without_a_folder_is_an_exact_error():
             progress=False,
         )
     assert str(error.value) == "checkpoint_every > 0 needs a checkpoint_dir"
+
+
+def test_no_finite_test_loss_restores_the_initial_weights():
+    """NaN never beats the initial inf: the start weights come back, patience still counts."""
+    nan = float("nan")
+    model = Scripted([nan, nan, nan, nan])
+    result = fit(
+        model,
+        _one_batch(),
+        _one_batch(),
+        torch.device("cpu"),
+        4,
+        lr=0.1,
+        patience=2,
+        progress=False,
+    )
+    assert len(result.test_loss) == 2 and result.best_epoch == -1
+    assert model.w.item() == 0.0  # trained for 2 epochs, then restored
+    untouched = Scripted([])
+    assert fit(untouched, _one_batch(), _one_batch(), torch.device("cpu"), 0).test_loss == []
+    assert untouched.w.item() == 0.0
+
+
+def test_progress_false_prints_nothing(capsys):
+    fit(Scripted([1.0]), _one_batch(), _one_batch(), torch.device("cpu"), 1, progress=False)
+    assert capsys.readouterr().err == ""
