@@ -723,3 +723,10 @@ def test_no_finite_test_loss_restores_the_initial_weights():
 def test_progress_false_prints_nothing(capsys):
     fit(Scripted([1.0]), _one_batch(), _one_batch(), torch.device("cpu"), 1, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_the_progress_bar_is_named_after_the_model(capsys):
+    model = Scripted([1.0])
+    model.name = "net"
+    fit(model, _one_batch(), _one_batch(), torch.device("cpu"), 1)
+    assert "train net" in capsys.readouterr().err
