@@ -725,8 +725,9 @@ def test_progress_false_prints_nothing(capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_the_progress_bar_is_named_after_the_model(capsys):
-    model = Scripted([1.0])
+def test_the_progress_bar_names_the_model_and_shows_the_losses(capsys):
+    model = Scripted([1.0 / 3])
     model.name = "net"
     fit(model, _one_batch(), _one_batch(), torch.device("cpu"), 1)
-    assert "train net" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "train net" in err and "test=0.3333, train=0]" in err  # the losses to 4 digits
