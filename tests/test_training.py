@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -731,3 +732,20 @@ def test_the_progress_bar_names_the_model_and_shows_the_losses(capsys):
     fit(model, _one_batch(), _one_batch(), torch.device("cpu"), 1)
     err = capsys.readouterr().err
     assert "train net" in err and "test=0.3333, train=0]" in err  # the losses to 4 digits
+
+
+def test_checkpoints_are_written_after_every_kth_epoch(tmp_path):
+    result = fit(
+        Scripted([1.0] * 7),
+        _one_batch(),
+        _one_batch(),
+        torch.device("cpu"),
+        7,
+        checkpoint_every=3,
+        checkpoint_dir=tmp_path,
+        progress=False,
+    )
+    assert [Path(p).name for p in result.checkpoints] == [
+        "model_checkpoint_3.pt",
+        "model_checkpoint_6.pt",
+    ]
