@@ -749,3 +749,37 @@ def test_checkpoints_are_written_after_every_kth_epoch(tmp_path):
         "model_checkpoint_3.pt",
         "model_checkpoint_6.pt",
     ]
+
+
+def test_an_equal_test_loss_is_no_improvement():
+    model = Scripted([2.0, 2.0, 2.0, 2.0])
+    weights = []
+    result = fit(
+        model,
+        _one_batch(),
+        _one_batch(),
+        torch.device("cpu"),
+        4,
+        lr=0.1,
+        patience=2,
+        on_epoch=lambda epoch, losses: weights.append(model.w.item()),
+        progress=False,
+    )
+    assert len(result.test_loss) == 3 and result.best_epoch == 0
+    assert model.w.item() == weights[0] != weights[-1]  # the first epoch's weights
+
+
+def test_checkpoint_files_carry_the_models_name(tmp_path):
+    model = Scripted([1.0])
+    model.name = "net"
+    result = fit(
+        model,
+        _one_batch(),
+        _one_batch(),
+        torch.device("cpu"),
+        1,
+        checkpoint_every=1,
+        checkpoint_dir=tmp_path,
+        progress=False,
+    )
+    assert result.checkpoints == [str(tmp_path / "net_checkpoint_1.pt")]
