@@ -785,3 +785,12 @@ def test_checkpoint_files_carry_the_models_name(tmp_path):
         progress=False,
     )
     assert result.checkpoints == [str(tmp_path / "net_checkpoint_1.pt")]
+
+
+def test_the_mean_over_a_single_example_is_its_loss():
+    class Mean(nn.Module):
+        def loss(self, x, y=None):
+            return x.mean()
+
+    split = Split(torch.tensor([[3.0]]), torch.zeros(1))
+    assert evaluate(Mean(), split, torch.device("cpu"), batch_size=4) == 3.0
