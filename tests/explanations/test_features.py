@@ -323,3 +323,26 @@ def test_progress_bars_name_the_method(capsys):
         encoder, 3, _loader(n=2), torch.device("cpu"), Saliency(encoder), progress=False
     )
     assert capsys.readouterr().err == ""
+
+
+def test_random_method_by_name_keeps_the_forward_function():
+    encoder = nn.Linear(1, 1)
+    assert make_feature_method("Random", encoder).forward_func is encoder
+
+
+def test_units_are_explained_in_one_call_per_batch_by_default():
+    encoder = _linear_encoder()
+    method = Saliency(encoder)
+    calls = []
+    real = method.attribute
+    method.attribute = lambda inputs, **kwargs: (calls.append(len(inputs)), real(inputs, **kwargs))[
+        1
+    ]
+    attribute_individual_dim(encoder, 3, _loader(n=5), torch.device("cpu"), method, progress=False)
+    assert calls == [3 * 4, 3 * 1]  # d x batch rows per call, batches of 4 and 1
+
+
+def test_random_method_by_name_defaults_to_seed_zero():
+    x = torch.zeros(2, 3)
+    by_name = make_feature_method("Random", nn.Identity()).attribute(x)
+    assert torch.equal(by_name, RandomAttribution(seed=0).attribute(x))
