@@ -346,3 +346,10 @@ def test_random_method_by_name_defaults_to_seed_zero():
     x = torch.zeros(2, 3)
     by_name = make_feature_method("Random", nn.Identity()).attribute(x)
     assert torch.equal(by_name, RandomAttribution(seed=0).attribute(x))
+
+
+def test_the_auxiliary_function_is_one_inner_product_per_example():
+    inputs = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])  # N = 3 examples, d = 2
+    reference = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 1.0]])
+    out = AuxiliaryFunction(nn.Identity())(inputs, reference)
+    assert out.tolist() == [1.0, 4.0, 16.0]  # exact small integers
