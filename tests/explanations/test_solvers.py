@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
+from lfxai.explanations.examples import simplex
 from lfxai.explanations.examples.influence_functions import arnoldi
 from lfxai.explanations.examples.simplex import simplex_weights
 from tests.numerics import U64, gamma
@@ -106,3 +108,24 @@ def test_simplex_weights_are_on_the_simplex_and_reach_an_exact_corner():
     assert (weights.sum(1) - 1).abs().max() <= gamma(4)
     # Deterministic (no randomness); after 300 steps of lr 0.1 the corner holds 0.98.
     assert weights[0, 2] > 0.95 and weights[1, 0] > 0.95
+
+
+def test_simplex_solves_all_test_rows_together_within_the_memory_bound(monkeypatch):
+    """Rows per optimisation: MAX_ELEMENTS // n_train, so 7 rows of 10 go in one call."""
+    rows = []
+    real = simplex.simplex_weights
+
+    def spy(test_codes, *args):
+        rows.append(len(test_codes))
+        return real(test_codes, *args)
+
+    monkeypatch.setattr(simplex, "simplex_weights", spy)
+    explainer = simplex.SimplEx(nn.Flatten(), X_train=torch.rand(10, 2), progress=False)
+    weights = explainer.attribute(torch.rand(7, 2), None, simplex_steps=2)
+    assert rows == [7] and weights.shape == (7, 10)
+    monkeypatch.setattr(simplex, "MAX_ELEMENTS", 30)  # 3 rows of 10 per optimisation
+    rows.clear()
+    assert torch.equal(
+        explainer.attribute(torch.rand(7, 2), None, simplex_steps=0), torch.full((7, 10), 0.1)
+    )
+    assert rows == [3, 3, 1]
