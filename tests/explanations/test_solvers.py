@@ -115,8 +115,11 @@ def test_simplex_solves_all_test_rows_together_within_the_memory_bound(monkeypat
     rows = []
     real = simplex.simplex_weights
 
+    calls = []
+
     def spy(test_codes, *args):
         rows.append(len(test_codes))
+        calls.append(args[1:])
         return real(test_codes, *args)
 
     monkeypatch.setattr(simplex, "simplex_weights", spy)
@@ -129,3 +132,25 @@ def test_simplex_solves_all_test_rows_together_within_the_memory_bound(monkeypat
         explainer.attribute(torch.rand(7, 2), None, simplex_steps=0), torch.full((7, 10), 0.1)
     )
     assert rows == [3, 3, 1]
+    monkeypatch.setattr(simplex, "MAX_ELEMENTS", 5)  # fewer than one row: still one row
+    rows.clear()
+    explainer.attribute(torch.rand(3, 2), None, simplex_steps=0)
+    assert rows == [1, 1, 1]
+    monkeypatch.setattr(simplex, "MAX_ELEMENTS", 3)  # one training example: 3 rows
+    rows.clear()
+    one = simplex.SimplEx(nn.Flatten(), X_train=torch.rand(1, 2), progress=False)
+    one.attribute(torch.rand(7, 2), None, simplex_steps=0)
+    assert rows == [3, 3, 1]
+
+
+def test_simplex_defaults_are_the_references_1000_steps_at_lr_1e_3(monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        simplex,
+        "simplex_weights",
+        lambda test, train, *args: calls.append(args) or torch.zeros(len(test), len(train)),
+    )
+    simplex.SimplEx(nn.Flatten(), X_train=torch.rand(2, 2), progress=False).attribute(
+        torch.rand(1, 2), None
+    )
+    assert calls == [(1000, 1e-3, False)]
