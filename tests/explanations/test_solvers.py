@@ -154,3 +154,12 @@ def test_simplex_defaults_are_the_references_1000_steps_at_lr_1e_3(monkeypatch):
         torch.rand(1, 2), None
     )
     assert calls == [(1000, 1e-3, False)]
+
+
+def test_simplex_weights_defaults(capsys):
+    """1000 Adam steps at lr 1e-3 without a progress bar (deterministic: equal floats)."""
+    generator = torch.Generator().manual_seed(0)
+    train, test = torch.randn(4, 2, generator=generator), torch.randn(2, 2, generator=generator)
+    assert torch.equal(simplex_weights(test, train), simplex_weights(test, train, 1000, 1e-3))
+    assert not torch.equal(simplex_weights(test, train), simplex_weights(test, train, 999, 1e-3))
+    assert capsys.readouterr().err == ""
