@@ -163,3 +163,9 @@ def test_simplex_weights_defaults(capsys):
     assert torch.equal(simplex_weights(test, train), simplex_weights(test, train, 1000, 1e-3))
     assert not torch.equal(simplex_weights(test, train), simplex_weights(test, train, 999, 1e-3))
     assert capsys.readouterr().err == ""
+
+
+def test_simplex_weights_progress_bar_is_named_and_cleared(capsys):
+    simplex_weights(torch.rand(1, 2), torch.rand(3, 2), n_epoch=2, progress=True)
+    err = capsys.readouterr().err
+    assert "\rSimplEx:   0%" in err and "100%" not in err  # leave=False: cleared at the end
