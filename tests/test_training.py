@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -421,3 +422,375 @@ def test_training_sees_perturbed_inputs_and_is_scored_against_clean_ones():
     # Train: MSE(0, x) = mean(k^2 / 4) = 374 / 16, exact in float32 (every partial sum is a
     # multiple of 1/4 far below 2^22); test: MSE(x, x) = 0.
     assert result.train_loss == [374 / 16] and result.test_loss == [0.0]
+
+
+# -- why no CUDA: the exact messages a user reads ----------------------------------------------
+
+
+def _no_cuda(monkeypatch, driver_gpus: int, cuda_version: str | None = "12.4") -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", cuda_version)
+    monkeypatch.setattr(training, "_driver_gpu_count", lambda: driver_gpus)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+
+
+def test_why_no_cuda_names_the_cause(monkeypatch):
+    _no_cuda(monkeypatch, driver_gpus=0, cuda_version=None)
+    assert training._why_no_cuda() == (
+        f"this torch build ({torch.__version__}) has no CUDA support"
+    )
+    _no_cuda(monkeypatch, driver_gpus=0)
+    assert training._why_no_cuda() == "no CUDA device was found"
+    for hidden in ("", " -1 "):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+        assert training._why_no_cuda() == f"CUDA_VISIBLE_DEVICES={hidden!r} hides every GPU"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # a visible GPU: the driver is asked
+    assert training._why_no_cuda() == "no CUDA device was found"
+    _no_cuda(monkeypatch, driver_gpus=2)
+    assert training._why_no_cuda() == (
+        f"torch {torch.__version__} (CUDA 12.4) sees 2 GPU(s) but cannot initialise CUDA (is "
+        "the driver older than this CUDA version needs? torch's own warning says more)"
+    )
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert training._why_no_cuda() == "CUDA is available"
+
+
+def test_driver_gpu_count_reads_the_driver_only_when_torch_sees_none(monkeypatch, tmp_path):
+    gpus = tmp_path / "proc/driver/nvidia/gpus"
+    monkeypatch.setattr(training, "Path", lambda path: tmp_path / path.lstrip("/"))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert training._driver_gpu_count() == 0  # no driver folder
+    gpus.mkdir(parents=True)
+    for bus in ("0000:01:00.0", "0000:02:00.0", "0000:03:00.0"):
+        (gpus / bus).mkdir()
+    assert training._driver_gpu_count() == 3
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # NVML's count wins
+    assert training._driver_gpu_count() == 1
+
+
+def test_get_device_auto_picks_cuda_when_torch_can_use_it(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert get_device("auto") == torch.device("cuda") and get_device().type == "cuda"
+
+
+def test_get_device_fallback_warning_names_the_cause_and_the_caller(monkeypatch):
+    _no_cuda(monkeypatch, driver_gpus=1)  # one GPU is enough to warn
+    with pytest.warns(RuntimeWarning) as record:
+        assert get_device("auto") == torch.device("cpu")
+    (warning,) = record
+    assert str(warning.message) == f"falling back to the CPU: {training._why_no_cuda()}"
+    # stacklevel=2: attributed to the caller, not to training.py (an exact frame is not
+    # asserted: wrappers, e.g. a mutation tester's, add frames in between).
+    assert Path(warning.filename).resolve() != Path(training.__file__).resolve()
+
+
+def test_get_device_rejects_an_index_past_the_visible_devices(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert get_device("cuda:1") == torch.device("cuda", 1)
+    assert get_device("cuda") == torch.device("cuda")
+    message = "device 'cuda:2' asked for, but only 2 CUDA device(s) are visible"
+    with pytest.raises(ValueError) as error:
+        get_device("cuda:2")  # indices count from 0: index 2 is the third device
+    assert str(error.value) == message
+
+
+def test_get_device_cuda_without_cuda_says_why(monkeypatch):
+    _no_cuda(monkeypatch, driver_gpus=0)
+    with pytest.raises(ValueError) as error:
+        get_device("cuda:0")
+    assert str(error.value) == "device 'cuda:0' asked for, but no CUDA device was found"
+
+
+def test_seed_everything_warns_when_cuda_was_initialised_first(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    with pytest.warns(UserWarning) as record:
+        seed_everything(0)
+    (warning,) = record
+    assert str(warning.message) == (
+        "CUDA was initialised before seed_everything set CUBLAS_WORKSPACE_CONFIG; "
+        "cuBLAS may not be deterministic in this process"
+    )
+    assert Path(warning.filename).resolve() != Path(training.__file__).resolve()
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+
+
+# -- exact rules of the loop that the tests above leave open ------------------------------------
+
+
+def test_fit_passes_the_optimiser_settings_and_the_models_own_options(monkeypatch):
+    calls = []
+    real = training.make_optimizer
+
+    def spy(name, params, lr, weight_decay=0.0, **options):
+        calls.append((name, lr, weight_decay, options))
+        return real(name, params, lr, weight_decay, **options)
+
+    monkeypatch.setattr(training, "make_optimizer", spy)
+    model = Scripted([1.0])
+    model.optimizer_options = {"eps": 0.25}
+    fit(
+        model,
+        _one_batch(),
+        _one_batch(),
+        torch.device("cpu"),
+        1,
+        lr=0.5,
+        weight_decay=0.125,
+        optimizer="rmsprop",
+        progress=False,
+    )
+    assert calls == [("rmsprop", 0.5, 0.125, {"eps": 0.25})]
+    fit(Scripted([1.0]), _one_batch(), _one_batch(), torch.device("cpu"), 1, progress=False)
+    assert calls[-1] == ("adam", 1e-3, 1e-5, {})  # the documented defaults
+
+
+def test_a_models_max_grad_norm_clips_every_step():
+    """loss = 10 w: the gradient 10 is clipped to norm 1, so one SGD step moves w by -lr."""
+
+    class Steep(Scripted):
+        max_grad_norm = 1.0
+
+        def loss(self, x, y=None):
+            return self.w * 10.0 if self.training else torch.tensor(self.script.pop(0))
+
+    model = Steep([1.0])
+    fit(
+        model,
+        _one_batch(),
+        _one_batch(),
+        torch.device("cpu"),
+        1,
+        lr=0.5,
+        weight_decay=0.0,
+        optimizer="sgd",
+        progress=False,
+    )
+    # clip_grad_norm_ scales by max_norm / (norm + 1e-6): a relative change of 1e-7.
+    assert abs(model.w.item() + 0.5) <= 0.5 * 2e-7
+    unclipped = Scripted([1.0])  # the same loop without the attribute: the full step
+    fit(
+        unclipped,
+        _one_batch(),
+        _one_batch(),
+        torch.device("cpu"),
+        1,
+        lr=0.5,
+        weight_decay=0.0,
+        optimizer="sgd",
+        progress=False,
+    )
+    assert unclipped.w.item() == -0.5
+
+
+def test_losses_are_summed_in_float64():
+    """Losses 2^24 and 1: float32 would round the sum 2^24 + 1 down; the mean is exact."""
+
+    class Mean(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(()))
+
+        def loss(self, x, y=None):
+            return x.mean() + 0 * self.w
+
+    x = torch.tensor([[2.0**24], [1.0]])
+    loader = DataLoader(TensorDataset(x, torch.zeros(2)), batch_size=1)
+    assert evaluate(Mean(), loader, torch.device("cpu")) == (2**24 + 1) / 2
+    split = Split(x, torch.zeros(2))
+    assert evaluate(Mean(), split, torch.device("cpu"), batch_size=1) == (2**24 + 1) / 2
+
+
+def test_checkpoint_files_are_named_by_model_and_epoch_in_a_new_folder(tmp_path):
+    folder = tmp_path / "not" / "yet"  # created, parents included
+    model = Scripted([3.0, 2.0, 1.0])
+    model.checkpoints_files = []
+    result = fit(
+        model,
+        _one_batch(),
+        _one_batch(),
+        torch.device("cpu"),
+        3,
+        checkpoint_every=1,
+        checkpoint_dir=folder,
+        progress=False,
+    )
+    names = [f"model_checkpoint_{k}.pt" for k in (1, 2, 3)]  # a model without a name
+    assert result.checkpoints == [str(folder / name) for name in names]
+    assert model.checkpoints_files == result.checkpoints
+    assert sorted(p.name for p in folder.iterdir()) == names
+
+
+def test_a_split_accepts_batches_of_one_and_names_a_bad_batch_size():
+    split = Split(torch.tensor([[1.0], [3.0]]), torch.zeros(2))
+
+    class Mean(nn.Module):
+        def loss(self, x, y=None):
+            assert len(x) == 1
+            return x.mean()
+
+    assert evaluate(Mean(), split, torch.device("cpu"), batch_size=1) == 2.0
+    for bad in (0, None):
+        with pytest.raises(ValueError) as error:
+            evaluate(Mean(), split, torch.device("cpu"), batch_size=bad)
+        assert str(error.value) == f"training on a Split needs a positive batch_size, got {bad}"
+
+
+def test_batches_and_splits_are_moved_to_the_device():
+    """The meta device stands in for a GPU: every tensor must arrive there."""
+    meta = torch.device("meta")
+    moved = training._on_device(Split(torch.zeros(3, 2), torch.zeros(3)), meta)
+    assert moved.x.device == meta and moved.y.device == meta
+    loader = DataLoader(TensorDataset(torch.zeros(3, 2), torch.zeros(3)), batch_size=2)
+    for x, y in training._batches(loader, meta, None, None):
+        assert x.device == meta and y.device == meta
+    assert training._on_device(loader, meta) is loader  # a loader stays as it is
+
+
+def test_unlabelled_batches_give_no_labels():
+    loader = DataLoader(TensorDataset(torch.arange(3.0)), batch_size=2)  # 1-tuples
+    batches = list(training._batches(loader, torch.device("cpu"), None, None))
+    assert [(x.tolist(), y) for x, y in batches] == [([0.0, 1.0], None), ([2.0], None)]
+
+
+def test_a_parameter_without_gradient_in_a_step_is_not_stepped():
+    """Gradients are reset to None, not 0: Adam's momentum must not move an unused weight."""
+
+    class Alternating(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Parameter(torch.zeros(())), nn.Parameter(torch.zeros(()))
+
+        def loss(self, x, y=None):
+            if not self.training:
+                return x.sum() * 0
+            return self.a * 1.0 if x.sum() > 0 else self.b * 1.0
+
+    x = torch.tensor([[1.0], [0.0]])  # batch 1 trains a only, batch 2 b only
+    model = Alternating()
+    loader = DataLoader(TensorDataset(x, torch.zeros(2)), batch_size=1)
+    fit(model, loader, loader, torch.device("cpu"), 1, lr=0.1, weight_decay=0.0, progress=False)
+    # One Adam step each, of size lr (the bias-corrected first step is lr * sign(grad)).
+    assert abs(model.a.item() + 0.1) <= 1e-7 and abs(model.b.item() + 0.1) <= 1e-7
+
+
+def test_fit_defaults_patience_ten_seed_zero_and_a_progress_bar(capsys):
+    script = [1.0] * 20  # no improvement after epoch 0: 10 stale epochs end training
+    result = fit(Scripted(script), _one_batch(), _one_batch(), torch.device("cpu"), 20)
+    assert len(result.test_loss) == 11
+    assert "train model" in capsys.readouterr().err  # tqdm's bar, named after the model
+    orders = []
+    for data in (_split(12).loader(5, shuffle=True, seed=0), _split(12)):
+        model = Spy()
+        fit(model, data, _split(4), torch.device("cpu"), 1, progress=False, batch_size=5)
+        orders.append([b.tolist() for b in model.seen])
+    assert orders[0] == orders[1]
+
+
+def test_checkpoints_without_a_folder_is_an_exact_error():
+    with pytest.raises(ValueError) as error:
+        fit(
+            Scripted([1.0]),
+            _one_batch(),
+            _one_batch(),
+            torch.device("cpu"),
+            1,
+            checkpoint_every=2,
+            progress=False,
+        )
+    assert str(error.value) == "checkpoint_every > 0 needs a checkpoint_dir"
+
+
+def test_no_finite_test_loss_restores_the_initial_weights():
+    """NaN never beats the initial inf: the start weights come back, patience still counts."""
+    nan = float("nan")
+    model = Scripted([nan, nan, nan, nan])
+    result = fit(
+        model,
+        _one_batch(),
+        _one_batch(),
+        torch.device("cpu"),
+        4,
+        lr=0.1,
+        patience=2,
+        progress=False,
+    )
+    assert len(result.test_loss) == 2 and result.best_epoch == -1
+    assert model.w.item() == 0.0  # trained for 2 epochs, then restored
+    untouched = Scripted([])
+    assert fit(untouched, _one_batch(), _one_batch(), torch.device("cpu"), 0).test_loss == []
+    assert untouched.w.item() == 0.0
+
+
+def test_progress_false_prints_nothing(capsys):
+    fit(Scripted([1.0]), _one_batch(), _one_batch(), torch.device("cpu"), 1, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_the_progress_bar_names_the_model_and_shows_the_losses(capsys):
+    model = Scripted([1.0 / 3])
+    model.name = "net"
+    fit(model, _one_batch(), _one_batch(), torch.device("cpu"), 1)
+    err = capsys.readouterr().err
+    assert "train net" in err and "test=0.3333, train=0]" in err  # the losses to 4 digits
+
+
+def test_checkpoints_are_written_after_every_kth_epoch(tmp_path):
+    result = fit(
+        Scripted([1.0] * 7),
+        _one_batch(),
+        _one_batch(),
+        torch.device("cpu"),
+        7,
+        checkpoint_every=3,
+        checkpoint_dir=tmp_path,
+        progress=False,
+    )
+    assert [Path(p).name for p in result.checkpoints] == [
+        "model_checkpoint_3.pt",
+        "model_checkpoint_6.pt",
+    ]
+
+
+def test_an_equal_test_loss_is_no_improvement():
+    model = Scripted([2.0, 2.0, 2.0, 2.0])
+    weights = []
+    result = fit(
+        model,
+        _one_batch(),
+        _one_batch(),
+        torch.device("cpu"),
+        4,
+        lr=0.1,
+        patience=2,
+        on_epoch=lambda epoch, losses: weights.append(model.w.item()),
+        progress=False,
+    )
+    assert len(result.test_loss) == 3 and result.best_epoch == 0
+    assert model.w.item() == weights[0] != weights[-1]  # the first epoch's weights
+
+
+def test_checkpoint_files_carry_the_models_name(tmp_path):
+    model = Scripted([1.0])
+    model.name = "net"
+    result = fit(
+        model,
+        _one_batch(),
+        _one_batch(),
+        torch.device("cpu"),
+        1,
+        checkpoint_every=1,
+        checkpoint_dir=tmp_path,
+        progress=False,
+    )
+    assert result.checkpoints == [str(tmp_path / "net_checkpoint_1.pt")]
+
+
+def test_the_mean_over_a_single_example_is_its_loss():
+    class Mean(nn.Module):
+        def loss(self, x, y=None):
+            return x.mean()
+
+    split = Split(torch.tensor([[3.0]]), torch.zeros(1))
+    assert evaluate(Mean(), split, torch.device("cpu"), batch_size=4) == 3.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lfxai.explanations.features import (
     FEATURE_METHODS,
+    AuxiliaryFunction,
     RandomAttribution,
+    _attribute_batch,
+    _baselines_for,
     attribute_auxiliary,
     attribute_individual_dim,
     make_feature_method,
@@ -259,3 +264,92 @@ def test_random_method_by_name_is_seeded_and_ignores_the_model():
     assert not torch.equal(method.attribute(x), method.attribute(x))  # a stream, not a constant
     for name, cls in FEATURE_METHODS.items():
         assert isinstance(make_feature_method(name, nn.Identity()), cls)
+
+
+# -- exact messages, devices, warnings, progress ---------------------------------------------
+
+
+def test_unknown_method_message_is_exact():
+    with pytest.raises(ValueError) as error:
+        make_feature_method("Gradient Shap", nn.Identity())
+    assert str(error.value) == (
+        "unknown feature method 'Gradient Shap'; valid choices: "
+        "['GradientShap', 'IntegratedGradients', 'Random', 'Saliency']"
+    )
+
+
+def test_random_scores_and_baselines_follow_the_inputs_device():
+    """The meta device stands in for a GPU."""
+    inputs = torch.zeros(2, 1, 3, 3, device="meta")
+    assert RandomAttribution(seed=0).attribute(inputs).device == inputs.device
+    assert _baselines_for(inputs, torch.zeros(1, 1, 3, 3)).device == inputs.device
+    assert _baselines_for(inputs, None) is None
+
+
+def test_random_attribution_defaults_to_an_identity_forward_function():
+    assert isinstance(RandomAttribution().forward_func, nn.Identity)
+    encoder = nn.Linear(1, 1)
+    assert RandomAttribution(encoder).forward_func is encoder
+    first = RandomAttribution().attribute(torch.zeros(4))
+    assert torch.equal(first, RandomAttribution(seed=0).attribute(torch.zeros(4)))  # seed 0
+
+
+@pytest.mark.parametrize("name", ["Saliency", "IntegratedGradients", "GradientShap"])
+def test_attribution_raises_no_warning_and_returns_plain_tensors(name):
+    """Inputs are switched to requires_grad before Captum sees them (it would warn)."""
+    encoder = _linear_encoder()
+    x = _loader(n=3).dataset.tensors[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        attr = _attribute_batch(
+            make_feature_method(name, AuxiliaryFunction(encoder)),
+            x,
+            encoder(x).detach(),
+            torch.zeros(1, 1, 8, 8) if name != "Saliency" else None,
+        )
+    assert not attr.requires_grad and attr.grad_fn is None
+
+
+def test_progress_bars_name_the_method(capsys):
+    encoder = _linear_encoder()
+    attribute_auxiliary(encoder, _loader(n=2), torch.device("cpu"), Saliency(encoder))
+    attribute_individual_dim(encoder, 3, _loader(n=2), torch.device("cpu"), Saliency(encoder))
+    err = capsys.readouterr().err
+    assert err.count("\rSaliency:   0%") == 2 and "100%" not in err  # leave=False: cleared
+    attribute_auxiliary(
+        encoder, _loader(n=2), torch.device("cpu"), Saliency(encoder), progress=False
+    )
+    attribute_individual_dim(
+        encoder, 3, _loader(n=2), torch.device("cpu"), Saliency(encoder), progress=False
+    )
+    assert capsys.readouterr().err == ""
+
+
+def test_random_method_by_name_keeps_the_forward_function():
+    encoder = nn.Linear(1, 1)
+    assert make_feature_method("Random", encoder).forward_func is encoder
+
+
+def test_units_are_explained_in_one_call_per_batch_by_default():
+    encoder = _linear_encoder()
+    method = Saliency(encoder)
+    calls = []
+    real = method.attribute
+    method.attribute = lambda inputs, **kwargs: (calls.append(len(inputs)), real(inputs, **kwargs))[
+        1
+    ]
+    attribute_individual_dim(encoder, 3, _loader(n=5), torch.device("cpu"), method, progress=False)
+    assert calls == [3 * 4, 3 * 1]  # d x batch rows per call, batches of 4 and 1
+
+
+def test_random_method_by_name_defaults_to_seed_zero():
+    x = torch.zeros(2, 3)
+    by_name = make_feature_method("Random", nn.Identity()).attribute(x)
+    assert torch.equal(by_name, RandomAttribution(seed=0).attribute(x))
+
+
+def test_the_auxiliary_function_is_one_inner_product_per_example():
+    inputs = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])  # N = 3 examples, d = 2
+    reference = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 1.0]])
+    out = AuxiliaryFunction(nn.Identity())(inputs, reference)
+    assert out.tolist() == [1.0, 4.0, 16.0]  # exact small integers

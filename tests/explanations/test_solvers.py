@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
+from lfxai.explanations.examples import simplex
 from lfxai.explanations.examples.influence_functions import arnoldi
 from lfxai.explanations.examples.simplex import simplex_weights
 from tests.numerics import U64, gamma
@@ -106,3 +108,64 @@ def test_simplex_weights_are_on_the_simplex_and_reach_an_exact_corner():
     assert (weights.sum(1) - 1).abs().max() <= gamma(4)
     # Deterministic (no randomness); after 300 steps of lr 0.1 the corner holds 0.98.
     assert weights[0, 2] > 0.95 and weights[1, 0] > 0.95
+
+
+def test_simplex_solves_all_test_rows_together_within_the_memory_bound(monkeypatch):
+    """Rows per optimisation: MAX_ELEMENTS // n_train, so 7 rows of 10 go in one call."""
+    rows = []
+    real = simplex.simplex_weights
+
+    calls = []
+
+    def spy(test_codes, *args):
+        rows.append(len(test_codes))
+        calls.append(args[1:])
+        return real(test_codes, *args)
+
+    monkeypatch.setattr(simplex, "simplex_weights", spy)
+    explainer = simplex.SimplEx(nn.Flatten(), X_train=torch.rand(10, 2), progress=False)
+    weights = explainer.attribute(torch.rand(7, 2), None, simplex_steps=2)
+    assert rows == [7] and weights.shape == (7, 10)
+    monkeypatch.setattr(simplex, "MAX_ELEMENTS", 30)  # 3 rows of 10 per optimisation
+    rows.clear()
+    assert torch.equal(
+        explainer.attribute(torch.rand(7, 2), None, simplex_steps=0), torch.full((7, 10), 0.1)
+    )
+    assert rows == [3, 3, 1]
+    monkeypatch.setattr(simplex, "MAX_ELEMENTS", 5)  # fewer than one row: still one row
+    rows.clear()
+    explainer.attribute(torch.rand(3, 2), None, simplex_steps=0)
+    assert rows == [1, 1, 1]
+    monkeypatch.setattr(simplex, "MAX_ELEMENTS", 3)  # one training example: 3 rows
+    rows.clear()
+    one = simplex.SimplEx(nn.Flatten(), X_train=torch.rand(1, 2), progress=False)
+    one.attribute(torch.rand(7, 2), None, simplex_steps=0)
+    assert rows == [3, 3, 1]
+
+
+def test_simplex_defaults_are_the_references_1000_steps_at_lr_1e_3(monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        simplex,
+        "simplex_weights",
+        lambda test, train, *args: calls.append(args) or torch.zeros(len(test), len(train)),
+    )
+    simplex.SimplEx(nn.Flatten(), X_train=torch.rand(2, 2), progress=False).attribute(
+        torch.rand(1, 2), None
+    )
+    assert calls == [(1000, 1e-3, False)]
+
+
+def test_simplex_weights_defaults(capsys):
+    """1000 Adam steps at lr 1e-3 without a progress bar (deterministic: equal floats)."""
+    generator = torch.Generator().manual_seed(0)
+    train, test = torch.randn(4, 2, generator=generator), torch.randn(2, 2, generator=generator)
+    assert torch.equal(simplex_weights(test, train), simplex_weights(test, train, 1000, 1e-3))
+    assert not torch.equal(simplex_weights(test, train), simplex_weights(test, train, 999, 1e-3))
+    assert capsys.readouterr().err == ""
+
+
+def test_simplex_weights_progress_bar_is_named_and_cleared(capsys):
+    simplex_weights(torch.rand(1, 2), torch.rand(3, 2), n_epoch=2, progress=True)
+    err = capsys.readouterr().err
+    assert "\rSimplEx:   0%" in err and "100%" not in err  # leave=False: cleared at the end
