@@ -12,6 +12,7 @@ and queue those trials again, so the next invocation retries them first.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import shlex
@@ -20,7 +21,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,33 +170,63 @@ def run_workers(
         work(studies[0])
         return
     errors: list[BaseException] = []
+    finished = [threading.Event() for _ in range(config.n_jobs)]
 
-    def guarded(study: optuna.Study) -> None:
+    def guarded(study: optuna.Study, done: threading.Event) -> None:
         try:
             work(study)
         except BaseException as error:  # re-raised in the main thread
             errors.append(error)
+        finally:
+            done.set()
+
+    def wait_for_workers() -> None:
+        # Events, not Thread.join: a signal handler raising inside join() makes CPython mark
+        # the joined thread stopped while it still runs (join's bpo-45274 clean-up releases
+        # the thread's own state lock), so a later join() returned at once and the worker
+        # went on training, its trial left RUNNING.
+        for done in finished:
+            while not done.wait(0.5):
+                pass
 
     threads = [
         threading.Thread(
-            target=guarded, args=(studies[i],), name=f"lfxai-sweep-worker-{i}", daemon=True
+            target=guarded,
+            args=(studies[i], finished[i]),
+            name=f"lfxai-sweep-worker-{i}",
+            daemon=True,
         )
         for i in range(config.n_jobs)
     ]
-    for thread in threads:
-        thread.start()
     try:
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.5)
+        # Started with the stop signals blocked: the threads inherit the mask, so SIGINT /
+        # SIGTERM go to the main thread, and only once every worker has started (a signal
+        # raised while starting them would escape this handler and leave workers running).
+        with _stop_signals_blocked():
+            for thread in threads:
+                thread.start()
+        wait_for_workers()
     except Stopped as stopped:
         stop.set(signal.Signals[stopped.signal_name].value)
-        for thread in threads:
-            thread.join()
+        wait_for_workers()
         raise
     failures = [e for e in errors if not isinstance(e, Stopped)]
     if failures:
         raise failures[0]
+
+
+@contextlib.contextmanager
+def _stop_signals_blocked() -> Iterator[None]:
+    """Blocks SIGINT and SIGTERM in this thread (and threads started meanwhile) for the block;
+    one that arrives meanwhile is delivered when the block ends (POSIX; elsewhere a no-op)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _parser() -> argparse.ArgumentParser:
