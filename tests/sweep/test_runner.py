@@ -25,6 +25,10 @@ from lfxai.tracking import STOPPED_TAG, Stopped
 from tests.helpers import EXPERIMENT
 from tests.sweep.fakes import FakeTrain, fake_backend
 
+# Whole sweeps (Optuna study, MLflow store, report figures) of a fake trial: seconds each, so
+# they run with `make test`, not in the fast subset.
+pytestmark = pytest.mark.slow
+
 STUDY = "test-study"
 
 
