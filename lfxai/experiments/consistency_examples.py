@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 import torch
@@ -130,6 +131,27 @@ def _influence_loader(train: Split, config: ConsistencyExamplesConfig, seed: int
     )
 
 
+def explainer_options(train: Split, config: ConsistencyExamplesConfig) -> dict[str, Any]:
+    """The example explainers' options from the settings (same names on both sides).
+
+    Shared by every experiment with these settings (``consistency_examples``, ``pretext``):
+    whatever the method, it takes the options it needs and ignores the others.
+    """
+    return dict(
+        influence_method=config.influence_method,
+        train_loader_replacement=_influence_loader(train, config, config.seed),
+        recursion_depth=config.recursion_depth,
+        hvp_batch_size=config.hvp_batch_size,
+        damping=config.damping,
+        scale=config.scale,
+        hessian_size=config.hessian_size,
+        arnoldi_iter=config.arnoldi_iter,
+        arnoldi_rank=config.arnoldi_rank,
+        seed=config.seed,
+        simplex_steps=config.simplex_steps,
+    )
+
+
 @register("consistency_examples", ConsistencyExamplesConfig)
 def consistency_examples(
     dataset: DatasetPlugin, config: ConsistencyExamplesConfig, tracker: Tracker
@@ -168,20 +190,7 @@ def consistency_examples(
         explained_test = Split(test.x[test_idx], test.y[test_idx])
         tracker.log_array(train_idx, "subsets/train_idx.npy")
         tracker.log_array(test_idx, "subsets/test_idx.npy")
-        # The explainers' options carry the settings' own names.
-        options = dict(
-            influence_method=config.influence_method,
-            train_loader_replacement=_influence_loader(train, config, config.seed),
-            recursion_depth=config.recursion_depth,
-            hvp_batch_size=config.hvp_batch_size,
-            damping=config.damping,
-            scale=config.scale,
-            hessian_size=config.hessian_size,
-            arnoldi_iter=config.arnoldi_iter,
-            arnoldi_rank=config.arnoldi_rank,
-            seed=config.seed,
-            simplex_steps=config.simplex_steps,
-        )
+        options = explainer_options(train, config)
         rows = []
         for method in config.example_methods:
             explainer = EXAMPLE_METHODS[method](model)  # the model's own loss

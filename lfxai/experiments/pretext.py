@@ -42,7 +42,7 @@ from lfxai.experiments.common import (
     scratch_dir,
     tracked_fit,
 )
-from lfxai.experiments.consistency_examples import _influence_loader, balanced_subset
+from lfxai.experiments.consistency_examples import balanced_subset, explainer_options
 from lfxai.experiments.pretext_models import (
     TITLES,
     load_encoder,
@@ -272,19 +272,7 @@ def _explanations(
     saliency = np.abs(saliency)  # importance magnitude, as the reference compares them
     middle = time.perf_counter()
     explainer = EXAMPLE_METHODS[config.example_attr_method](model)
-    options = dict(
-        influence_method=config.influence_method,
-        train_loader_replacement=_influence_loader(data.train, config, config.seed),
-        recursion_depth=config.recursion_depth,
-        hvp_batch_size=config.hvp_batch_size,
-        damping=config.damping,
-        scale=config.scale,
-        hessian_size=config.hessian_size,
-        arnoldi_iter=config.arnoldi_iter,
-        arnoldi_rank=config.arnoldi_rank,
-        seed=config.seed,
-        simplex_steps=config.simplex_steps,
-    )
+    options = explainer_options(data.train, config)  # type: ignore[arg-type]  (same names)
     importance = explainer.attribute_loader(
         device, data.explained_train.loader(batch), data.explained_test.loader(batch), **options
     ).numpy()
