@@ -409,7 +409,29 @@ class Tracker:
         for key, value in tags.items():
             self.client.set_model_version_tag(name, version, key, str(value))
         if alias:
-            self.client.set_registered_model_alias(name, alias, version)
+            self.move_alias(name, alias, version)
+
+    def move_alias(self, name: str, alias: str, version: str, attempts: int = 3) -> None:
+        """Points ``alias`` of ``name`` at ``version`` unless a newer version already holds it.
+
+        Workers sharing a tracking server register versions of one model at once. The SQL
+        store writes an alias by reading it and then inserting or updating, so when two
+        workers set a new alias together the slower insert fails on the alias's unique key
+        (PostgreSQL: ``UniqueViolation``). Such a failure is a lost race, not an error: the
+        alias is read again and, if it still points at an older version, written again.
+        The alias ends on the newest version, whichever worker finishes last.
+        """
+        for attempt in range(1, attempts + 1):
+            current = self.model_version_by_alias(name, alias)
+            if current is not None and int(current.version) >= int(version):
+                return  # this version, or a newer one another worker registered
+            try:
+                self.client.set_registered_model_alias(name, alias, version)
+                return
+            except MlflowException:
+                lost_race = self.model_version_by_alias(name, alias) is not None
+                if current is not None or not lost_race or attempt == attempts:
+                    raise
 
     def take_over(self, launched_run_id: str) -> None:
         """Continues here the run `mlflow run` made in ``Default`` (see :func:`run_location`).

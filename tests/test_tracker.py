@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 from matplotlib import pyplot as plt
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from lfxai.tracking import _MAX_BATCH, IDENTITY_TAGS, tracked_run
@@ -129,3 +130,44 @@ def test_log_model_needs_the_tracker_s_run_to_be_active(mlflow_store):
         tracker.log_model(torch.nn.Linear(2, 1), "m", torch.zeros(1, 2))
     with mlflow.start_run(), pytest.raises(RuntimeError, match="active run"):
         tracker.log_model(torch.nn.Linear(2, 1), "m", torch.zeros(1, 2))
+
+
+def _two_versions(client: MlflowClient, name: str, source: Path) -> None:
+    client.create_registered_model(name)
+    for _ in range(2):
+        client.create_model_version(name, source=str(source), run_id=None)
+
+
+@pytest.mark.parametrize(("winner", "ours", "expected"), [("2", "1", "2"), ("1", "2", "2")])
+def test_an_alias_race_lost_to_another_worker_ends_on_the_newest_version(
+    mlflow_store, tmp_path, monkeypatch, winner, ours, expected
+):
+    # Two workers set a new alias together: the store's read-then-insert lets the slower
+    # insert fail on the alias's unique key (PostgreSQL), after the faster one has written.
+    with tracked_run("alias") as tracker:
+        _two_versions(tracker.client, "m", tmp_path)
+        real_set = tracker.client.set_registered_model_alias
+        calls = []
+
+        def racing_set(name, alias, version):
+            calls.append(version)
+            if len(calls) == 1:
+                real_set(name, alias, winner)  # the other worker's insert lands first
+                raise MlflowException("duplicate key value violates unique constraint")
+            real_set(name, alias, version)
+
+        monkeypatch.setattr(tracker.client, "set_registered_model_alias", racing_set)
+        tracker.move_alias("m", "smoke", ours)
+    assert str(MlflowClient().get_model_version_by_alias("m", "smoke").version) == expected
+    # written again only when the other worker's version was the older one
+    assert calls == ([ours] if winner > ours else [ours, ours])
+
+
+def test_an_alias_never_moves_back_and_a_real_failure_is_raised(mlflow_store, tmp_path):
+    with tracked_run("alias") as tracker:
+        _two_versions(tracker.client, "m", tmp_path)
+        tracker.move_alias("m", "paper", "2")
+        tracker.move_alias("m", "paper", "1")  # an older version finishing late
+        assert str(tracker.client.get_model_version_by_alias("m", "paper").version) == "2"
+        with pytest.raises(MlflowException):  # no alias appeared: not a lost race
+            tracker.move_alias("m", "quick", "7")

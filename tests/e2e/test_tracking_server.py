@@ -79,3 +79,6 @@ def test_two_workers_share_one_tracking_server(tracking_server, data_dir):
         assert any(artifacts.rglob(f"{run.info.run_id}/artifacts/attributions/Saliency.npy"))
     versions = client.search_model_versions("name = 'lfxai-mnist-denoising-ae-d4'")
     assert sorted(v.version for v in versions) == ["1", "2"]
+    # both workers moved the profile's alias at about the same time: it ends on the newest
+    newest = client.get_model_version_by_alias("lfxai-mnist-denoising-ae-d4", "smoke")
+    assert str(newest.version) == "2"
