@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import torch
 from torch import nn
@@ -74,3 +76,52 @@ def test_one_learning_rate_per_checkpoint_or_an_exact_error() -> None:
     with pytest.raises(ValueError) as error:
         explainer.attribute(x_test, checkpoints=states, learning_rate=[0.1, 0.2])
     assert str(error.value) == "2 learning rates for 3 checkpoints"
+
+
+# How checkpoint files are loaded --------------------------------------------------------------
+
+
+def test_a_checkpoint_saved_on_a_gpu_this_machine_lacks_loads_on_the_models_device(
+    tmp_path, monkeypatch
+) -> None:
+    """Train on a GPU, explain elsewhere: files load straight onto the model's device.
+
+    The file is tagged as saved on ``cuda:999``, a GPU no machine has, so loading it where it
+    was saved fails everywhere (no CUDA, or too few GPUs).
+    """
+    model = LinearAE()
+    state = _scaled_state(model, 2.0)
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.serialization, "location_tag", lambda storage: "cuda:999")
+        torch.save(state, tmp_path / "gpu.pt")
+    assert torch.equal(_scores(model, tmp_path / "gpu.pt"), _scores(model, state))
+
+
+class _RunsCode:
+    """Unpickles by calling ``_record``: what a malicious checkpoint would do."""
+
+    ran: list[str] = []
+
+    def __reduce__(self) -> tuple:
+        return _record, ("unpickled",)
+
+
+def _record(message: str) -> torch.Tensor:
+    _RunsCode.ran.append(message)
+    return torch.zeros(2, 4)  # the shape of encoder.weight: loading it would then succeed
+
+
+@pytest.mark.parametrize("env", [None, "1"])
+def test_checkpoint_files_are_loaded_as_weights_only(tmp_path, monkeypatch, env) -> None:
+    """No code in a checkpoint runs, even where the environment relaxes torch.load's default."""
+    monkeypatch.delenv("TORCH_FORCE_WEIGHTS_ONLY_LOAD", raising=False)
+    if env is None:
+        monkeypatch.delenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", raising=False)
+    else:
+        monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", env)
+    monkeypatch.setattr(_RunsCode, "ran", [])
+    model = LinearAE()
+    torch.save({**_scaled_state(model, 1.0), "encoder.weight": _RunsCode()}, tmp_path / "bad.pt")
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        _scores(model, tmp_path / "bad.pt")
+    assert _RunsCode.ran == []
