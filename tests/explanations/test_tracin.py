@@ -125,3 +125,35 @@ def test_checkpoint_files_are_loaded_as_weights_only(tmp_path, monkeypatch, env)
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         _scores(model, tmp_path / "bad.pt")
     assert _RunsCode.ran == []
+
+
+# Devices ------------------------------------------------------------------------------------
+
+
+def test_scores_are_built_on_the_models_device_not_torchs_default() -> None:
+    """E.g. ``torch.set_default_device("cuda")`` with a CPU model (meta stands in for CUDA)."""
+    model = LinearAE()
+    x_train, x_test = _data()
+    state = _scaled_state(model, 2.0)
+    explainer = TracIn(model, nn.MSELoss(), X_train=x_train, checkpoints=[state], progress=False)
+    expected = explainer.attribute(x_test)
+    with torch.device("meta"):
+        assert torch.equal(explainer.attribute(x_test), expected)
+
+
+def test_everything_moves_to_the_models_device(tmp_path) -> None:
+    """CPU checkpoints (in memory and files) explain a model on another device.
+
+    A model on the meta device stands in for a GPU on a CPU-only machine; meta tensors hold
+    no data, so this calls ``_attribute``, which ``attribute`` ends with a copy to the CPU.
+    """
+    model = LinearAE()
+    state = _scaled_state(model, 2.0)
+    torch.save(state, tmp_path / "cpu.pt")
+    model = model.to("meta")
+    x_train, x_test = (x.to("meta") for x in _data())
+    explainer = TracIn(model, nn.MSELoss(), progress=False)
+    scores = explainer._attribute(
+        x_train, None, x_test, None, checkpoints=[state, tmp_path / "cpu.pt"]
+    )
+    assert scores.device == torch.device("meta") and scores.shape == (N_TEST, N_TRAIN)
