@@ -157,3 +157,21 @@ def test_everything_moves_to_the_models_device(tmp_path) -> None:
         x_train, None, x_test, None, checkpoints=[state, tmp_path / "cpu.pt"]
     )
     assert scores.device == torch.device("meta") and scores.shape == (N_TEST, N_TRAIN)
+
+
+# Progress bar -------------------------------------------------------------------------------
+
+
+def test_the_progress_bar_names_tracin_leaves_no_trace_and_obeys_progress(capsys) -> None:
+    model = LinearAE()
+    x_train, x_test = _data()
+    states = [_scaled_state(model, 1.0), _scaled_state(model, 2.0)]
+    TracIn(model, nn.MSELoss(), X_train=x_train).attribute(x_test, checkpoints=states)
+    err = capsys.readouterr().err
+    assert err.startswith("\rTracIn checkpoints:   0%|")  # shown by default
+    assert "| 0/2 [" in err  # counts the checkpoints
+    assert "\n" not in err and err.split("\r")[-2].isspace()  # leave=False: the line is blanked
+    TracIn(model, nn.MSELoss(), X_train=x_train, progress=False).attribute(
+        x_test, checkpoints=states
+    )
+    assert capsys.readouterr().err == ""
