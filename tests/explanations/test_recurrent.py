@@ -93,3 +93,12 @@ def test_other_parameters_keep_the_vmap_path(model) -> None:
         g = torch.autograd.grad(model.loss(x[i : i + 1]), list(model.decoder.parameters()))
         rows.append(torch.cat([t.reshape(-1) for t in g]))
     torch.testing.assert_close(grads, torch.stack(rows), rtol=1e-4, atol=1e-7)
+
+
+def test_the_unfused_lstm_refuses_unbatched_inputs_with_a_clear_message() -> None:
+    """``nn.LSTM`` takes an unbatched (T, F) sequence; the unfused loop says it needs a batch."""
+    lstm = nn.LSTM(2, 4)
+    with recurrent.unfused_lstms(lstm), pytest.raises(ValueError) as error:
+        lstm(torch.randn(7, 2))
+    assert str(error.value) == "the unfused LSTM needs batched inputs (N, T, F) or (T, N, F)"
+    assert "forward" not in vars(lstm)  # the fused kernel is back after the error
