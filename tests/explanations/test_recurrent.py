@@ -102,3 +102,67 @@ def test_the_unfused_lstm_refuses_unbatched_inputs_with_a_clear_message() -> Non
         lstm(torch.randn(7, 2))
     assert str(error.value) == "the unfused LSTM needs batched inputs (N, T, F) or (T, N, F)"
     assert "forward" not in vars(lstm)  # the fused kernel is back after the error
+
+
+class _ScaledLSTM(nn.LSTM):
+    """An LSTM subclass with its own forward, which the unfused loop would silently skip."""
+
+    def forward(self, x, state=None):
+        return super().forward(2 * x, state)
+
+
+class _Readout(nn.Module):
+    """An LSTM encoder (the explained parameters) and a linear read-out of every step."""
+
+    def __init__(self, lstm: nn.LSTM) -> None:
+        super().__init__()
+        self.encoder = lstm
+        width = (lstm.proj_size or lstm.hidden_size) * (2 if lstm.bidirectional else 1)
+        self.decoder = nn.Linear(width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x)[0])
+
+
+# Each breaks exactly one condition of `supported`; the plain one-layer LSTM is the control.
+UNSUPPORTED = {
+    "subclass": lambda: _ScaledLSTM(1, 3, batch_first=True),
+    "two layers": lambda: nn.LSTM(1, 3, num_layers=2, batch_first=True),
+    "bidirectional": lambda: nn.LSTM(1, 3, bidirectional=True, batch_first=True),
+    "projection": lambda: nn.LSTM(1, 3, proj_size=2, batch_first=True),
+    "no biases": lambda: nn.LSTM(1, 3, bias=False, batch_first=True),
+}
+
+
+@pytest.mark.parametrize("kind", list(UNSUPPORTED))
+def test_lstms_the_loop_cannot_reproduce_are_refused_by_the_unfused_path(kind) -> None:
+    """Any one unsupported feature: no unfused loop, no batched per-example gradients."""
+    assert recurrent.supported(nn.LSTM(1, 3, batch_first=True))
+    model = _Readout(UNSUPPORTED[kind]()).eval()
+    assert not recurrent.supported(model.encoder)
+    refusal = "LSTM 'encoder' is not one-layer, one-way with biases"
+    with pytest.raises(ValueError, match=refusal), recurrent.unfused_lstms(model):
+        pass
+    assert "forward" not in vars(model.encoder)
+    functional = LossFunctional(model, loss_f=nn.MSELoss())
+    assert not recurrent.covered_by_lstms(model, functional.names)
+    assert not functional._recurrent_grads
+
+
+# PyTorch 2.x's vmap cannot batch its LSTM with projections (an in-place op in the native
+# kernel), so that case has no per-example gradients to compare.
+@pytest.mark.parametrize("kind", [kind for kind in UNSUPPORTED if kind != "projection"])
+def test_lstms_the_loop_cannot_reproduce_get_exact_per_example_gradients_by_vmap(kind) -> None:
+    torch.manual_seed(3)
+    model = _Readout(UNSUPPORTED[kind]()).eval()
+    functional = LossFunctional(model, loss_f=nn.MSELoss())
+    x = torch.randn(3, 5, 1)
+    params, fixed = functional.split()
+    grads = functional.per_example_grads(params, fixed, x, x, chunk_size=3)
+    rows = []
+    for i in range(3):
+        loss = nn.functional.mse_loss(model(x[i : i + 1]), x[i : i + 1])
+        g = torch.autograd.grad(loss, list(model.encoder.parameters()))
+        rows.append(torch.cat([t.reshape(-1) for t in g]))
+    expected = torch.stack(rows)
+    torch.testing.assert_close(grads, expected, rtol=1e-4, atol=1e-6 * expected.abs().max())
