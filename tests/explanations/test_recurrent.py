@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -166,3 +168,76 @@ def test_lstms_the_loop_cannot_reproduce_get_exact_per_example_gradients_by_vmap
         rows.append(torch.cat([t.reshape(-1) for t in g]))
     expected = torch.stack(rows)
     torch.testing.assert_close(grads, expected, rtol=1e-4, atol=1e-6 * expected.abs().max())
+
+
+def _reference_grads(lstm: nn.LSTM, loss_of_one, n: int) -> dict[str, torch.Tensor]:
+    """Per-example gradients in float64 by a loop of backward passes through ``nn.LSTM``."""
+    lstm64 = copy.deepcopy(lstm).double()
+    rows = [
+        torch.autograd.grad(loss_of_one(lstm64, i), list(lstm64.parameters())) for i in range(n)
+    ]
+    return {
+        f"lstm.{name}": torch.stack([row[k] for row in rows]).float()
+        for k, (name, _) in enumerate(lstm64.named_parameters())
+    }
+
+
+def _assert_grads_close(fast: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    assert list(fast) == list(expected)
+    scale = max(g.abs().max() for g in expected.values())
+    for name, g in expected.items():
+        # float32 sums over a few time steps against a float64 reference.
+        torch.testing.assert_close(fast[name], g, rtol=1e-4, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_per_example_gradients_start_from_the_given_initial_state(batch_first) -> None:
+    """With ``(h0, c0)`` given, the first step's recurrent gradient is ``delta_0 h0^T``."""
+    torch.manual_seed(4)
+    n, steps = 5, 6
+    model = nn.ModuleDict({"lstm": nn.LSTM(2, 4, batch_first=batch_first)})
+    lstm = model["lstm"]
+    x, target = torch.randn(n, steps, 2), torch.randn(n, steps, 4)
+    h0, c0 = torch.randn(1, n, 4), torch.randn(1, n, 4)
+
+    def seq(t: torch.Tensor) -> torch.Tensor:  # (N, T, .) in the LSTM's layout
+        return t if batch_first else t.transpose(0, 1)
+
+    def summed(records):
+        with recurrent.unfused_lstms(model, records):
+            out, (_, c) = lstm(seq(x), (h0, c0))
+        return ((out - seq(target)) ** 2).sum() + (c**2).sum()
+
+    def loss_of_one(lstm64: nn.LSTM, i: int) -> torch.Tensor:
+        state = (h0[:, i : i + 1].double(), c0[:, i : i + 1].double())
+        out, (_, c) = lstm64(seq(x[i : i + 1].double()), state)
+        return ((out - seq(target[i : i + 1].double())) ** 2).sum() + (c**2).sum()
+
+    names = [f"lstm.{name}" for name, _ in lstm.named_parameters()]
+    fast = recurrent.per_example_lstm_grads(summed, names, {"lstm": lstm})
+    _assert_grads_close(fast, _reference_grads(lstm, loss_of_one, n))
+
+
+def test_an_lstm_called_twice_adds_up_the_gradients_of_both_calls() -> None:
+    """A sequence fed in two pieces (the second from the first's state) gets the gradients of
+    one pass over the whole sequence: each call contributes its own sum over time steps."""
+    torch.manual_seed(5)
+    n, steps = 4, 7
+    model = nn.ModuleDict({"lstm": nn.LSTM(2, 3, batch_first=True)})
+    lstm = model["lstm"]
+    x, target = torch.randn(n, steps, 2), torch.randn(n, steps, 3)
+
+    def summed(records):
+        with recurrent.unfused_lstms(model, records):
+            head, state = lstm(x[:, :3])
+            tail, _ = lstm(x[:, 3:], state)
+        assert len(records["lstm"]) == 2
+        return ((torch.cat([head, tail], dim=1) - target) ** 2).sum()
+
+    def loss_of_one(lstm64: nn.LSTM, i: int) -> torch.Tensor:
+        out, _ = lstm64(x[i : i + 1].double())
+        return ((out - target[i : i + 1].double()) ** 2).sum()
+
+    names = [f"lstm.{name}" for name, _ in lstm.named_parameters()]
+    fast = recurrent.per_example_lstm_grads(summed, names, {"lstm": lstm})
+    _assert_grads_close(fast, _reference_grads(lstm, loss_of_one, n))
