@@ -1,0 +1,148 @@
+"""Influence functions' Hessian: its examples, its vmapped products and the Arnoldi solver."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.func import functional_call, hessian, jacrev
+
+from lfxai.explanations.examples import InfluenceFunctions
+from tests.numerics import gamma
+
+N_CLASSES = 3
+
+
+class TinyClassifier(nn.Module):
+    """Explained encoder ``Linear(3, 2) + Tanh`` (P = 8 parameters), a fixed linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.encoder = nn.Sequential(nn.Linear(3, 2), nn.Tanh())
+        self.head = nn.Linear(2, N_CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x))
+
+
+def _labelled(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return 2 * torch.randn(n, 3, generator=gen), torch.randint(N_CLASSES, (n,), generator=gen)
+
+
+def _reference(
+    model: nn.Module,
+    hessian_examples: tuple[torch.Tensor, torch.Tensor],
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    damping: float,
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Float64 ``g_test (H + damping I)^-1 g_train^T``, H the cross-entropy Hessian of the mean
+    loss over ``hessian_examples`` (torch.func.hessian, not Hessian-vector products).
+
+    Returns the scores, the magnitude ``|g_test| |(H + damping I)^-1| |g_train|^T`` of their
+    products and the condition number of ``H + damping I``.
+    """
+    model64 = copy.deepcopy(model).double().eval()
+    names = [f"encoder.{k}" for k, _ in model64.encoder.named_parameters()]
+    shapes = [p.shape for p in model64.encoder.parameters()]
+    flat = torch.cat([p.detach().reshape(-1) for p in model64.encoder.parameters()])
+
+    def loss(theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        params, start = {}, 0
+        for name, shape in zip(names, shapes, strict=True):
+            params[name] = theta[start : start + shape.numel()].view(shape)
+            start += shape.numel()
+        return nn.functional.cross_entropy(functional_call(model64, params, (x.double(),)), y)
+
+    def grads(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.stack([jacrev(loss)(flat, x[i : i + 1], y[i : i + 1]) for i in range(len(x))])
+
+    h = hessian(loss)(flat, *hessian_examples)
+    damped = h + damping * torch.eye(len(flat), dtype=torch.float64)
+    inverse = torch.linalg.inv(damped)
+    g_train, g_test = grads(*train), grads(*test)
+    eigenvalues = torch.linalg.eigvalsh(damped).abs()
+    condition = (eigenvalues.max() / eigenvalues.min()).item()
+    magnitude = g_test.abs() @ inverse.abs() @ g_train.abs().T
+    return g_test @ inverse @ g_train.T, magnitude, condition
+
+
+def _assert_matches(scores: torch.Tensor, expected, magnitude, condition: float) -> None:
+    """Float32 gradients and Hessian products of this two-layer model take a few tens of
+    roundings each; the damped solve amplifies their relative error by at most the condition
+    number (Higham 2002, Section 7.1), then a P-term product forms each score: all within
+    ``condition * gamma(100 P) * magnitude`` (100 roundings per parameter: generous)."""
+    bound = condition * gamma(100 * 8) * magnitude
+    assert ((scores.double() - expected).abs() <= bound).all(), (scores, expected, bound)
+
+
+# Which examples define the Hessian ---------------------------------------------------------
+
+
+def test_a_classifiers_hessian_uses_the_labels_of_its_first_hessian_size_examples() -> None:
+    """Without a loader the Hessian examples are the first ``hessian_size`` explained training
+    examples, each with its own label (target="label"): exact and full-rank Arnoldi agree."""
+    model, damping = TinyClassifier(), 0.5
+    (x_train, y_train), test = _labelled(6, seed=1), _labelled(4, seed=2)
+    expected, magnitude, condition = _reference(
+        model, (x_train[:4], y_train[:4]), (x_train, y_train), test, damping
+    )
+    explainer = InfluenceFunctions(
+        model,
+        nn.CrossEntropyLoss(),
+        X_train=x_train,
+        Y_train=y_train,
+        target="label",
+        progress=False,
+    )
+    options = {"damping": damping, "hessian_size": 4, "hvp_batch_size": 3}
+    exact = explainer.attribute(test[0], None, test[1], influence_method="exact", **options)
+    _assert_matches(exact, expected, magnitude, condition)
+    full = explainer.attribute(
+        test[0],
+        None,
+        test[1],
+        influence_method="arnoldi",
+        arnoldi_rank=8,
+        arnoldi_iter=8,
+        **options,
+    )
+    _assert_matches(full, expected, magnitude, condition)
+    # The rule is visible: all six examples give another Hessian, far outside the bound.
+    other, *_ = _reference(model, (x_train, y_train), (x_train, y_train), test, damping)
+    assert not ((exact.double() - other).abs() <= 10 * condition * gamma(800) * magnitude).all()
+
+
+def test_hessian_examples_come_from_the_loader_across_its_batches() -> None:
+    """``train_loader_replacement`` (whatever its batches) replaces the explained examples as
+    the Hessian's: its first ``hessian_size`` examples, with their labels."""
+    model, damping = TinyClassifier(), 0.5
+    (x_train, y_train), test = _labelled(3, seed=1), _labelled(4, seed=2)
+    x_pool, y_pool = _labelled(7, seed=3)
+    loader = [(x_pool[:3], y_pool[:3]), (x_pool[3:5], y_pool[3:5]), (x_pool[5:], y_pool[5:])]
+    expected, magnitude, condition = _reference(
+        model, (x_pool[:4], y_pool[:4]), (x_train, y_train), test, damping
+    )
+    explainer = InfluenceFunctions(
+        model,
+        nn.CrossEntropyLoss(),
+        X_train=x_train,
+        Y_train=y_train,
+        target="label",
+        progress=False,
+    )
+    scores = explainer.attribute(
+        test[0],
+        None,
+        test[1],
+        influence_method="exact",
+        damping=damping,
+        train_loader_replacement=loader,
+        hessian_size=4,
+    )
+    _assert_matches(scores, expected, magnitude, condition)
+    own, *_ = _reference(model, (x_train, y_train), (x_train, y_train), test, damping)
+    assert not ((scores.double() - own).abs() <= 10 * condition * gamma(800) * magnitude).all()
