@@ -9,6 +9,7 @@ from torch import nn
 from torch.func import functional_call, hessian, jacrev
 
 from lfxai.explanations.examples import InfluenceFunctions
+from lfxai.explanations.examples.per_sample_grads import LossFunctional
 from tests.numerics import gamma
 
 N_CLASSES = 3
@@ -146,3 +147,31 @@ def test_hessian_examples_come_from_the_loader_across_its_batches() -> None:
     _assert_matches(scores, expected, magnitude, condition)
     own, *_ = _reference(model, (x_train, y_train), (x_train, y_train), test, damping)
     assert not ((scores.double() - own).abs() <= 10 * condition * gamma(800) * magnitude).all()
+
+
+# How many vectors each vmapped Hessian-vector product takes --------------------------------
+
+
+def test_default_hvp_chunk_is_4096_examples_worth_of_vectors_and_at_least_one(monkeypatch):
+    """Each batch of B Hessian examples gets ``max(1, 4096 // B)`` vectors per vmap chunk."""
+    seen: list[tuple[int, int | None]] = []
+    real_hvp = LossFunctional.hvp
+
+    def spy(self, params, fixed, x, t, vectors, chunk_size=None):
+        seen.append((len(x), chunk_size))
+        return real_hvp(self, params, fixed, x, t, vectors, chunk_size)
+
+    monkeypatch.setattr(LossFunctional, "hvp", spy)
+    torch.manual_seed(0)
+    # No encoder: all 7 parameters are explained.
+    model = nn.Sequential(nn.Linear(2, 1), nn.Linear(1, 2))
+    pool = torch.rand(5000, 2, generator=torch.Generator().manual_seed(1))
+    explainer = InfluenceFunctions(model, nn.MSELoss(), X_train=pool[:2], progress=False)
+    options = {"influence_method": "exact", "train_loader_replacement": [(pool,)]}
+    explainer.attribute(pool[:1], **options, hessian_size=35, hvp_batch_size=17)
+    # 35 examples in batches of 17: 240 vectors (17 divides 4097, not 4096), and 4096 for
+    # the last single example.
+    assert seen == [(17, 240), (17, 240), (1, 4096)]
+    seen.clear()
+    explainer.attribute(pool[:1], **options, hvp_batch_size=5000)
+    assert seen == [(5000, 1)]  # 4096 // 5000 = 0 vectors: one
