@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from torch import nn
 from torch.func import functional_call, hessian, jacrev
 
 from lfxai.explanations.examples import InfluenceFunctions
+from lfxai.explanations.examples.influence_functions import arnoldi
 from lfxai.explanations.examples.per_sample_grads import LossFunctional
 from tests.numerics import gamma
 
@@ -175,3 +177,72 @@ def test_default_hvp_chunk_is_4096_examples_worth_of_vectors_and_at_least_one(mo
     seen.clear()
     explainer.attribute(pool[:1], **options, hvp_batch_size=5000)
     assert seen == [(5000, 1)]  # 4096 // 5000 = 0 vectors: one
+
+
+# The Arnoldi solver ------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def float64():
+    """Arnoldi's basis takes the default dtype: float64 makes its rounding negligible."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+def _operator(dim: int) -> torch.Tensor:
+    """A symmetric matrix with distinct eigenvalues 1, 2, ..., dim."""
+    q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=torch.Generator().manual_seed(0)))
+    return q @ torch.diag(torch.arange(1.0, dim + 1)) @ q.T
+
+
+def test_arnoldi_defaults_to_seed_0_without_a_progress_bar(float64, capsys) -> None:
+    matrix = _operator(5)
+    default = arnoldi(lambda v: v @ matrix, 5, n_iter=2)
+    seeded = arnoldi(lambda v: v @ matrix, 5, n_iter=2, seed=0)
+    other = arnoldi(lambda v: v @ matrix, 5, n_iter=2, seed=1)
+    assert torch.equal(default[0], seeded[0]) and torch.equal(default[1], seeded[1])
+    assert not torch.equal(default[0], other[0])  # 2 of 5 dimensions: depends on the start
+    assert capsys.readouterr().err == ""
+
+
+def test_arnoldi_progress_bar_is_named_and_cleared(float64, capsys) -> None:
+    matrix = _operator(4)
+    arnoldi(lambda v: v @ matrix, 4, n_iter=3, progress=True)
+    err = capsys.readouterr().err
+    assert "\rArnoldi:   0%" in err
+    # leave=False: not kept (no line end), the line blanked at the end (tqdm may draw
+    # "100%" before that when a step takes over 0.1 s, so that is not checked)
+    assert "\n" not in err and err.split("\r")[-2].isspace()
+
+
+def test_arnoldi_applies_the_operator_to_one_vector_per_step(float64) -> None:
+    """Each step costs one Hessian-vector product: n_iter products of a single vector."""
+    matrix = _operator(6)
+    calls: list[int] = []
+
+    def hvp(v: torch.Tensor) -> torch.Tensor:
+        calls.append(len(v))
+        return v @ matrix
+
+    values, vectors = arnoldi(hvp, 6, n_iter=4)
+    assert calls == [1, 1, 1, 1] and values.shape == (4,) and vectors.shape == (4, 6)
+
+
+def test_a_zero_operator_gives_one_zero_eigenpair_and_no_nan() -> None:
+    """A zero Hessian (e.g. a loss piecewise linear in the explained parameters) sends the
+    start vector to zero: the Krylov space is exhausted after one step (residual 0 <= 1e-6 *
+    0), leaving the Ritz value 0 with the unit start vector, not a division by zero."""
+    calls: list[int] = []
+
+    def zero(v: torch.Tensor) -> torch.Tensor:
+        calls.append(len(v))
+        return torch.zeros_like(v)
+
+    values, vectors = arnoldi(zero, 5, n_iter=4)
+    assert calls == [1]
+    assert torch.equal(values, torch.zeros(1))
+    assert vectors.shape == (1, 5) and torch.isfinite(vectors).all()
+    # The normalised start vector: two float32 norms of 5 entries and a division.
+    assert abs(vectors.norm().item() - 1) <= gamma(14)
