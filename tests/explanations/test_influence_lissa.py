@@ -193,3 +193,143 @@ def test_arnoldi_keeps_the_arnoldi_rank_eigenpairs_of_largest_magnitude() -> Non
         _grads_magnitude(model, x, y) @ u.abs(),
     ) / (top + damping)
     _assert_within(scores, expected, gamma(10 * P * P) * (1 + top.item() / gap) * magnitude)
+
+
+# LiSSA -------------------------------------------------------------------------------------
+
+
+def test_lissa_with_a_full_batch_loader_converges_to_the_damped_inverse() -> None:
+    """Fixed point of ``v <- g + (1 - d) v - H v / s``, estimate ``v / s``: ``(H + d s I)^-1 g``."""
+    model, (x, y), (x_test, y_test) = _regression(), _data(N_TRAIN), _data(N_TEST, seed=2)
+    hessian = _hessian(x)
+    damping, scale, depth = 0.25, 2 * torch.linalg.eigvalsh(hessian).max().item(), 100
+    # The recursion's matrix (1 - d) I - H / s has eigenvalues in [0.25, 0.75): it contracts.
+    contraction = 1 - damping - torch.linalg.eigvalsh(hessian).min().item() / scale
+    assert contraction < 0.75
+    scores = _explainer(model, x, y).attribute(
+        x_test,
+        Y_test=y_test,
+        train_loader_replacement=[(x, y)],
+        recursion_depth=depth,
+        damping=damping,
+        scale=scale,
+    )
+    damped = hessian + damping * scale * torch.eye(P, dtype=torch.float64)
+    expected = _grads(model, x_test, y_test) @ torch.linalg.solve(damped, _grads(model, x, y).T)
+    # Rounding of each step (P + N_TRAIN + 8 roundings) summed over the contracting steps,
+    # 1 / (1 - contraction) at most, plus the truncation contraction^depth (< 1e-12).
+    magnitude = (
+        _grads_magnitude(model, x_test, y_test)
+        @ torch.linalg.inv(damped).abs()
+        @ _grads_magnitude(model, x, y).T
+    )
+    bound = (gamma(4 * (P + N_TRAIN + 8)) / (1 - contraction) + 1e-12) * magnitude
+    _assert_within(scores, expected, bound)
+
+
+def test_lissa_draws_hvp_batch_size_examples_with_replacement_from_the_seed() -> None:
+    """Without a loader, step k's batch is the k-th ``randint(N, (B,))`` of a seeded generator."""
+    model, (x, y), (x_test, y_test) = _regression(), _data(N_TRAIN), _data(N_TEST, seed=2)
+    damping, scale, depth, batch, seed = 0.2, 20.0, 10, 3, 7
+    scores = _explainer(model, x, y).attribute(
+        x_test,
+        Y_test=y_test,
+        recursion_depth=depth,
+        damping=damping,
+        scale=scale,
+        hvp_batch_size=batch,
+        seed=seed,
+    )
+    g_train = _grads(model, x, y)
+    generator = torch.Generator().manual_seed(seed)
+    v, v_abs = g_train.clone(), _grads_magnitude(model, x, y)
+    for _ in range(depth):
+        hessian = _hessian(x[torch.randint(N_TRAIN, (batch,), generator=generator)])
+        v = g_train + (1 - damping) * v - v @ hessian / scale
+        # The same recursion on absolute values bounds every step's rounding and its
+        # propagation through the later steps (Higham 2002, Section 3.1).
+        v_abs = (
+            _grads_magnitude(model, x, y) + (1 - damping) * v_abs + v_abs @ hessian.abs() / scale
+        )
+    expected = _grads(model, x_test, y_test) @ v.T / scale
+    magnitude = _grads_magnitude(model, x_test, y_test) @ v_abs.T / scale
+    _assert_within(scores, expected, gamma(depth * (P + batch + N_IN + 8)) * magnitude)
+
+
+def test_lissa_defaults_are_the_references_100_steps_of_200_examples_from_seed_0(
+    monkeypatch,
+) -> None:
+    model, (x, y), (x_test, y_test) = _regression(), _data(N_TRAIN), _data(N_TEST, seed=2)
+    batches: list[torch.Tensor] = []
+    real_hvp = LossFunctional.hvp
+
+    def spy(self, params, fixed, xb, tb, vectors, chunk_size=None):
+        batches.append(xb.clone())
+        return real_hvp(self, params, fixed, xb, tb, vectors, chunk_size)
+
+    monkeypatch.setattr(LossFunctional, "hvp", spy)
+    explainer = _explainer(model, x, y)
+    default = explainer.attribute(x_test, Y_test=y_test)
+    generator = torch.Generator().manual_seed(0)
+    assert len(batches) == 100
+    for drawn in batches:
+        assert torch.equal(drawn, x[torch.randint(N_TRAIN, (200,), generator=generator)])
+    explicit = explainer.attribute(
+        x_test,
+        Y_test=y_test,
+        influence_method="lissa",
+        recursion_depth=100,
+        damping=1e-3,
+        scale=1000.0,
+        hvp_batch_size=200,
+        seed=0,
+    )
+    assert torch.equal(default, explicit)
+
+
+def test_lissa_cycles_a_loader_of_labelled_batches() -> None:
+    """Labels come from the loader's batches: steps 0..4 use batches A, B, A, B, A."""
+    model, (x, y), (x_test, y_test) = _regression(), _data(N_TRAIN), _data(N_TEST, seed=2)
+    x_h, y_h = _data(5, seed=3)
+    loader = [(x_h[:3], y_h[:3]), (x_h[3:], y_h[3:])]
+    damping, scale, depth = 0.2, 20.0, 5
+    scores = _explainer(model, x, y).attribute(
+        x_test,
+        Y_test=y_test,
+        train_loader_replacement=loader,
+        recursion_depth=depth,
+        damping=damping,
+        scale=scale,
+    )
+    g_train = _grads(model, x, y)
+    v, v_abs = g_train.clone(), _grads_magnitude(model, x, y)
+    for step in range(depth):
+        hessian = _hessian(loader[step % 2][0])
+        v = g_train + (1 - damping) * v - v @ hessian / scale
+        v_abs = (
+            _grads_magnitude(model, x, y) + (1 - damping) * v_abs + v_abs @ hessian.abs() / scale
+        )
+    expected = _grads(model, x_test, y_test) @ v.T / scale
+    magnitude = _grads_magnitude(model, x_test, y_test) @ v_abs.T / scale
+    _assert_within(scores, expected, gamma(depth * (P + 3 + N_IN + 8)) * magnitude)
+
+
+class _EmptyLoader:
+    """Yields nothing; a second pass means the emptiness went unnoticed (no endless loop)."""
+
+    def __init__(self) -> None:
+        self.passes = 0
+
+    def __iter__(self):
+        self.passes += 1
+        assert self.passes == 1, "an empty loader was iterated again"
+        return iter(())
+
+
+def test_an_empty_replacement_loader_is_an_exact_error() -> None:
+    x, y = _data(N_TRAIN)
+    with pytest.raises(ValueError) as error:
+        _explainer(_regression(), x, y).attribute(
+            x[:2], Y_test=y[:2], train_loader_replacement=_EmptyLoader()
+        )
+    assert str(error.value) == "train_loader_replacement yields no batches"
