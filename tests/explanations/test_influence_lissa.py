@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from lfxai.explanations.examples import InfluenceFunctions
+from lfxai.explanations.examples import InfluenceFunctions, influence_functions
 from lfxai.explanations.examples.per_sample_grads import LossFunctional
 from tests.numerics import gamma
 
@@ -333,3 +333,67 @@ def test_an_empty_replacement_loader_is_an_exact_error() -> None:
             x[:2], Y_test=y[:2], train_loader_replacement=_EmptyLoader()
         )
     assert str(error.value) == "train_loader_replacement yields no batches"
+
+
+# Progress bars ------------------------------------------------------------------------------
+
+
+def test_lissa_progress_bar_is_named_and_cleared(capsys) -> None:
+    x, y = _data(N_TRAIN)
+    _explainer(_regression(), x, y, progress=True).attribute(
+        x[:2], Y_test=y[:2], recursion_depth=2, hvp_batch_size=2
+    )
+    err = capsys.readouterr().err
+    assert "\rLiSSA:   0%" in err
+    # leave=False: not kept (no line end), the line blanked at the end (tqdm may draw
+    # "100%" before that when a step takes over 0.1 s, so that is not checked)
+    assert "\n" not in err and err.split("\r")[-2].isspace()
+
+
+def test_arnoldi_progress_bar_follows_the_explainers_progress_flag(capsys) -> None:
+    x, y = _data(N_TRAIN)
+    options = {"influence_method": "arnoldi", "arnoldi_iter": 2}
+    _explainer(_regression(), x, y, progress=True).attribute(x[:2], Y_test=y[:2], **options)
+    assert "\rArnoldi:   0%" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["lissa", "arnoldi", "exact"])
+def test_no_progress_bar_with_progress_false(method: str, capsys) -> None:
+    x, y = _data(N_TRAIN)
+    _explainer(_regression(), x, y, progress=False).attribute(
+        x[:2], Y_test=y[:2], influence_method=method, recursion_depth=2, arnoldi_iter=2
+    )
+    assert capsys.readouterr().err == ""
+
+
+# Arnoldi's defaults --------------------------------------------------------------------------
+
+
+def test_arnoldi_defaults_keep_50_ritz_pairs_of_100_steps_on_the_models_device(
+    monkeypatch,
+) -> None:
+    """P = 121 > 100 with distinct eigenvalues: 100 Ritz pairs, of which 50 are kept."""
+    n_in = 120
+    model, (x, y), (x_test, y_test) = _regression(n_in), _data(200, n_in), _data(2, n_in, seed=2)
+    calls: list[tuple] = []
+    real = influence_functions.arnoldi
+
+    def spy(*args):
+        calls.append(args[2:])  # n_iter, device, seed, progress
+        values, vectors = real(*args)
+        calls.append(len(values))
+        return values, vectors
+
+    monkeypatch.setattr(influence_functions, "arnoldi", spy)
+    explainer = _explainer(model, x, y)
+    default = explainer.attribute(x_test, Y_test=y_test, influence_method="arnoldi")
+    assert calls == [(100, explainer.device, 0, False), 100]
+    explicit = explainer.attribute(
+        x_test,
+        Y_test=y_test,
+        influence_method="arnoldi",
+        arnoldi_rank=50,
+        arnoldi_iter=100,
+        seed=0,
+    )
+    assert torch.equal(default, explicit)
