@@ -106,13 +106,15 @@ def _generator(seed: int) -> torch.Generator:
 
 def test_a_label_model_is_explained_by_its_own_loss_against_the_labels() -> None:
     """With no target given, the model's own ``target = "label"`` applies: the explained loss
-    is the model's cross-entropy against each example's label."""
+    is the model's cross-entropy against each example's label. Without an encoder, every
+    parameter of the model is explained."""
     torch.manual_seed(0)
     model = _Classifier().double().eval()
     x = torch.randn(5, 4, generator=_generator(1), dtype=torch.float64)
     y = torch.tensor([0, 2, 1, 2, 0])
     functional = LossFunctional(model)
     assert functional.target == "label"
+    assert functional.names == [name for name, _ in model.named_parameters()]
     t = functional.targets(x, y)
     assert t is y
     params, fixed = functional.split()
@@ -154,6 +156,17 @@ def test_a_model_without_its_own_loss_needs_loss_f() -> None:
     with pytest.raises(ValueError) as error:
         LossFunctional(_MLP())
     assert str(error.value) == "_MLP has no loss(x, y): pass loss_f"
+
+
+@pytest.mark.parametrize("explained", ["parameter-free", "foreign"])
+def test_an_explained_module_without_parameters_of_the_model_is_refused(explained: str) -> None:
+    """A parameter-free submodule, or a module that is not part of the model, leaves nothing
+    to differentiate: refused at construction, not as an empty gradient later."""
+    model = _MLP()
+    module = model.encoder[1] if explained == "parameter-free" else nn.Linear(3, 2)
+    with pytest.raises(ValueError) as error:
+        LossFunctional(model, nn.MSELoss(), params_module=module)
+    assert str(error.value) == "the explained module has no parameters"
 
 
 def test_the_label_target_without_labels_is_refused() -> None:
