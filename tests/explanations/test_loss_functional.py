@@ -16,7 +16,12 @@ from torch import nn
 from torch.func import functional_call, hessian
 
 from lfxai.explanations.examples import per_sample_grads, recurrent
-from lfxai.explanations.examples.per_sample_grads import LossFunctional, flatten, unflatten
+from lfxai.explanations.examples.per_sample_grads import (
+    LossFunctional,
+    flatten,
+    model_device,
+    unflatten,
+)
 from lfxai.models.autoencoder import TrainableModel
 from lfxai.models.time_series import RecurrentAutoencoder
 
@@ -174,6 +179,13 @@ def test_the_label_target_without_labels_is_refused() -> None:
     with pytest.raises(ValueError) as error:
         functional.targets(torch.zeros(2, 3), None)
     assert str(error.value) == "target='label' needs labels"
+
+
+def test_the_model_device_is_its_first_parameters_and_the_cpu_without_parameters() -> None:
+    """Every explainer creates its tensors there. The meta device stands in for an
+    accelerator: any device but the CPU tells "the parameters' device" from "the CPU"."""
+    assert model_device(nn.Linear(2, 2, device="meta")) == torch.device("meta")
+    assert model_device(nn.Sequential(nn.Tanh(), nn.ReLU())) == torch.device("cpu")
 
 
 # Per-example gradients ---------------------------------------------------------------------
