@@ -202,7 +202,7 @@ class LossFunctional:
 
             grads = recurrent.per_example_lstm_grads(summed, self.names, self._lstms)
             rows.append(flatten(grads, len(xc)))
-        return torch.cat(rows)
+        return torch.cat(rows) if rows else x.new_zeros((0, self.n_params(params)))
 
     def hvp(
         self,
