@@ -170,6 +170,34 @@ def test_an_empty_train_selection_gives_a_score_matrix_without_columns() -> None
     assert scores.shape == (N_TEST, 0)
 
 
+# Options -------------------------------------------------------------------------------------
+
+
+def test_unknown_options_are_refused_by_name_in_sorted_order() -> None:
+    x_train, _ = _data(N_TRAIN, 1)
+    explainer = DKNN(nn.Linear(3, 2), X_train=x_train, progress=False)
+    message = r"^DKNN got unknown options \['n_neighbors', 'simplex_step'\]$"
+    with pytest.raises(TypeError, match=message):
+        # learning_rate is TracIn's option: dropped, not refused
+        explainer.attribute(x_train, simplex_step=3, n_neighbors=1, learning_rate=0.1)
+
+
+@pytest.mark.parametrize("name", ["x_train", "y_train", "x_test", "y_test"])
+def test_the_methods_own_arguments_are_not_options(name: str) -> None:
+    x_train, _ = _data(N_TRAIN, 1)
+    explainer = DKNN(nn.Linear(3, 2), X_train=x_train, progress=False)
+    with pytest.raises(TypeError, match=rf"^DKNN got unknown options \['{name}'\]$"):
+        explainer.attribute(x_train, **{name: x_train})
+
+
+def test_save_dir_is_accepted_as_an_option_and_ignored() -> None:
+    """The reference API passes ``save_dir`` around; it changes nothing here."""
+    (x_train, _), (x_test, _) = _data(N_TRAIN, 1), _data(N_TEST, 2)
+    explainer = DKNN(nn.Linear(3, 2), X_train=x_train, progress=False)
+    expected = explainer.attribute(x_test)
+    assert torch.equal(explainer.attribute(x_test, save_dir="elsewhere"), expected)
+
+
 # Gradient explainers -------------------------------------------------------------------------
 
 
