@@ -151,6 +151,32 @@ def test_the_method_gets_every_example_on_the_models_device() -> None:
     )
 
 
+class Weighted(Recorder):
+    """Scores every pair with a trainable weight: a result still attached to a graph."""
+
+    name = "Weighted"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.weight = torch.tensor(2.0, requires_grad=True)
+
+    def _attribute(
+        self,
+        x_train: torch.Tensor,
+        y_train: torch.Tensor | None,
+        x_test: torch.Tensor,
+        y_test: torch.Tensor | None,
+    ) -> torch.Tensor:
+        return self.weight * super()._attribute(x_train, y_train, x_test, y_test)
+
+
+def test_scores_come_back_detached_from_the_methods_graph() -> None:
+    (x_train, _), (x_test, _) = _data(N_TRAIN, 1), _data(N_TEST, 2)
+    explainer = Weighted(nn.Linear(3, 1), X_train=x_train)
+    assert not explainer.attribute(x_test).requires_grad
+    assert not explainer.attribute_loader("cpu", [x_train], [x_test]).requires_grad
+
+
 def test_attribute_without_X_train_says_the_method_needs_it() -> None:
     explainer = DKNN(nn.Linear(3, 2), progress=False)
     with pytest.raises(ValueError, match="^DKNN.attribute needs X_train at construction$"):
@@ -201,7 +227,9 @@ def test_save_dir_is_accepted_as_an_option_and_ignored() -> None:
 # Gradient explainers -------------------------------------------------------------------------
 
 
-def _tracin(model: nn.Module, x_train, y_train, **kwargs: Any) -> TracIn:
+def _tracin(
+    model: nn.Module, x_train: torch.Tensor | None, y_train: torch.Tensor | None, **kwargs: Any
+) -> TracIn:
     """TracIn with the model's current weights as its one checkpoint, at learning rate 1."""
     kwargs.setdefault("progress", False)
     return TracIn(
