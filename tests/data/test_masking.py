@@ -1,11 +1,13 @@
-"""Top-k masks: exact counts, the highest scores, any feature shape; replacement values."""
+"""Top-k masks: exact counts, the highest scores, any feature shape; replacement values;
+the Gaussian-blur baseline against torchvision's."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from torchvision.transforms.v2.functional import gaussian_blur
 
-from lfxai.data.masking import apply_mask, top_k_mask
+from lfxai.data.masking import GaussianBlur, apply_mask, top_k_mask
 
 
 @pytest.mark.parametrize("shape", [(3, 10), (2, 1, 4, 5), (2, 7, 1)])
@@ -73,3 +75,45 @@ def test_the_result_has_the_input_dtype_whatever_the_replacement():
     blurred = torch.full((1, 4), 0.25, dtype=torch.float32)  # a float32 tensor, not a scalar
     out = apply_mask(half, mask, blurred)
     assert out.dtype == torch.float16 and out.tolist() == [[0.25, 1.0, 0.25, 1.0]]
+
+
+@pytest.mark.parametrize(("kernel_size", "sigma"), [(21, 5.0), (5, 1.0), (7, 2.5), (1, 0.5)])
+def test_gaussian_blur_is_torchvisions_per_channel_with_reflected_borders(kernel_size, sigma):
+    """Batched, non-square, three channels: torchvision's ``gaussian_blur`` (separable kernel,
+    reflected borders) image by image. In float64 both sum the same few hundred products, so
+    they agree to ~1e-15; 1e-12 leaves room for any summation order."""
+    x = torch.rand(2, 3, 16, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    blurred = GaussianBlur(kernel_size, sigma)(x)
+    reference = gaussian_blur(x, [kernel_size, kernel_size], [sigma, sigma])
+    assert blurred.shape == x.shape and blurred.dtype == torch.float64
+    torch.testing.assert_close(blurred, reference, rtol=0, atol=1e-12)
+
+
+def test_gaussian_blur_kernel_is_a_normalised_gaussian_on_the_requested_device_and_dtype():
+    blur = GaussianBlur(5, 1.5)
+    k = blur.kernel(torch.device("cpu"), torch.float64)
+    assert k.shape == (5,) and k.dtype == torch.float64
+    assert torch.equal(k, k.flip(0)) and k.argmax() == 2
+    torch.testing.assert_close(k.sum(), torch.tensor(1.0, dtype=torch.float64))
+    # neighbours of the centre at distance d weigh exp(-d^2 / (2 sigma^2)) of it
+    ratios = k[2:] / k[2]
+    expected = torch.exp(-0.5 * (torch.arange(3, dtype=torch.float64) / 1.5) ** 2)
+    torch.testing.assert_close(ratios, expected, rtol=1e-14, atol=0)
+    assert blur.kernel(torch.device("meta"), torch.float32).device.type == "meta"
+    assert (GaussianBlur().kernel_size, GaussianBlur().sigma) == (21, 5.0)  # the paper's
+    assert "kernel_size=5, sigma=1.5" in repr(blur)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"kernel_size": 4}, "kernel_size must be a positive odd integer, got 4"),
+        ({"kernel_size": 0}, "kernel_size must be a positive odd integer, got 0"),
+        ({"kernel_size": -3}, "kernel_size must be a positive odd integer, got -3"),
+        ({"sigma": 0.0}, "sigma must be positive, got 0.0"),
+        ({"sigma": float("nan")}, "sigma must be positive, got nan"),
+    ],
+)
+def test_gaussian_blur_refuses_bad_sizes_and_sigmas(kwargs, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        GaussianBlur(**kwargs)
