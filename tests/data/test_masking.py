@@ -117,3 +117,10 @@ def test_gaussian_blur_kernel_is_a_normalised_gaussian_on_the_requested_device_a
 def test_gaussian_blur_refuses_bad_sizes_and_sigmas(kwargs, message):
     with pytest.raises(ValueError, match=f"^{message}$"):
         GaussianBlur(**kwargs)
+
+
+def test_a_python_replacement_takes_the_inputs_precision_not_float32s():
+    """0.1 replaces float64 features with float64's 0.1, not float32's 0.10000000149..."""
+    inputs = torch.zeros(2, 3, dtype=torch.float64)
+    out = apply_mask(inputs, torch.ones(2, 3, dtype=torch.bool), 0.1)
+    assert out.dtype == torch.float64 and (out == 0.1).all()
