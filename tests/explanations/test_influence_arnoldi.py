@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 
-import pytest
 import torch
 from torch import nn
 from torch.func import functional_call, hessian, jacrev
@@ -180,15 +179,6 @@ def test_default_hvp_chunk_is_4096_examples_worth_of_vectors_and_at_least_one(mo
 
 
 # The Arnoldi solver ------------------------------------------------------------------------
-
-
-@pytest.fixture()
-def float64():
-    """Arnoldi's basis takes the default dtype: float64 makes its rounding negligible."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
 
 
 def _operator(dim: int) -> torch.Tensor:

@@ -86,6 +86,31 @@ def _solve_bound(model, x_train, y_train, x_test, y_test, damped: torch.Tensor, 
 # Method dispatch and its messages ----------------------------------------------------------
 
 
+def _lissa_reference(
+    model: nn.Linear,
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    hessian_batches: list[torch.Tensor],
+    damping: float,
+    scale: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """LiSSA's scores in float64, step k using ``hessian_batches[k]``, and their magnitude.
+
+    ``v <- g_train + (1 - damping) v - H_k v / scale``, then ``g_test . v / scale``. The same
+    recursion on absolute values bounds every step's rounding and its propagation through the
+    later steps (Higham 2002, Section 3.1): a tolerance is ``gamma(n) * magnitude``.
+    """
+    g_train, g_train_abs = _grads(model, *train), _grads_magnitude(model, *train)
+    v, v_abs = g_train.clone(), g_train_abs.clone()
+    for batch in hessian_batches:
+        hessian = _hessian(batch)
+        v = g_train + (1 - damping) * v - v @ hessian / scale
+        v_abs = g_train_abs + (1 - damping) * v_abs + v_abs @ hessian.abs() / scale
+    expected = _grads(model, *test) @ v.T / scale
+    magnitude = _grads_magnitude(model, *test) @ v_abs.T / scale
+    return expected, magnitude
+
+
 def test_an_unknown_method_is_refused_with_the_three_names() -> None:
     x, y = _data(N_TRAIN)
     with pytest.raises(ValueError) as error:
@@ -240,19 +265,9 @@ def test_lissa_draws_hvp_batch_size_examples_with_replacement_from_the_seed() ->
         hvp_batch_size=batch,
         seed=seed,
     )
-    g_train = _grads(model, x, y)
     generator = torch.Generator().manual_seed(seed)
-    v, v_abs = g_train.clone(), _grads_magnitude(model, x, y)
-    for _ in range(depth):
-        hessian = _hessian(x[torch.randint(N_TRAIN, (batch,), generator=generator)])
-        v = g_train + (1 - damping) * v - v @ hessian / scale
-        # The same recursion on absolute values bounds every step's rounding and its
-        # propagation through the later steps (Higham 2002, Section 3.1).
-        v_abs = (
-            _grads_magnitude(model, x, y) + (1 - damping) * v_abs + v_abs @ hessian.abs() / scale
-        )
-    expected = _grads(model, x_test, y_test) @ v.T / scale
-    magnitude = _grads_magnitude(model, x_test, y_test) @ v_abs.T / scale
+    drawn = [x[torch.randint(N_TRAIN, (batch,), generator=generator)] for _ in range(depth)]
+    expected, magnitude = _lissa_reference(model, (x, y), (x_test, y_test), drawn, damping, scale)
     _assert_within(scores, expected, gamma(depth * (P + batch + N_IN + 8)) * magnitude)
 
 
@@ -301,16 +316,8 @@ def test_lissa_cycles_a_loader_of_labelled_batches() -> None:
         damping=damping,
         scale=scale,
     )
-    g_train = _grads(model, x, y)
-    v, v_abs = g_train.clone(), _grads_magnitude(model, x, y)
-    for step in range(depth):
-        hessian = _hessian(loader[step % 2][0])
-        v = g_train + (1 - damping) * v - v @ hessian / scale
-        v_abs = (
-            _grads_magnitude(model, x, y) + (1 - damping) * v_abs + v_abs @ hessian.abs() / scale
-        )
-    expected = _grads(model, x_test, y_test) @ v.T / scale
-    magnitude = _grads_magnitude(model, x_test, y_test) @ v_abs.T / scale
+    cycled = [loader[step % 2][0] for step in range(depth)]
+    expected, magnitude = _lissa_reference(model, (x, y), (x_test, y_test), cycled, damping, scale)
     _assert_within(scores, expected, gamma(depth * (P + 3 + N_IN + 8)) * magnitude)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torch import nn
 
@@ -10,15 +9,6 @@ from lfxai.explanations.examples import simplex
 from lfxai.explanations.examples.influence_functions import arnoldi
 from lfxai.explanations.examples.simplex import simplex_weights
 from tests.numerics import U64, gamma
-
-
-@pytest.fixture()
-def float64():
-    """Arnoldi's basis takes the default dtype: float64 makes its rounding negligible."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
 
 
 def _symmetric(eigenvalues: list[float], seed: int = 0) -> torch.Tensor:
