@@ -34,6 +34,20 @@ def _labelled(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return 2 * torch.randn(n, 3, generator=gen), torch.randint(N_CLASSES, (n,), generator=gen)
 
 
+def _classifier_explainer(
+    model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor
+) -> InfluenceFunctions:
+    """Influence of labelled training examples on the classifier's cross-entropy, no bar."""
+    return InfluenceFunctions(
+        model,
+        nn.CrossEntropyLoss(),
+        X_train=x_train,
+        Y_train=y_train,
+        target="label",
+        progress=False,
+    )
+
+
 def _reference(
     model: nn.Module,
     hessian_examples: tuple[torch.Tensor, torch.Tensor],
@@ -92,14 +106,7 @@ def test_a_classifiers_hessian_uses_the_labels_of_its_first_hessian_size_example
     expected, magnitude, condition = _reference(
         model, (x_train[:4], y_train[:4]), (x_train, y_train), test, damping
     )
-    explainer = InfluenceFunctions(
-        model,
-        nn.CrossEntropyLoss(),
-        X_train=x_train,
-        Y_train=y_train,
-        target="label",
-        progress=False,
-    )
+    explainer = _classifier_explainer(model, x_train, y_train)
     options = {"damping": damping, "hessian_size": 4, "hvp_batch_size": 3}
     exact = explainer.attribute(test[0], None, test[1], influence_method="exact", **options)
     _assert_matches(exact, expected, magnitude, condition)
@@ -128,14 +135,7 @@ def test_hessian_examples_come_from_the_loader_across_its_batches() -> None:
     expected, magnitude, condition = _reference(
         model, (x_pool[:4], y_pool[:4]), (x_train, y_train), test, damping
     )
-    explainer = InfluenceFunctions(
-        model,
-        nn.CrossEntropyLoss(),
-        X_train=x_train,
-        Y_train=y_train,
-        target="label",
-        progress=False,
-    )
+    explainer = _classifier_explainer(model, x_train, y_train)
     scores = explainer.attribute(
         test[0],
         None,
