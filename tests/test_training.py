@@ -373,8 +373,9 @@ def test_get_device_cuda_without_cuda_raises(monkeypatch):
 def test_get_device_auto_warns_when_gpus_exist_that_torch_cannot_use(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    with pytest.warns(RuntimeWarning, match="falling back to the CPU"):
+    with pytest.warns(RuntimeWarning, match="falling back to the CPU") as record:
         assert get_device("auto") == torch.device("cpu")
+    assert record[0].filename == __file__  # the warning points at the caller, not lfxai
 
 
 def test_get_device_auto_is_silent_without_gpus(monkeypatch):
@@ -396,6 +397,16 @@ def test_seed_everything_selects_deterministic_kernels(monkeypatch):
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # the user's own choice stays
     seed_everything(0)
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+
+
+def test_seed_everything_warns_the_caller_when_cuda_started_first(monkeypatch):
+    """cuBLAS read the variable already, so setting it can no longer make it deterministic."""
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    with pytest.warns(UserWarning, match="CUDA was initialised before seed_everything") as record:
+        seed_everything(0)
+    assert [w.filename for w in record] == [__file__]
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"  # still set for new handles
 
 
 def test_training_sees_perturbed_inputs_and_is_scored_against_clean_ones():
