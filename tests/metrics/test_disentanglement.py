@@ -3,13 +3,78 @@
 from __future__ import annotations
 
 import math
+import warnings
+from itertools import combinations
 
 import numpy as np
 import pytest
 import torch
-from scipy.stats import spearmanr
+from scipy.stats import entropy, spearmanr
 
-from lfxai.metrics.disentanglement import SALIENCY_METRICS, saliency_metrics
+from lfxai.metrics.disentanglement import SALIENCY_METRICS, pixel_shares, saliency_metrics
+
+# A float64 result of these tiny inputs passes through at most a few hundred roundings
+# (gamma(300, 2**-53) ~ 3e-14 relative), and the references round differently: 1e-12 leaves
+# a margin, while a float32 computation (relative error ~1e-7) is far outside it.
+TOL = 1e-12
+
+
+def _mean_defined(values: list[float]) -> float:
+    """Mean of the values that are not NaN; NaN if none is."""
+    kept = [v for v in values if not math.isnan(v)]
+    return float(np.mean(kept)) if kept else math.nan
+
+
+def _pair_correlation(a: np.ndarray, b: np.ndarray, rank: bool) -> float:
+    """Pearson (or Spearman) correlation of two vectors; NaN when either is constant."""
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return math.nan
+    return float(spearmanr(a, b)[0] if rank else np.corrcoef(a, b)[0, 1])
+
+
+def _reference_metrics(saliency: np.ndarray) -> dict[str, float]:
+    """The six metrics from the module docstring's definitions, pair by pair and pixel by
+    pixel in float64 with numpy / scipy."""
+    n, d = saliency.shape[:2]
+    flat = np.asarray(saliency, dtype=np.float64).reshape(n, d, -1)
+    pooled = flat.transpose(1, 0, 2).reshape(d, -1)
+    salient = pooled[:, pooled.sum(axis=0) > 0]
+    pairs = list(combinations(range(d), 2))
+    norms = np.linalg.norm(flat, axis=-1)
+    pixels = [flat[k, :, p] for k in range(n) for p in range(flat.shape[-1]) if flat[k, :, p].sum()]
+    return {
+        "pearson": _mean_defined(
+            [_pair_correlation(pooled[i], pooled[j], False) for i, j in pairs]
+        ),
+        "spearman": _mean_defined(
+            [_pair_correlation(pooled[i], pooled[j], True) for i, j in pairs]
+        ),
+        "spearman_active": _mean_defined(
+            [_pair_correlation(salient[i], salient[j], True) for i, j in pairs]
+        ),
+        "cosine": _mean_defined(
+            [
+                flat[k, i] @ flat[k, j] / (norms[k, i] * norms[k, j])
+                for k in range(n)
+                for i, j in pairs
+                if norms[k, i] > 0 and norms[k, j] > 0
+            ]
+        ),
+        "entropy": _mean_defined([entropy(pixel) for pixel in pixels]),
+        "active_units": _mean_defined(
+            [float(np.sum(pixel / pixel.sum() > 1 / d)) for pixel in pixels]
+        ),
+    }
+
+
+def _sparse_saliency(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """Random non-negative maps in [0, 1) with about half the entries zero, one unit blank
+    in example 0, and pixel 0 blank in every unit of every example."""
+    generator = np.random.default_rng(seed)
+    saliency = generator.random(shape) * (generator.random(shape) > 0.5)
+    saliency[0, 1] = 0.0
+    saliency.reshape(shape[0], shape[1], -1)[..., 0] = 0.0
+    return saliency
 
 
 def test_identical_maps_overlap_completely():
@@ -83,30 +148,62 @@ def test_correlations_pool_every_example_and_match_scipy():
     generator = np.random.default_rng(0)
     saliency = generator.integers(0, 4, size=(5, 3, 2, 4, 4)).astype(float)  # ties; C=2
     metrics = saliency_metrics(saliency)
-    pooled = saliency.transpose(1, 0, 2, 3, 4).reshape(3, -1)
-    pairs = [(0, 1), (0, 2), (1, 2)]
-    pearson = np.mean([np.corrcoef(pooled[i], pooled[j])[0, 1] for i, j in pairs])
-    spearman = np.mean([spearmanr(pooled[i], pooled[j])[0] for i, j in pairs])
-    assert metrics["pearson"] == pytest.approx(pearson, rel=1e-12)
-    assert metrics["spearman"] == pytest.approx(spearman, rel=1e-12)
-    flat = saliency.reshape(5, 3, -1)
-    cosines = [
-        (flat[n, i] @ flat[n, j]) / (np.linalg.norm(flat[n, i]) * np.linalg.norm(flat[n, j]))
-        for n in range(5)
-        for i, j in pairs
-    ]
-    assert metrics["cosine"] == pytest.approx(np.mean(cosines), rel=1e-12)
+    assert metrics == pytest.approx(_reference_metrics(saliency), rel=TOL, abs=TOL)
     # Tensors and a flattened feature axis give the same numbers.
     assert saliency_metrics(torch.from_numpy(saliency).float()) == pytest.approx(metrics)
-    assert saliency_metrics(flat) == pytest.approx(metrics)
+    assert saliency_metrics(saliency.reshape(5, 3, -1)) == pytest.approx(metrics)
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0**-10])
+def test_metrics_follow_their_definitions_on_sparse_maps(scale: float):
+    # A power-of-two scale changes no digit of the data; 2**-10 puts every pixel's total
+    # saliency below 1, and none of the metrics depends on the scale.
+    saliency = scale * _sparse_saliency((4, 3, 2, 3))
+    expected = _reference_metrics(saliency)
+    assert saliency_metrics(saliency) == pytest.approx(expected, rel=TOL, abs=TOL)
+    assert saliency_metrics(saliency) == pytest.approx(
+        _reference_metrics(saliency / scale), rel=TOL, abs=TOL
+    )
+
+
+def test_float32_tensors_are_measured_in_float64():
+    # The metrics of float32 maps are those of the same numbers in float64, to float64
+    # accuracy: every sum and norm is taken in float64, not in the input's format.
+    saliency = torch.from_numpy(_sparse_saliency((4, 3, 8), seed=1)).float()
+    expected = _reference_metrics(saliency.double().numpy())
+    assert saliency_metrics(saliency) == pytest.approx(expected, rel=TOL, abs=TOL)
+
+
+def test_pixel_shares_are_distributions_over_units_and_zero_where_nothing_is_salient():
+    # Dyadic values: every share below is exact. Pixel totals 0.5, 0 and 0.25 (below 1).
+    units = np.array([[[0.25, 0.0, 0.0625], [0.25, 0.0, 0.1875]]])  # (N=1, d=2, P=3)
+    shares, active = pixel_shares(units)
+    np.testing.assert_array_equal(shares, [[[0.5, 0.0, 0.25], [0.5, 0.0, 0.75]]])
+    np.testing.assert_array_equal(active, [[True, False, True]])
+
+
+def test_saliency_without_any_signal_gives_nan_for_every_metric_quietly():
+    # No pixel is salient: every metric is undefined, reported as NaN without numpy's
+    # "Mean of empty slice" / "invalid value" warnings.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        metrics = saliency_metrics(np.zeros((2, 3, 4, 4)))
+    assert set(metrics) == set(SALIENCY_METRICS)
+    assert all(math.isnan(value) for value in metrics.values()), metrics
 
 
 @pytest.mark.parametrize(
     ("saliency", "message"),
     [
-        (np.ones((2, 1, 4, 4)), r"at least 2 latent units, got d=1"),
-        (-np.ones((2, 2, 4, 4)), r"non-negative"),
-        (np.ones((2, 3)), r"\(N, d, \.\.\.\)"),
+        (np.ones((2, 1, 4, 4)), r"^saliency needs at least 2 latent units, got d=1$"),
+        (
+            -np.ones((2, 2, 4, 4)),
+            r"^saliency must be non-negative \(absolute attributions\)$",
+        ),
+        (
+            np.ones((2, 3)),
+            r"^saliency must be \(N, d, \.\.\.\) with features, got shape \(2, 3\)$",
+        ),
     ],
 )
 def test_bad_saliency_is_rejected(saliency, message):
