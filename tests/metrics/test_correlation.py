@@ -40,3 +40,16 @@ def test_spearman_averages_tied_ranks() -> None:
 def test_off_diagonal_mean_ignores_the_diagonal() -> None:
     matrix = np.array([[1.0, 0.2, 0.4], [0.2, 1.0, 0.6], [0.4, 0.6, 1.0]])
     assert off_diagonal_mean(matrix) == pytest.approx(0.4)
+
+
+@pytest.mark.filterwarnings("error")
+def test_a_constant_map_has_nan_correlations_without_a_warning() -> None:
+    """A constant map has no direction: NaN (skipped by nanmean), whatever its value."""
+    varied = np.array([0.3, 0.9, 0.1, 0.5, 0.7, 0.2])
+    # The mean of six 0.1s is not exactly 0.1: centring alone leaves a constant map a sign.
+    maps = np.stack([np.full(6, 0.1), varied, np.zeros(6), np.full(6, -0.1), 2 * varied])
+    constant = [0, 2, 3]
+    for method in CORRELATIONS:
+        matrix = correlation_matrix(maps, method)
+        assert np.isnan(matrix[constant]).all() and np.isnan(matrix[:, constant]).all()
+        np.testing.assert_allclose(matrix[np.ix_([1, 4], [1, 4])], 1.0, atol=1e-12)
