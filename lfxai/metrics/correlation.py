@@ -32,7 +32,9 @@ def correlation_matrix(maps: np.ndarray, method: str) -> np.ndarray:
         flat = rankdata(flat, axis=1)
     elif method != "pearson":
         raise ValueError(f"unknown correlation {method!r}; valid choices: {list(CORRELATIONS)}")
+    constant = np.ptp(flat, axis=1) == 0
     flat = flat - flat.mean(axis=1, keepdims=True)
+    flat[constant] = 0.0  # else the rounded mean (of 0.1s is not 0.1) gives it a direction
     with np.errstate(invalid="ignore", divide="ignore"):
         flat = flat / np.linalg.norm(flat, axis=1, keepdims=True)  # a constant map gives NaN
         return np.clip(flat @ flat.T, -1.0, 1.0)
