@@ -19,6 +19,7 @@ from lfxai.config import (
     check_positive,
     config_dir,
     load_profile,
+    setting_differences,
     to_flat_dict,
 )
 from lfxai.experiments.registry import EXPERIMENTS, entries, get_experiment, register
@@ -393,3 +394,14 @@ def test_a_bad_list_item_names_the_setting():
     assert build_config(_Sizes, {**values, "sizes": [1]}, {"sizes": "3, 4"}).sizes == (3, 4)
     with pytest.raises(ConfigError, match=r"^sizes='x' is not a valid int$"):
         build_config(_Sizes, {**values, "sizes": [1]}, {"sizes": "3,x"})
+
+
+# -- resuming: the settings a run logged against this command's -----------------------------
+
+
+@pytest.mark.parametrize("key", entries(), ids="/".join)
+def test_a_run_s_own_logged_settings_differ_in_nothing(key):
+    """Resume compares to_flat_dict's strings; a paper profile's null settings (n_train: all
+    examples) are not logged, and their absence must not read as a change."""
+    config = build_config(get_experiment(*key).schema, load_profile(*key, "paper"))
+    assert setting_differences(config, to_flat_dict(config)) == []
