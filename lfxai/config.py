@@ -183,6 +183,8 @@ def setting_differences(config: BaseConfig, logged: dict[str, str]) -> list[str]
     lines = []
     for key in sorted(set(hints) | set(logged)):
         theirs = logged.get(key)
+        if key in hints and theirs is None and ours[key] is None:
+            continue  # a None setting is not logged (to_flat_dict): absent means None
         if key in hints and theirs is not None:
             try:
                 value = _parse(theirs, hints[key], key)

@@ -19,6 +19,7 @@ from lfxai.config import (
     check_positive,
     config_dir,
     load_profile,
+    setting_differences,
     to_flat_dict,
 )
 from lfxai.experiments.registry import EXPERIMENTS, entries, get_experiment, register
@@ -386,10 +387,136 @@ class _Sizes(BaseConfig):
     sizes: tuple[int, ...]
 
 
-def test_a_bad_list_item_names_the_setting():
-    values = {
+def _base_values() -> dict:
+    """The settings of _VALUES every experiment has (those of BaseConfig)."""
+    return {
         k: v for k, v in _VALUES.items() if k in {f.name for f in dataclasses.fields(BaseConfig)}
     }
+
+
+def test_a_bad_list_item_names_the_setting():
+    values = _base_values()
     assert build_config(_Sizes, {**values, "sizes": [1]}, {"sizes": "3, 4"}).sizes == (3, 4)
     with pytest.raises(ConfigError, match=r"^sizes='x' is not a valid int$"):
         build_config(_Sizes, {**values, "sizes": [1]}, {"sizes": "3,x"})
+
+
+# -- resuming: the settings a run logged against this command's -----------------------------
+
+
+@pytest.mark.parametrize("key", entries(), ids="/".join)
+def test_a_run_s_own_logged_settings_differ_in_nothing(key):
+    """Resume compares to_flat_dict's strings; a paper profile's null settings (n_train: all
+    examples) are not logged, and their absence must not read as a change."""
+    config = build_config(get_experiment(*key).schema, load_profile(*key, "paper"))
+    assert setting_differences(config, to_flat_dict(config)) == []
+
+
+def test_resume_names_each_changed_setting_and_ignores_other_spellings_of_a_value():
+    """One line per setting that differs or is on one side only, sorted by name, showing both
+    logged strings; values are compared parsed, so a respelt value is no change."""
+    config = build_config(_Demo, _VALUES, {"limit": "3", "methods": "a,b"})
+    flat = to_flat_dict(config)
+    assert setting_differences(config, flat) == []
+    logged = {k: v for k, v in flat.items() if k != "limit"}  # a run logged without limit
+    logged |= {"ratio": "0.50", "flag": "no", "weight_decay": "0"}  # the same values
+    logged |= {"lr": "0.01", "methods": "a", "seed": "one", "old_setting": "x"}  # changes
+    assert setting_differences(config, logged) == [
+        "limit: the run has None, this command '3'",
+        "lr: the run has '0.01', this command '0.001'",
+        "methods: the run has 'a', this command 'a,b'",
+        "old_setting: the run has 'x', this command None",  # a setting the schema lacks now
+        "seed: the run has 'one', this command '1'",  # not an int: compared as written
+    ]
+
+
+def test_a_none_setting_resumes_only_against_a_run_that_logged_none():
+    """None settings are not logged, so absent means None; a logged value is a change."""
+    config = build_config(_Demo, _VALUES)  # limit None
+    flat = to_flat_dict(config)
+    assert "limit" not in flat and setting_differences(config, flat) == []
+    # The settings after it are still compared.
+    assert setting_differences(config, {**flat, "lr": "0.01"}) == [
+        "lr: the run has '0.01', this command '0.001'"
+    ]
+    for theirs in ("5", "many"):  # a value, or one that does not parse: a change either way
+        assert setting_differences(config, {**flat, "limit": theirs}) == [
+            f"limit: the run has {theirs!r}, this command None"
+        ]
+
+
+# -- messages of the remaining rules --------------------------------------------------------
+
+
+def _message(check, *args) -> str:
+    """The ConfigError message ``check(*args)`` raises."""
+    with pytest.raises(ConfigError) as error:
+        check(*args)
+    return str(error.value)
+
+
+def test_repeated_entries_are_named_in_the_order_they_first_appear():
+    assert _message(check_choices, "m", ["c", "a", "b", "a", "c"], "abc") == (
+        "m lists ['c', 'a'] more than once: ['c', 'a', 'b', 'a', 'c']"
+    )
+    assert _message(check_percentages, "p", [50, 10, 50]) == (
+        "p lists [50] more than once: [50, 10, 50]"
+    )
+
+
+def test_a_fractional_percentage_says_why_it_must_be_whole():
+    assert _message(check_percentages, "p", [10, 10.5]) == (
+        "p entry 10.5 is not a whole percent: curves use the percentage as their MLflow step, "
+        "an integer (a fraction would be rounded into another point)"
+    )
+
+
+def test_a_cuda_device_torch_cannot_use_fails_with_the_loop_s_reason(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert _message(build_config, _Demo, _VALUES, {"device": "cuda:2"}) == (
+        "device 'cuda:2' asked for, but only 2 CUDA device(s) are visible; "
+        "use device=auto or device=cpu"
+    )
+
+
+def test_an_installed_package_reads_the_working_directory_s_configs(tmp_path, monkeypatch):
+    """Without configs/ beside the package (a non-editable install), ./configs is used."""
+    monkeypatch.delenv("LFXAI_CONFIG_DIR", raising=False)
+    site = tmp_path / "site-packages"
+    monkeypatch.setattr(lfxai.config, "__file__", str(site / "lfxai" / "config.py"))
+    checkout = tmp_path / "checkout"
+    (checkout / "configs").mkdir(parents=True)
+    monkeypatch.chdir(checkout)
+    assert config_dir() == Path.cwd() / "configs"
+    monkeypatch.chdir(tmp_path)
+    assert _message(config_dir).startswith(
+        f"no configs/ folder at {[str(site.resolve() / 'configs'), str(Path.cwd() / 'configs')]}:"
+    )
+
+
+class _Hex:
+    """A converter annotation without a ``__name__``."""
+
+    def __call__(self, value: str) -> int:
+        return int(value, 16)
+
+    def __repr__(self) -> str:
+        return "hex"
+
+
+_HEX = _Hex()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Coded(BaseConfig):
+    code: _HEX  # type: ignore[valid-type]
+
+
+def test_a_bad_value_of_a_nameless_type_names_the_type_by_its_text():
+    assert build_config(_Coded, _base_values(), {"code": "ff"}).code == 255
+    assert _message(build_config, _Coded, _base_values(), {"code": "zz"}) == (
+        "code='zz' is not a valid hex"
+    )
