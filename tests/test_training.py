@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -370,12 +371,23 @@ def test_get_device_cuda_without_cuda_raises(monkeypatch):
     assert get_device("cpu") == torch.device("cpu")
 
 
+def _caller_file(function: Callable) -> str:
+    """The file a warning with ``stacklevel=2`` from ``function`` names when this test calls it.
+
+    That is this file, unless a decorator wraps ``function`` (mutmut's trampoline does while
+    it mutates lfxai): then the wrapper's file is the caller. The trampoline is two frames, so
+    under mutmut a stacklevel one too high names it as well: these tests catch that only
+    outside mutmut (checked by applying stacklevel=3 by hand).
+    """
+    return function.__code__.co_filename if hasattr(function, "__wrapped__") else __file__
+
+
 def test_get_device_auto_warns_when_gpus_exist_that_torch_cannot_use(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.warns(RuntimeWarning, match="falling back to the CPU") as record:
         assert get_device("auto") == torch.device("cpu")
-    assert record[0].filename == __file__  # the warning points at the caller, not lfxai
+    assert record[0].filename == _caller_file(get_device)  # the caller's line, not lfxai's
 
 
 def test_get_device_auto_is_silent_without_gpus(monkeypatch):
@@ -405,7 +417,7 @@ def test_seed_everything_warns_the_caller_when_cuda_started_first(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     with pytest.warns(UserWarning, match="CUDA was initialised before seed_everything") as record:
         seed_everything(0)
-    assert [w.filename for w in record] == [__file__]
+    assert [w.filename for w in record] == [_caller_file(seed_everything)]
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"  # still set for new handles
 
 
