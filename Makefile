@@ -31,7 +31,7 @@ test: data  ## everything CI runs: unit, data, end-to-end, container tests
 
 # The inner loop runs in parallel (pytest-xdist): collection imports torch, MLflow and every
 # experiment (about 15 s), and the unit tests take over a minute on one core.
-test-fast: install  ## the inner loop: unit tests only, on up to 4 cores (under a minute on 2)
+test-fast: install  ## the inner loop: unit tests only, in parallel on up to 4 cores
 	$(BIN)/python -m pytest -ra -n auto --maxprocesses 4 -m "not slow and not e2e and not container and not data"
 
 lint:
