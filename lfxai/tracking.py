@@ -380,7 +380,14 @@ class Tracker:
         entry = DatasetInput(
             dataset._to_mlflow_entity(), [InputTag(MLFLOW_DATASET_CONTEXT, context)]
         )
-        self.client.log_inputs(self.run_id, datasets=[entry])
+        try:
+            self.client.log_inputs(self.run_id, datasets=[entry])
+        except MlflowException:
+            # Two workers logging the same new data set race in MLflow's store (select, then
+            # insert; the transaction rolls back): the slower insert fails on the data set's
+            # key. The row exists now, so a second call only links this run to it; any
+            # other failure fails again and is raised.
+            self.client.log_inputs(self.run_id, datasets=[entry])
 
     def annotate_model_version(
         self,

@@ -163,6 +163,31 @@ def test_an_alias_race_lost_to_another_worker_ends_on_the_newest_version(
     assert calls == ([ours] if winner > ours else [ours, ours])
 
 
+def test_a_data_set_race_lost_to_another_worker_still_links_the_data_set(mlflow_store, monkeypatch):
+    # Two workers log the same new data set: the slower insert fails on its key (PostgreSQL)
+    # after the other worker's row landed; seen on CI with two sweep workers.
+    x, y = torch.zeros(4, 1, 2, 2), torch.arange(4)
+    with tracked_run("other") as other:
+        other_id = other.run_id
+    with tracked_run("data") as tracker:
+        real_log = tracker.client.log_inputs
+        calls = []
+
+        def racing_log(run_id, datasets):
+            calls.append(run_id)
+            if len(calls) == 1:
+                real_log(other_id, datasets=datasets)  # the other worker's insert lands first
+                raise MlflowException("duplicate key value violates unique constraint")
+            real_log(run_id, datasets=datasets)
+
+        monkeypatch.setattr(tracker.client, "log_inputs", racing_log)
+        tracker.log_dataset("mnist-train", x, y, ".", "d1", context="train")
+    assert calls == [tracker.run_id, tracker.run_id]
+    for run_id in (other_id, tracker.run_id):
+        inputs = MlflowClient().get_run(run_id).inputs.dataset_inputs
+        assert [(i.dataset.name, i.dataset.digest) for i in inputs] == [("mnist-train", "d1")]
+
+
 def test_an_alias_never_moves_back_and_a_real_failure_is_raised(mlflow_store, tmp_path):
     with tracked_run("alias") as tracker:
         _two_versions(tracker.client, "m", tmp_path)
