@@ -299,7 +299,8 @@ def provision_dsprites(
         cache or npz was found invalid, one line saying what and why.
 
     Raises:
-        DataUnavailable: a damaged cache whose metadata is gone, so its grid is unknown.
+        DataUnavailable: a damaged cache whose metadata is gone, so its grid is unknown; a
+            cache that must be built where nothing can be written.
     """
     root = Path(root)
     problem = cache_problem(root)
@@ -323,8 +324,22 @@ def provision_dsprites(
     repaired = [] if problem == "missing" else [f"{problem}; rebuilt"]
     if repaired:
         logger.warning("dSprites cache invalid, rebuilding: %s", problem)
-    root.mkdir(parents=True, exist_ok=True)
     strides = FULL_GRID if strides is None else tuple(strides)
+    try:
+        return _build(root, download, strides, repaired)
+    except OSError as error:  # e.g. a read-only data folder, or a file where the root goes
+        raise DataUnavailable(
+            f"dSprites cache under {root} cannot be written ({error}) and is not usable "
+            f"({problem}); to fix: choose a writable data_dir, or provision this one where it "
+            f"is writable (`python -m lfxai.data provision dsprites --data_dir {root.parent}`)"
+        ) from None
+
+
+def _build(
+    root: Path, download: bool, strides: tuple[int, ...], repaired: list[str]
+) -> Provisioned:
+    """Builds the cache of ``strides``: from the official npz when usable, else rendered."""
+    root.mkdir(parents=True, exist_ok=True)
     npz = root / NPZ_NAME
     if not npz.is_file() and download and strides == FULL_GRID:
         previous = socket.getdefaulttimeout()

@@ -389,7 +389,8 @@ def resized_images(data_dir: str | Path, train: bool, side: int = 32) -> np.ndar
 
     The first call resizes the raw images (:func:`resize_images`) and writes them as an IDX
     file plus a JSON manifest (source file and sha256, method, sha256 of the result), each
-    atomically; later calls check the cache against its manifest and read it. Concurrent
+    atomically; later calls check the cache against its manifest and read it. Where the
+    cache cannot be written (a read-only data folder), the images are resized in memory. Concurrent
     first calls each write identical bytes, so whichever rename lands last is as good.
 
     Args:
@@ -414,9 +415,12 @@ def resized_images(data_dir: str | Path, train: bool, side: int = 32) -> np.ndar
         return read_idx(target)
     images = resize_images(read_idx(folder / image_name), side)
     content = encode_idx(images)
-    atomic_write_bytes(target, content)
     record = {**expected, "sha256": sha256_bytes(content)}
-    atomic_write_bytes(manifest, json.dumps(record, indent=2).encode())
+    try:
+        atomic_write_bytes(target, content)
+        atomic_write_bytes(manifest, json.dumps(record, indent=2).encode())
+    except OSError as error:  # e.g. a shared, read-only data folder: the data are still there
+        logger.warning("MNIST resized to %d not cached (%s): resized in memory", side, error)
     return images
 
 

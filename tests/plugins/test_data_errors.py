@@ -200,3 +200,13 @@ def test_a_damaged_dsprites_cache_of_unknown_grid_is_refused(tmp_path, monkeypat
     assert "\n" not in message and "does not say which grid it holds" in message
     assert f"delete {root / dsprites.CACHE_NAME} to rebuild the full grid" in message
     assert prov.sha256_file(root / dsprites.CACHE_NAME) == before  # left for the user to judge
+
+
+def test_a_dsprites_cache_that_cannot_be_written_is_one_line(tmp_path):
+    (tmp_path / "dsprites").write_text("")  # a file where the data set's folder goes
+    with pytest.raises(ConfigError) as error:
+        get_dataset("dsprites").provision(tmp_path)
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"dSprites cache under {tmp_path / 'dsprites'} cannot be written")
+    assert "to fix: choose a writable data_dir" in message
