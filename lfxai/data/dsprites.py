@@ -312,7 +312,11 @@ def provision_dsprites(
     if strides is None and problem != "missing":
         # A damaged cache is rebuilt as the grid it was meant to hold: a sub-grid stays one.
         strides = recorded_strides(root)
-        if strides is None and (root / CACHE_NAME).is_file():
+        cache = root / CACHE_NAME
+        full_size = len(grid_classes(FULL_GRID)) * ROW_BYTES
+        if strides is None and cache.is_file() and cache.stat().st_size == full_size:
+            strides = FULL_GRID  # only the full grid has that size: its metadata is all it lost
+        if strides is None and cache.is_file():
             raise DataUnavailable(
                 f"dSprites cache under {root} is not usable ({problem}) and its metadata does "
                 "not say which grid it holds, so it cannot be rebuilt as the same data; to "

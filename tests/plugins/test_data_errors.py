@@ -210,3 +210,24 @@ def test_a_dsprites_cache_that_cannot_be_written_is_one_line(tmp_path):
     assert "\n" not in message
     assert message.startswith(f"dSprites cache under {tmp_path / 'dsprites'} cannot be written")
     assert "to fix: choose a writable data_dir" in message
+
+
+def test_a_full_size_cache_without_metadata_is_rebuilt_as_the_full_grid(tmp_path, monkeypatch):
+    """Only the full grid has 737,280 rows: losing the metadata does not make it unknown."""
+    root = tmp_path / "dsprites"
+    root.mkdir()
+    with open(root / dsprites.CACHE_NAME, "wb") as handle:  # sparse: no 377 MB written
+        handle.truncate(737_280 * dsprites.ROW_BYTES)
+    asked = []
+
+    def render(root, strides):
+        asked.append(strides)
+        return "rendered"
+
+    def offline(root, md5):
+        raise OSError("offline")
+
+    monkeypatch.setattr(dsprites, "render_cache", render)
+    monkeypatch.setattr(dsprites, "download_npz", offline)
+    result = get_dataset("dsprites").provision(tmp_path)
+    assert asked == [dsprites.FULL_GRID] and result.source == "rendered"
