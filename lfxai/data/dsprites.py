@@ -14,7 +14,7 @@ Sources, in order: a valid cache; the official npz found in the root (md5 checke
 downloaded from DeepMind's GitHub; otherwise the grid rendered procedurally (offline here).
 A cache whose sha256, size or metadata do not match is reported and rebuilt (``repaired``)
 as the grid its metadata records, so a sub-grid stays the same sub-grid; a damaged cache
-without readable metadata is refused (its grid is unknown).
+without readable metadata is refused (its grid is unknown) unless it has the full grid's size.
 The cache is only ever read through a read-only memory map, decoded per batch.
 """
 
