@@ -34,10 +34,14 @@ import numpy as np
 import torch
 
 from lfxai.data.provision import (
+    DataUnavailable,
     Provisioned,
     atomic_write_bytes,
     corrupt_files,
+    failure_reason,
     load_array_pickle,
+    new_folder,
+    problems_line,
     sha256_file,
 )
 from lfxai.data.splits import Split
@@ -63,6 +67,7 @@ LABEL_NAMES = (
     "truck",
 )
 IMAGE_SHAPE = (3, 32, 32)
+OFFICIAL_SIZES = (50_000, 10_000)  # images of the official train and test splits
 ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 DOWNLOAD_TIMEOUT_S = 10.0
 
@@ -108,7 +113,7 @@ def expected_digests(folder: Path) -> Expected:
     """The digests ``folder``'s files must have: the manifest's when present, else official.
 
     Raises:
-        RuntimeError: the manifest exists but cannot be read or lacks a file.
+        DataUnavailable: the manifest exists but cannot be read or lacks a file.
     """
     manifest = folder / MANIFEST
     if not manifest.is_file():
@@ -117,11 +122,24 @@ def expected_digests(folder: Path) -> Expected:
         recorded = json.loads(manifest.read_text())["sha256"]
         digests = {name: str(recorded[name]) for name in FILES}
     except (ValueError, KeyError, TypeError) as error:
-        raise RuntimeError(
+        raise DataUnavailable(
             f"{manifest} is not a valid fixture manifest ({error!r}); delete it to check the "
             "folder against the official digests, or regenerate the fixture"
         ) from None
     return Expected("fixture", "sha256", digests)
+
+
+def split_sizes(root: str | Path) -> tuple[int, int]:
+    """Images of the train and test splits under a torchvision root, known without reading
+    the batches: a fixture's manifest records them, the official files hold 50,000 / 10,000."""
+    manifest = batches_dir(root) / MANIFEST
+    if manifest.is_file():
+        try:
+            recorded = json.loads(manifest.read_text())
+            return int(recorded["n_train"]), int(recorded["n_test"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # an invalid manifest is refused when the files are checked
+    return OFFICIAL_SIZES
 
 
 def mismatches(folder: Path, expected: Expected) -> list[str]:
@@ -145,17 +163,21 @@ def _download_torchvision(folder: Path) -> None:
     """Download with torchvision into a scratch root, verify, then move the files in."""
     from torchvision.datasets import CIFAR10
 
-    folder.mkdir(parents=True, exist_ok=True)
     previous = socket.getdefaulttimeout()
     # urllib inherits this timeout: an unreachable host fails in seconds instead of hanging.
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
-        with tempfile.TemporaryDirectory(dir=folder, prefix=".torchvision-") as scratch:
+        # The scratch root sits in the folder (same file system: atomic renames); a failed
+        # download removes the folders it had to create (no empty cifar10/ is left behind).
+        with (
+            new_folder(folder),
+            tempfile.TemporaryDirectory(dir=folder, prefix=".torchvision-") as scratch,
+        ):
             CIFAR10(scratch, train=True, download=True)  # checks torchvision's md5 itself
             fetched = batches_dir(scratch)
             problems = mismatches(fetched, Expected("official", "md5", official_md5()))
             if problems:
-                raise RuntimeError("downloaded files fail their md5:\n" + "\n".join(problems))
+                raise RuntimeError("downloaded files fail their md5: " + "; ".join(problems))
             for name in FILES:
                 (fetched / name).replace(folder / name)  # same file system: atomic rename
     finally:
@@ -175,37 +197,38 @@ def provision_cifar10(root: str | Path, download: bool = True) -> Provisioned:
         the files that failed their digest and were replaced.
 
     Raises:
-        RuntimeError: files are missing or corrupt and could not be fetched; the message names
-            each file with its found and expected digest and says where to put the files.
+        DataUnavailable: files are missing or corrupt and could not be fetched; the one-line
+            message names each file with its found and expected digest and says where to put
+            the files. A failed download leaves no folder it created behind.
     """
     folder = batches_dir(root)
     expected = expected_digests(folder)
     problems = mismatches(folder, expected)
     if not problems:
         return Provisioned(folder, "fixture" if expected.kind == "fixture" else "present")
-    found = "\n".join(f"- {p}" for p in problems)
     if expected.kind == "fixture":
-        raise RuntimeError(
-            f"CIFAR-10 fixture under {folder} does not match its manifest {MANIFEST}:\n{found}\n"
-            "Regenerate it (lfxai.data.cifar10.write_cifar10), or delete the folder."
+        raise DataUnavailable(
+            f"CIFAR-10 fixture under {folder} does not match its manifest {MANIFEST}: "
+            f"{problems_line(problems)}; to fix: regenerate it "
+            "(lfxai.data.cifar10.write_cifar10), or delete the folder"
         )
     corrupt = corrupt_files(problems)
-    if corrupt:
-        logger.warning("CIFAR-10 files fail their md5, re-provisioning:\n%s", "\n".join(corrupt))
-    tried = "- nothing (download=False)"
+    tried = "nothing (download=False)"
     if download:
         try:
             _download_torchvision(folder)
+            if corrupt:
+                logger.warning("CIFAR-10 files failed their md5, replaced: %s", "; ".join(corrupt))
             return Provisioned(folder, "torchvision", corrupt)
         except Exception as error:  # any failure (offline, bad archive) ends in the message below
-            logger.warning("CIFAR-10 download failed: %s", error)
-            tried = f"- torchvision download of {ARCHIVE_URL}: {error}"
-    raise RuntimeError(
-        f"CIFAR-10 is not available under {folder}. Files:\n{found}\nSources tried:\n{tried}\n"
-        "There is no offline source. To fix: be online and rerun (`python -m lfxai.data "
-        f"provision cifar10`), or download {ARCHIVE_URL} elsewhere and extract it so that "
-        f"{folder} holds {', '.join(FILES)} (the archive's {BASE_FOLDER}/ folder); each file "
-        "must match torchvision's md5 (torchvision.datasets.CIFAR10.train_list/test_list/meta)."
+            logger.info("CIFAR-10 download failed: %s", error)  # its gist is in the error
+            tried = f"torchvision download of {ARCHIVE_URL} ({failure_reason(error)})"
+    raise DataUnavailable(
+        f"CIFAR-10 is not available under {folder}: {problems_line(problems)}; tried: {tried}; "
+        "there is no offline source; to fix: be online and rerun (`python -m lfxai.data "
+        f"provision cifar10 --data_dir {Path(root).parent}`), or download {ARCHIVE_URL} "
+        f"elsewhere and extract its {BASE_FOLDER}/ folder into {Path(root)} (each file must "
+        "match torchvision's md5: torchvision.datasets.CIFAR10.train_list/test_list/meta)"
     )
 
 

@@ -12,7 +12,9 @@ Layout under the data set's root (``<data_dir>/dsprites``):
 
 Sources, in order: a valid cache; the official npz found in the root (md5 checked), or
 downloaded from DeepMind's GitHub; otherwise the grid rendered procedurally (offline here).
-A cache whose sha256, size or metadata do not match is reported and rebuilt (``repaired``).
+A cache whose sha256, size or metadata do not match is reported and rebuilt (``repaired``)
+as the grid its metadata records, so a sub-grid stays the same sub-grid; a damaged cache
+without readable metadata is refused (its grid is unknown) unless it has the full grid's size.
 The cache is only ever read through a read-only memory map, decoded per batch.
 """
 
@@ -35,7 +37,13 @@ from tqdm.auto import tqdm
 
 from lfxai.data import sprites
 from lfxai.data.packed import PackedImages, pack_images
-from lfxai.data.provision import Provisioned, atomic_write, atomic_write_bytes, sha256_file
+from lfxai.data.provision import (
+    DataUnavailable,
+    Provisioned,
+    atomic_write,
+    atomic_write_bytes,
+    sha256_file,
+)
 from lfxai.data.splits import Split
 
 logger = logging.getLogger(__name__)
@@ -115,16 +123,50 @@ def cache_problem(root: Path) -> str | None:
     size = cache.stat().st_size
     if size != n * ROW_BYTES:
         return f"{cache}: {size} bytes, expected {n * ROW_BYTES} ({n} images)"
+    if meta.get("sha256") is None:
+        return f"{cache}: its writing did not finish (no sha256 in {META_NAME})"
     found = sha256_file(cache)
-    if found != meta.get("sha256"):
-        return f"{cache}: sha256 {found}, expected {meta.get('sha256')} (metadata)"
+    if found != meta["sha256"]:
+        return f"{cache}: sha256 {found}, expected {meta['sha256']} (metadata)"
     return None
 
 
+def recorded_strides(root: Path) -> tuple[int, ...] | None:
+    """The grid the metadata under ``root`` records (valid or not, the cache was meant to hold
+    it), or None when the metadata is missing, unreadable or names no valid grid."""
+    meta = _metadata(root)
+    if not isinstance(meta, dict):
+        return None
+    strides = meta.get("strides")
+    try:
+        strides = tuple(int(k) for k in strides)
+        grid_classes(strides)
+    except (TypeError, ValueError):
+        return None
+    return strides
+
+
+def grid_size(root: str | Path) -> int:
+    """Images of the grid the runs on ``root`` see: the recorded grid (a valid cache, or the
+    one a damaged cache is rebuilt as), else the full grid (what provisioning builds)."""
+    strides = recorded_strides(Path(root))
+    return len(grid_classes(FULL_GRID if strides is None else strides))
+
+
+def split_sizes(n_images: int) -> tuple[int, int]:
+    """Train and test sizes of the random 90/10 split of ``n_images`` images."""
+    n_test = max(1, round(n_images * TEST_FRACTION))
+    return n_images - n_test, n_test
+
+
 def _write_cache(root: Path, blocks, n_blocks: int, meta: dict) -> None:
-    """Writes packed image blocks to the cache, then its metadata, each atomically."""
+    """Writes packed image blocks to the cache, then its metadata, each atomically.
+
+    Metadata without a sha256 comes first: no metadata may vouch for a half-new cache, yet
+    an interrupted write still records which grid was meant, so a repair rebuilds that grid.
+    """
     digest = hashlib.sha256()
-    (root / META_NAME).unlink(missing_ok=True)  # no metadata may describe a half-new cache
+    atomic_write_bytes(root / META_NAME, json.dumps({**meta, "sha256": None}, indent=1).encode())
     with atomic_write(root / CACHE_NAME) as handle:
         for block in tqdm(blocks, total=n_blocks, desc="dsprites cache", unit="block"):
             data = pack_images(block).tobytes()
@@ -248,12 +290,17 @@ def provision_dsprites(
     Args:
         root: the data set's folder (``<data_dir>/dsprites``).
         download: try DeepMind's GitHub for the official npz when it is not in ``root``.
-        strides: the grid to build when the cache must be (re)built (None: the full grid);
-            a valid cache is used as it is, whatever its grid (its source says so).
+        strides: the grid to build when the cache must be (re)built (None: the grid the
+            metadata records for a damaged cache, the full grid when there is none); a valid
+            cache is used as it is, whatever its grid (its source says so).
 
     Returns:
         The root, the source (``cache: <how it was made>`` when already there) and, when a
         cache or npz was found invalid, one line saying what and why.
+
+    Raises:
+        DataUnavailable: a damaged cache whose metadata is gone, so its grid is unknown; a
+            cache that must be built where nothing can be written.
     """
     root = Path(root)
     problem = cache_problem(root)
@@ -262,11 +309,41 @@ def provision_dsprites(
         if strides is None and tuple(meta["strides"]) != FULL_GRID:
             logger.warning("%s holds a sub-grid of %d images only", root, meta["n_images"])
         return Provisioned(root, f"cache: {meta['source']}")
+    if strides is None and problem != "missing":
+        # A damaged cache is rebuilt as the grid it was meant to hold: a sub-grid stays one.
+        strides = recorded_strides(root)
+        cache = root / CACHE_NAME
+        full_size = len(grid_classes(FULL_GRID)) * ROW_BYTES
+        if strides is None and cache.is_file() and cache.stat().st_size == full_size:
+            strides = FULL_GRID  # only the full grid has that size: its metadata is all it lost
+        if strides is None and cache.is_file():
+            raise DataUnavailable(
+                f"dSprites cache under {root} is not usable ({problem}) and its metadata does "
+                "not say which grid it holds, so it cannot be rebuilt as the same data; to "
+                f"fix: delete {root / CACHE_NAME} to rebuild the full grid (`python -m "
+                f"lfxai.data provision dsprites --data_dir {root.parent}`), or rebuild the "
+                "sub-grid you meant with lfxai.data.dsprites.provision_dsprites(root, "
+                "strides=...)"
+            )
     repaired = [] if problem == "missing" else [f"{problem}; rebuilt"]
     if repaired:
         logger.warning("dSprites cache invalid, rebuilding: %s", problem)
-    root.mkdir(parents=True, exist_ok=True)
     strides = FULL_GRID if strides is None else tuple(strides)
+    try:
+        return _build(root, download, strides, repaired)
+    except OSError as error:  # e.g. a read-only data folder, or a file where the root goes
+        raise DataUnavailable(
+            f"dSprites cache under {root} cannot be written ({error}) and is not usable "
+            f"({problem}); to fix: choose a writable data_dir, or provision this one where it "
+            f"is writable (`python -m lfxai.data provision dsprites --data_dir {root.parent}`)"
+        ) from None
+
+
+def _build(
+    root: Path, download: bool, strides: tuple[int, ...], repaired: list[str]
+) -> Provisioned:
+    """Builds the cache of ``strides``: from the official npz when usable, else rendered."""
+    root.mkdir(parents=True, exist_ok=True)
     npz = root / NPZ_NAME
     if not npz.is_file() and download and strides == FULL_GRID:
         previous = socket.getdefaulttimeout()
@@ -292,7 +369,7 @@ def load_dsprites(root: str | Path) -> DSprites:
     root = Path(root)
     meta = _metadata(root)
     if meta is None or not (root / CACHE_NAME).is_file():
-        raise RuntimeError(f"no dSprites cache under {root}: run provision_dsprites first")
+        raise DataUnavailable(f"no dSprites cache under {root}: run provision_dsprites first")
     classes = grid_classes(tuple(meta["strides"]))
     packed = np.memmap(root / CACHE_NAME, dtype=np.uint8, mode="r", shape=(len(classes), ROW_BYTES))
     images = PackedImages(packed, IMAGE_SHAPE)
@@ -313,7 +390,7 @@ def dsprites_splits(
     data = load_dsprites(root)
     n = len(data.classes)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_test_all = max(1, round(n * TEST_FRACTION))
+    _, n_test_all = split_sizes(n)
     parts = {"train": order[n_test_all:], "test": order[:n_test_all]}
     for role, size in (("train", n_train), ("test", n_test)):
         if size is not None:

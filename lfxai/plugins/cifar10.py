@@ -16,12 +16,13 @@ from lfxai.data.cifar10 import (
     cifar10_split,
     expected_digests,
     provision_cifar10,
+    split_sizes,
 )
 from lfxai.data.masking import GaussianBlur
 from lfxai.data.provision import Provisioned
 from lfxai.data.splits import Split
 from lfxai.plotting.images import rgb_importance
-from lfxai.plugins.base import DatasetPlugin, Splits, register_dataset
+from lfxai.plugins.base import DatasetPlugin, Splits, SplitSizes, register_dataset
 
 BLUR_KERNEL = 21  # the paper's baseline: Gaussian blur, kernel 21, sigma 5
 BLUR_SIGMA = 5.0
@@ -67,10 +68,13 @@ class Cifar10(DatasetPlugin):
     def model_label(self, pretext: str) -> str:
         return "SimCLR ResNet-18"
 
-    def load(
+    def split_sizes(self, data_dir: str | Path, split: str) -> SplitSizes:
+        n_train, n_test = split_sizes(self.root(data_dir))  # a fixture's, else the official
+        return SplitSizes(n_train, n_test, n_test)
+
+    def read_splits(
         self, data_dir: str, split: str, seed: int, n_train: int | None, n_test: int | None
     ) -> Splits:
-        self.check_split(split)
         train = cifar10_split(self.root(data_dir), train=True, size=n_train)
         test = cifar10_split(self.root(data_dir), train=False, size=n_test)
         return Splits(train, test, test)

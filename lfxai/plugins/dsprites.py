@@ -19,14 +19,16 @@ from lfxai.data.dsprites import (
     META_NAME,
     SPLITS,
     dsprites_splits,
+    grid_size,
     provision_dsprites,
+    split_sizes,
 )
 from lfxai.data.provision import Provisioned
 from lfxai.data.splits import Split
 from lfxai.data.sprites import FACTORS
 from lfxai.metrics.mig import mutual_information_gap
 from lfxai.plotting.curves import image_grid
-from lfxai.plugins.base import DatasetPlugin, Splits, register_dataset
+from lfxai.plugins.base import DatasetPlugin, Splits, SplitSizes, register_dataset
 
 MIG_EXAMPLES = 10_000
 """Test images the MIG is computed on (the first of the random test split), as in
@@ -54,10 +56,15 @@ class DSprites(DatasetPlugin):
     def provision_root(self, root: Path) -> Provisioned:
         return provision_dsprites(root)
 
-    def load(
+    def split_sizes(self, data_dir: str | Path, split: str) -> SplitSizes:
+        # The grid the cache's metadata records (a sub-grid, or what a repair rebuilds),
+        # else the full grid provisioning builds: 663,552 train / 73,728 test.
+        n_train, n_test = split_sizes(grid_size(self.root(data_dir)))
+        return SplitSizes(n_train, n_test, n_test)
+
+    def read_splits(
         self, data_dir: str, split: str, seed: int, n_train: int | None, n_test: int | None
     ) -> Splits:
-        self.check_split(split)
         train, test = dsprites_splits(self.root(data_dir), split, seed, n_train, n_test)
         return Splits(train, test, test)
 

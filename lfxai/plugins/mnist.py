@@ -10,6 +10,8 @@ from matplotlib.figure import Figure
 
 from lfxai.data.mnist import (
     MNIST_SHA256,
+    TEST_LABEL_COUNTS,
+    TRAIN_LABEL_COUNTS,
     mnist_resized_split,
     mnist_split,
     provision_mnist,
@@ -18,7 +20,7 @@ from lfxai.data.mnist import (
 from lfxai.data.provision import Provisioned
 from lfxai.data.splits import Split
 from lfxai.plotting.curves import image_grid
-from lfxai.plugins.base import DatasetPlugin, Splits, register_dataset
+from lfxai.plugins.base import DatasetPlugin, Splits, SplitSizes, register_dataset
 
 
 @register_dataset
@@ -52,10 +54,14 @@ class Mnist(DatasetPlugin):
     def provision_root(self, root: Path) -> Provisioned:
         return provision_mnist(root)
 
-    def load(
+    def split_sizes(self, data_dir: str | Path, split: str) -> SplitSizes:
+        # Both splits hold the standard files' images (resized32: the same ones, resized).
+        n_test = sum(TEST_LABEL_COUNTS)
+        return SplitSizes(sum(TRAIN_LABEL_COUNTS), n_test, n_test)
+
+    def read_splits(
         self, data_dir: str, split: str, seed: int, n_train: int | None, n_test: int | None
     ) -> Splits:
-        self.check_split(split)
         if split == "resized32":
             train = mnist_resized_split(self.root(data_dir), train=True, size=n_train, side=32)
             test = mnist_resized_split(self.root(data_dir), train=False, size=n_test, side=32)

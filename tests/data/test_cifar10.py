@@ -14,6 +14,7 @@ import torch
 import lfxai.experiments  # noqa: F401  (fills the registry)
 from lfxai.config import ConfigError, build_config, load_profile
 from lfxai.data import cifar10
+from lfxai.data import provision as prov
 from lfxai.experiments.registry import get_experiment
 from lfxai.plugins import get_dataset
 
@@ -114,11 +115,36 @@ def test_offline_without_files_says_where_to_put_them(tmp_path, monkeypatch):
         cifar10.provision_cifar10(tmp_path / "cifar10")
     message = str(error.value)
     folder = tmp_path / "cifar10" / "cifar-10-batches-py"
-    assert f"CIFAR-10 is not available under {folder}" in message
-    assert f"{folder / 'data_batch_1'}: missing" in message
-    assert "Network is unreachable" in message and "There is no offline source" in message
+    assert "\n" not in message  # one line
+    assert f"CIFAR-10 is not available under {folder}: missing: data_batch_1, " in message
+    assert "([Errno 101] Network is unreachable)" in message
+    assert "there is no offline source" in message
     assert cifar10.ARCHIVE_URL in message
     assert "data_batch_1, data_batch_2, data_batch_3, data_batch_4, data_batch_5" in message
+
+
+def test_offline_without_files_leaves_no_folder_and_fails_in_one_line(tmp_path, monkeypatch):
+    """The real download path, offline: torchvision's download fails inside the scratch
+    folder; the error is one line and the folders made for the download are gone again."""
+    from urllib.error import URLError
+
+    from torchvision.datasets import CIFAR10
+
+    def offline(self) -> None:
+        raise URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(CIFAR10, "download", offline)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    with pytest.raises(ConfigError) as error:  # how the experiments (and the runner) see it
+        get_dataset("cifar10").provision(data_dir)
+    message = str(error.value)
+    assert "\n" not in message and "Name or service not known" in message
+    assert f"--data_dir {data_dir}`" in message
+    assert list(data_dir.iterdir()) == []  # no empty cifar10/ left behind
+    with pytest.raises(prov.DataUnavailable):  # a fresh root with missing parents: all removed
+        cifar10.provision_cifar10(tmp_path / "new" / "cifar10")
+    assert not (tmp_path / "new").exists()
 
 
 def test_a_corrupt_official_file_is_replaced_by_a_download_and_reported(tmp_path, monkeypatch):

@@ -178,9 +178,18 @@ def test_an_interrupted_render_leaves_no_cache(tmp_path: Path, monkeypatch) -> N
     monkeypatch.setattr(sprites, "render_classes", failing)
     with pytest.raises(KeyboardInterrupt):
         _provision(root)
-    assert list(root.iterdir()) == []  # no partial cache, no temp file, no metadata
+    # No partial cache, no temp file; the metadata vouches for nothing (no sha256) but says
+    # which grid was meant, so the next provisioning, asked for no grid, builds that one.
+    assert [p.name for p in root.iterdir()] == [dsprites.META_NAME]
+    meta = json.loads((root / dsprites.META_NAME).read_text())
+    assert meta["sha256"] is None and meta["strides"] == list(SMALL)
+    assert dsprites.grid_size(root) == 1920
     monkeypatch.setattr(sprites, "render_classes", real)
-    assert _provision(root).repaired == ()
+    result = dsprites.provision_dsprites(root, download=False)
+    assert result.source.startswith("rendered") and "sub-grid strides [1, 5, 8, 4, 4]" in (
+        result.source
+    )
+    assert dsprites.cache_problem(root) is None
 
 
 def _official_npz(strides: tuple[int, ...], images: np.ndarray | None = None) -> bytes:

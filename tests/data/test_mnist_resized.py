@@ -85,3 +85,20 @@ def test_a_manifest_of_other_source_files_invalidates_the_cache(
 def test_a_prefix_larger_than_the_split_is_an_error(fake_mnist: Path):
     with pytest.raises(ValueError, match=r"size must be in 1\.\.4, got 5"):
         mnist.mnist_resized_split(fake_mnist, train=False, size=5)
+
+
+def test_a_read_only_data_folder_resizes_in_memory(
+    fake_mnist: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    """A shared, read-only data folder holds the raw files: the run goes on uncached."""
+
+    def read_only(path, _data):
+        raise PermissionError(f"[Errno 13] Permission denied: '{path}'")
+
+    monkeypatch.setattr(mnist, "atomic_write_bytes", read_only)
+    split = mnist.mnist_resized_split(fake_mnist, train=False)
+    raw = mnist.read_idx(mnist.raw_dir(fake_mnist) / "t10k-images-idx3-ubyte")
+    expected = torch.from_numpy(mnist.resize_images(raw, 32)).float() / 255
+    torch.testing.assert_close(split.x[:, 0], expected, rtol=0, atol=0)
+    assert not mnist.resized_dir(fake_mnist, 32).exists()
+    assert "resized in memory" in caplog.text and "Permission denied" in caplog.text
