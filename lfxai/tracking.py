@@ -134,6 +134,14 @@ class Tracker:
         """The run's current tags (progress markers of a resumed run among them)."""
         return dict(self.client.get_run(self.run_id).data.tags)
 
+    def params(self) -> dict[str, str]:
+        """The run's params as logged so far."""
+        return dict(self.client.get_run(self.run_id).data.params)
+
+    def metrics(self) -> dict[str, float]:
+        """The latest value of each metric the run logged so far."""
+        return dict(self.client.get_run(self.run_id).data.metrics)
+
     def log_config(self, identity: dict[str, str], config: Any) -> None:
         """The run set-up every experiment run gets: identity tags, settings, ``config.yaml``.
 
@@ -173,6 +181,16 @@ class Tracker:
         buffer = io.BytesIO()
         np.save(buffer, array)
         self._log_bytes(buffer.getvalue(), path)
+
+    def log_arrays(self, arrays: dict[str, np.ndarray], path: str) -> None:
+        """Logs named arrays as one ``.npz`` (read back with :meth:`StoreReader.read_arrays`)."""
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        self._log_bytes(buffer.getvalue(), path)
+
+    def log_folder(self, folder: Path, path: str | None = None) -> None:
+        """Logs every file under ``folder`` (its tree kept) under artifact ``path``."""
+        self.client.log_artifacts(self.run_id, str(folder), path)
 
     def log_figure(self, figure: Figure, path: str) -> None:
         """Logs a figure as PNG and PDF (``path`` without extension)."""
