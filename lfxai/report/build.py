@@ -138,6 +138,11 @@ def _experiment(document: Document, entry: Entry, results: list[RunResult], uri:
     if found:
         cited = " ".join(f"[{s}]" for s in found["sources"])
         document.add(Paragraph(f"**Published:** {found['text']} {cited}".rstrip()))
+    if entry.differs:
+        changed = ", ".join(f"`{k}={v}`" for k, v in entry.differs.items())
+        document.add(
+            Paragraph(f"Settings that differ from the {entry.profile} profile: {changed}.")
+        )
     primary = results[0]
     if primary.table is None:
         document.add(
@@ -184,9 +189,10 @@ def _missing(document: Document, reader: StoreReader, entries: list[Entry]) -> N
         return
     document.add(
         Paragraph(
-            "No finished run of this profile with the profile's settings. The command that "
-            "produces it, and its cost as measured by runs of this profile with other settings "
-            "(wall time, device): never a guess. [R3]'s GPU-hours are published, not ours."
+            "No finished run of this profile at the profile's scale. The command that "
+            "produces it, and its cost as measured by runs of this profile at another scale or "
+            "unfinished (wall time, device): never a guess. [R3]'s GPU-hours are published, "
+            "not ours."
         )
     )
     rows = []
@@ -238,7 +244,8 @@ def build(reader: StoreReader, profile: str, run_ids: list[str] | None = None) -
         Paragraph(
             f"Generated {generated} by lfxai {__version__} from the store "
             f"`{shown_uri(reader.uri)}`: for every experiment of the suite, the newest finished "
-            "run of the profile with the profile's settings."
+            "run of the profile with the profile's settings (or, without one, at the profile's "
+            "scale with the differences stated), and the other runs of its settings."
         )
     )
     for entry in entries:
@@ -274,19 +281,21 @@ def _summary(document: Document, report: Report) -> None:
     for entry in report.entries:
         results = report.results.get(entry.name, [])
         if not results:
-            rows.append([f"[{entry.name}](#missing)", "missing", "-", "-", "-", "-"])
+            rows.append([f"[{entry.name}](#missing)", "missing", "-", "-", "-", "-", "-"])
             continue
         run = results[0].run
         claims = aggregate([r.claims for r in results]) if len(results) > 1 else results[0].claims
+        differs = ", ".join(f"{k}={v}" for k, v in entry.differs.items())
         rows.append(
             [
                 f"[{entry.name}](#{entry.name})",
                 f"{len(results)} run{'s' if len(results) > 1 else ''}",
+                differs or "the profile's",
                 _counts(claims),
                 duration(wall_seconds(run)),
                 run.params.get("device_used", "-"),
                 run.tags.get(COMMIT_TAG, "-")[:12],
             ]
         )
-    header = ["experiment", "runs", "verdicts", "wall time", "device", "code commit"]
+    header = ["experiment", "runs", "settings", "verdicts", "wall time", "device", "code commit"]
     document.add(Heading(2, "Summary"), Table(header, rows))

@@ -1,11 +1,13 @@
 """Which runs the report shows, and what each missing experiment would cost.
 
 For every (dataset, experiment) of the suite, the report's run is the newest FINISHED
-top-level run of the profile whose settings are the profile's (apart from the seed and the
-:data:`NEUTRAL` settings, which change no result); the other FINISHED runs with the same
-settings apart from the seed are aggregated with it. Runs given by id replace that choice for
-their experiments (several of one experiment are aggregated). Runs of the
-profile with other settings (e.g. a shortened run with fewer epochs) are not results: they
+top-level run of the profile with the profile's settings (apart from the seed and the
+:data:`NEUTRAL` settings, which change no result); when there is none, the newest FINISHED run
+of the profile at the profile's scale (every ``n_*`` setting, e.g. epochs, examples, runs, the
+profile's) with other settings (e.g. fewer methods), whose differences the report states. The
+other FINISHED runs with its settings apart from the seed are aggregated with it. Runs given
+by id replace that choice for their experiments (several of one experiment are aggregated).
+Runs of the profile at a smaller scale (e.g. fewer epochs) or unfinished are not results: they
 are the measurements of what a missing experiment costs.
 """
 
@@ -36,7 +38,9 @@ NEUTRAL = (
     "log_retrained_models",
     "register_retrained",
     "attribution_batch_size",
+    "n_plots",
 )
+SCALE_PREFIX = "n_"  # epochs, examples, runs...: a run with other ones is shortened
 SEED = "seed"
 FINISHED = "FINISHED"
 
@@ -48,8 +52,9 @@ class Entry:
     Attributes:
         runs: the report's run first, then the other runs of the same settings (newest
             first); empty when the experiment is missing.
-        measured: runs of the profile with other settings or unfinished (costs only).
+        measured: runs of the profile at another scale or unfinished (costs only).
         profile_settings: the profile's resolved settings as strings (``to_flat_dict``).
+        differs: the report's run's settings that are not the profile's (seed aside).
     """
 
     dataset: str
@@ -58,6 +63,7 @@ class Entry:
     runs: list[RunRecord] = field(default_factory=list)
     measured: list[RunRecord] = field(default_factory=list)
     profile_settings: dict[str, str] = field(default_factory=dict)
+    differs: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -175,19 +181,31 @@ def select(reader: StoreReader, profile: str, run_ids: list[str] | None = None) 
             found = reader.runs(entry.name, f"tags.`lfxai.profile` = '{profile}'")
             candidates = [r for r in _top_level(found) if _identity(r) == (dataset, experiment)]
         chosen = [r for r in given if _identity(r) == (dataset, experiment)]
-        as_profile = [
+        diff = {
+            r.run_id: material(differences(r, entry.profile_settings, schema), seed=True)
+            for r in candidates
+        }
+        at_scale = [  # finished, and neither shortened nor enlarged
             r
             for r in candidates
-            if r.status == FINISHED
-            and not material(differences(r, entry.profile_settings, schema), seed=True)
-        ]  # the profile's settings, whatever the seed
+            if r.status == FINISHED and not any(k.startswith(SCALE_PREFIX) for k in diff[r.run_id])
+        ]
+        exact = [r for r in at_scale if not diff[r.run_id]]
         if chosen:  # the runs given by id, and only those
             entry.runs = chosen
-        elif as_profile:  # the newest, and the other runs of its settings but the seed
-            newest = _unprefixed(as_profile[0].params)
-            entry.runs = [as_profile[0]] + [
-                r for r in as_profile[1:] if not material(differences(r, newest, schema), seed=True)
+        elif at_scale:  # the newest (of the profile's settings if any), and its settings' others
+            first = (exact or at_scale)[0]
+            settings = _unprefixed(first.params)
+            entry.runs = [first] + [
+                r
+                for r in at_scale
+                if r is not first and not material(differences(r, settings, schema), seed=True)
             ]
+        if entry.runs:
+            primary = entry.runs[0]
+            entry.differs = diff.get(primary.run_id) or material(
+                differences(primary, entry.profile_settings, schema), seed=True
+            )
         used = {r.run_id for r in entry.runs}
         entry.measured = [r for r in candidates if r.run_id not in used and _cost(r) is not None]
         out.append(entry)

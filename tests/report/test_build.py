@@ -26,8 +26,10 @@ def test_a_store_with_some_experiments(make_run, tmp_path):
     table = feature_table([1.0, 1.5, 2.0], [0.5, 1.0, 2.0])
     older = make_run(table=table, evidence=feature_evidence(6, 0.5), settings={"seed": "3"})
     newest = make_run(table=table, evidence=feature_evidence(6, 0.5))
-    # another setting: not a result, and a run of the quick profile: not this report's
+    # shortened (another n_*): not a result; a variant: not while a run of the profile's
+    # settings exists; a run of the quick profile: not this report's
     make_run(table=table, evidence=feature_evidence(6, 0.5), settings={"n_epochs": "3"})
+    make_run(table=table, settings={"feature_methods": "Saliency,Random"})
     make_run(table=table, profile="quick")
     # a shortened run of a missing experiment: its cost, measured and extrapolated
     shortened = make_run(
@@ -153,3 +155,15 @@ def test_a_missing_experiment_costs_what_its_shortened_run_and_nested_runs_measu
     assert measured.estimate == 20 + (2 * 40 + 2 * 98 * 10) * 5
     assert measured.note == "extrapolated from its time per epoch and its 2 nested runs"
     assert duration(measured.estimate) == "2 h 50 min"
+
+
+def test_without_a_run_of_the_profiles_settings_a_variant_is_shown_with_its_differences(make_run):
+    table = feature_table([1.0, 1.5, 2.0], [0.5, 1.0, 2.0])
+    variant = make_run(table=table, settings={"feature_methods": "Saliency,Random"})
+    make_run(table=table, settings={"n_test": "10"})  # a smaller scale: never a result
+    report = build(StoreReader(), "smoke")
+    (entry,) = [e for e in report.entries if e.name == FEATURES]
+    assert [r.run_id for r in entry.runs] == [variant]
+    assert entry.differs == {"feature_methods": "Saliency,Random"}
+    text = "\n".join(getattr(b, "text", "") for b in report.document.blocks)
+    assert "Settings that differ from the smoke profile: `feature_methods=Saliency,Random`." in text
