@@ -94,6 +94,7 @@ def ordered_entries() -> list[tuple[str, str]]:
 
 
 def check_profile(profile: str) -> None:
+    """Raises :class:`ConfigError` naming an unknown profile and the valid ones."""
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; valid choices: {list(PROFILES)}")
 
@@ -207,7 +208,9 @@ def select(reader: StoreReader, profile: str, run_ids: list[str] | None = None) 
                 differences(primary, entry.profile_settings, schema), seed=True
             )
         used = {r.run_id for r in entry.runs}
-        entry.measured = [r for r in candidates if r.run_id not in used and _cost(r) is not None]
+        entry.measured = [
+            r for r in candidates if r.run_id not in used and wall_seconds(r) is not None
+        ]
         out.append(entry)
     return out
 
@@ -223,14 +226,11 @@ def material(diff: dict[str, str], seed: bool = False) -> dict[str, str]:
     return {k: v for k, v in diff.items() if k not in skip}
 
 
-def _cost(run: RunRecord) -> float | None:
-    """The run's wall time in seconds: its ``time/total_seconds``, else end - start."""
+def wall_seconds(run: RunRecord) -> float | None:
+    """The run's wall time in seconds: its ``time/total_seconds``, else end - start (None
+    while it runs)."""
     if "time/total_seconds" in run.metrics:
         return run.metrics["time/total_seconds"]
     if run.end_time:
         return (run.end_time - run.start_time) / 1000
     return None
-
-
-def wall_seconds(run: RunRecord) -> float | None:
-    return _cost(run)
