@@ -18,7 +18,14 @@ from typing import Any
 from matplotlib import pyplot as plt
 
 from lfxai import __version__
-from lfxai.metrics.verdicts import LEGEND, Claim, aggregate, claims_title, epochs_label
+from lfxai.metrics.verdicts import (
+    LEGEND,
+    VERDICTS,
+    Claim,
+    aggregate,
+    claims_title,
+    epochs_label,
+)
 from lfxai.metrics.verdicts import evidence_text as claim_evidence
 from lfxai.plotting.style import report_style
 from lfxai.plugins import get_dataset
@@ -84,10 +91,9 @@ def _png(figure: Any) -> bytes:
 
 
 def _counts(claims: list[Claim]) -> str:
-    counts: dict[str, int] = {}
-    for claim in claims:
-        counts[claim.verdict] = counts.get(claim.verdict, 0) + 1
-    return ", ".join(f"{n} {v}" for v, n in counts.items()) or "no claim"
+    """``2 holds, 1 inconclusive``: the verdicts counted, in the order of VERDICTS."""
+    counts = [(v, sum(c.verdict == v for c in claims)) for v in VERDICTS]
+    return ", ".join(f"{n} {v}" for v, n in counts if n) or "no claim"
 
 
 def _claims_table(claims: list[Claim]) -> Table:
