@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # `mlflow run --env-manager local` uses whatever `python` is first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install data store run test test-fast lint mutation clean
+.PHONY: install data store run report test test-fast lint mutation clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,12 @@ store: install  ## the MLflow store, created before any (concurrent) run
 run: data store  ## MNIST consistency_features, quick profile, into ./mlflow.db + ./mlruns
 	$(BIN)/mlflow run . -e mnist -P name=consistency_features --env-manager local \
 		--experiment-name mnist-consistency_features
+
+# PROFILE=quick or smoke for a report of those profiles' runs.
+PROFILE ?= paper
+report: install  ## the paper regenerated from the store, beside the published reproductions
+	$(BIN)/mlflow run . -e report -P profile=$(PROFILE) -P out=report --env-manager local \
+		--experiment-name report
 
 test: data  ## everything CI runs: unit, data, end-to-end, container tests
 	$(BIN)/python -m pytest -ra --durations=15

@@ -131,6 +131,19 @@ def _parse(value: str, annotation: Any, key: str) -> Any:
         raise ConfigError(f"{key}={value!r} is not a valid {name}") from None
 
 
+def parse_setting(schema: type[BaseConfig], key: str, value: str) -> Any:
+    """A setting of ``schema`` as logged (a string) parsed into its type, e.g. to compare the
+    settings of two runs (``50`` equals ``50.0``).
+
+    Raises:
+        ConfigError: ``key`` is not a setting of ``schema``, or ``value`` does not parse.
+    """
+    hints = typing.get_type_hints(schema)
+    if key not in hints:
+        raise ConfigError(f"unknown setting {key!r} of {schema.__name__}")
+    return _parse(value, hints[key], key)
+
+
 def build_config(
     schema: type[BaseConfig],
     values: dict[str, Any],

@@ -16,7 +16,14 @@ from torch import nn
 from lfxai.config import BaseConfig, ConfigError, check_choices, check_positive
 from lfxai.data.provision import data_digest
 from lfxai.data.splits import Split
-from lfxai.metrics.claims import CLAIMS, Claim, claim_metrics, claims_markdown
+from lfxai.metrics.claims import (
+    CLAIMS,
+    Claim,
+    claim_metrics,
+    claims_markdown,
+    claims_title,
+    epochs_label,
+)
 from lfxai.models.autoencoder import TrainableModel, load_state_strict
 from lfxai.models.pretext import PRETEXTS
 from lfxai.plugins import DatasetPlugin, Splits
@@ -24,6 +31,7 @@ from lfxai.tracking import Tracker
 from lfxai.training import FitResult, fit, get_device
 
 DATA_DIGEST_TAG = "lfxai.data_digest"  # digest of the training data (see log_data_inputs)
+CLAIMS_EVIDENCE = "claims_evidence.npz"  # the values the claims are tested on (log_claims)
 
 
 @dataclass(frozen=True)
@@ -294,14 +302,30 @@ def log_encoder(
     return uri
 
 
-def log_claims(tracker: Tracker, experiment: str, table: pd.DataFrame, title: str) -> list[Claim]:
+def log_claims(
+    tracker: Tracker,
+    experiment: str,
+    table: pd.DataFrame,
+    title: str,
+    evidence: dict[str, np.ndarray] | None = None,
+) -> list[Claim]:
     """Checks the paper's claims on an experiment's result table and logs the verdicts.
 
-    Logs ``claims.json`` (statements, figures, verdicts), ``claims.md`` (one line per claim,
-    also appended to the run's description) and the metrics ``claims/holds/<claim>`` (1 or 0)
-    and ``claims/all_hold``, so the runs table can filter the runs where a claim failed.
+    Logs the evidence the claims are tested on (per-example or per-run values, see
+    :mod:`lfxai.metrics.claims`) as ``claims_evidence.npz``, ``claims.json`` (statements,
+    figures, verdicts, rules), ``claims.md`` (one line per claim, also appended to the run's
+    description; titled with the profile and epochs) and the metrics ``claims/holds/<claim>``
+    (1 holds, 0 otherwise), ``claims/verdict/<claim>`` (1 / 0 / -1: holds / inconclusive /
+    fails) and ``claims/all_hold``, so the runs table can filter the runs by verdict.
     """
-    claims = CLAIMS[experiment](table)
+    evidence = {k: np.asarray(v) for k, v in (evidence or {}).items()}
+    if evidence:  # the report recomputes the verdicts from the same values
+        tracker.log_arrays(evidence, CLAIMS_EVIDENCE)
+    claims = CLAIMS[experiment](table, evidence)
+    params, metrics = tracker.params(), tracker.metrics()
+    title = claims_title(
+        title, tracker.tags().get("lfxai.profile", "?"), epochs_label(params, metrics)
+    )
     report = {"experiment": experiment, "title": title, "claims": [c.to_dict() for c in claims]}
     tracker.log_text(json.dumps(report, indent=2, allow_nan=True), "claims.json")
     markdown = claims_markdown(claims, title)

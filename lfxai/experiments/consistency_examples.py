@@ -37,7 +37,8 @@ from lfxai.experiments.common import (
 from lfxai.experiments.registry import register
 from lfxai.explanations.examples import EXAMPLE_METHODS
 from lfxai.explanations.examples.influence_functions import METHODS as INFLUENCE_METHODS
-from lfxai.metrics.consistency import similarity_rates
+from lfxai.metrics.claims import point_key
+from lfxai.metrics.consistency import similarity_per_example
 from lfxai.plotting.curves import method_curves
 from lfxai.plugins import DatasetPlugin
 from lfxai.tracking import Tracker
@@ -191,7 +192,7 @@ def consistency_examples(
         tracker.log_array(train_idx, "subsets/train_idx.npy")
         tracker.log_array(test_idx, "subsets/test_idx.npy")
         options = explainer_options(train, config)
-        rows = []
+        rows, evidence = [], {}
         for method in config.example_methods:
             explainer = EXAMPLE_METHODS[method](model)  # the model's own loss
             start = time.perf_counter()
@@ -204,17 +205,20 @@ def consistency_examples(
             seconds = time.perf_counter() - start
             tracker.log_metrics({f"time/explainer_seconds/{method}": seconds})
             tracker.log_array(scores, f"example_importance/{method}.npy")
-            rates = similarity_rates(
-                scores, explained_test.y, explained_train.y, list(config.similarity_percentages)
-            )
+            pcts = list(config.similarity_percentages)
+            rates = similarity_per_example(scores, explained_test.y, explained_train.y, pcts)
+            for i, pct in enumerate(pcts):  # per test example: tested claims
+                evidence[point_key(method, pct)] = torch.stack(
+                    [rates["top"][i], rates["bottom"][i]]
+                ).numpy()
             for kind, values in rates.items():
-                for pct, rate in zip(config.similarity_percentages, values, strict=True):
+                for pct, per_example in zip(pcts, values, strict=True):
                     rows.append(
                         {
                             "method": method,
                             "type": kind,
                             "pct_examples": pct,
-                            "similarity_rate": rate,
+                            "similarity_rate": per_example.mean().item(),
                         }
                     )
     finally:
@@ -248,5 +252,5 @@ def consistency_examples(
         for r in smallest.itertuples()
     }
     tracker.log_metrics(final)
-    log_claims(tracker, "consistency_examples", table, title)
+    log_claims(tracker, "consistency_examples", table, title, evidence)
     return final

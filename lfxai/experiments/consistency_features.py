@@ -27,7 +27,8 @@ from lfxai.experiments.common import (
 )
 from lfxai.experiments.registry import register
 from lfxai.explanations.features import FEATURE_METHODS, attribute_auxiliary, make_feature_method
-from lfxai.metrics.consistency import encode, representation_shift
+from lfxai.metrics.claims import point_key
+from lfxai.metrics.consistency import encode, representation_shifts
 from lfxai.plotting.curves import method_curves
 from lfxai.plugins import DatasetPlugin
 from lfxai.plugins.base import replacement_for
@@ -71,7 +72,7 @@ def consistency_features(
     codes = encode(encoder, explain.x, device)
     tracker.log_array(codes, "codes/test.npy")  # lets a reloaded encoder be checked
     replacement = replacement_for(baseline, explain.x)
-    rows, maps = [], []
+    rows, maps, evidence = [], [], {}
     for method in config.feature_methods:
         attr_method = make_feature_method(method, encoder, seed=config.seed)
         start = time.perf_counter()
@@ -90,7 +91,9 @@ def consistency_features(
         maps.append(scores[:N_EXAMPLES].numpy())
         for pct in config.perturbation_percentages:
             masked = apply_mask(explain.x, top_k_mask(scores, pct / 100), replacement)
-            shift = representation_shift(codes, encode(encoder, masked, device))
+            shifts = representation_shifts(codes, encode(encoder, masked, device))
+            evidence[point_key(method, pct)] = shifts.numpy()  # per example: tested claims
+            shift = shifts.mean().item()
             rows.append({"method": method, "pct_perturbed": pct, "representation_shift": shift})
 
     table = pd.DataFrame(rows)
@@ -129,5 +132,5 @@ def consistency_features(
     summary = table.groupby("method")["representation_shift"].mean()
     final = {f"representation_shift_mean/{m}": float(v) for m, v in summary.items()}
     tracker.log_metrics(final)
-    log_claims(tracker, "consistency_features", table, title)
+    log_claims(tracker, "consistency_features", table, title, evidence)
     return final

@@ -412,5 +412,6 @@ def _summarise(
         for (e, c), runs in matrices.items()
     }
     tracker.log_metrics({**metrics, **summary})
-    log_claims(tracker, "pretext", table, "Pretext task sensitivity")
+    evidence = {f"{e}_{c}": runs for (e, c), runs in matrices.items()}  # per run: tested
+    log_claims(tracker, "pretext", table, "Pretext task sensitivity", evidence)
     return summary

@@ -37,13 +37,16 @@ def method_curves(
     """
     fig, ax = plt.subplots(figsize=(5.5, 4))
     styles = ["-", "--", ":", "-."]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    hues = list(dict.fromkeys(frame[hue]))  # one colour per method, whatever its line style
     groups = [hue] + ([style] if style else [])
     for keys, part in frame.groupby(groups, sort=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
         label = " / ".join(str(k) for k in keys)
         line = "-" if not style else styles[list(frame[style].unique()).index(keys[1]) % 4]
+        colour = colours[hues.index(keys[0]) % len(colours)]
         part = part.sort_values(x)
-        ax.plot(part[x], part[y], line, marker="o", markersize=4, label=label)
+        ax.plot(part[x], part[y], line, color=colour, marker="o", markersize=4, label=label)
     ax.set_xlabel(xlabel or x)
     ax.set_ylabel(ylabel or y)
     if title:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import kill_group
+from tests.helpers import in_ci, kill_group
 
 # A port found free may be taken by another process before our server binds it: a server
 # that cannot start is retried on a fresh port, this many times in all.
@@ -203,6 +203,57 @@ def _healthy(server: subprocess.Popen, uri: str, deadline_s: float = 120) -> boo
             pass
         time.sleep(1)
     return False
+
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """``chromium(page, png, width, height)`` screenshots a local HTML file with headless
+    Chromium (a fresh profile each time); installs Debian's ``chromium`` when it is missing.
+    Without it the test fails under CI (``CI=true``) and is skipped elsewhere."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None and shutil.which("apt-get") and os.geteuid() == 0:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+        install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"]
+        subprocess.run(install, check=False, env=env)
+        binary = shutil.which("chromium")
+    if binary is None:
+        message = "headless Chromium not found and could not be installed (Debian: chromium)"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+
+    def screenshot(page: Path, png: Path, width: int = 1280, height: int = 4000) -> Path:
+        profile = Path(tempfile.mkdtemp(prefix="lfxai-chromium-"))
+        try:
+            command = [
+                binary,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                f"--window-size={width},{height}",
+                f"--screenshot={png}",
+                page.resolve().as_uri(),
+            ]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+            assert done.returncode == 0 and png.is_file(), done.stderr[-2000:]
+            return png
+        finally:
+            shutil.rmtree(profile, ignore_errors=True)
+
+    return screenshot
 
 
 @pytest.fixture(scope="module")

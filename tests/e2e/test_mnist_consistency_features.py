@@ -94,11 +94,14 @@ def test_claims_are_reported_and_system_metrics_logged(finished_run, tmp_path):
     )
     keys = [c["key"] for c in report["claims"]]
     assert keys == [f"shift_above_random/{m}" for m in METHODS if m != "Random"]
+    assert report["title"] == "MNIST denoising AE (d=4) · smoke profile · 1 epoch"
     for claim in report["claims"]:
-        assert claim["verdict"] in ("holds", "fails")
+        assert claim["verdict"] in ("holds", "fails", "inconclusive")
+        assert claim["section"] == "Section 4.1 (feature importance consistency)"
         assert sorted(f["k"] for f in claim["figures"]) == PERCENTAGES[:-1]
+        assert {f["n"] for f in claim["figures"]} == {100}  # per-example shifts, paired
         holds = run.data.metrics[f"claims/holds/{claim['key']}"]
-        assert holds == float(claim["holds"])
+        assert holds == float(claim["verdict"] == "holds")
     assert run.data.metrics["claims/all_hold"] in (0.0, 1.0)
     assert "claims.md" in {a.path for a in client.list_artifacts(run.info.run_id)}
     assert client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")

@@ -79,8 +79,10 @@ def test_parent_table_summary_figures_and_claims(finished_run, tmp_path):
         f"correlation_not_falling/{loss}/{m}" for loss in LOSSES for m in ("pearson", "spearman")
     )
     for claim in report["claims"]:
-        assert claim["verdict"] in ("holds", "fails")
-        assert run.data.metrics[f"claims/holds/{claim['key']}"] == float(claim["holds"])
+        # one model per beta: too few for the two-sample test, whatever the margins
+        assert claim["verdict"] == "inconclusive" and "the test needs at least 4" in claim["reason"]
+        assert run.data.metrics[f"claims/holds/{claim['key']}"] == 0.0
+        assert run.data.metrics[f"claims/verdict/{claim['key']}"] == 0.0
     inputs = {d.dataset.name for d in run.inputs.dataset_inputs}
     assert inputs == {"mnist-resized32-train", "mnist-resized32-test"}
 

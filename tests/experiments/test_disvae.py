@@ -155,19 +155,17 @@ def test_an_exception_from_on_epoch_propagates_and_fails_the_nested_run(parent):
     assert MlflowClient().get_run(child.run_id).info.status == "FAILED"
 
 
-def test_claim_holds_when_correlation_does_not_fall_with_beta():
+def test_claims_compare_the_models_of_each_beta_from_the_logged_table():
+    # 4 runs per beta (the smallest sample an exact two-sample test can decide at 0.05)
     rows = [
-        ("beta_vae", 1, 0, 0.25, 0.5),
-        ("beta_vae", 1, 1, 0.75, 0.5),
-        ("beta_vae", 5, 0, 0.5, 0.75),
-        ("beta_vae", 10, 0, 0.75, 0.25),
-        ("beta_tc_vae", 1, 0, 0.1, 0.1),
+        ("beta_vae", b, r, 0.25 + b / 40 + r / 100, 0.5 - b / 40) for b in (1, 10) for r in range(4)
     ]
+    rows.append(("beta_tc_vae", 1, 0, 0.1, 0.1))
     table = pd.DataFrame(rows, columns=["loss", "beta", "run", "pearson", "spearman"])
     claims = {c.key: c for c in disvae_claims(table)}
     pearson = claims["correlation_not_falling/beta_vae/pearson"]
-    assert pearson.holds is True  # mean 0.5 at beta 1; 0.5 (equal) and 0.75 above
-    assert [f["margin"] for f in pearson.figures] == [0.0, 0.25]
+    assert pearson.verdict == "holds"  # higher at beta 10 on all 4 models: p = 1/70
+    assert [f["margin"] for f in pearson.figures] == pytest.approx([9 / 40])
     spearman = claims["correlation_not_falling/beta_vae/spearman"]
-    assert spearman.holds is False and spearman.reason == "lower at beta = 10"
+    assert spearman.verdict == "fails" and spearman.reason.startswith("fails at beta = 10")
     assert claims["correlation_not_falling/beta_tc_vae/pearson"].verdict == "untested"

@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from lfxai.metrics.consistency import encode, representation_shift, similarity_rates
+from lfxai.metrics.consistency import (
+    encode,
+    representation_shift,
+    representation_shifts,
+    similarity_per_example,
+    similarity_rates,
+)
 
 
 def test_representation_shift_is_mean_squared_distance():
@@ -61,3 +67,18 @@ def test_top_k_is_at_least_one_example_and_rounds_to_nearest():
     rates = similarity_rates(importance, torch.tensor([0]), train_labels, [4, 25, 35, 100])
     assert rates["top"] == [1.0, 0.5, 0.75, 0.5]  # first 1, 2, 4 and 10 labels
     assert rates["bottom"] == [1.0, 0.5, 0.5, 0.5]  # last 1, 2, 4 and 10 labels
+
+
+def test_per_example_values_are_what_the_means_average():
+    a = torch.zeros(2, 3)
+    c = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 3.0]])
+    assert representation_shifts(a, c).tolist() == [1.0, 9.0]  # the claims' paired sample
+    # two test examples (classes 0, 1); train labels 0, 1, 0, 1 ranked per example
+    importance = torch.tensor([[4.0, 3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 4.0]])
+    rates = similarity_per_example(
+        importance, torch.tensor([0, 1]), torch.tensor([0, 1, 0, 1]), [25, 50]
+    )
+    # example 0 ranks 0, 1, 0, 1: top-1 shares its label, bottom-1 does not; example 1 ranks
+    # 1, 0, 1, 0: the same
+    assert rates["top"].tolist() == [[1.0, 1.0], [0.5, 0.5]]
+    assert rates["bottom"].tolist() == [[0.0, 0.0], [0.5, 0.5]]

@@ -1,0 +1,8 @@
+"""MLflow entry point `report`: the paper regenerated from the store (see `lfxai.report`)."""
+
+import sys
+
+from lfxai.report.__main__ import main
+
+if __name__ == "__main__":
+    sys.exit(main())
