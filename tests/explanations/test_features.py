@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from captum._utils.gradient import compute_gradients
 from captum.attr import GradientShap, IntegratedGradients, Saliency
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -20,6 +21,7 @@ from lfxai.explanations.features import (
     attribute_auxiliary,
     attribute_individual_dim,
     make_feature_method,
+    summed_gradients,
 )
 from tests.numerics import assert_within_rounding
 
@@ -356,3 +358,46 @@ def test_the_auxiliary_function_is_one_inner_product_per_example():
     reference = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 1.0]])
     out = AuxiliaryFunction(nn.Identity())(inputs, reference)
     assert out.tolist() == [1.0, 4.0, 16.0]  # exact small integers
+
+
+@pytest.mark.parametrize("name", ["GradientShap", "IntegratedGradients", "Saliency"])
+def test_summed_gradients_give_captums_own_attributions_bit_for_bit(name, tiny_encoder):
+    """One summed root instead of Captum's ``torch.unbind`` roots seeds the backward pass
+    with the same tensor of ones, so no floating-point operation changes: exact equality."""
+    x = _loader(n=6).dataset.tensors[0]
+    baseline = torch.zeros(1, 1, 8, 8)
+    ours = make_feature_method(name, tiny_encoder)
+    torch.manual_seed(7)
+    np.random.seed(7)  # GradientShap draws its baselines with NumPy, its noise with torch
+    fast = attribute_auxiliary(
+        tiny_encoder, [(x,)], torch.device("cpu"), ours, baseline, progress=False
+    )
+    assert ours.gradient_func is summed_gradients
+    stock = make_feature_method(name, AuxiliaryFunction(tiny_encoder))
+    assert stock.gradient_func is compute_gradients
+    torch.manual_seed(7)
+    np.random.seed(7)
+    with torch.no_grad():
+        reference = tiny_encoder(x)
+    captum = _attribute_batch(stock, x, reference, baseline).numpy()
+    assert np.array_equal(fast, captum)
+
+
+def test_a_custom_gradient_function_is_kept(tiny_encoder):
+    def own(forward_fn, inputs, target_ind=None, additional_forward_args=None):
+        return compute_gradients(forward_fn, inputs, target_ind, additional_forward_args)
+
+    method = Saliency(tiny_encoder)
+    method.gradient_func = own
+    attribute_auxiliary(tiny_encoder, _loader(), torch.device("cpu"), method, progress=False)
+    assert method.gradient_func is own
+
+
+def test_summed_gradients_refuse_a_target_and_several_outputs_per_example():
+    x = torch.rand(3, 2, requires_grad=True)
+    with pytest.raises(ValueError, match=r"^the auxiliary function takes no target, got target=1$"):
+        summed_gradients(lambda t: t.sum(dim=1), (x,), target_ind=1)
+    with pytest.raises(ValueError, match=r"one scalar output per example, .* shape \(3, 2\)$"):
+        summed_gradients(lambda t: t * 2, (x,))
+    (grad,) = summed_gradients(lambda t, w: (t * w).sum(dim=1), (x,), None, torch.tensor(3.0))
+    assert torch.equal(grad, torch.full((3, 2), 3.0))
