@@ -298,6 +298,7 @@ class Tracker:
             if k in IDENTITY_TAGS or k.startswith(SOURCE_TAG_PREFIXES)
         }
         own = {k: redact(str(v)) for k, v in (tags or {}).items()}
+        reopened = run_id is not None
         if run_id is None:
             experiment_id = self.client.get_run(self.run_id).info.experiment_id
             first = {MLFLOW_PARENT_RUN_ID: self.run_id, **inherited, **own}
@@ -307,7 +308,7 @@ class Tracker:
         elif own:
             Tracker(run_id).set_tags(own)
         with mlflow.start_run(run_id=run_id, run_name=run_name, nested=True) as run:
-            child = Tracker(run.info.run_id)
+            child = (_ResumedTracker if reopened else Tracker)(run.info.run_id)
             child.set_tags(inherited)
             child.delete_tags(ERROR_TAG, STOPPED_TAG)  # a reopened child's old outcome
             with _ended_as_killed_when_stopped(child):
@@ -517,17 +518,36 @@ class Tracker:
 
 
 class _ResumedTracker(Tracker):
-    """The tracker of a resumed run: a param the run already has keeps its first value.
+    """The tracker of a resumed (or reopened nested) run: what an earlier attempt logged
+    stays, once.
 
-    MLflow refuses to change a logged param, and the resumed attempt logs its settings and
-    set-up again: equal settings may print differently (``50`` from YAML, ``50.0`` from the
-    command line; :func:`check_resumable` compared them typed), and e.g. ``device_used`` may
-    change with the machine.
+    A param the run has keeps its first value: MLflow refuses to change a logged param, and
+    the resumed attempt logs its settings and set-up again (equal settings may print
+    differently: ``50`` from YAML, ``50.0`` from the command line; :func:`check_resumable`
+    compared them typed), and e.g. ``device_used`` may change with the machine. A metric
+    point whose key and step an earlier attempt logged is not logged again (a curve
+    retrained to the same point, a summary logged before the interruption).
     """
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(run_id)
+        self._earlier_keys = set(self.client.get_run(run_id).data.metrics)
+        self._earlier_steps: dict[str, set[int]] = {}
 
     def log_params(self, params: dict[str, Any], prefix: str = "") -> None:
         have = self.client.get_run(self.run_id).data.params
         super().log_params({k: v for k, v in params.items() if f"{prefix}{k}" not in have}, prefix)
+
+    def log_metric_rows(self, rows: list[tuple[str, float, int]]) -> None:
+        super().log_metric_rows([r for r in rows if not self._logged_before(r[0], int(r[2]))])
+
+    def _logged_before(self, key: str, step: int) -> bool:
+        if key not in self._earlier_keys:
+            return False
+        if key not in self._earlier_steps:  # one request per key an earlier attempt logged
+            history = self.client.get_metric_history(self.run_id, key)
+            self._earlier_steps[key] = {m.step for m in history}
+        return step in self._earlier_steps[key]
 
 
 class Stopped(BaseException):

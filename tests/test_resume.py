@@ -10,7 +10,7 @@ import lfxai.experiments  # noqa: F401  (fills the registry)
 from lfxai.config import build_config, load_profile
 from lfxai.experiments.registry import EXPERIMENTS, entries, get_experiment
 from lfxai.experiments.runner import EXIT_BAD_INPUT, main
-from lfxai.tracking import ERROR_TAG, RESUMED_INTO_TAG, Tracker
+from lfxai.tracking import ERROR_TAG, RESUMED_INTO_TAG, Tracker, tracked_run
 from tests.helpers import EXPERIMENT
 
 REFUSED = [(d, n) for d, n in entries() if not EXPERIMENTS[n].resumable]
@@ -66,3 +66,28 @@ def test_a_kind_that_cannot_resume_is_refused_and_nothing_is_logged_twice(
     assert launched.info.status == "FAILED"
     assert launched.data.tags[RESUMED_INTO_TAG] == run_id
     assert "cannot resume" in launched.data.tags[ERROR_TAG]
+
+
+def test_a_resumed_run_logs_no_metric_point_twice(mlflow_store):
+    """roar_test's resume: a summary the first attempt logged before it was stopped, and a
+    reopened retraining's curve, keep one point per step."""
+    client = MlflowClient()
+    experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    run_id = client.create_run(experiment_id).info.run_id
+    Tracker(run_id).log_metric_rows([("summary", 1.0, 0), ("curve", 0.5, 0)])
+    child_id = client.create_run(experiment_id, tags={"mlflow.parentRunId": run_id}).info.run_id
+    Tracker(child_id).log_metric_rows([("fit/train_loss", 2.0, 0)])
+    for stopped in (child_id, run_id):
+        client.set_terminated(stopped, "KILLED")
+    with tracked_run("resumed", run_id=run_id) as tracker:
+        tracker.log_metric_rows([("summary", 1.0, 0), ("curve", 0.5, 0), ("curve", 0.4, 1)])
+        tracker.log_metrics({"new": 3.0})
+        with tracker.nested("reopened", run_id=child_id) as child:
+            child.log_metric_rows([("fit/train_loss", 2.0, 0), ("fit/train_loss", 1.5, 1)])
+
+    def steps(run: str, key: str) -> list[int]:
+        return sorted(m.step for m in client.get_metric_history(run, key))
+
+    assert steps(run_id, "summary") == [0] and steps(run_id, "new") == [0]
+    assert steps(run_id, "curve") == [0, 1]
+    assert steps(child_id, "fit/train_loss") == [0, 1]
