@@ -40,7 +40,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 import lfxai
 from lfxai.config import ConfigError, to_flat_dict
-from lfxai.redact import redact
+from lfxai.redact import has_secret, redact
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 _MAX_BATCH = 1000  # MLflow's log_batch limit on metrics per call
@@ -899,6 +899,10 @@ def init_store(uri: str | None = None) -> str:
     (``make store``, ``python -m lfxai.tracking``); the entry points call it too. Other
     stores (a tracking server, PostgreSQL) are left to their owner.
 
+    A URI that carries a credential (``https://user:password@host``) also stops MLflow from
+    printing it in this process (its "View run at <uri>" lines); use
+    ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` instead.
+
     Args:
         uri: the store; default: the one runs go to (:func:`tracking_uri`).
 
@@ -906,6 +910,8 @@ def init_store(uri: str | None = None) -> str:
         The store's URI.
     """
     uri = uri or tracking_uri()
+    if has_secret(uri):
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     path = sqlite_path(uri)
     if path is None:
         return uri

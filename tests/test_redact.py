@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from lfxai.redact import has_secret, redact
@@ -50,3 +52,17 @@ def test_each_form_of_credential_is_masked(text, expected):
 def test_text_without_credentials_is_unchanged(text):
     assert redact(text) == text
     assert not has_secret(text)
+
+
+def test_a_store_uri_with_a_credential_is_never_printed(mlflow_store, monkeypatch, capsys):
+    from lfxai import tracking
+    from lfxai.tracking import ResumeRefused, check_resumable, init_store
+
+    monkeypatch.setenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "false")  # restored after
+    uri = f"https://user:{SECRET}@tracking-host:5000"
+    init_store(uri)  # MLflow's own "View run at <uri>" lines are switched off
+    assert os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == "true"
+    monkeypatch.setattr(tracking, "tracking_uri", lambda: uri)
+    with pytest.raises(ResumeRefused, match=r"no such run in the store https://user:\*\*\*@") as e:
+        check_resumable("0" * 32, {}, lambda logged: [])
+    assert SECRET not in str(e.value)
