@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -245,7 +246,9 @@ def tracking_server(postgres, new_database, tmp_path_factory):
             server = None
         else:
             pytest.fail(f"mlflow server did not start: {log.read_text()[-3000:]}")
-        from mlflow.server import get_app_client  # MLflow's client of the basic-auth app
+        with warnings.catch_warnings():  # mlflow.server imports Starlette's deprecated WSGI
+            warnings.simplefilter("ignore")
+            from mlflow.server import get_app_client  # MLflow's client of the basic-auth app
 
         with _environment(admin):
             users = get_app_client("basic-auth", tracking_uri=uri)
