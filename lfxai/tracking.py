@@ -41,6 +41,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 import lfxai
 from lfxai.config import ConfigError, to_flat_dict
+from lfxai.redact import has_secret, redact
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 _MAX_BATCH = 1000  # MLflow's log_batch limit on metrics per call
@@ -53,12 +54,21 @@ RESUME_IDENTITY = ("dataset", "experiment", "profile")
 ERROR_TAG = "lfxai.error"  # why a run FAILED
 STOPPED_TAG = "lfxai.stopped"  # why a run was KILLED (the signal that stopped it)
 RESUMED_INTO_TAG = "lfxai.resumed_into"  # on the run `mlflow run` made for a resume
-# A working top-level run refreshes this tag (UTC, ISO 8601) every HEARTBEAT_S seconds; a
-# RUNNING run whose last sign of life is older than STALE_AFTER_S is taken to be dead (its
-# process was SIGKILLed or its machine lost) and may be resumed.
+MOVED_TO_TAG = "lfxai.moved_to"  # on the run `mlflow run` made in Default (see take_over)
+# A working top-level run refreshes HEARTBEAT_TAG (UTC, ISO 8601) every HEARTBEAT_S seconds
+# (LFXAI_HEARTBEAT_S overrides) and declares in STALE_AFTER_TAG how long a silence means its
+# process is dead (SIGKILLed, machine lost): STALE_BEATS beats, 300 s by default; a sweep
+# declares its own grace period. Such a RUNNING run may be resumed, and the next invocation
+# ends it KILLED (end_stale_runs).
 HEARTBEAT_TAG = "lfxai.heartbeat"
+STALE_AFTER_TAG = "lfxai.stale_after"
+HEARTBEAT_ENV = "LFXAI_HEARTBEAT_S"
 HEARTBEAT_S = 30.0
-STALE_AFTER_S = 300.0
+STALE_BEATS = 10
+STALE_AFTER_S = STALE_BEATS * HEARTBEAT_S  # for a run that declares no bound of its own
+# A `mlflow run` run our code never reached (no heartbeat: its launcher died first, or is
+# still building a conda environment) is taken for dead this long after its start.
+UNCLAIMED_STALE_S = 3600.0
 # Where a run's code came from (`mlflow run`: the project, its entry point and git commit);
 # nested runs inherit them too, so the UI shows the project, not the entry point script.
 SOURCE_TAG_PREFIXES = ("mlflow.source.", "mlflow.project.", "mlflow.gitRepoURL")
@@ -100,16 +110,18 @@ class Tracker:
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         self.client = MlflowClient()
+        self.heartbeat: Heartbeat | None = None  # set by tracked_run for a top-level run
 
     # -- params, tags, metrics -------------------------------------------------------------
+    # Every value written here passes through `redact`: no credential reaches the store.
     def log_params(self, params: dict[str, Any], prefix: str = "") -> None:
-        items = [Param(f"{prefix}{k}", str(v)) for k, v in params.items()]
+        items = [Param(f"{prefix}{k}", redact(str(v))) for k, v in params.items()]
         if items:
             self.client.log_batch(self.run_id, params=items)
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         for key, value in tags.items():
-            self.client.set_tag(self.run_id, key, str(value))
+            self.client.set_tag(self.run_id, key, redact(str(value)))
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
         """Logs several metrics at one step in a single request (never call per batch)."""
@@ -171,10 +183,10 @@ class Tracker:
             self.client.log_artifact(self.run_id, str(file), directory or None)
 
     def log_dict(self, data: dict[str, Any], path: str) -> None:
-        self._log_bytes(yaml.safe_dump(data, sort_keys=False).encode(), path)
+        self._log_bytes(redact(yaml.safe_dump(data, sort_keys=False)).encode(), path)
 
     def log_table(self, frame: pd.DataFrame, path: str) -> None:
-        self._log_bytes(frame.to_csv(index=False).encode(), path)
+        self._log_bytes(redact(frame.to_csv(index=False)).encode(), path)
 
     def log_array(self, array: np.ndarray | torch.Tensor, path: str) -> None:
         if isinstance(array, torch.Tensor):
@@ -287,25 +299,35 @@ class Tracker:
         )
 
     @contextmanager
-    def nested(self, run_name: str, run_id: str | None = None) -> Iterator[Tracker]:
+    def nested(
+        self, run_name: str, run_id: str | None = None, tags: dict[str, Any] | None = None
+    ) -> Iterator[Tracker]:
         """A child run: FINISHED on success, FAILED on error, KILLED when stopped.
 
         The child is created under this run explicitly (never adopted from the fluent API's
         state or ``MLFLOW_RUN_ID``), in this run's experiment, inherits its
         :data:`IDENTITY_TAGS` and source tags, and becomes the active run while the block
-        runs. ``run_id`` reopens an earlier child instead.
+        runs. ``run_id`` reopens an earlier child instead. ``tags`` are given in the same
+        request that creates the run: a process killed right after it leaves a run that
+        still says what it was (e.g. its sweep trial).
         """
         inherited = {
             k: v
             for k, v in self.tags().items()
             if k in IDENTITY_TAGS or k.startswith(SOURCE_TAG_PREFIXES)
         }
+        own = {k: redact(str(v)) for k, v in (tags or {}).items()}
+        reopened = run_id is not None
         if run_id is None:
             experiment_id = self.client.get_run(self.run_id).info.experiment_id
-            tags = {MLFLOW_PARENT_RUN_ID: self.run_id, **inherited}
-            run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+            first = {MLFLOW_PARENT_RUN_ID: self.run_id, **inherited, **own}
+            run_id = self.client.create_run(
+                experiment_id, run_name=run_name, tags=first
+            ).info.run_id
+        elif own:
+            Tracker(run_id).set_tags(own)
         with mlflow.start_run(run_id=run_id, run_name=run_name, nested=True) as run:
-            child = Tracker(run.info.run_id)
+            child = (_ResumedTracker if reopened else Tracker)(run.info.run_id)
             child.set_tags(inherited)
             child.delete_tags(ERROR_TAG, STOPPED_TAG)  # a reopened child's old outcome
             with _ended_as_killed_when_stopped(child):
@@ -353,7 +375,7 @@ class Tracker:
         self.set_description(f"{current}\n\n{text}" if current else text)
 
     def log_text(self, text: str, path: str) -> None:
-        self._log_bytes(text.encode(), path)
+        self._log_bytes(redact(text).encode(), path)
 
     def log_dataset(
         self,
@@ -476,7 +498,7 @@ class Tracker:
             f"`{self.run_id}` of the experiment `{experiment}`. Pass `--experiment-name "
             f"{experiment}` to `mlflow run` to start there directly."
         )
-        tags = {"lfxai.moved_to": self.run_id, "mlflow.runName": f"-> {experiment}", NOTE_TAG: note}
+        tags = {MOVED_TO_TAG: self.run_id, "mlflow.runName": f"-> {experiment}", NOTE_TAG: note}
         Tracker(launched_run_id).set_tags(tags)
 
     # -- reusing registered models ---------------------------------------------------------
@@ -515,17 +537,36 @@ class Tracker:
 
 
 class _ResumedTracker(Tracker):
-    """The tracker of a resumed run: a param the run already has keeps its first value.
+    """The tracker of a resumed (or reopened nested) run: what an earlier attempt logged
+    stays, once.
 
-    MLflow refuses to change a logged param, and the resumed attempt logs its settings and
-    set-up again: equal settings may print differently (``50`` from YAML, ``50.0`` from the
-    command line; :func:`check_resumable` compared them typed), and e.g. ``device_used`` may
-    change with the machine.
+    A param the run has keeps its first value: MLflow refuses to change a logged param, and
+    the resumed attempt logs its settings and set-up again (equal settings may print
+    differently: ``50`` from YAML, ``50.0`` from the command line; :func:`check_resumable`
+    compared them typed), and e.g. ``device_used`` may change with the machine. A metric
+    point whose key and step an earlier attempt logged is not logged again (a curve
+    retrained to the same point, a summary logged before the interruption).
     """
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(run_id)
+        self._earlier_keys = set(self.client.get_run(run_id).data.metrics)
+        self._earlier_steps: dict[str, set[int]] = {}
 
     def log_params(self, params: dict[str, Any], prefix: str = "") -> None:
         have = self.client.get_run(self.run_id).data.params
         super().log_params({k: v for k, v in params.items() if f"{prefix}{k}" not in have}, prefix)
+
+    def log_metric_rows(self, rows: list[tuple[str, float, int]]) -> None:
+        super().log_metric_rows([r for r in rows if not self._logged_before(r[0], int(r[2]))])
+
+    def _logged_before(self, key: str, step: int) -> bool:
+        if key not in self._earlier_keys:
+            return False
+        if key not in self._earlier_steps:  # one request per key an earlier attempt logged
+            history = self.client.get_metric_history(self.run_id, key)
+            self._earlier_steps[key] = {m.step for m in history}
+        return step in self._earlier_steps[key]
 
 
 class Stopped(BaseException):
@@ -567,14 +608,19 @@ def _ended_as_killed_when_stopped(tracker: Tracker) -> Iterator[None]:
         raise
 
 
+def error_text(error: BaseException) -> str:
+    """What :data:`ERROR_TAG` says about ``error``: its type and message, redacted, cut short."""
+    return redact(f"{type(error).__name__}: {error}")[:5000]
+
+
 @contextmanager
 def tracked_run(run_name: str, run_id: str | None = None) -> Iterator[Tracker]:
     """Opens (or, under ``mlflow run``, adopts) a run; FAILED if the body raises, KILLED if
     a stop (:class:`Stopped`, ``KeyboardInterrupt``) interrupts it.
 
-    While the block runs, a thread refreshes the run's :data:`HEARTBEAT_TAG` every
-    :data:`HEARTBEAT_S` seconds, so that a run left RUNNING by a dead process can be told
-    from a live one (:func:`check_resumable`).
+    While the block runs, a :class:`Heartbeat` (``tracker.heartbeat``) refreshes the run's
+    :data:`HEARTBEAT_TAG`, so that a run left RUNNING by a dead process can be told from a
+    live one (:func:`check_resumable`, :func:`end_stale_runs`).
 
     Args:
         run_name: name shown in the MLflow UI.
@@ -583,18 +629,20 @@ def tracked_run(run_name: str, run_id: str | None = None) -> Iterator[Tracker]:
             it has keep their values. Otherwise ``MLFLOW_RUN_ID`` set by ``mlflow run`` is
             adopted, or a new run is created.
     """
+    every = heartbeat_every()
     with mlflow.start_run(run_id=run_id, run_name=run_name) as run:
         tracker = (Tracker if run_id is None else _ResumedTracker)(run.info.run_id)
         tracker.set_tags({"mlflow.runName": run_name})
         if run_id is not None:
             tracker.delete_tags(ERROR_TAG, STOPPED_TAG)
-        with _heartbeat(tracker.run_id), _ended_as_killed_when_stopped(tracker):
+        tracker.heartbeat = Heartbeat(tracker.run_id, every, STALE_BEATS * every)
+        with tracker.heartbeat, _ended_as_killed_when_stopped(tracker):
             try:
                 yield tracker
             except (Stopped, KeyboardInterrupt):
                 raise
             except BaseException as error:
-                tracker.set_tags({ERROR_TAG: f"{type(error).__name__}: {error}"[:5000]})
+                tracker.set_tags({ERROR_TAG: error_text(error)})
                 raise
 
 
@@ -602,40 +650,176 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-@contextmanager
-def _heartbeat(run_id: str, every: float = HEARTBEAT_S) -> Iterator[None]:
-    """Sets :data:`HEARTBEAT_TAG` now, then every ``every`` seconds until the block ends."""
-    client = MlflowClient()
-
-    def beat() -> None:
-        client.set_tag(run_id, HEARTBEAT_TAG, _now().isoformat(timespec="seconds"))
-
-    beat()
-    done = threading.Event()
-
-    def loop() -> None:
-        while not done.wait(every):
-            with contextlib.suppress(Exception):  # a busy store: the next beat will do
-                beat()
-
-    thread = threading.Thread(target=loop, name=f"lfxai-heartbeat-{run_id}", daemon=True)
-    thread.start()
+def heartbeat_every() -> float:
+    """Seconds between a run's heartbeats: ``LFXAI_HEARTBEAT_S``, else :data:`HEARTBEAT_S`."""
+    raw = os.environ.get(HEARTBEAT_ENV, "").strip()
     try:
-        yield
-    finally:
-        done.set()
-        thread.join(timeout=10)
+        every = float(raw) if raw else HEARTBEAT_S
+    except ValueError:
+        every = float("nan")
+    if not every > 0:
+        raise ConfigError(f"{HEARTBEAT_ENV} must be a positive number of seconds, got {raw!r}")
+    return every
 
 
-def seconds_since_alive(run: Any, now: datetime | None = None) -> float:
-    """Seconds since a run's last sign of life: its heartbeat, else its start."""
-    now = now or _now()
-    last = datetime.fromtimestamp(run.info.start_time / 1000, UTC)
+class Heartbeat:
+    """Sets a run's :data:`HEARTBEAT_TAG` now and then every ``every`` seconds (a daemon
+    thread), after declaring in :data:`STALE_AFTER_TAG` the silence that means it is dead.
+
+    A context manager: the beats stop when the block ends.
+
+    Args:
+        run_id: the beating run.
+        every: seconds between beats.
+        stale_after: seconds without a beat after which any process may take it for dead.
+    """
+
+    def __init__(self, run_id: str, every: float, stale_after: float) -> None:
+        self.run_id = run_id
+        self.every = every
+        self.client = MlflowClient()
+        self._done = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.pace(every, stale_after)
+
+    def beat(self) -> None:
+        self.client.set_tag(self.run_id, HEARTBEAT_TAG, _now().isoformat(timespec="seconds"))
+
+    def pace(self, every: float, stale_after: float) -> None:
+        """Beats every ``every`` s from now on; the run is dead after ``stale_after`` s."""
+        self.every = every
+        self.client.set_tag(self.run_id, STALE_AFTER_TAG, f"{stale_after:g}")
+        self.beat()
+        self._wake.set()  # the thread restarts its wait with the new interval
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(self.every)
+            self._wake.clear()
+            if self._done.is_set():
+                return
+            with contextlib.suppress(Exception):  # a busy store: the next beat will do
+                self.beat()
+
+    def __enter__(self) -> Heartbeat:
+        self._thread = threading.Thread(
+            target=self._loop, name=f"lfxai-heartbeat-{self.run_id}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+def _last_sign_of_life(run: Any) -> datetime:
+    """The latest of a run's start, heartbeat and end."""
+    stamps = [run.info.start_time, run.info.end_time]
+    last = max(datetime.fromtimestamp(ms / 1000, UTC) for ms in stamps if ms)
     beat = run.data.tags.get(HEARTBEAT_TAG)
     if beat:
         with contextlib.suppress(ValueError):
             last = max(last, datetime.fromisoformat(beat))
-    return (now - last).total_seconds()
+    return last
+
+
+def seconds_since_alive(run: Any, now: datetime | None = None) -> float:
+    """Seconds since a run's last sign of life: its heartbeat, start or end."""
+    return ((now or _now()) - _last_sign_of_life(run)).total_seconds()
+
+
+def stale_after(run: Any) -> float:
+    """The silence after which ``run`` is taken for dead: its own :data:`STALE_AFTER_TAG`,
+    else :data:`STALE_AFTER_S` for a run that beat and :data:`UNCLAIMED_STALE_S` for one that
+    never did (a `mlflow run` run our code never reached)."""
+    tags = run.data.tags
+    with contextlib.suppress(KeyError, ValueError):
+        return float(tags[STALE_AFTER_TAG])
+    return STALE_AFTER_S if HEARTBEAT_TAG in tags else UNCLAIMED_STALE_S
+
+
+def _host(run: Any, get: Callable[[str], Any | None]) -> Any:
+    """The run whose process ``run`` lives in: the run a `mlflow run` pointer moved or
+    resumed into, the top-level ancestor of a nested run, else ``run`` itself."""
+    tags = run.data.tags
+    target = tags.get(MOVED_TO_TAG) or tags.get(RESUMED_INTO_TAG)
+    host = (get(target) if target else None) or run
+    for _ in range(8):  # nesting is one or two levels deep; a cycle must not hang
+        parent_id = host.data.tags.get(MLFLOW_PARENT_RUN_ID)
+        parent = get(parent_id) if parent_id else None
+        if parent is None:
+            break
+        host = parent
+    return host
+
+
+def end_stale_runs(tracker: Tracker, launched_run: str | None = None) -> list[str]:
+    """Ends KILLED the runs a dead process left RUNNING, in ``tracker``'s experiment and in
+    ``Default`` (where `mlflow run` leaves its pointer runs).
+
+    A run lives in the process of its host (:func:`_host`); it is dead when its host has
+    shown no sign of life for longer than the host's :func:`stale_after`. Only lfxai's runs
+    are touched: those with an ``lfxai.*`` tag, and `mlflow run` runs of the same project as
+    ``launched_run`` that never reached our code. Each gets :data:`STOPPED_TAG` saying why.
+
+    Args:
+        tracker: the invocation's own run (left alone, as is ``launched_run``).
+        launched_run: the run `mlflow run` made for this invocation (None: not launched so).
+
+    Returns:
+        One line per run ended: its id, name and why.
+    """
+    client, now = tracker.client, _now()
+    keep = {tracker.run_id, launched_run}
+    source = None
+    if launched_run:
+        source = client.get_run(launched_run).data.tags.get("mlflow.source.name")
+    experiments = {client.get_run(tracker.run_id).info.experiment_id}
+    default = client.get_experiment_by_name(DEFAULT_EXPERIMENT)
+    if default is not None:
+        experiments.add(default.experiment_id)
+    running = client.search_runs(
+        sorted(experiments), "attributes.status = 'RUNNING'", max_results=1000
+    )
+    cache = {run.info.run_id: run for run in running}
+
+    def get(run_id: str) -> Any | None:
+        if run_id not in cache:
+            try:
+                cache[run_id] = client.get_run(run_id)
+            except MlflowException:
+                cache[run_id] = None
+        return cache[run_id]
+
+    def ours(run: Any) -> bool:
+        tags = run.data.tags
+        return any(k.startswith("lfxai.") for k in tags) or (
+            source is not None
+            and tags.get("mlflow.source.type") == "PROJECT"
+            and tags.get("mlflow.source.name") == source
+        )
+
+    ended = []
+    for run in running:
+        if run.info.run_id in keep or not ours(run):
+            continue
+        host = _host(run, get)
+        bound = stale_after(host)
+        if seconds_since_alive(host, now) <= bound:
+            continue
+        last = _last_sign_of_life(host)
+        reason = (
+            f"its process died: no sign of life from run {host.info.run_id} since "
+            f"{last:%Y-%m-%d %H:%M:%S} UTC (dead after {bound:g} s); ended by run "
+            f"{tracker.run_id}"
+        )
+        terminate_run(run.info.run_id, "KILLED", {STOPPED_TAG: reason})
+        ended.append(f"{run.info.run_id} '{run.info.run_name}': {reason}")
+    return ended
 
 
 def check_resumable(
@@ -668,7 +852,7 @@ def check_resumable(
         run = client.get_run(run_id)
     except MlflowException:
         raise ResumeRefused(
-            f"resume_run_id {run_id!r}: no such run in the store {tracking_uri()}"
+            f"resume_run_id {run_id!r}: no such run in the store {redact(tracking_uri())}"
         ) from None
     tags = run.data.tags
     if run.info.lifecycle_stage == "deleted":
@@ -698,11 +882,11 @@ def check_resumable(
             )
     status = run.info.status
     if status == "RUNNING":
-        quiet = seconds_since_alive(run, now)
-        if quiet < STALE_AFTER_S:
+        quiet, bound = seconds_since_alive(run, now), stale_after(run)
+        if quiet <= bound:
             raise ResumeRefused(
                 f"resume_run_id {run_id} is RUNNING and alive (last heartbeat {quiet:.0f} s "
-                f"ago; a run is taken for dead after {STALE_AFTER_S:.0f} s without one): "
+                f"ago; a run is taken for dead after {bound:.0f} s without one): "
                 "let it finish, or stop it (SIGTERM / Ctrl-C), then resume"
             )
     return status
@@ -734,6 +918,10 @@ def init_store(uri: str | None = None) -> str:
     (``make store``, ``python -m lfxai.tracking``); the entry points call it too. Other
     stores (a tracking server, PostgreSQL) are left to their owner.
 
+    A URI that carries a credential (``https://user:password@host``) also stops MLflow from
+    printing it in this process (its "View run at <uri>" lines); use
+    ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` instead.
+
     Args:
         uri: the store; default: the one runs go to (:func:`tracking_uri`).
 
@@ -741,6 +929,8 @@ def init_store(uri: str | None = None) -> str:
         The store's URI.
     """
     uri = uri or tracking_uri()
+    if has_secret(uri):
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     path = sqlite_path(uri)
     if path is None:
         return uri

@@ -130,15 +130,17 @@ def test_a_working_run_refreshes_its_heartbeat(mlflow_store, monkeypatch):
     monkeypatch.setattr(tracking, "_now", lambda: next(ticks))
     client = MlflowClient()
     run_id = _run(client, {})
-    with tracking._heartbeat(run_id, every=0.01):
+    with tracking.Heartbeat(run_id, every=0.01, stale_after=5):
         first = client.get_run(run_id).data.tags[HEARTBEAT_TAG]  # set before the block runs
         deadline = time.monotonic() + 60
         while client.get_run(run_id).data.tags[HEARTBEAT_TAG] == first:
             assert time.monotonic() < deadline, "no second heartbeat within 60 s"
             time.sleep(0.01)
     assert datetime.fromisoformat(first).year == 2030  # UTC, ISO 8601
+    assert client.get_run(run_id).data.tags[tracking.STALE_AFTER_TAG] == "5"
     with tracked_run("beating") as tracker:
         assert HEARTBEAT_TAG in tracker.tags()
+        assert tracker.tags()[tracking.STALE_AFTER_TAG] == "300"  # 10 beats of 30 s
 
 
 def test_a_run_left_running_is_resumable_once_its_heartbeat_is_stale(mlflow_store):

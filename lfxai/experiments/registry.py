@@ -19,23 +19,30 @@ ExperimentFn = Callable[[DatasetPlugin, BaseConfig, Tracker], dict[str, float]]
 
 @dataclass(frozen=True)
 class Experiment:
-    """One experiment: its settings schema and its function ``(dataset, config, tracker)``."""
+    """One experiment: its settings schema and its function ``(dataset, config, tracker)``.
+
+    ``resumable``: the function continues a reopened run where it stopped without logging,
+    training or registering anything twice (``-P resume_run_id`` is refused otherwise).
+    """
 
     name: str
     schema: type[BaseConfig]
     run: ExperimentFn
+    resumable: bool = False
 
 
 EXPERIMENTS: dict[str, Experiment] = {}
 
 
-def register(name: str, schema: type[BaseConfig]) -> Callable[[ExperimentFn], ExperimentFn]:
+def register(
+    name: str, schema: type[BaseConfig], resumable: bool = False
+) -> Callable[[ExperimentFn], ExperimentFn]:
     """Decorator adding an experiment function to :data:`EXPERIMENTS` (duplicates raise)."""
 
     def decorator(fn: ExperimentFn) -> ExperimentFn:
         if name in EXPERIMENTS:
             raise KeyError(f"experiment {name} is registered twice")
-        EXPERIMENTS[name] = Experiment(name, schema, fn)
+        EXPERIMENTS[name] = Experiment(name, schema, fn, resumable)
         return fn
 
     return decorator

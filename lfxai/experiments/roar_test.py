@@ -89,7 +89,7 @@ class RoarTestConfig(AutoencoderConfig):
             raise ConfigError("register_retrained=true needs log_retrained_models=true")
 
 
-@register("roar_test", RoarTestConfig)
+@register("roar_test", RoarTestConfig, resumable=True)
 def roar_test(dataset: DatasetPlugin, config: RoarTestConfig, tracker: Tracker) -> dict[str, float]:
     """Test loss vs % of training features removed, per feature attribution method.
 

@@ -16,9 +16,15 @@ Lifecycle: SIGTERM and SIGINT end the run and its open nested runs KILLED (tag
 ``lfxai.stopped``) and exit 128 + the signal; under ``mlflow run`` the process also stops
 when ``mlflow run`` dies (Linux). ``--resume_run_id`` first checks, changing nothing, that the
 run is of this dataset, experiment, profile and settings and not alive
-(:func:`lfxai.tracking.check_resumable`); a FINISHED run is left alone (exit 0). The run that
-``mlflow run`` made for a resume ends with the resumed run's outcome, tagged
+(:func:`lfxai.tracking.check_resumable`); a FINISHED run is left alone (exit 0). Only
+experiments registered as resumable (``roar_test``) resume; for the others the option is
+refused before anything is touched (they would train, register and log everything twice).
+The run that ``mlflow run`` made for a resume ends with the resumed run's outcome, tagged
 ``lfxai.resumed_into``.
+
+Every invocation first ends KILLED the runs a dead process (SIGKILL, lost machine) left
+RUNNING in its experiment and in ``Default`` (:func:`lfxai.tracking.end_stale_runs`) and says
+so. Errors and store URIs are printed redacted (:func:`lfxai.redact.redact`).
 """
 
 from __future__ import annotations
@@ -48,15 +54,19 @@ from lfxai.config import (
     load_profile,
     setting_differences,
 )
-from lfxai.experiments.registry import Experiment, get_experiment, names
+from lfxai.experiments.registry import EXPERIMENTS, Experiment, get_experiment, names
 from lfxai.plugins import get_dataset
+from lfxai.redact import redact
 from lfxai.tracking import (
     ERROR_TAG,
     RESUMED_INTO_TAG,
     STOPPED_TAG,
+    ResumeRefused,
     Stopped,
     Tracker,
     check_resumable,
+    end_stale_runs,
+    error_text,
     experiment_name,
     init_store,
     run_location,
@@ -119,9 +129,20 @@ def _settings(
     return experiment, profile_values, config
 
 
+def end_dead_runs(tracker: Tracker, launched_run: str | None) -> None:
+    """Ends KILLED (and names) the runs dead processes left RUNNING where this run goes."""
+    for line in end_stale_runs(tracker, launched_run):
+        print(f"[lfxai] ended KILLED: run {line}")
+
+
 def _execute(
-    dataset: str, args: argparse.Namespace, overrides: dict[str, str], tracker: Tracker
+    dataset: str,
+    args: argparse.Namespace,
+    overrides: dict[str, str],
+    tracker: Tracker,
+    launched_run: str | None,
 ) -> None:
+    end_dead_runs(tracker, launched_run)
     number = tracker.run_number()
     given = {k: v for k, v in overrides.items() if v != KEEP}
     tracker.set_tags({"mlflow.runName": run_name(args.name, args.profile, given, number)})
@@ -146,7 +167,7 @@ def _execute(
     print(f"[lfxai] '{final_name}' in experiment '{tracker.experiment_name()}'")
     for key, value in summary.items():
         print(f"  {key}: {value:.6g}" if isinstance(value, float) else f"  {key}: {value}")
-    print(f"[lfxai] store: {tracking_uri()}")
+    print(f"[lfxai] store: {redact(tracking_uri())}")
 
 
 def main(dataset: str, argv: list[str] | None = None) -> int:
@@ -173,9 +194,9 @@ def main(dataset: str, argv: list[str] | None = None) -> int:
                 ):
                     if replaced:
                         tracker.take_over(replaced)
-                    _execute(dataset, args, _overrides(extra), tracker)
+                    _execute(dataset, args, _overrides(extra), tracker, launched_run)
     except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {redact(str(error))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Stopped as stop:
         if launched_run and not resume:  # stopped before the run was adopted
@@ -183,7 +204,7 @@ def main(dataset: str, argv: list[str] | None = None) -> int:
         print(f"[lfxai] {stop}: the runs were ended KILLED", file=sys.stderr)
         return stop.exit_code
     except Exception:
-        traceback.print_exc()
+        print(redact(traceback.format_exc()), end="", file=sys.stderr)
         return 1
     return 0
 
@@ -217,6 +238,7 @@ def _resume(
     outcome, tags = "FAILED", {RESUMED_INTO_TAG: resume}
     try:
         overrides = _overrides(extra)
+        _check_resumable_experiment(dataset, args.name, resume)
         identity, config = _resolved(dataset, args, overrides)
         status = check_resumable(resume, identity, partial(setting_differences, config))
         if status == "FINISHED":
@@ -227,17 +249,29 @@ def _resume(
         if launcher:
             Tracker(launcher).set_tags(tags)
         with tracked_run(run_name, run_id=resume) as tracker:
-            _execute(dataset, args, overrides, tracker)
+            _execute(dataset, args, overrides, tracker, launcher)
         outcome = "FINISHED"
     except (Stopped, KeyboardInterrupt):
         outcome = "KILLED"
         raise
     except Exception as error:
-        tags[ERROR_TAG] = f"{type(error).__name__}: {error}"[:5000]
+        tags[ERROR_TAG] = error_text(error)
         raise
     finally:
         if launcher:
             terminate_run(launcher, outcome, tags)
+
+
+def _check_resumable_experiment(dataset: str, name: str, resume: str) -> None:
+    """Refuses ``resume_run_id`` for an experiment that cannot resume without duplicates."""
+    experiment = get_experiment(dataset, name)
+    if not experiment.resumable:
+        resumable = [n for n in names(dataset) if n in EXPERIMENTS and EXPERIMENTS[n].resumable]
+        raise ResumeRefused(
+            f"resume_run_id {resume}: {name} cannot resume (it would train, register and log "
+            f"its results a second time): nothing was changed; start a new run instead "
+            f"(resumable experiments of {dataset}: {resumable})"
+        )
 
 
 # -- stop signals ------------------------------------------------------------------------

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import optuna
 
 from lfxai.sweep.settings import SweepConfig
 from lfxai.sweep.study import fail_and_requeue, frozen, retried_from
-from lfxai.tracking import ERROR_TAG, STOPPED_TAG, Stopped, Tracker, terminate_run
+from lfxai.tracking import ERROR_TAG, STOPPED_TAG, Stopped, Tracker, error_text, terminate_run
 
 TRIAL_TAG = "lfxai.trial_number"
 STUDY_TAG = "lfxai.study_name"
@@ -31,6 +33,11 @@ RUN_ATTR = "mlflow_run_id"  # trial user attribute: the trial's nested run
 PARENT_ATTR = "mlflow_parent_run_id"  # trial user attribute: the invocation that ran it
 METRICS_ATTR = "metrics"  # trial user attribute: train_and_measure's final metrics
 ERROR_ATTR = "error"  # trial user attribute: why it failed
+# For tests only: "<point>:<file>" makes a trial touch <file> at <point> and wait there to be
+# killed (SIGKILL at an exact point of a trial: `started`, before its run exists;
+# `run_created`, its run made but not yet linked to the trial; `training`, at its first
+# epoch's end). An environment variable, not a setting: settings are logged and compared.
+HOLD_ENV = "LFXAI_TEST_HOLD"
 
 # train_and_measure(plugin, config, tracker, trial, splits, on_epoch=None) -> metrics
 TrainFn = Callable[..., dict[str, float]]
@@ -96,10 +103,13 @@ class SweepObjective:
         if previous is not None:
             tags[RETRY_OF_TAG] = previous
         run_id = None
+        _hold("started")
         try:
-            with self.parent.nested(name) as tracker:
+            # The trial's tags come with the run's creation: a process killed right after
+            # it leaves a run the retry can still find (_close_lost_run).
+            with self.parent.nested(name, tags=tags) as tracker:
                 run_id = tracker.run_id
-                tracker.set_tags(tags)
+                _hold("run_created")
                 trial.set_user_attr(RUN_ATTR, run_id)
                 if previous is not None:
                     self._close_lost_run(study_name, previous, trial.number)
@@ -117,7 +127,7 @@ class SweepObjective:
                     tracker.set_tags({PRUNED_TAG: str(pruned)})
                     raise
                 except Exception as error:
-                    text = f"{type(error).__name__}: {error}"[:5000]
+                    text = error_text(error)
                     tracker.set_tags({ERROR_TAG: text})
                     trial.set_user_attr(ERROR_ATTR, text)
                     raise
@@ -139,6 +149,7 @@ class SweepObjective:
 
     def _on_epoch(self, trial: optuna.Trial, epoch: int, metrics: dict[str, float]) -> None:
         """Stops on a stop signal; reports the pruning metric and prunes (``correlation``)."""
+        _hold("training")
         if self.stop.is_set():
             raise Stopped(self.stop.signum)
         if self.config.objective != "correlation":
@@ -167,3 +178,13 @@ class SweepObjective:
             if run.info.status == "RUNNING":
                 terminate_run(run.info.run_id, "KILLED", {STOPPED_TAG: reason})
             Tracker(run.info.run_id).set_tags({RETRIED_AS_TAG: number})
+
+
+def _hold(point: str) -> None:
+    """Tests only (:data:`HOLD_ENV`): at ``point``, touch the marker file and wait forever,
+    heartbeats going on, until the test kills the process."""
+    name, _, marker = os.environ.get(HOLD_ENV, "").partition(":")
+    if name != point or not marker:
+        return
+    Path(marker).touch()
+    threading.Event().wait()

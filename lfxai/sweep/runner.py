@@ -6,7 +6,13 @@ settings come from; every other ``--key value`` overrides a sweep setting or a t
 setting (e.g. ``--n_epochs 3``). Run placement, stop signals and the store are the
 experiments' (:mod:`lfxai.experiments.runner`): the parent run goes to the MLflow
 experiment ``<dataset>-sweep``; SIGTERM / SIGINT end it and the running trials' runs KILLED
-and queue those trials again, so the next invocation retries them first.
+and queue those trials again, so the next invocation retries them first. After a SIGKILL,
+the next invocation ends the runs left RUNNING (parent, ``Default`` pointer, trial runs) KILLED
+once their heartbeat is older than the sweep's ``grace_period`` and says so; Optuna's
+heartbeat retries the trial (:mod:`lfxai.sweep.study`).
+
+The storage URL never carries a credential (refused: :func:`check_no_credentials`); it is
+given with ``-P storage=...`` or, off the command line, in ``OPTUNA_STORAGE``.
 """
 
 from __future__ import annotations
@@ -33,8 +39,10 @@ from lfxai.experiments.runner import (  # the experiments' pieces, shared on pur
     EXIT_BAD_INPUT,
     _overrides,
     _stop_signals,
+    end_dead_runs,
 )
 from lfxai.plugins import get_dataset
+from lfxai.redact import redact
 from lfxai.sweep.objective import (
     ERROR_ATTR,
     PARENT_ATTR,
@@ -48,19 +56,14 @@ from lfxai.sweep.report import log_report
 from lfxai.sweep.settings import (
     SAMPLED_KEYS,
     TRIAL_EXPERIMENT,
+    CredentialRefused,
     SweepConfig,
     check_choices_of,
     load_sweep_config,
     split_overrides,
     sweep_datasets,
 )
-from lfxai.sweep.study import (
-    default_storage,
-    make_storage,
-    open_study,
-    shown_url,
-    worker_studies,
-)
+from lfxai.sweep.study import make_storage, open_study, storage_url, worker_studies
 from lfxai.tracking import (
     Stopped,
     Tracker,
@@ -263,14 +266,36 @@ def describe(args: argparse.Namespace, config: SweepConfig, storage: str, number
     )
 
 
+def _logged_by_mlflow_run(launched_run: str) -> str:
+    """Where `mlflow run` put a ``-P storage`` value before our code ran, and how to purge it."""
+    store = redact(tracking_uri())
+    database = "<the server's database URI>" if store.startswith("http") else store
+    return (
+        f"; `mlflow run` had already stored it as given, in the param `storage` of its run "
+        f"{launched_run}, and printed it on its '=== Running command' line: purge that run "
+        f"with `mlflow runs delete --run-id {launched_run}` then `mlflow gc "
+        f"--backend-store-uri {database} --run-ids {launched_run}`, and pass the URL in "
+        "OPTUNA_STORAGE, off the command line"
+    )
+
+
 def _execute(
     args: argparse.Namespace,
     overrides: dict[str, str],
     tracker: Tracker,
     backend: TrialBackend,
     stop: StopFlag,
+    launched_run: str | None = None,
 ) -> dict[str, Any]:
-    config, base = resolve(args.dataset, args.profile, overrides, backend)
+    try:
+        config, base = resolve(args.dataset, args.profile, overrides, backend)
+    except CredentialRefused as error:
+        if launched_run and "storage" in overrides:  # a -P value: `mlflow run` logged it
+            raise CredentialRefused(f"{error}{_logged_by_mlflow_run(launched_run)}") from None
+        raise
+    if tracker.heartbeat is not None:  # dead after the sweep's grace period, like its trials
+        tracker.heartbeat.pace(config.heartbeat_interval, config.grace_period)
+    end_dead_runs(tracker, launched_run)
     number = tracker.run_number()
     name = config.resolved_study_name()
     tracker.set_tags({"mlflow.runName": f"#{number} {args.profile} study={name} · sweep"})
@@ -280,22 +305,20 @@ def _execute(
         "profile": args.profile,
         "version": __version__,
     }
-    # The storage URL as logged: without its password (params are visible to every reader).
-    shown = dataclasses.replace(config, storage=config.storage and shown_url(config.storage))
-    tracker.log_config(identity, shown)
+    tracker.log_config(identity, config)  # no credential: refused by resolve
     shared = {k: v for k, v in to_flat_dict(base).items() if k not in SAMPLED_KEYS}
     tracker.log_params(shared, prefix="trial.")
     tracker.log_dict(
         {k: v for k, v in dataclasses.asdict(base).items() if k not in SAMPLED_KEYS},
         "trial_config.yaml",
     )
-    url = config.storage or default_storage(tracking_uri())
+    url = storage_url(config, tracking_uri())
     storage = make_storage(url, config)
     # Where the data lives and which device trains change no result: not part of the study.
     comparable = {k: v for k, v in shared.items() if k not in ("data_dir", "device")}
     study = open_study(config, args.profile, storage, comparable)
-    tracker.set_tags({STUDY_TAG: name, STORAGE_TAG: shown_url(url)})
-    tracker.set_description(describe(args, config, shown_url(url), number))
+    tracker.set_tags({STUDY_TAG: name, STORAGE_TAG: redact(url)})
+    tracker.set_description(describe(args, config, redact(url), number))
     plugin = get_dataset(args.dataset)
     splits = backend.load_splits(plugin, base, tracker)
     objective = SweepObjective(
@@ -325,7 +348,7 @@ def _execute(
     print(f"[lfxai] study states: {summary['trials']}; best runs: {summary['best_run_ids']}")
     for claim in summary["claims"]:
         print(f"  claim {claim.key}: {claim.verdict} {claim.reason}")
-    print(f"[lfxai] store: {tracking_uri()}; optuna storage: {shown_url(url)}")
+    print(f"[lfxai] store: {redact(tracking_uri())}; optuna storage: {redact(url)}")
     return summary
 
 
@@ -351,9 +374,10 @@ def main(argv: list[str] | None = None, backend: TrialBackend | None = None) -> 
             ):
                 if replaced:
                     tracker.take_over(replaced)
-                _execute(args, overrides, tracker, backend or disvae_backend(), stop)
+                trials = backend or disvae_backend()
+                _execute(args, overrides, tracker, trials, stop, launched_run)
     except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {redact(str(error))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Stopped as stopped:
         if launched_run:  # ended already when adopted; a no-op then
@@ -361,6 +385,6 @@ def main(argv: list[str] | None = None, backend: TrialBackend | None = None) -> 
         print(f"[lfxai] {stopped}: the runs were ended KILLED", file=sys.stderr)
         return stopped.exit_code
     except Exception:
-        traceback.print_exc()
+        print(redact(traceback.format_exc()), end="", file=sys.stderr)
         return 1
     return 0

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lfxai.config import KEEP, ConfigError, build_config, check_choices, load_profile
+from lfxai.redact import has_secret, redact
 
 OBJECTIVES = ("pareto", "correlation")
 SAMPLERS = ("tpe", "nsga2", "random")
@@ -24,6 +25,24 @@ TRIAL_EXPERIMENT = "disvae"  # the experiment whose train_and_measure runs each 
 # Trial settings the sweep chooses per trial (or that a trial does not use): not overridable,
 # not logged on the parent run.
 SAMPLED_KEYS = ("dim_latent", "beta_list", "loss_list", "n_runs")
+STORAGE_ENV = "OPTUNA_STORAGE"  # Optuna's own variable: the storage when `storage` is null
+
+
+class CredentialRefused(ConfigError):
+    """A storage URL carries a credential: refused, so that it is never stored or printed."""
+
+
+def check_no_credentials(name: str, url: str) -> None:
+    """Raises :class:`CredentialRefused` when ``url`` (the setting or variable ``name``)
+    carries a password, token or other secret, whether or not the URL parses; the message
+    shows the URL redacted and where the password belongs instead."""
+    if has_secret(url):
+        raise CredentialRefused(
+            f"{name} {redact(url)!r} carries a credential: refused, nothing was opened or "
+            "stored. Pass the URL without it and give PostgreSQL's password through "
+            "PGPASSWORD or ~/.pgpass (libpq reads both; a tracking server's through "
+            "MLFLOW_TRACKING_PASSWORD)"
+        )
 
 
 @dataclass(frozen=True)
@@ -37,8 +56,9 @@ class SweepConfig:
         timeout: seconds after which no new trial starts (None: no limit).
         study_name: the Optuna study (None: ``<dataset>-<objective>``); the same name and
             storage continue a study.
-        storage: SQLAlchemy URL of the Optuna storage (None: ``optuna.db`` beside a SQLite
-            MLflow store, else in the working directory).
+        storage: SQLAlchemy URL of the Optuna storage, without credentials (None:
+            ``$OPTUNA_STORAGE``, else ``optuna.db`` beside a SQLite MLflow store, else in
+            the working directory).
         beta_range: ``[low, high]`` of beta, sampled on a log scale.
         latent_range: ``[low, high]`` of the latent size (inclusive).
         losses: the VAE losses the sampler chooses from.
@@ -106,6 +126,8 @@ class SweepConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.study_name is not None and not self.study_name.strip():
             raise ConfigError("study_name must not be blank (none: the default name)")
+        if self.storage is not None:
+            check_no_credentials("storage", self.storage)
 
     @property
     def directions(self) -> list[str]:

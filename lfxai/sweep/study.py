@@ -25,7 +25,8 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from lfxai.config import ConfigError
-from lfxai.sweep.settings import SweepConfig
+from lfxai.redact import redact
+from lfxai.sweep.settings import STORAGE_ENV, SweepConfig, check_no_credentials
 from lfxai.tracking import sqlite_path
 
 STORAGE_FILE = "optuna.db"  # the default storage's file, beside a SQLite MLflow store
@@ -71,13 +72,17 @@ def default_storage(tracking_uri: str) -> str:
     return f"sqlite:///{folder / STORAGE_FILE}"
 
 
-def shown_url(url: str) -> str:
-    """The storage URL without its password (for tags and logs)."""
-    with contextlib.suppress(Exception):
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    return url
+def storage_url(config: SweepConfig, tracking_uri: str) -> str:
+    """The storage a sweep uses: its ``storage`` setting, else ``$OPTUNA_STORAGE`` (Optuna's
+    own variable: the URL stays off the command line that `mlflow run` logs), else
+    :func:`default_storage`. A URL with a credential is refused (:class:`CredentialRefused`)."""
+    if config.storage:
+        return config.storage
+    from_env = os.environ.get(STORAGE_ENV, "").strip()
+    if from_env:
+        check_no_credentials(STORAGE_ENV, from_env)
+        return from_env
+    return default_storage(tracking_uri)
 
 
 def make_storage(url: str, config: SweepConfig) -> RDBStorage:
@@ -109,12 +114,12 @@ def make_storage(url: str, config: SweepConfig) -> RDBStorage:
                 )
         except ImportError as error:
             raise ConfigError(
-                f"storage {shown_url(url)!r}: its database driver is not installed ({error}); "
+                f"storage {redact(url)!r}: its database driver is not installed ({error}); "
                 "PostgreSQL needs `psycopg` (a dependency of lfxai): use a "
                 "postgresql+psycopg:// URL"
             ) from None
         except Exception as error:  # bad URL, unreachable server
-            raise ConfigError(f"storage {shown_url(url)!r} cannot be opened: {error}") from None
+            raise ConfigError(redact(f"storage {url!r} cannot be opened: {error}")) from None
 
     if path is None:
         # Workers starting together on a new database race to create its tables (PostgreSQL
@@ -213,7 +218,7 @@ def open_study(
         directions = [d.name.lower() for d in study.directions]
         if directions != config.directions:
             raise ConfigError(
-                f"study {name!r} in {shown_url(storage.url)} has directions {directions}, "
+                f"study {name!r} in {redact(storage.url)} has directions {directions}, "
                 f"objective {config.objective!r} needs {config.directions}: use another "
                 "study_name"
             ) from None
@@ -235,7 +240,7 @@ def open_study(
             differ.append(f"{key}: the study has {theirs!r}, this command {value!r}")
     if differ:
         raise ConfigError(
-            f"study {name!r} in {shown_url(storage.url)} is another sweep, not continued "
+            f"study {name!r} in {redact(storage.url)} is another sweep, not continued "
             "(use another study_name, or this study's settings): " + "; ".join(differ)
         )
     return study

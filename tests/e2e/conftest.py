@@ -2,7 +2,10 @@
 
 Shared by the tests of scaling out (``test_tracking_server.py``: two entry points log to one
 server) and of sweeps (``test_sweep.py``: two sweep workers share one study and one server).
-Module-scoped: each test module gets its own cluster and server.
+Module-scoped: each test module gets its own cluster and server. The server is set up as the
+README's shared one: MLflow's basic-auth app (users in their own PostgreSQL database), a
+random admin password, and a non-admin ``worker`` user whose credentials clients pass in
+``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` (``TrackingServer.credentials``).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -18,7 +22,10 @@ import sys
 import tempfile
 import time
 import urllib.request
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -146,12 +153,64 @@ def postgres():
         shutil.rmtree(root, ignore_errors=True)
 
 
+class TrackingServer(NamedTuple):
+    """A running ``mlflow server``: its URI, artifact folder and a worker's credentials
+    (environment variables for a client: ``{**venv_env(uri), **credentials}``)."""
+
+    uri: str
+    artifacts: Path
+    credentials: dict[str, str]
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _auth_config(folder: Path, database: str) -> Path:
+    """The basic-auth app's configuration: signed-in users may edit every experiment and
+    model (workers share ``<dataset>-<experiment>`` experiments and registered models);
+    anonymous requests are refused. Credential checks are cached for a minute, so that
+    PBKDF2 runs once per worker and minute, not per request."""
+    config = folder / "basic_auth.ini"
+    config.write_text(
+        "[mlflow]\n"
+        "default_permission = EDIT\n"
+        f"database_uri = {database}\n"
+        "admin_username = admin\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "auth_cache_ttl_seconds = 60\n"
+    )
+    return config
+
+
 @pytest.fixture(scope="module")
-def tracking_server(postgres, tmp_path_factory):
-    """``mlflow server`` on PostgreSQL with proxied artifacts; yields its HTTP URI."""
+def tracking_server(postgres, new_database, tmp_path_factory):
+    """``mlflow server --app-name basic-auth`` on PostgreSQL with proxied artifacts; yields
+    a :class:`TrackingServer` whose ``worker`` user was created by the admin."""
     artifacts = tmp_path_factory.mktemp("artifacts")
     logs = tmp_path_factory.mktemp("server-logs")
     mlflow_bin = Path(sys.executable).parent / "mlflow"
+    admin = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": secrets.token_hex(16)}
+    worker = {
+        "MLFLOW_TRACKING_USERNAME": "worker",
+        "MLFLOW_TRACKING_PASSWORD": secrets.token_hex(16),
+    }
+    server_env = {
+        **os.environ,
+        "MLFLOW_AUTH_CONFIG_PATH": str(_auth_config(logs, new_database("mlflow_auth"))),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": admin["MLFLOW_TRACKING_PASSWORD"],
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),  # CSRF, the same in workers
+    }
     server = None
     try:
         for attempt in range(PORT_ATTEMPTS):
@@ -172,7 +231,10 @@ def tracking_server(postgres, tmp_path_factory):
                         str(port),
                         "--workers",
                         "2",
+                        "--app-name",
+                        "basic-auth",
                     ],
+                    env=server_env,
                     stdout=output,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # its workers are in its group: stopped together
@@ -184,7 +246,16 @@ def tracking_server(postgres, tmp_path_factory):
             server = None
         else:
             pytest.fail(f"mlflow server did not start: {log.read_text()[-3000:]}")
-        yield uri, artifacts
+        with warnings.catch_warnings():  # mlflow.server imports Starlette's deprecated WSGI
+            warnings.simplefilter("ignore")
+            from mlflow.server import get_app_client  # MLflow's client of the basic-auth app
+
+        with _environment(admin):
+            users = get_app_client("basic-auth", tracking_uri=uri)
+            users.create_user(
+                worker["MLFLOW_TRACKING_USERNAME"], worker["MLFLOW_TRACKING_PASSWORD"]
+            )
+        yield TrackingServer(uri, artifacts, worker)
     finally:
         if server is not None:
             _stop(server)

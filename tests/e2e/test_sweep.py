@@ -139,9 +139,9 @@ def test_a_worker_killed_mid_trial_has_its_trial_retried_by_the_next_invocation(
 
 @pytest.mark.database
 def test_two_workers_share_one_study_on_postgresql_and_a_tracking_server(
-    tracking_server, new_database, data_dir, tmp_path
+    tracking_server, new_database, data_dir, tmp_path, monkeypatch
 ):
-    uri, _ = tracking_server
+    uri, _, credentials = tracking_server
     storage = new_database("optuna")
     params = sweep_params(data_dir, storage, "shared", 2)
     workers, logs = [], []
@@ -153,7 +153,7 @@ def test_two_workers_share_one_study_on_postgresql_and_a_tracking_server(
                     subprocess.Popen(
                         command(params),
                         cwd=REPO,
-                        env=venv_env(uri),
+                        env={**venv_env(uri), **credentials},
                         stdout=output,
                         stderr=subprocess.STDOUT,
                         start_new_session=True,
@@ -171,6 +171,8 @@ def test_two_workers_share_one_study_on_postgresql_and_a_tracking_server(
     trials = optuna.load_study(study_name="shared", storage=storage).trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 4
     assert sorted(t.number for t in trials) == [0, 1, 2, 3]
+    for key, value in credentials.items():
+        monkeypatch.setenv(key, value)
     client = MlflowClient(tracking_uri=uri)
     parents, nested = sweep_runs(client, "shared")
     assert len(parents) == 2 and all(p.info.status == "FINISHED" for p in parents)

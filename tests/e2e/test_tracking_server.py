@@ -1,18 +1,24 @@
 """Scaling out: several workers log to one MLflow tracking server backed by PostgreSQL.
 
-The test starts a private PostgreSQL cluster and an ``mlflow server`` (proxied artifacts) on
-loopback ports (fixtures ``postgres`` and ``tracking_server`` of ``tests/e2e/conftest.py``),
-runs two entry points concurrently against ``http://127.0.0.1:<port>`` (two "machines"), and
-reads both runs and both registered model versions back from the server.
+The test starts a private PostgreSQL cluster and an ``mlflow server`` with MLflow's
+basic-auth app and proxied artifacts on loopback ports (fixtures ``postgres`` and
+``tracking_server`` of ``tests/e2e/conftest.py``), runs two entry points concurrently against
+``http://127.0.0.1:<port>`` (two "machines", signed in through ``MLFLOW_TRACKING_USERNAME`` /
+``MLFLOW_TRACKING_PASSWORD``), and reads both runs and both registered model versions back
+from the server; a client without credentials, or with a wrong password, is refused.
 """
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from tests.helpers import REPO, kill_group, venv_env
@@ -20,8 +26,39 @@ from tests.helpers import REPO, kill_group, venv_env
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.data, pytest.mark.database]
 
 
-def test_two_workers_share_one_tracking_server(tracking_server, data_dir):
-    uri, artifacts = tracking_server
+def _status(uri: str, authorization: str | None = None) -> int:
+    """The HTTP status of a REST call (list experiments), sent with ``authorization``."""
+    request = urllib.request.Request(f"{uri}/api/2.0/mlflow/experiments/search?max_results=1")
+    if authorization:
+        request.add_header("Authorization", authorization)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_a_client_without_valid_credentials_is_refused(tracking_server, monkeypatch):
+    uri, _, credentials = tracking_server
+    user, password = (
+        credentials["MLFLOW_TRACKING_USERNAME"],
+        credentials["MLFLOW_TRACKING_PASSWORD"],
+    )
+    assert _status(uri) == 401
+    assert _status(uri, _basic(user, password + "x")) == 401
+    assert _status(uri, _basic(user, password)) == 200
+    for key in credentials:
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(MlflowException, match="401"):  # MLflow's own client, anonymous
+        MlflowClient(tracking_uri=uri).search_experiments()
+
+
+def test_two_workers_share_one_tracking_server(tracking_server, data_dir, monkeypatch):
+    uri, artifacts, credentials = tracking_server
     mlflow_bin = str(Path(sys.executable).parent / "mlflow")
     workers = []
     try:
@@ -48,7 +85,7 @@ def test_two_workers_share_one_tracking_server(tracking_server, data_dir):
                         "local",
                     ],
                     cwd=REPO,
-                    env=venv_env(uri),
+                    env={**venv_env(uri), **credentials},
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     text=True,
@@ -64,6 +101,8 @@ def test_two_workers_share_one_tracking_server(tracking_server, data_dir):
     for worker, output in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, output[-4000:]
 
+    for key, value in credentials.items():
+        monkeypatch.setenv(key, value)
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("mnist-consistency_features")
     runs = client.search_runs(
