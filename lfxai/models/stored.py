@@ -199,7 +199,7 @@ def read_state(path: Path, source: str) -> dict[str, torch.Tensor]:
 
 # What torch's weights-only unpickler says it refused ("Unsupported global: GLOBAL eval ...",
 # "Trying to load unsupported GLOBAL posix.system ...", "Unsupported operand 149"), without the
-# advice around it (which includes retrying with weights_only=False).
+# advice around it (which suggests loading the file with the restriction off).
 _REFUSED = re.compile(r"(?:Trying to load )?[Uu]nsupported .*?(?=\.\s|\.?$)", re.MULTILINE)
 
 

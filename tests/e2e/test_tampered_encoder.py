@@ -36,6 +36,7 @@ class Payload:
 
 
 def test_pretrained_run_refuses_a_tampered_encoder(tmp_path, data_dir) -> None:
+    (tmp_path / "store").mkdir()
     store = make_store(tmp_path / "store")
     mlflow.set_tracking_uri(store)
     try:
