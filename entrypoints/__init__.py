@@ -13,3 +13,6 @@ anything imports torch: keep this module free of imports that pull torch in.
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Our processes never unpickle what a store holds, whatever the environment says: MLflow then
+# refuses pickled models, and lfxai loads encoders from their tensor-only state.
+os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"

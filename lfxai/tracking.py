@@ -15,7 +15,6 @@ import contextlib
 import copy
 import dataclasses
 import io
-import logging
 import os
 import signal
 import tempfile
@@ -39,9 +38,15 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-import lfxai
 from lfxai.config import ConfigError, to_flat_dict
 from lfxai.redact import has_secret, redact
+from lfxai.models.stored import (
+    RECIPE_FILE,
+    STATE_FILE,
+    EncoderRefused,
+    load_encoder_files,
+    write_encoder_files,
+)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 _MAX_BATCH = 1000  # MLflow's log_batch limit on metrics per call
@@ -79,25 +84,6 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING_KIND = "custom_model_development"
 NOTE_TAG = "mlflow.note.content"  # the run's description in the UI
 RUN_NUMBER_TAG = "lfxai.run_number"
-
-
-class _DropMessage(logging.Filter):
-    """Drops log records whose message starts with ``prefix`` (one known, harmless warning)."""
-
-    def __init__(self, prefix: str) -> None:
-        super().__init__()
-        self.prefix = prefix
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(self.prefix)
-
-
-# Logged encoders are pickled on purpose: `mlflow.pytorch.load_model` must return the module
-# itself (the explainers differentiate it), with our code travelling beside it; MLflow's pt2
-# export gives a graph, not an nn.Module. Its warning about pickle would print on every run.
-logging.getLogger("mlflow.pytorch").addFilter(
-    _DropMessage("Saving pytorch model by Pickle or CloudPickle format")
-)
 
 
 class Tracker:
@@ -232,18 +218,29 @@ class Tracker:
             return np.load(self.client.download_artifacts(self.run_id, path, tmp))
 
     # -- models ----------------------------------------------------------------------------
-    def log_model(
+    def log_encoder_model(
         self,
         model: torch.nn.Module,
-        name: str,
-        input_example: torch.Tensor,
+        example: torch.Tensor,
         registered_model_name: str | None = None,
+        module: str = "encoder",
     ) -> str:
-        """Logs a PyTorch module (pickle format, with our code) and optionally registers it.
+        """Logs ``model``'s encoder as the artifact ``encoder``, without pickle, and
+        optionally registers it: the one way lfxai logs a model.
 
-        A deep copy of the module is moved to the CPU and put in eval mode, so the logged
-        model loads on any machine, while the caller's module stays on its device with its
-        own train/eval flags.
+        The artifact is an MLflow PyTorch model in MLflow's pickle-free ``pt2`` format (a
+        ``torch.export`` graph, dynamic in the batch size), which the UI shows with its
+        signature and input example, plus our recipe and tensor-only state as its extra
+        files (:mod:`lfxai.models.stored`), from which :func:`load_encoder` rebuilds the
+        module from our own code. A copy of the encoder is exported on the CPU in eval mode;
+        the caller's module stays on its device with its own train/eval flags.
+
+        Args:
+            model: built by :func:`lfxai.models.registry.build_model` (``model.recipe``).
+            example: a batch of inputs; its first two rows are the input example (two:
+                ``torch.export`` fixes a batch size of one, and a single row is repeated).
+            registered_model_name: registers the model under this name.
+            module: the encoder's sub-module of ``model``.
 
         Returns:
             The model URI (``models:/<name>/<version>`` when registered).
@@ -252,43 +249,49 @@ class Tracker:
 
         active = mlflow.active_run()
         if active is None or active.info.run_id != self.run_id:
-            raise RuntimeError("log_model needs this tracker's run to be the active run")
-        model = copy.deepcopy(model).cpu().eval()
-        example = input_example[:1].detach().cpu()
+            raise RuntimeError("log_encoder_model needs this tracker's run to be the active run")
+        encoder = copy.deepcopy(model.get_submodule(module)).cpu().eval()
+        rows = example[:2].detach().cpu()
+        if len(rows) == 1:
+            rows = torch.cat([rows, rows])
         with torch.no_grad():
-            output = model(example).numpy()
-        info = mlflow.pytorch.log_model(
-            model,
-            name=name,
-            serialization_format="pickle",
-            code_paths=[str(Path(lfxai.__file__).parent)],
-            pip_requirements=[
-                f"torch=={torch.__version__.split('+')[0]}",
-                f"numpy=={np.__version__}",
-            ],
-            signature=infer_signature(example.numpy(), output),
-            input_example=example.numpy(),
-            registered_model_name=registered_model_name,
-        )
+            output = encoder(rows).numpy()
+        with tempfile.TemporaryDirectory() as tmp:
+            files = write_encoder_files(model, module, Path(tmp))
+            info = mlflow.pytorch.log_model(
+                encoder,
+                name="encoder",
+                serialization_format="pt2",
+                pip_requirements=[
+                    f"torch=={torch.__version__.split('+')[0]}",
+                    f"numpy=={np.__version__}",
+                ],
+                signature=infer_signature(rows.numpy(), output),
+                input_example=rows.numpy(),
+                registered_model_name=registered_model_name,
+                extra_files=[str(file) for file in files],
+            )
         if registered_model_name and info.registered_model_version is not None:
             return f"models:/{registered_model_name}/{info.registered_model_version}"
         return info.model_uri
 
     def load_registered_model(self, name: str, alias: str) -> tuple[torch.nn.Module, str]:
-        """The version of registered model ``name`` that ``alias`` points at, on the CPU.
+        """The encoder version of ``name`` that ``alias`` points at, on the CPU
+        (:func:`load_encoder`: never unpickled).
 
         Returns:
             The module and its URI with the version resolved (``models:/<name>/<version>``).
 
         Raises:
             LookupError: no such registered model or alias (the message says which).
+            EncoderRefused: the version is not an encoder lfxai loads (see :func:`load_encoder`).
         """
         try:
             version = self.client.get_model_version_by_alias(name, alias).version
         except MlflowException as error:
             raise LookupError(f"models:/{name}@{alias}: {error.message}") from None
         uri = f"models:/{name}/{version}"
-        return mlflow.pytorch.load_model(uri, map_location="cpu"), uri
+        return load_encoder(uri), uri
 
     # -- nested runs -----------------------------------------------------------------------
     def child_runs(self) -> list[Any]:
@@ -529,11 +532,6 @@ class Tracker:
         return sorted(
             m.name for m in self.client.search_registered_models() if m.name.startswith(prefix)
         )
-
-    @staticmethod
-    def load_model(uri: str) -> torch.nn.Module:
-        """A logged or registered PyTorch model (``models:/<name>/<version>``), on the CPU."""
-        return mlflow.pytorch.load_model(uri, map_location="cpu")
 
 
 class _ResumedTracker(Tracker):
@@ -952,6 +950,87 @@ def shown_uri(uri: str) -> str:
         return uri
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+# -- loading a logged encoder ---------------------------------------------------------------
+def load_encoder(uri: str, device: str = "cpu") -> torch.nn.Module:
+    """An encoder logged by lfxai, rebuilt from our own code; nothing from the store runs.
+
+    Only the model's ``MLmodel`` (YAML, read as data) and our two files are downloaded: the
+    recipe is checked field by field, the module built through the model registry, and the
+    weights read with ``torch.load(weights_only=True)`` and loaded strictly
+    (:mod:`lfxai.models.stored`). MLflow's pickled or ``pt2`` model beside them is never read.
+
+    Args:
+        uri: ``models:/<name>@<alias>``, ``models:/<name>/<version>``, ``runs:/<run id>/encoder``
+            or a local model folder.
+        device: where the module goes.
+
+    Returns:
+        The encoder, in eval mode.
+
+    Raises:
+        EncoderRefused: no model there, a model without our files (a pickled model logged by an
+            older lfxai: the message says how to re-register it), or files that are not a
+            valid recipe and tensor state (the bad value named).
+    """
+    from mlflow.models import Model
+
+    uri, location = _model_location(uri)
+    with tempfile.TemporaryDirectory() as tmp:
+
+        def download(path: str) -> Path:
+            return Path(mlflow.artifacts.download_artifacts(f"{location}/{path}", dst_path=tmp))
+
+        try:
+            pytorch = Model.load(download("MLmodel")).flavors.get("pytorch", {})
+        except (MlflowException, OSError) as error:
+            reason = _first_line(error) if isinstance(error, MlflowException) else error
+            raise EncoderRefused(f"{uri}: no MLflow model there ({reason})") from None
+        stored = {entry.get("path") for entry in pytorch.get("extra_files", [])}
+        wanted = [f"extra_files/{file}" for file in (RECIPE_FILE, STATE_FILE)]
+        if not set(wanted) <= stored:
+            raise EncoderRefused(
+                f"{uri} has no {RECIPE_FILE} and {STATE_FILE}: it is a pickled model (logged by "
+                "an lfxai older than its pickle-free format, or not by lfxai), never loaded "
+                "because unpickling runs code; re-register it: rerun the experiment that "
+                "logged it with pretrained=false (and register_model=true)"
+            )
+        recipe, state = (download(path) for path in wanted)
+        return load_encoder_files(recipe, state, uri, device)
+
+
+def _model_location(uri: str) -> tuple[str, str]:
+    """A model URI as ``(uri with an alias resolved to its version, artifact location)``.
+
+    Registry URIs are resolved once, so that both files come from one version even while
+    another worker moves the alias; ``runs:/`` URIs and local folders are their own location.
+
+    Raises:
+        EncoderRefused: no such registered model, alias, version or logged model.
+    """
+    if not uri.startswith("models:/"):
+        return uri, uri.rstrip("/")
+    client = MlflowClient()
+    name, _, rest = uri.removeprefix("models:/").rstrip("/").partition("/")
+    try:
+        if "@" in name and not rest:
+            name, alias = name.rsplit("@", 1)
+            rest = str(client.get_model_version_by_alias(name, alias).version)
+        elif not rest:  # models:/<model id>: a logged model, registered or not
+            return uri, client.get_logged_model(name).artifact_location
+        if not rest.isdigit():
+            raise EncoderRefused(
+                f"{uri}: expected models:/<name>@<alias>, models:/<name>/<version> or "
+                "models:/<model id>"
+            )
+        return f"models:/{name}/{rest}", client.get_model_version_download_uri(name, rest)
+    except MlflowException as error:
+        raise EncoderRefused(f"{uri}: {_first_line(error)}") from None
+
+
+def _first_line(error: MlflowException) -> str:
+    return (error.message.strip().splitlines() or [""])[0]
 
 
 def tracking_uri() -> str:

@@ -16,6 +16,7 @@ from matplotlib import pyplot as plt
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from lfxai.models.registry import ModelSpec, build_model
 from lfxai.tracking import _MAX_BATCH, IDENTITY_TAGS, tracked_run
 
 matplotlib.use("Agg")
@@ -123,13 +124,14 @@ def test_nested_runs_inherit_the_identity_and_end_with_their_body(mlflow_store):
     assert MlflowClient().get_run(reopened).info.status == "FINISHED"
 
 
-def test_log_model_needs_the_tracker_s_run_to_be_active(mlflow_store):
+def test_log_encoder_model_needs_the_tracker_s_run_to_be_active(mlflow_store):
+    model = build_model("mnist_ae", ModelSpec(2, (1, 28, 28)))
     with tracked_run("outer") as tracker:
         pass
     with pytest.raises(RuntimeError, match="needs this tracker's run to be the active run"):
-        tracker.log_model(torch.nn.Linear(2, 1), "m", torch.zeros(1, 2))
+        tracker.log_encoder_model(model, torch.zeros(1, 1, 28, 28))
     with mlflow.start_run(), pytest.raises(RuntimeError, match="active run"):
-        tracker.log_model(torch.nn.Linear(2, 1), "m", torch.zeros(1, 2))
+        tracker.log_encoder_model(model, torch.zeros(1, 1, 28, 28))
 
 
 def _two_versions(client: MlflowClient, name: str, source: Path) -> None:

@@ -27,7 +27,7 @@ from lfxai.metrics.claims import (
 from lfxai.models.autoencoder import TrainableModel, load_state_strict
 from lfxai.models.pretext import PRETEXTS
 from lfxai.plugins import DatasetPlugin, Splits
-from lfxai.tracking import Tracker
+from lfxai.tracking import EncoderRefused, Tracker
 from lfxai.training import FitResult, fit, get_device
 
 DATA_DIGEST_TAG = "lfxai.data_digest"  # digest of the training data (see log_data_inputs)
@@ -180,7 +180,7 @@ def fit_or_reuse(
     ``pretrained``, loads the registered encoder into ``model.encoder`` instead.
 
     Args:
-        example: a batch of inputs; the first is the logged encoder's input example.
+        example: a batch of inputs; its first two are the logged encoder's input example.
         **fit_options: passed to :func:`tracked_fit` (checkpoints).
 
     Returns:
@@ -192,7 +192,7 @@ def fit_or_reuse(
     fitted = tracked_fit(
         model, config, tracker, train, test, patience=config.patience, **fit_options
     )
-    log_encoder(tracker, dataset, config, model.encoder, example, fitted.best_test_loss)
+    log_encoder(tracker, dataset, config, model, example, fitted.best_test_loss)
     return fitted
 
 
@@ -203,8 +203,11 @@ def reuse_encoder(
     (``models:/<encoder_name>@<profile>``) into ``encoder``, strictly (every weight, no extra
     one, same shapes), and tags the run ``lfxai.pretrained`` with the version loaded.
 
+    The registered version is loaded without pickle (:func:`lfxai.tracking.load_encoder`).
+
     Raises:
-        ConfigError: no such registered encoder, or its state does not fit ``encoder``.
+        ConfigError: no such registered encoder, a version lfxai refuses to load (pickled,
+            tampered: the message says why), or its state does not fit ``encoder``.
     """
     name = encoder_name(dataset, config)
     profile = tracker.tags().get("lfxai.profile", "paper")
@@ -215,6 +218,8 @@ def reuse_encoder(
             f"pretrained=true: no registered encoder {name}@{profile} ({error}); run the "
             "experiment once with pretrained=false (and register_model=true) to register one"
         ) from None
+    except EncoderRefused as error:
+        raise ConfigError(f"pretrained=true: {error}") from None
     try:
         load_state_strict(encoder, loaded.state_dict(), uri)
     except ValueError as error:
@@ -244,11 +249,12 @@ def log_encoder(
     tracker: Tracker,
     dataset: DatasetPlugin,
     config: AutoencoderConfig,
-    encoder: nn.Module,
+    model: TrainableModel,
     example: torch.Tensor,
     test_loss: float,
 ) -> str:
-    """Logs the trained encoder; with ``register_model``, registers and describes it.
+    """Logs the trained model's encoder (:meth:`Tracker.log_encoder_model`); with
+    ``register_model``, registers and describes it.
 
     The version gets a description (experiment, profile, run, test loss, data digest), tags
     and the alias of its profile (``@paper``, ``@quick``, ``@smoke``), moved from the previous
@@ -256,14 +262,14 @@ def log_encoder(
     paper-profile encoder.
 
     Args:
-        example: a batch of inputs; the first is the logged input example.
+        example: a batch of inputs; its first two are the logged input example.
         test_loss: the trained model's loss on the test split.
 
     Returns:
         The model URI, also the run's tag ``lfxai.encoder_uri``.
     """
     name = encoder_name(dataset, config) if config.register_model else None
-    uri = tracker.log_model(encoder, "encoder", example, registered_model_name=name)
+    uri = tracker.log_encoder_model(model, example, registered_model_name=name)
     tracker.set_tags({"lfxai.encoder_uri": uri})
     if name is None or not uri.startswith(f"models:/{name}/"):
         return uri
@@ -275,7 +281,7 @@ def log_encoder(
         f"Encoder of the {dataset.title} {dataset.model_label(config.pretext)} with a "
         f"{config.dim_latent}-dimensional latent space, trained by lfxai's experiments: inputs "
         f"(N, {shape.replace('x', ', ')}) to codes (N, {config.dim_latent}). A plain "
-        "torch.nn.Module: `mlflow.pytorch.load_model('models:/"
+        "torch.nn.Module: `lfxai.load_encoder('models:/"
         f"{name}@paper')` loads the newest version of the paper profile (aliases @paper, "
         "@quick, @smoke); each version says which run, settings and data made it."
     )

@@ -177,7 +177,7 @@ def consistency_examples(
             tracker,
             train,
             splits.test,
-            test.x[:1],
+            test.x[:2],
             checkpoint_every=config.checkpoint_every,
             checkpoint_dir=checkpoints,
         )

@@ -65,7 +65,7 @@ def consistency_features(
     train, test, explain = splits.train, splits.test, splits.explain
 
     model = new_model(dataset, config, splits, name=f"{config.pretext}_ae")
-    fit_or_reuse(model, dataset, config, tracker, train, test, explain.x[:1])
+    fit_or_reuse(model, dataset, config, tracker, train, test, explain.x[:2])
     encoder = model.encoder.to(device).eval()
 
     baseline = dataset.baseline(train)

@@ -238,7 +238,7 @@ def _run_trial(
     }
     metrics |= dataset.factor_scores(encoder, splits, str(device))
     tracker.log_metrics(metrics)
-    _log_encoder(dataset, config, tracker, trial, model, explain.x[:1], fitted.best_test_loss)
+    _log_encoder(dataset, config, tracker, trial, model, explain.x[:2], fitted.best_test_loss)
     return TrialResult(metrics, history, saliency[:N_EXAMPLES])
 
 
@@ -305,7 +305,7 @@ def _log_encoder(
     """
     name = registered_vae_name(dataset.name, trial.loss, trial.dim_latent)
     registered = name if config.register_model else None
-    uri = tracker.log_model(model.encoder, "encoder", example, registered_model_name=registered)
+    uri = tracker.log_encoder_model(model, example, registered_model_name=registered)
     tracker.set_tags({"lfxai.encoder_uri": uri})
     if registered is None or not uri.startswith(f"models:/{name}/"):
         return uri

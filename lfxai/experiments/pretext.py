@@ -236,7 +236,7 @@ def _explain_task(
                     checkpoint_every=every,
                     checkpoint_dir=checkpoints,
                 )
-                example = data.test.x[:1]
+                example = data.test.x[:2]
                 uri = log_task_encoder(
                     child, dataset, settings, task, model, example, fitted.best_test_loss
                 )
@@ -345,7 +345,7 @@ def pretext(dataset: DatasetPlugin, config: PretextConfig, tracker: Tracker) -> 
     if config.pretrained:  # every model is found and checked before any work
         for run, uris in enumerate(resolve_pretrained(tracker, dataset, config, latents)):
             for task, uri in uris.items():
-                reused[run][task] = (uri, load_encoder(tracker, uri, test.x[:1], latents[task]))
+                reused[run][task] = (uri, load_encoder(uri, test.x[:1], latents[task]))
 
     matrices = {
         (e, c): np.zeros((config.n_runs, len(tasks), len(tasks)))

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from lfxai import tracking
 from lfxai.config import ConfigError
 from lfxai.experiments.common import registered_name
 from lfxai.models.autoencoder import TrainableModel
@@ -85,9 +86,13 @@ def resolve_pretrained(
     return chosen
 
 
-def load_encoder(tracker: Tracker, uri: str, example: torch.Tensor, latent: int) -> nn.Module:
-    """A registered encoder, checked on one example: inputs accepted, codes of size ``latent``."""
-    encoder = tracker.load_model(uri).eval()
+def load_encoder(uri: str, example: torch.Tensor, latent: int) -> nn.Module:
+    """A registered encoder, loaded without pickle (:func:`lfxai.tracking.load_encoder`) and
+    checked on one example: inputs accepted, codes of size ``latent``."""
+    try:
+        encoder = tracking.load_encoder(uri)
+    except tracking.EncoderRefused as error:
+        raise ConfigError(f"pretrained=true: {error}") from None
     try:
         with torch.no_grad():
             codes = encoder(example.cpu())
@@ -123,7 +128,7 @@ def log_task_encoder(
         The model URI (``models:/<name>/<version>`` when registered).
     """
     name = model_name(dataset, task, model.latent_dim) if config.register_model else None
-    uri = tracker.log_model(model.encoder, "encoder", example, registered_model_name=name)
+    uri = tracker.log_encoder_model(model, example, registered_model_name=name)
     if name is None or not uri.startswith(f"models:/{name}/"):
         return uri
     tags = tracker.tags()
@@ -132,7 +137,7 @@ def log_task_encoder(
     model_description = (
         f"Encoder of the {dataset.title} model trained by the pretext task {TITLES[task]} "
         f"(lfxai's `pretext` experiment): inputs (N, {shape}) to codes (N, {model.latent_dim}). "
-        f"A plain torch.nn.Module: `mlflow.pytorch.load_model('models:/{name}@paper')` loads "
+        f"A plain torch.nn.Module: `lfxai.load_encoder('models:/{name}@paper')` loads "
         "the newest version of the paper profile (aliases @paper, @quick, @smoke)."
     )
     version_description = (

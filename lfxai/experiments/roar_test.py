@@ -221,7 +221,7 @@ def _base_model(
     loss = result.best_test_loss
     tracker.log_metrics({"roar/base_test_loss": loss})
     tracker.log_state_dict(model, BASE_WEIGHTS)
-    log_encoder(tracker, models.dataset, config, model.encoder, test.x[:1], loss)
+    log_encoder(tracker, models.dataset, config, model, test.x[:2], loss)
     tracker.set_tags({TAG + "base_test_loss": repr(loss)})
     return model, loss
 
@@ -305,7 +305,7 @@ class _Retrainer:
                 if config.register_retrained:
                     key = f"roar-test-ae-{method}-{_k(pct)}".lower()
                     name = registered_name(self.models.dataset.name, key)
-                child.log_model(model.encoder, "encoder", test.x[:1], registered_model_name=name)
+                child.log_encoder_model(model, test.x[:2], registered_model_name=name)
             return child.run_id, loss
 
     def _log_inputs(self, child: Tracker, masked: Split, method: str, pct: float) -> None:

@@ -10,11 +10,15 @@ labels (``"label"``) or only the inputs (``"input"``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from lfxai.models.pretext import Identity
+
+if TYPE_CHECKING:
+    from lfxai.models.registry import ModelRecipe
 
 
 class TrainableModel(nn.Module):
@@ -26,6 +30,8 @@ class TrainableModel(nn.Module):
     """
 
     target: str = "input"
+    # How the model was built (set by lfxai.models.registry.build_model); None: by hand.
+    recipe: ModelRecipe | None = None
 
     def __init__(self, name: str = "model", criterion: nn.Module | None = None) -> None:
         super().__init__()

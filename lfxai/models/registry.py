@@ -27,6 +27,18 @@ class ModelSpec:
     name: str = "model"
 
 
+@dataclass(frozen=True)
+class ModelRecipe:
+    """How a model was built: ``build_model(key, spec)`` builds it again (fresh weights).
+
+    :func:`build_model` sets it on every model as ``model.recipe``; a logged encoder carries
+    it, so that loading rebuilds the module from our own code (see ``lfxai.models.stored``).
+    """
+
+    key: str
+    spec: ModelSpec
+
+
 ModelBuilder = Callable[[ModelSpec], TrainableModel]
 MODELS: dict[str, ModelBuilder] = {}
 
@@ -44,10 +56,13 @@ def register_model(key: str) -> Callable[[ModelBuilder], ModelBuilder]:
 
 
 def build_model(key: str, spec: ModelSpec) -> TrainableModel:
-    """A fresh model by registry key; an unknown key names the valid choices."""
+    """A fresh model by registry key, with its :class:`ModelRecipe` as ``model.recipe``; an
+    unknown key names the valid choices."""
     if key not in MODELS:
         raise ValueError(f"unknown model {key!r}; valid choices: {sorted(MODELS)}")
-    return MODELS[key](spec)
+    model = MODELS[key](spec)
+    model.recipe = ModelRecipe(key, spec)
+    return model
 
 
 def _check_shape(key: str, spec: ModelSpec, expected: tuple[int | None, ...]) -> None:
@@ -117,3 +132,17 @@ def simclr_resnet18(spec: ModelSpec) -> TrainableModel:
             f"got dim_latent={spec.dim_latent}"
         )
     return SimCLR(name=spec.name)
+
+
+@register_model("burgess_vae")
+def burgess_vae_model(spec: ModelSpec) -> TrainableModel:
+    """The Burgess et al. VAE for ``(C, S, S)`` images, S in 32 or 64, with the beta-VAE
+    objective and beta 1.
+
+    The ``disvae`` experiment builds its VAEs with their own loss and beta through
+    :func:`lfxai.models.vae.burgess_vae`; neither changes the networks, so this key rebuilds
+    any of their encoders. ``spec.pretext`` does not apply and is ignored.
+    """
+    from lfxai.models.vae import burgess_vae
+
+    return burgess_vae(spec.input_shape, spec.dim_latent, "beta_vae", 1.0, 1, spec.name)

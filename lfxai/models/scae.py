@@ -140,7 +140,9 @@ class PartCapsuleEncoder(nn.Module):
 
     def capsules(self, x: torch.Tensor) -> PartCapsules:
         maps = self.head(self.cnn(x))
-        maps = maps.view(len(x), self.n_parts, self.n_maps, -1)  # (B, K, maps, positions)
+        # x.shape[0], not len(x): torch.export keeps the batch size symbolic only through
+        # the shape (len() becomes a constant), and the logged encoder takes any batch size.
+        maps = maps.view(x.shape[0], self.n_parts, self.n_maps, -1)  # (B, K, maps, positions)
         attention = torch.softmax(maps[:, :, -1], dim=-1)
         pooled = (maps[:, :, :-1] * attention.unsqueeze(2)).sum(-1)  # (B, K, maps - 1)
         raw_pose, logit, features = pooled.split([N_POSE, 1, self.n_features], dim=-1)
@@ -151,7 +153,7 @@ class PartCapsuleEncoder(nn.Module):
 
     def represent(self, caps: PartCapsules) -> torch.Tensor:
         """``(B, K * capsule_size)``: presence, pose, template and features of each capsule."""
-        b = len(caps.presence)
+        b = caps.presence.shape[0]  # symbolic under torch.export (see capsules)
         templates = self.templates.flatten(1).unsqueeze(0).expand(b, -1, -1)
         parts = [caps.presence.unsqueeze(-1), caps.pose.flatten(2), templates, caps.features]
         return torch.cat(parts, dim=-1).flatten(1)

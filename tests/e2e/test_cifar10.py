@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from lfxai import load_encoder
 from lfxai.data.cifar10 import cifar10_split, write_cifar10
 from lfxai.data.masking import GaussianBlur
 from tests.helpers import make_store, run_experiment
@@ -77,7 +78,7 @@ def test_consistency_features_smoke_run(features_run, generated, tmp_path):
     assert client.get_registered_model(MODEL).aliases == {"smoke": 1}
     mlflow.set_tracking_uri(store)
     try:
-        encoder = mlflow.pytorch.load_model(uri)
+        encoder = load_encoder(uri)
     finally:
         mlflow.set_tracking_uri(None)
     explained = cifar10_split(data_dir / "cifar10", train=False, size=6).x

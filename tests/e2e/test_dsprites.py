@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from lfxai import load_encoder
 from lfxai.data.dsprites import META_NAME, dsprites_splits, provision_dsprites
 from tests.helpers import make_store, run_experiment
 
@@ -63,7 +64,7 @@ def test_disvae_smoke_run(tmp_path):
     child = next(c for c in children if c.data.tags["mlflow.runName"].startswith("beta_vae"))
     mlflow.set_tracking_uri(store)
     try:
-        encoder = mlflow.pytorch.load_model(child.data.tags["lfxai.encoder_uri"])
+        encoder = load_encoder(child.data.tags["lfxai.encoder_uri"])
     finally:
         mlflow.set_tracking_uri(None)
     _, test = dsprites_splits(data_dir / "dsprites", "random", 42, 200, 100)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from lfxai import load_encoder
 from lfxai.data.ecg5000 import ecg5000_splits
 from tests.helpers import make_store, run_experiment
 
@@ -58,7 +59,7 @@ def test_consistency_features_smoke_run(tmp_path, data_dir):
     assert uri.startswith("models:/lfxai-ecg5000-reconstruction-ae-d8/")
     mlflow.set_tracking_uri(store)
     try:
-        encoder = mlflow.pytorch.load_model(uri)
+        encoder = load_encoder(uri)
     finally:
         mlflow.set_tracking_uri(None)
     explained = ecg5000_splits(data_dir / "ecg5000", "normal", seed=42)[2].head(30)

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
+from lfxai import load_encoder
 from lfxai.data.mnist import mnist_resized_split
 from lfxai.metrics.disentanglement import SALIENCY_METRICS
 from tests.helpers import make_store, run_experiment
@@ -100,7 +101,7 @@ def test_registered_encoders_reload_and_reproduce_the_logged_codes(finished_run,
     assert version.tags["lfxai.beta"] == "5" and version.tags["lfxai.profile"] == "smoke"
     mlflow.set_tracking_uri(store)
     try:
-        encoder = mlflow.pytorch.load_model(f"models:/{name}@smoke-beta5")
+        encoder = load_encoder(f"models:/{name}@smoke-beta5")
     finally:
         mlflow.set_tracking_uri(None)
     x = mnist_resized_split(data_dir / "mnist", train=False, size=N_EXPLAINED).x

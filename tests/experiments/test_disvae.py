@@ -22,7 +22,7 @@ from lfxai.experiments.disvae import (
 )
 from lfxai.metrics.claims import disvae_claims
 from lfxai.plugins import Splits, get_dataset
-from lfxai.tracking import Tracker
+from lfxai.tracking import Tracker, load_encoder
 
 RESULT_KEYS = {
     "pearson",
@@ -129,7 +129,7 @@ def test_train_and_measure_logs_one_trial_and_calls_on_epoch_every_epoch(parent,
     assert version.run_id == run_id
     assert version.tags["lfxai.beta"] == "5" and version.tags["lfxai.run"] == "1"
     assert run.data.tags["lfxai.encoder_uri"] == f"models:/{name}/1"
-    encoder = mlflow.pytorch.load_model(f"models:/{name}/1")
+    encoder = load_encoder(f"models:/{name}/1")
     codes = np.load(client.download_artifacts(run_id, "codes/explained.npy", str(tmp_path)))
     with torch.no_grad():
         np.testing.assert_allclose(encoder(_splits().explain.x).numpy(), codes, rtol=1e-5)

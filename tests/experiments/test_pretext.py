@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
-from torch import nn
 
 from lfxai.config import ConfigError, build_config, load_profile
 from lfxai.experiments import pretext, pretext_models
@@ -17,7 +16,7 @@ from lfxai.experiments.pretext_models import resolve_pretrained as resolve
 from lfxai.experiments.runner import EXIT_BAD_INPUT, main
 from lfxai.metrics.claims import claims_markdown, pretext_claims
 from lfxai.metrics.correlation import CORRELATIONS, correlation_table, latex_tables
-from lfxai.models.images import EncoderMnist
+from lfxai.models.registry import ModelSpec, build_model
 from lfxai.plugins import get_dataset
 from lfxai.tracking import Tracker
 
@@ -109,8 +108,9 @@ def test_registered_names_encode_dataset_task_and_latent_size() -> None:
     assert pretext_models.model_name(MNIST, "scae", 3456) == "lfxai-mnist-scae-d3456"
 
 
-def _register(tracker: Tracker, encoder: nn.Module, name: str, alias: str | None = None) -> str:
-    uri = tracker.log_model(encoder, "encoder", torch.rand(1, 1, 28, 28), name)
+def _register(tracker: Tracker, name: str, alias: str | None = None) -> str:
+    model = build_model("mnist_ae", ModelSpec(4, (1, 28, 28)))
+    uri = tracker.log_encoder_model(model, torch.rand(2, 1, 28, 28), name)
     if alias:
         tracker.client.set_registered_model_alias(name, alias, uri.rsplit("/", 1)[1])
     return uri
@@ -126,9 +126,7 @@ def test_reuse_resolves_versions_and_names_what_is_missing(mlflow_store, tmp_pat
             resolve(tracker, MNIST, config, latents)
         for task in latents:
             for _ in range(2):
-                _register(
-                    tracker, EncoderMnist(4), pretext_models.model_name(MNIST, task, 4), "smoke"
-                )
+                _register(tracker, pretext_models.model_name(MNIST, task, 4), "smoke")
         uris = resolve(tracker, MNIST, config, latents)
         assert uris == [
             {t: f"models:/lfxai-mnist-{t}-ae-d4/{v}" for t in latents} for v in ("2", "1")
@@ -144,13 +142,12 @@ def test_reuse_resolves_versions_and_names_what_is_missing(mlflow_store, tmp_pat
         with pytest.raises(ConfigError, match=r"no alias 'paper'; valid aliases: \['smoke'\]"):
             resolve(tracker, MNIST, _settings(**_reuse(pretrained_version="paper")), latents)
         example = torch.rand(1, 1, 28, 28)
-        encoder = pretext_models.load_encoder(tracker, uris[0]["denoising"], example, 4)
+        encoder = pretext_models.load_encoder(uris[0]["denoising"], example, 4)
         assert encoder(example).shape == (1, 4)
         with pytest.raises(ConfigError, match=r"incompatible: its codes have shape \(4,\)"):
-            pretext_models.load_encoder(tracker, uris[0]["denoising"], example, 3456)
-        flat = _register(tracker, nn.Sequential(nn.Flatten(), nn.Linear(784, 4)), "lfxai-x")
-        with pytest.raises(ConfigError, match=r"does not accept inputs of shape \(1, 32, 32\)"):
-            pretext_models.load_encoder(tracker, flat, torch.rand(1, 1, 32, 32), 4)
+            pretext_models.load_encoder(uris[0]["denoising"], example, 3456)
+        with pytest.raises(ConfigError, match=r"does not accept inputs of shape \(3, 28, 28\)"):
+            pretext_models.load_encoder(uris[0]["denoising"], torch.rand(1, 3, 28, 28), 4)
 
 
 def _reuse(**overrides: str) -> dict[str, str]:

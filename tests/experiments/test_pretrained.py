@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import mlflow
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 from torch import nn
 
 import lfxai.experiments  # noqa: F401  (fills the registry)
@@ -11,6 +15,8 @@ from lfxai.config import ConfigError, build_config, load_profile
 from lfxai.experiments.common import encoder_name, reuse_encoder
 from lfxai.experiments.registry import get_experiment
 from lfxai.models.images import EncoderMnist
+from lfxai.models.registry import ModelSpec, build_model
+from lfxai.models.stored import STATE_FILE
 from lfxai.plugins import get_dataset
 from lfxai.tracking import tracked_run
 
@@ -21,6 +27,16 @@ def _config():
     return build_config(schema, values, {"pretrained": "true"})
 
 
+def _register(name: str) -> tuple[str, nn.Module]:
+    """Logs a (random) MNIST autoencoder's encoder as ``name``, alias ``smoke``."""
+    torch.manual_seed(0)
+    trained = build_model("mnist_ae", ModelSpec(4, (1, 28, 28), "denoising")).eval()
+    with tracked_run("register") as tracker:
+        uri = tracker.log_encoder_model(trained, torch.rand(2, 1, 28, 28), name)
+        tracker.client.set_registered_model_alias(name, "smoke", uri.rsplit("/", 1)[1])
+    return uri, trained
+
+
 def test_reuse_loads_the_profile_s_registered_encoder_strictly(mlflow_store) -> None:
     plugin, config = get_dataset("mnist"), _config()
     name = encoder_name(plugin, config)
@@ -29,11 +45,7 @@ def test_reuse_loads_the_profile_s_registered_encoder_strictly(mlflow_store) -> 
         tracker.set_tags({"lfxai.profile": "smoke"})
         with pytest.raises(ConfigError, match=rf"no registered encoder {name}@smoke.*"):
             reuse_encoder(tracker, plugin, config, EncoderMnist(4))
-    torch.manual_seed(0)
-    trained = EncoderMnist(4).eval()
-    with tracked_run("register") as tracker:
-        uri = tracker.log_model(trained, "encoder", torch.zeros(1, 1, 28, 28), name)
-        tracker.client.set_registered_model_alias(name, "smoke", uri.rsplit("/", 1)[1])
+    uri, trained = _register(name)
     with tracked_run("reuse") as tracker:
         tracker.set_tags({"lfxai.profile": "smoke"})
         fresh = EncoderMnist(4).eval()
@@ -41,7 +53,42 @@ def test_reuse_loads_the_profile_s_registered_encoder_strictly(mlflow_store) -> 
         assert tracker.tags()["lfxai.pretrained"] == uri
         x = torch.rand(3, 1, 28, 28)
         with torch.no_grad():
-            torch.testing.assert_close(fresh(x), trained(x), rtol=0, atol=0)
+            torch.testing.assert_close(fresh(x), trained.encoder(x), rtol=0, atol=0)
         # Another architecture under the same name: refused, naming what does not fit.
         with pytest.raises(ConfigError, match=r"does not fit Sequential: missing keys"):
             reuse_encoder(tracker, plugin, config, nn.Sequential(nn.Linear(2, 2)))
+
+
+class _Marker:
+    """Unpickling it writes a file: what a hostile state file in the store would do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.write_text, (self.path, "ran"))
+
+
+def test_reuse_refuses_a_tampered_or_pickled_version(mlflow_store, tmp_path) -> None:
+    plugin, config = get_dataset("mnist"), _config()
+    name = encoder_name(plugin, config)
+    uri, _ = _register(name)
+    (state,) = Path(mlflow_store.removeprefix("sqlite:///")).parent.rglob(STATE_FILE)
+    marker = tmp_path / "marker"
+    torch.save({"encoder_cnn.0.weight": _Marker(marker)}, state)
+    with tracked_run("tampered") as tracker:
+        tracker.set_tags({"lfxai.profile": "smoke"})
+        with pytest.raises(ConfigError, match=rf"pretrained=true: {uri}: .*refused unread"):
+            reuse_encoder(tracker, plugin, config, EncoderMnist(4))
+    assert not marker.exists()
+    # A version logged the old way (a pickled module) under the same alias: never unpickled.
+    with tracked_run("pickled"):
+        mlflow.pytorch.log_model(
+            EncoderMnist(4), name="encoder", serialization_format="pickle",
+            registered_model_name=name,
+        )  # fmt: skip
+    MlflowClient().set_registered_model_alias(name, "smoke", "2")
+    with tracked_run("reuse") as tracker:
+        tracker.set_tags({"lfxai.profile": "smoke"})
+        with pytest.raises(ConfigError, match=r"/2 has no .*rerun the .* pretrained=false"):
+            reuse_encoder(tracker, plugin, config, EncoderMnist(4))
