@@ -19,7 +19,6 @@ import os
 import signal
 import tempfile
 import threading
-import urllib.parse
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,7 +38,6 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from lfxai.config import ConfigError, to_flat_dict
-from lfxai.redact import has_secret, redact
 from lfxai.models.stored import (
     RECIPE_FILE,
     STATE_FILE,
@@ -47,6 +45,7 @@ from lfxai.models.stored import (
     load_encoder_files,
     write_encoder_files,
 )
+from lfxai.redact import has_secret, redact
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 _MAX_BATCH = 1000  # MLflow's log_batch limit on metrics per call
@@ -941,15 +940,6 @@ def init_store(uri: str | None = None) -> str:
         client.search_experiments(max_results=1)  # creates / migrates the tables
         client.search_registered_models(max_results=1)
     return uri
-
-
-def shown_uri(uri: str) -> str:
-    """A store URI without the password it may carry (for reports and logs)."""
-    parts = urllib.parse.urlsplit(uri)
-    if parts.password is None:
-        return uri
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 # -- loading a logged encoder ---------------------------------------------------------------

@@ -19,6 +19,7 @@ import traceback
 from pathlib import Path
 
 from lfxai.config import PROFILES, ConfigError
+from lfxai.redact import redact
 from lfxai.report.build import Report, build
 from lfxai.report.collect import check_profile
 from lfxai.tracking import (
@@ -26,7 +27,6 @@ from lfxai.tracking import (
     StoreReader,
     Tracker,
     run_location,
-    shown_uri,
     sqlite_path,
     tracked_run,
     tracking_uri,
@@ -60,7 +60,7 @@ def check_store(uri: str) -> None:
     path = sqlite_path(uri)
     if path is not None and not path.is_file():
         raise ConfigError(
-            f"no MLflow store at {path.absolute()} (MLFLOW_TRACKING_URI={shown_uri(uri)}); "
+            f"no MLflow store at {path.absolute()} (MLFLOW_TRACKING_URI={redact(uri)}); "
             "point MLFLOW_TRACKING_URI at the store of the runs"
         )
 

@@ -29,13 +29,14 @@ from lfxai.metrics.verdicts import (
 from lfxai.metrics.verdicts import evidence_text as claim_evidence
 from lfxai.plotting.style import report_style
 from lfxai.plugins import get_dataset
+from lfxai.redact import redact
 from lfxai.report import reference
 from lfxai.report.collect import Entry, select, wall_seconds
 from lfxai.report.costs import duration, measure
 from lfxai.report.document import Bullets, Document, Figure, Heading, Paragraph, Table
 from lfxai.report.results import RunResult, read_result
 from lfxai.report.sections import SECTIONS
-from lfxai.tracking import StoreReader, shown_uri
+from lfxai.tracking import StoreReader
 
 PROFILE_NOTES = {
     "quick": "minutes on a 2-core CPU: fewer epochs and examples than the paper",
@@ -249,7 +250,7 @@ def build(reader: StoreReader, profile: str, run_ids: list[str] | None = None) -
     document.add(
         Paragraph(
             f"Generated {generated} by lfxai {__version__} from the store "
-            f"`{shown_uri(reader.uri)}`: for every experiment of the suite, the newest finished "
+            f"`{redact(reader.uri)}`: for every experiment of the suite, the newest finished "
             "run of the profile with the profile's settings (or, without one, at the profile's "
             "scale with the differences stated), and the other runs of its settings."
         )

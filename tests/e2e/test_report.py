@@ -10,6 +10,7 @@ headless Chromium, and be logged as a run of the experiment ``report`` that name
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,9 +40,23 @@ TITLES = {
 
 
 @pytest.fixture(scope="module")
-def smoke_runs(tracking_server, data_dir) -> tuple[str, dict[str, str]]:
+def signed_in(tracking_server):
+    """The server's worker credentials, also in this process's environment (MLflow's client
+    reads them there) while the module's tests run."""
+    saved = {key: os.environ.get(key) for key in tracking_server.credentials}
+    os.environ.update(tracking_server.credentials)
+    yield tracking_server.credentials
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tracking_server, signed_in, data_dir) -> tuple[str, dict[str, str]]:
     """The server's URI and ``{<dataset>-<experiment>: run id}`` of the finished smoke runs."""
-    uri, _ = tracking_server
+    uri = tracking_server.uri
     mlflow_bin = str(Path(sys.executable).parent / "mlflow")
     workers = {}
     try:
@@ -54,7 +69,7 @@ def smoke_runs(tracking_server, data_dir) -> tuple[str, dict[str, str]]:
             workers[name] = subprocess.Popen(
                 command,
                 cwd=REPO,
-                env=venv_env(uri),
+                env={**venv_env(uri), **signed_in},
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
@@ -78,12 +93,13 @@ def smoke_runs(tracking_server, data_dir) -> tuple[str, dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def report(smoke_runs, tmp_path_factory) -> tuple[str, dict[str, str], Path, object]:
+def report(smoke_runs, signed_in, tmp_path_factory) -> tuple[str, dict[str, str], Path, object]:
     """`mlflow run . -e report -P profile=smoke -P out=<folder>`: the server, the sources,
     the report's folder and its run."""
     uri, runs = smoke_runs
     out = tmp_path_factory.mktemp("report")
-    done = mlflow_run("report", {"profile": "smoke", "out": str(out)}, uri, timeout=600)
+    params = {"profile": "smoke", "out": str(out)}
+    done = mlflow_run("report", params, uri, env=signed_in, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("report")
