@@ -27,10 +27,15 @@ from lfxai.metrics.claims import (
 from lfxai.models.autoencoder import TrainableModel, load_state_strict
 from lfxai.models.pretext import PRETEXTS
 from lfxai.plugins import DatasetPlugin, Splits
-from lfxai.tracking import EncoderRefused, Tracker
+from lfxai.tracking import (
+    DATA_DIGEST_TAG,
+    ENCODER_URI_TAG,
+    EncoderRefused,
+    Tracker,
+    registered_name,
+)
 from lfxai.training import FitResult, fit, get_device
 
-DATA_DIGEST_TAG = "lfxai.data_digest"  # digest of the training data (see log_data_inputs)
 CLAIMS_EVIDENCE = "claims_evidence.npz"  # the values the claims are tested on (log_claims)
 
 
@@ -224,7 +229,7 @@ def reuse_encoder(
         load_state_strict(encoder, loaded.state_dict(), uri)
     except ValueError as error:
         raise ConfigError(f"pretrained=true: {error}") from None
-    tracker.set_tags({"lfxai.pretrained": uri, "lfxai.encoder_uri": uri})
+    tracker.set_tags({"lfxai.pretrained": uri, ENCODER_URI_TAG: uri})
     return uri
 
 
@@ -233,16 +238,10 @@ def scratch_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="lfxai-"))
 
 
-def registered_name(dataset: str, model: str) -> str:
-    """Model Registry name, e.g. ``lfxai-mnist-denoising-ae-d4``."""
-    return f"lfxai-{dataset}-{model}"
-
-
 def encoder_name(dataset: DatasetPlugin, config: AutoencoderConfig) -> str:
     """The registered model of an encoder: one per (data set, pretext, latent size), e.g.
     ``lfxai-mnist-denoising-ae-d4`` or ``lfxai-ecg5000-reconstruction-ae-d64``."""
-    label = dataset.model_label(config.pretext).lower().replace(" ", "-")
-    return registered_name(dataset.name, f"{label}-d{config.dim_latent}")
+    return registered_name(dataset.name, dataset.model_label(config.pretext), config.dim_latent)
 
 
 def log_encoder(
@@ -253,13 +252,12 @@ def log_encoder(
     example: torch.Tensor,
     test_loss: float,
 ) -> str:
-    """Logs the trained model's encoder (:meth:`Tracker.log_encoder_model`); with
-    ``register_model``, registers and describes it.
+    """Logs the trained model's encoder; with ``register_model``, registers and describes it
+    (:meth:`Tracker.register_encoder`).
 
-    The version gets a description (experiment, profile, run, test loss, data digest), tags
-    and the alias of its profile (``@paper``, ``@quick``, ``@smoke``), moved from the previous
-    version of that profile: ``models:/lfxai-mnist-denoising-ae-d4@paper`` is the newest
-    paper-profile encoder.
+    The version gets the alias of its profile (``@paper``, ``@quick``, ``@smoke``), moved
+    from the previous version of that profile: ``models:/lfxai-mnist-denoising-ae-d4@paper``
+    is the newest paper-profile encoder.
 
     Args:
         example: a batch of inputs; its first two are the logged input example.
@@ -269,42 +267,22 @@ def log_encoder(
         The model URI, also the run's tag ``lfxai.encoder_uri``.
     """
     name = encoder_name(dataset, config) if config.register_model else None
-    uri = tracker.log_encoder_model(model, example, registered_model_name=name)
-    tracker.set_tags({"lfxai.encoder_uri": uri})
-    if name is None or not uri.startswith(f"models:/{name}/"):
-        return uri
-    tags = tracker.tags()
-    experiment, profile = tags.get("lfxai.experiment", "?"), tags.get("lfxai.profile", "?")
-    digest = tags.get(DATA_DIGEST_TAG, "?")
-    shape = "x".join(str(n) for n in example.shape[1:])
-    model_description = (
+    shape = ", ".join(str(n) for n in example.shape[1:])
+    about = (
         f"Encoder of the {dataset.title} {dataset.model_label(config.pretext)} with a "
         f"{config.dim_latent}-dimensional latent space, trained by lfxai's experiments: inputs "
-        f"(N, {shape.replace('x', ', ')}) to codes (N, {config.dim_latent}). A plain "
-        "torch.nn.Module: `lfxai.load_encoder('models:/"
-        f"{name}@paper')` loads the newest version of the paper profile (aliases @paper, "
-        "@quick, @smoke); each version says which run, settings and data made it."
+        f"(N, {shape}) to codes (N, {config.dim_latent}). A plain torch.nn.Module: "
+        f"`lfxai.load_encoder('models:/{name}@paper')` loads the newest version of the paper "
+        "profile (aliases @paper, @quick, @smoke); each version says which run, settings and "
+        "data made it."
     )
-    version_description = (
-        f"{experiment} ({profile} profile), run '{tags.get('mlflow.runName', tracker.run_id)}' "
-        f"({tracker.run_id}). Test loss {test_loss:.6g}; trained on {dataset.name} split "
-        f"'{config.split}', data digest {digest}; n_epochs={config.n_epochs}, "
-        f"seed={config.seed}."
+    details = (
+        f"trained on {dataset.name} split '{config.split}', n_epochs={config.n_epochs}, "
+        f"seed={config.seed}"
     )
-    version_tags = {
-        "lfxai.dataset": dataset.name,
-        "lfxai.experiment": experiment,
-        "lfxai.profile": profile,
-        "lfxai.pretext": config.pretext,
-        "lfxai.dim_latent": config.dim_latent,
-        "lfxai.run_name": tags.get("mlflow.runName", ""),
-        "lfxai.data_digest": digest,
-        "test_loss": f"{test_loss:.6g}",
-    }
-    version = uri.rsplit("/", 1)[1]
-    tracker.annotate_model_version(
-        name, version, model_description, version_description, version_tags, alias=profile
-    )
+    tags = {"lfxai.pretext": config.pretext, "lfxai.dim_latent": config.dim_latent}
+    uri = tracker.register_encoder(model, example, name, test_loss, about, details, tags)
+    tracker.set_tags({ENCODER_URI_TAG: uri})
     return uri
 
 

@@ -133,7 +133,7 @@ class SweepObjective:
                     raise
         except optuna.TrialPruned:
             if run_id is not None:  # ended FAILED by the block; pruning is a stop, not a fault
-                self.parent.client.set_terminated(run_id, "KILLED")
+                Tracker(run_id).end_as("KILLED")
             raise
         except Stopped:
             # Interrupted, not failed: fail it now and queue the retry a resume runs first.
@@ -168,12 +168,7 @@ class SweepObjective:
 
     def _close_lost_run(self, study_name: str, lost: int, number: int) -> None:
         """Ends the run of the trial this one retries (its worker died: RUNNING forever)."""
-        experiment = self.parent.client.get_run(self.parent.run_id).info.experiment_id
-        runs = self.parent.client.search_runs(
-            [experiment],
-            f"tags.`{STUDY_TAG}` = '{study_name}' and tags.`{TRIAL_TAG}` = '{lost}'",
-        )
-        for run in runs:
+        for run in self.parent.find_runs({STUDY_TAG: study_name, TRIAL_TAG: lost}):
             reason = f"its worker stopped (no heartbeat); retried as trial {number}"
             if run.info.status == "RUNNING":
                 terminate_run(run.info.run_id, "KILLED", {STOPPED_TAG: reason})
