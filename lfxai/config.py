@@ -182,6 +182,37 @@ def build_config(
     return config
 
 
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """A command's settings, resolved once, and how they differ from its profile's.
+
+    Attributes:
+        config: the validated settings.
+        given: the overrides as passed (those equal to :data:`KEEP` left out).
+        changed: ``{setting: (this run's value, the profile's value)}`` for the given
+            settings whose value differs from the profile's, in the schema's order.
+    """
+
+    config: BaseConfig
+    given: dict[str, str]
+    changed: dict[str, tuple[Any, Any]]
+
+
+def resolve(
+    schema: type[BaseConfig], values: dict[str, Any], overrides: dict[str, str]
+) -> Resolved:
+    """:func:`build_config` once, with what the overrides changed (see :class:`Resolved`)."""
+    config = build_config(schema, values, overrides)
+    given = {k: v for k, v in overrides.items() if v != KEEP}
+    changed = {}
+    for key, ours in dataclasses.asdict(config).items():
+        theirs = values.get(key)
+        theirs = tuple(theirs) if isinstance(theirs, list) else theirs
+        if key in given and ours != theirs:
+            changed[key] = (ours, theirs)
+    return Resolved(config, given, changed)
+
+
 def setting_differences(config: BaseConfig, logged: dict[str, str]) -> list[str]:
     """How ``config`` differs from settings logged as strings (:func:`to_flat_dict`).
 

@@ -11,8 +11,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from lfxai import tracking
+from lfxai.cli.experiment import main
 from lfxai.config import ConfigError
-from lfxai.experiments.runner import main
 from lfxai.tracking import (
     HEARTBEAT_TAG,
     MOVED_TO_TAG,

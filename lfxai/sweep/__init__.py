@@ -9,5 +9,5 @@ workers (threads, processes or machines) cooperate on it.
 Modules: :mod:`~lfxai.sweep.settings` (what a user sets, validated),
 :mod:`~lfxai.sweep.study` (storage, sampler, pruner, resuming), :mod:`~lfxai.sweep.objective`
 (one trial), :mod:`~lfxai.sweep.report` (tables, figures, claims of the parent run) and
-:mod:`~lfxai.sweep.runner` (the command line and the workers).
+:mod:`~lfxai.sweep.workers` (the worker threads); the command line is :mod:`lfxai.cli.sweep`.
 """

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from lfxai.config import KEEP, ConfigError, build_config, check_choices, load_profile
+from lfxai.config import KEEP, ConfigError, Resolved, check_choices, load_profile, resolve
 from lfxai.redact import has_secret, redact
 
 OBJECTIVES = ("pareto", "correlation")
@@ -202,14 +202,21 @@ def split_overrides(
     return ours, theirs
 
 
-def load_sweep_config(
+def resolve_sweep_config(
     dataset: str, profile: str, overrides: dict[str, str] | None = None
-) -> SweepConfig:
-    """The validated settings of a sweep of ``dataset`` in ``profile`` with ``overrides``."""
+) -> Resolved:
+    """The validated settings of a sweep of ``dataset`` in ``profile`` with ``overrides``,
+    and what the overrides changed."""
     values = load_profile(SWEEP_CONFIG, dataset, profile)
     values["dataset"] = dataset
     overrides = {k: v for k, v in (overrides or {}).items() if v != KEEP}
     if "dataset" in overrides:
         raise ConfigError("dataset is chosen with --dataset, not as a setting override")
-    config = build_config(SweepConfig, values, overrides)  # type: ignore[arg-type]
-    return typing.cast(SweepConfig, config)
+    return resolve(SweepConfig, values, overrides)  # type: ignore[arg-type]
+
+
+def load_sweep_config(
+    dataset: str, profile: str, overrides: dict[str, str] | None = None
+) -> SweepConfig:
+    """The validated settings of a sweep of ``dataset`` in ``profile`` with ``overrides``."""
+    return typing.cast(SweepConfig, resolve_sweep_config(dataset, profile, overrides).config)

@@ -15,10 +15,11 @@ import mlflow
 import numpy as np
 import pytest
 
+from lfxai.cli.experiment import main
+from lfxai.cli.launch import EXIT_BAD_INPUT
 from lfxai.config import ConfigError
 from lfxai.data import dsprites, ecg5000, mnist
 from lfxai.data import provision as prov
-from lfxai.experiments.runner import EXIT_BAD_INPUT, main
 from lfxai.plugins import get_dataset
 
 SMALL = (1, 5, 8, 4, 4)

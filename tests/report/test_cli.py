@@ -1,11 +1,11 @@
-"""`python -m lfxai.report` and the MLproject's `report` entry point."""
+"""`python -m entrypoints.report` and the MLproject's `report` entry point."""
 
 from __future__ import annotations
 
 from mlflow.projects._project_spec import load_project
 from mlflow.tracking import MlflowClient
 
-from lfxai.report.__main__ import EXIT_BAD_INPUT, main
+from lfxai.cli.report import EXIT_BAD_INPUT, main
 from tests.helpers import REPO
 from tests.report.conftest import feature_evidence, feature_table
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from lfxai.config import BaseConfig
-from lfxai.sweep.runner import TrialBackend
+from lfxai.sweep.workers import TrialBackend
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_PROFILE = {

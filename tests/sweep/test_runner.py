@@ -10,6 +10,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from lfxai.cli.sweep import main
 from lfxai.sweep.objective import (
     PRUNED_TAG,
     RETRIED_AS_TAG,
@@ -18,7 +19,6 @@ from lfxai.sweep.objective import (
     STUDY_TAG,
     TRIAL_TAG,
 )
-from lfxai.sweep.runner import main
 from lfxai.sweep.settings import load_sweep_config
 from lfxai.sweep.study import make_storage
 from lfxai.tracking import STOPPED_TAG, Stopped

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from lfxai.config import PROFILES, ConfigError
-from lfxai.sweep.runner import resolve
 from lfxai.sweep.settings import check_choices_of, load_sweep_config, split_overrides
 from lfxai.sweep.study import default_storage
+from lfxai.sweep.workers import resolve
 from tests.sweep.fakes import FakeConfig, fake_backend
 
 LOSSES = ("beta_vae", "beta_tc_vae")
@@ -73,8 +73,10 @@ def test_overrides_go_to_the_sweep_or_the_trials_or_are_refused():
 
 def test_resolve_checks_dataset_profile_and_trial_settings(sweep_env):
     backend = fake_backend()
-    config, base = resolve("mnist", "smoke", {"n_trials": "2", "n_epochs": "5"}, backend)
+    settings = resolve("mnist", "smoke", {"n_trials": "2", "n_epochs": "5"}, backend)
+    config, base = settings.config, settings.base
     assert (config.dataset, base.n_epochs, base.seed) == ("mnist", 5, config.seed)
+    assert settings.changed == {"n_trials": (2, None), "n_epochs": (5, 2)}  # the smoke profile
     with pytest.raises(ConfigError, match=r"unknown dataset 'ecg5000' for a sweep; valid"):
         resolve("ecg5000", "smoke", {"n_trials": "2"}, backend)
     with pytest.raises(ConfigError, match=r"unknown profile 'huge'; valid choices"):
