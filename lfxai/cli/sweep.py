@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import multiprocessing
 import os
 import sys
 import time
@@ -27,17 +28,24 @@ from typing import Any
 import optuna
 
 from lfxai import __version__
-from lfxai.cli.launch import end_dead_runs, launch, parse_overrides, placed_run
+from lfxai.cli.launch import end_dead_runs, launch, parse_overrides, placed_run, stop_signals
 from lfxai.cli.naming import Request, describe, run_name
 from lfxai.config import PROFILES, to_flat_dict
 from lfxai.plugins import get_dataset
 from lfxai.redact import redact
-from lfxai.sweep.objective import ERROR_ATTR, PARENT_ATTR, STUDY_TAG, StopFlag, SweepObjective
+from lfxai.sweep.backend import DisvaeBackend, TrialBackend
+from lfxai.sweep.objective import ERROR_ATTR, PARENT_ATTR, STUDY_TAG, SweepObjective
+from lfxai.sweep.optimize import SweepJob, optimize, run_share, trial_shares
 from lfxai.sweep.report import log_report
-from lfxai.sweep.settings import SAMPLED_KEYS, CredentialRefused, SweepConfig, sweep_datasets
-from lfxai.sweep.study import make_storage, open_study, storage_url, worker_studies
-from lfxai.sweep.workers import TrialBackend, disvae_backend, resolve, run_workers
-from lfxai.tracking import Tracker, experiment_name, tracking_uri
+from lfxai.sweep.settings import (
+    SAMPLED_KEYS,
+    CredentialRefused,
+    SweepConfig,
+    resolve_sweep,
+    sweep_datasets,
+)
+from lfxai.sweep.study import make_storage, open_study, storage_url
+from lfxai.tracking import Stopped, Tracker, experiment_name, tracking_uri
 
 EXPERIMENT = "sweep"  # the parent runs' lfxai.experiment tag and MLflow experiment suffix
 STORAGE_TAG = "lfxai.storage"
@@ -97,12 +105,11 @@ def _execute(
     overrides: dict[str, str],
     tracker: Tracker,
     backend: TrialBackend,
-    stop: StopFlag,
     launched_run: str | None = None,
 ) -> dict[str, Any]:
     dataset = request.declared["dataset"]
     try:
-        settings = resolve(dataset, request.profile, overrides, backend)
+        settings = resolve_sweep(dataset, request.profile, overrides, backend)
     except CredentialRefused as error:
         if launched_run and "storage" in overrides:  # a -P value: `mlflow run` logged it
             raise CredentialRefused(f"{error}{_logged_by_mlflow_run(launched_run)}") from None
@@ -138,11 +145,10 @@ def _execute(
     tracker.set_description(_describe(request, config, given, changed, redact(url), number))
     plugin = get_dataset(dataset)
     splits = backend.load_splits(plugin, base, tracker)
-    objective = SweepObjective(
-        config, plugin, base, tracker, splits, backend.train, backend.make_trial, stop
-    )
+    objective = SweepObjective(config, plugin, base, tracker, splits, backend)
+    job = SweepJob(config, request.profile, base, backend, tracker.run_id, url, comparable)
     start = time.perf_counter()
-    run_workers(worker_studies(study, config, config.n_jobs), objective, config, stop)
+    _run_workers(job, study, objective)
     seconds = time.perf_counter() - start
     title = f"{plugin.title} sweep `{name}` ({config.objective})"
     summary = log_report(tracker, study, config, title)
@@ -187,7 +193,54 @@ def main(argv: list[str] | None = None, backend: TrialBackend | None = None) -> 
     def work() -> None:
         overrides = {**parse_overrides(extra), "n_trials": args.n_trials}
         with placed_run(location, f"{args.profile} · sweep") as tracker:
-            trials = backend or disvae_backend()
-            _execute(request, overrides, tracker, trials, StopFlag(), launched_run)
+            _execute(request, overrides, tracker, backend or DisvaeBackend(), launched_run)
 
     return launch(work, launched_run, launcher=launched_run)
+
+
+def _run_workers(job: SweepJob, study: optuna.Study, objective: SweepObjective) -> None:
+    """Runs this invocation's trials: a share here, the others' in worker processes.
+
+    On a stop signal the workers get it too (each ends its trial's run KILLED and queues the
+    trial again) and this process waits for them before it ends its own runs.
+
+    Raises:
+        RuntimeError: a worker process failed outside its trials (its output says why).
+    """
+    here, *theirs = trial_shares(job.config.n_trials, job.config.n_jobs)
+    # Spawned, not forked: torch is not fork-safe once its thread pools run.
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_worker, args=(job, share), name=f"lfxai-sweep-worker-{i}")
+        for i, share in enumerate(theirs, start=1)
+        if share > 0
+    ]
+    try:
+        for worker in workers:
+            worker.start()
+        optimize(study, objective, here)
+        for worker in workers:
+            worker.join()
+    except Stopped as stop:
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, stop.signum)
+        for worker in workers:
+            if worker.pid is not None:
+                worker.join()
+        raise
+    failed = [w for w in workers if w.exitcode != 0]
+    if failed:
+        raise RuntimeError(
+            f"sweep worker {failed[0].name} exited with {failed[0].exitcode} (its output above "
+            "says why); its finished trials are in the study"
+        )
+
+
+def _worker(job: SweepJob, n_trials: int) -> None:
+    """A worker process: its share of the trials, stopped like its parent (and with it)."""
+    with stop_signals(follow_parent=True):
+        try:
+            run_share(job, n_trials)
+        except Stopped as stop:
+            sys.exit(stop.exit_code)

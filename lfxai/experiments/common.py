@@ -61,19 +61,24 @@ class AutoencoderConfig(BaseConfig):
             raise ConfigError(f"patience must be >= 0, got {self.patience}")
 
 
-def load_splits(dataset: DatasetPlugin, config: AutoencoderConfig, tracker: Tracker) -> Splits:
+def load_splits(
+    dataset: DatasetPlugin, config: AutoencoderConfig, tracker: Tracker | None
+) -> Splits:
     """The experiment's splits; their sizes and the device are logged as params, the splits
     themselves as the run's dataset inputs (see :func:`log_data_inputs`).
 
     The data set's files are checked first (:meth:`DatasetPlugin.provision`): the tag
     ``lfxai.data_source`` says where they came from and ``lfxai.data_repaired`` names any file
-    that failed its checksum and was replaced.
+    that failed its checksum and was replaced. Without a ``tracker`` (a sweep's worker
+    process, whose parent run logged the same splits) nothing is logged.
     """
     provisioned = dataset.provision(config.data_dir)
+    splits = dataset.load(config.data_dir, config.split, config.seed, config.n_train, config.n_test)
+    if tracker is None:
+        return splits
     tracker.set_tags({"lfxai.data_source": provisioned.source})
     if provisioned.repaired:
         tracker.set_tags({"lfxai.data_repaired": "\n".join(provisioned.repaired)})
-    splits = dataset.load(config.data_dir, config.split, config.seed, config.n_train, config.n_test)
     tracker.log_params(
         {
             "n_train_used": len(splits.train),

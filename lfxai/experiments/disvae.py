@@ -97,8 +97,10 @@ class VaeTrial:
         return f"{self.loss}-beta{self.beta:g}-run{self.run}"
 
 
-def load_vae_splits(dataset: DatasetPlugin, config: DisvaeConfig, tracker: Tracker) -> Splits:
-    """The splits every trial trains on, loaded once (logged as the run's data inputs).
+def load_vae_splits(
+    dataset: DatasetPlugin, config: DisvaeConfig, tracker: Tracker | None
+) -> Splits:
+    """The splits every trial trains on, loaded once (logged as ``tracker``'s run's inputs).
 
     The explained split is cut to ``n_explained`` examples here.
 

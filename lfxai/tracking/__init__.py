@@ -12,6 +12,7 @@
 - :mod:`~lfxai.tracking.store`: the store (created once, under a lock) and where runs go.
 - :mod:`~lfxai.tracking.reader`: runs read back for the report.
 - :mod:`~lfxai.tracking.tags`: the names of our tags.
+- :mod:`~lfxai.tracking.compat`: every private MLflow / Optuna API we use, each with why.
 """
 
 from lfxai.models.stored import EncoderRefused
