@@ -225,7 +225,7 @@ def provision_cifar10(root: str | Path, download: bool = True) -> Provisioned:
             tried = f"torchvision download of {ARCHIVE_URL} ({failure_reason(error)})"
     raise DataUnavailable(
         f"CIFAR-10 is not available under {folder}: {problems_line(problems)}; tried: {tried}; "
-        "there is no offline source; to fix: be online and rerun (`python -m lfxai.data "
+        "there is no offline source; to fix: be online and rerun (`python -m lfxai "
         f"provision cifar10 --data_dir {Path(root).parent}`), or download {ARCHIVE_URL} "
         f"elsewhere and extract its {BASE_FOLDER}/ folder into {Path(root)} (each file must "
         "match torchvision's md5: torchvision.datasets.CIFAR10.train_list/test_list/meta)"

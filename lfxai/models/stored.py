@@ -30,7 +30,8 @@ from torch import nn
 from lfxai import __version__
 from lfxai.models.autoencoder import TrainableModel, load_state_strict
 from lfxai.models.pretext import PRETEXTS
-from lfxai.models.registry import MODELS, ModelRecipe, ModelSpec, build_model
+from lfxai.models.registry import MODELS, build_model
+from lfxai.models.spec import ModelRecipe, ModelSpec
 
 RECIPE_FILE = "lfxai-encoder.json"
 STATE_FILE = "lfxai-encoder-state.pt"

@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from lfxai.models.autoencoder import TrainableModel
-from lfxai.models.registry import ModelRecipe, ModelSpec
 
 VAE_LOSSES = ("beta_vae", "beta_tc_vae")
 SIDES = (32, 64)  # the architecture's input sides: 3 conv layers for 32, 4 for 64
@@ -273,7 +272,7 @@ def burgess_vae(
     check_vae_loss(loss)
     if dim_latent < 1:
         raise ValueError(f"dim_latent must be positive, got {dim_latent}")
-    model = VAE(
+    return VAE(
         BurgessEncoder(shape, dim_latent),
         BurgessDecoder(shape, dim_latent),
         loss,
@@ -281,6 +280,3 @@ def burgess_vae(
         dataset_size,
         name=name,
     )
-    # The registry key that rebuilds these networks (loss and beta do not change them).
-    model.recipe = ModelRecipe("burgess_vae", ModelSpec(dim_latent, shape, name=name))
-    return model

@@ -276,7 +276,7 @@ def check_data_dir(data_dir: str | Path, dataset: str) -> None:
 
     Only the default ``data`` folder is created on first use: any other ``data_dir`` must exist,
     so that a typo fails instead of silently provisioning a fresh copy somewhere else. To fill
-    a new folder, ask for it: ``python -m lfxai.data provision <dataset> --data_dir <folder>``.
+    a new folder, ask for it: ``python -m lfxai provision <dataset> --data_dir <folder>``.
     """
     path = Path(data_dir)
     if path.is_dir() or (path == DEFAULT_DATA_DIR and not path.exists()):
@@ -285,7 +285,7 @@ def check_data_dir(data_dir: str | Path, dataset: str) -> None:
         raise ConfigError(f"data_dir {str(path)!r} is not a folder")
     raise ConfigError(
         f"data_dir {str(path)!r} does not exist (resolved: {path.absolute()}); fix the path, "
-        f"or provision a new folder explicitly: python -m lfxai.data provision {dataset} "
+        f"or provision a new folder explicitly: python -m lfxai provision {dataset} "
         f"--data_dir {path}"
     )
 
