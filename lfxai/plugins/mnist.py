@@ -12,11 +12,11 @@ from lfxai.data.mnist import (
     MNIST_SHA256,
     TEST_LABEL_COUNTS,
     TRAIN_LABEL_COUNTS,
-    mnist_resized_split,
     mnist_split,
     provision_mnist,
     raw_dir,
 )
+from lfxai.data.mnist_resized import mnist_resized_split
 from lfxai.data.provision import Provisioned
 from lfxai.data.splits import Split
 from lfxai.plotting.curves import image_grid
