@@ -52,6 +52,7 @@ FIT_LOSS_REL, FIT_WEIGHT_REL = 1e-2, 5e-2
 
 
 def environment(cuda: bool, why_not: str) -> Outcome:
+    """Versions, the GPU and its numerics settings (or why there is none)."""
     parts = [f"torch {torch.__version__}", f"CUDA {torch.version.cuda}"]
     if not cuda:
         return "PASS", ", ".join(parts) + f"; no CUDA ({why_not}): CPU checks only"
@@ -68,6 +69,7 @@ def environment(cuda: bool, why_not: str) -> Outcome:
 
 
 def fit_repeat(state: Trained, device: torch.device) -> Outcome:
+    """Two fits with one seed on ``device``: bitwise the same weights, CPU checkpoints."""
     runs = []
     for i in range(2):
         model, result = train(mnist_model, state.data, device, state.folder / f"mnist{i}")
@@ -86,6 +88,7 @@ def fit_repeat(state: Trained, device: torch.device) -> Outcome:
 
 
 def fit_cross_device(state: Trained) -> Outcome:
+    """A fit on CUDA against one on the CPU: losses and weights within tolerance."""
     # No pretext noise: CUDA and the CPU draw different random numbers for one seed.
     results, weights = [], []
     for device in (torch.device("cuda"), CPU):
@@ -106,6 +109,7 @@ def fit_cross_device(state: Trained) -> Outcome:
 
 
 def feature_method(state: Trained, name: str, cuda: bool) -> Outcome:
+    """One label-free feature method on the devices (:func:`compare`)."""
     x = state.data[1].x[: 2 * state.sizes.n_test]
     runs = []
     for device in devices(cuda):
@@ -140,6 +144,7 @@ def explainer_options(key: str, sizes: Sizes) -> tuple[str, dict]:
 
 
 def explain(model, key: str, sizes: Sizes, x_train, x_test, device, loss_f=None) -> torch.Tensor:
+    """The scores of one example explainer (:data:`EXPLAINERS`) on ``device``."""
     name, options = explainer_options(key, sizes)
     if name == "InfluenceFunctions":
         options["hvp_batch_size"] = len(x_train)  # LiSSA's resampled batches
@@ -149,6 +154,7 @@ def explain(model, key: str, sizes: Sizes, x_train, x_test, device, loss_f=None)
 
 
 def example_method(state: Trained, key: str, cuda: bool) -> Outcome:
+    """One example explainer on the devices (:func:`compare`)."""
     (train_split, test_split), sizes = state.data, state.sizes
     x_train, x_test = train_split.x[: sizes.n_train], test_split.x[: sizes.n_test]
     model = state.models["mnist"]
@@ -157,6 +163,7 @@ def example_method(state: Trained, key: str, cuda: bool) -> Outcome:
 
 
 def lstm(state: Trained, device: torch.device, cuda: bool) -> Outcome:
+    """The LSTM autoencoder: trained on ``device``, TracIn and influence finite and compared."""
     n, length = state.sizes.lstm_train, state.sizes.lstm_length
     sizes = replace(
         state.sizes,
@@ -221,6 +228,7 @@ def _sync(device: torch.device) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs every check, prints one line each and a summary; 1 if any failed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="auto or cuda (GPU checks) or cpu")
     parser.add_argument("--skip-entrypoints", action="store_true")

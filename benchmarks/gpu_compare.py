@@ -30,6 +30,7 @@ class Report:
     statuses: list[str] = field(default_factory=list)
 
     def run(self, name: str, check: Callable[[], Outcome]) -> None:
+        """Runs one check, printing its status, detail and time (a crash is a FAIL)."""
         start = time.perf_counter()
         try:
             status, detail = check()
@@ -42,10 +43,12 @@ class Report:
         )
 
     def skip(self, name: str, why: str) -> None:
+        """Records a skipped check and why."""
         self.run(name, lambda: ("SKIP", why))
 
 
 def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Relative L2 error of ``a`` against ``b``."""
     a, b = torch.as_tensor(a).double().cpu(), torch.as_tensor(b).double().cpu()
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
@@ -60,6 +63,7 @@ def row_spearman(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two tensors are bitwise equal (on the CPU)."""
     return torch.equal(torch.as_tensor(a).cpu(), torch.as_tensor(b).cpu())
 
 

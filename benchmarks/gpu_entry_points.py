@@ -1,5 +1,7 @@
-"""The GPU check's entry-point part: every (dataset, experiment) twice with ``mlflow run``
-on the GPU, final metrics identical (see :mod:`benchmarks.gpu_check`)."""
+"""The GPU check's entry points: every (dataset, experiment) twice on the GPU.
+
+Run with ``mlflow run``, their final metrics must be identical (see :mod:`benchmarks.gpu_check`).
+"""
 
 from __future__ import annotations
 
@@ -63,8 +65,11 @@ def mlflow_run(dataset: str, name: str, folder: Path, args) -> tuple[dict, dict]
 
 
 def is_timing(metric: str) -> bool:
-    """Wall-clock metrics (``time/*``, ``throughput/*``, ``*_seconds``) and system metrics
-    (``system/*``: utilisation, memory) differ between runs."""
+    """Whether a metric differs between runs of the same code: timings and system metrics.
+
+    Wall-clock metrics (``time/*``, ``throughput/*``, ``*_seconds``) and system metrics
+    (``system/*``: utilisation, memory).
+    """
     return metric.startswith(("time/", "throughput/", "system/")) or "second" in metric
 
 
@@ -82,6 +87,7 @@ def same_runs(runs: list[tuple[dict, dict]]) -> Outcome:
 
 
 def check_entry_points(report: Report, args) -> None:
+    """Runs every entry point twice (``args.jobs`` at a time), one report line each."""
     pairs = entry_points()
     folder = Path(tempfile.mkdtemp(prefix="lfxai-gpu-check-"))
     jobs = [(dataset, name, repeat) for dataset, name in pairs for repeat in (0, 1)]

@@ -50,10 +50,12 @@ class LSTMAutoencoder(nn.Module):
         self.lr: float | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Reconstructions ``(N, T, 1)`` of sequences ``(N, T, 1)``."""
         code = self.encoder(x)[:, None, :].repeat(1, x.shape[1], 1)
         return self.readout(self.decoder(code)[0])
 
     def loss(self, x: torch.Tensor, _y: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean L1 reconstruction loss (labels unused)."""
         return self.loss_f(self(x), x)
 
 
@@ -68,6 +70,7 @@ class _LSTMEncoder(nn.Module):
 
 
 def mnist_model(noise: bool = True) -> AutoEncoderMnist:
+    """The MNIST autoencoder (d=4), with Gaussian-noise pretext unless ``noise`` is False."""
     pretext = GaussianNoise() if noise else None
     return AutoEncoderMnist(EncoderMnist(4), DecoderMnist(4), 4, pretext, name="gpu_check")
 
@@ -122,4 +125,5 @@ class Trained:
 
     @property
     def data(self) -> tuple[Split, Split]:
+        """The fit checks' training and test images."""
         return images(self.sizes.n_fit), images(self.sizes.n_fit // 4, seed=1)

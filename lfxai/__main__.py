@@ -1,5 +1,7 @@
-"""``python -m lfxai provision [dataset ...] [--data_dir data]``: the data sets, ahead of the
-experiments (:mod:`lfxai.cli.data`)."""
+"""``python -m lfxai provision [dataset ...] [--data_dir data]``: the data sets, ahead of time.
+
+The command is :mod:`lfxai.cli.data`.
+"""
 
 import sys
 

@@ -132,8 +132,9 @@ def _parse(value: str, annotation: Any, key: str) -> Any:
 
 
 def parse_setting(schema: type[BaseConfig], key: str, value: str) -> Any:
-    """A setting of ``schema`` as logged (a string) parsed into its type, e.g. to compare the
-    settings of two runs (``50`` equals ``50.0``).
+    """A setting of ``schema`` as logged (a string) parsed into its type.
+
+    E.g. to compare the settings of two runs: ``50`` equals ``50.0``.
 
     Raises:
         ConfigError: ``key`` is not a setting of ``schema``, or ``value`` does not parse.
@@ -257,8 +258,11 @@ def to_flat_dict(config: BaseConfig) -> dict[str, str]:
 
 
 def check_device(device: str) -> None:
-    """Raises :class:`ConfigError` unless ``device`` is ``auto``, ``cpu`` or a CUDA device
-    torch can use here (``cuda``, ``cuda:i``), so that a missing GPU fails in validation."""
+    """Raises :class:`ConfigError` unless ``device`` is ``auto``, ``cpu`` or a usable CUDA device.
+
+    A CUDA device (``cuda``, ``cuda:i``) must be one torch can use here, so that a missing GPU fails
+    in validation.
+    """
     if device in ("auto", "cpu"):
         return
     if re.fullmatch(r"cuda(:\d+)?", device) is None:
@@ -278,8 +282,10 @@ def _check_distinct(key: str, values: list[Any]) -> None:
 
 
 def check_choices(key: str, values: typing.Iterable[str], choices: typing.Iterable[str]) -> None:
-    """Raises :class:`ConfigError` if ``values`` is empty, has an entry not in ``choices`` or
-    an entry twice."""
+    """Raises :class:`ConfigError` if ``values`` is empty, lists an unknown entry or one twice.
+
+    Valid entries are those of ``choices``.
+    """
     values, choices = list(values), sorted(choices)
     if not values:
         raise ConfigError(f"{key} must not be empty; valid choices: {choices}")
@@ -290,8 +296,9 @@ def check_choices(key: str, values: typing.Iterable[str], choices: typing.Iterab
 
 
 def check_percentages(key: str, values: typing.Iterable[float]) -> None:
-    """Raises :class:`ConfigError` unless the list is not empty and holds distinct whole
-    percents in (0, 100].
+    """Raises :class:`ConfigError` unless the list holds distinct whole percents in (0, 100].
+
+    An empty list is refused too.
 
     Whole percents, because each curve uses the percentage as its MLflow metric ``step``, an
     integer: 0.4 would become step 0 (the unperturbed point) and 10.4 collide with 10.

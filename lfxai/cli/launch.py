@@ -136,8 +136,9 @@ def launch(
 
 @contextmanager
 def placed_run(experiment: str | None, name: str) -> Iterator[Tracker]:
-    """A run in MLflow experiment ``experiment`` (see :func:`run_location`), FAILED if the
-    block raises; the run `mlflow run` made in ``Default`` is left there as a pointer.
+    """A run in experiment ``experiment`` (:func:`run_location`), FAILED if the block raises.
+
+    The run `mlflow run` made in ``Default`` is left there as a pointer.
 
     Args:
         experiment: where the run goes unless the user chose (None: where MLflow puts it).

@@ -1,5 +1,6 @@
-"""The report's command line: ``python -m entrypoints.report --out report/ [--profile paper]
-[--run_ids a,b] [--log true]``.
+"""The report's command line: ``python -m entrypoints.report --out report/``.
+
+Options: ``--profile paper``, ``--run_ids a,b``, ``--log true``.
 
 Builds the report of the store ``MLFLOW_TRACKING_URI`` names (default ``./mlflow.db``) and
 logs it as a run of the experiment ``report``: its artifacts are the report, its tags list the
@@ -49,8 +50,10 @@ def _flag(name: str, value: str) -> bool:
 
 
 def check_store(uri: str) -> None:
-    """Raises :class:`ConfigError` when a SQLite store does not exist (MLflow would create an
-    empty one and the report would find nothing)."""
+    """Raises :class:`ConfigError` when a SQLite store does not exist.
+
+    MLflow would create an empty one and the report would find nothing.
+    """
     path = sqlite_path(uri)
     if path is not None and not path.is_file():
         raise ConfigError(

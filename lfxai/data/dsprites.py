@@ -132,8 +132,11 @@ def cache_problem(root: Path) -> str | None:
 
 
 def recorded_strides(root: Path) -> tuple[int, ...] | None:
-    """The grid the metadata under ``root`` records (valid or not, the cache was meant to hold
-    it), or None when the metadata is missing, unreadable or names no valid grid."""
+    """The grid the metadata under ``root`` records, or None.
+
+    Valid cache or not, the cache was meant to hold that grid; None when the metadata is missing,
+    unreadable or names no valid grid.
+    """
     meta = _metadata(root)
     if not isinstance(meta, dict):
         return None
@@ -147,8 +150,11 @@ def recorded_strides(root: Path) -> tuple[int, ...] | None:
 
 
 def grid_size(root: str | Path) -> int:
-    """Images of the grid the runs on ``root`` see: the recorded grid (a valid cache, or the
-    one a damaged cache is rebuilt as), else the full grid (what provisioning builds)."""
+    """Images of the grid the runs on ``root`` see.
+
+    The recorded grid (a valid cache, or the one a damaged cache is rebuilt as), else the full grid
+    (what provisioning builds).
+    """
     strides = recorded_strides(Path(root))
     return len(grid_classes(FULL_GRID if strides is None else strides))
 

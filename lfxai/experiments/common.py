@@ -54,6 +54,7 @@ class AutoencoderConfig(BaseConfig):
     register_model: bool
 
     def validate(self) -> None:
+        """Raises :class:`ConfigError` naming the bad value and the valid choices."""
         super().validate()
         check_choices("pretext", [self.pretext], PRETEXTS)
         check_positive(self, "n_train", "n_test")
@@ -64,8 +65,9 @@ class AutoencoderConfig(BaseConfig):
 def load_splits(
     dataset: DatasetPlugin, config: AutoencoderConfig, tracker: Tracker | None
 ) -> Splits:
-    """The experiment's splits; their sizes and the device are logged as params, the splits
-    themselves as the run's dataset inputs (see :func:`log_data_inputs`).
+    """The experiment's splits, logged: sizes and device as params, splits as the run's inputs.
+
+    The splits are logged as the run's dataset inputs by :func:`log_data_inputs`.
 
     The data set's files are checked first (:meth:`DatasetPlugin.provision`): the tag
     ``lfxai.data_source`` says where they came from and ``lfxai.data_repaired`` names any file
@@ -186,10 +188,18 @@ def fit_or_reuse(
     example: torch.Tensor,
     **fit_options,
 ) -> FitResult | None:
-    """Trains ``model`` and logs its encoder (:func:`log_encoder`), or, when the settings say
-    ``pretrained``, loads the registered encoder into ``model.encoder`` instead.
+    """Trains ``model`` and logs its encoder, or reuses the registered one when ``pretrained``.
+
+    Trained: the encoder is logged (:func:`log_encoder`); pretrained: the registered encoder is
+    loaded into ``model.encoder`` instead.
 
     Args:
+        model: a fresh model (:func:`new_model`).
+        dataset: the data set's plugin.
+        config: the settings (``pretrained``, the training, ``register_model``).
+        tracker: the run to log to.
+        train: what the model trains on.
+        test: what early stopping uses.
         example: a batch of inputs; its first two are the logged encoder's input example.
         **fit_options: passed to :func:`tracked_fit` (checkpoints).
 
@@ -209,9 +219,11 @@ def fit_or_reuse(
 def reuse_encoder(
     tracker: Tracker, dataset: DatasetPlugin, config: AutoencoderConfig, encoder: nn.Module
 ) -> str:
-    """Loads the encoder registered for these settings under this run's profile alias
-    (``models:/<encoder_name>@<profile>``) into ``encoder``, strictly (every weight, no extra
-    one, same shapes), and tags the run ``lfxai.pretrained`` with the version loaded.
+    """Loads the encoder registered for these settings into ``encoder``, strictly.
+
+    The version is the one of this run's profile alias (``models:/<encoder_name>@<profile>``);
+    strictly: every weight, no extra one, same shapes. The run is tagged ``lfxai.pretrained`` with
+    the version loaded.
 
     The registered version is loaded without pickle (:func:`lfxai.tracking.load_encoder`).
 
@@ -244,8 +256,10 @@ def scratch_dir() -> Path:
 
 
 def encoder_name(dataset: DatasetPlugin, config: AutoencoderConfig) -> str:
-    """The registered model of an encoder: one per (data set, pretext, latent size), e.g.
-    ``lfxai-mnist-denoising-ae-d4`` or ``lfxai-ecg5000-reconstruction-ae-d64``."""
+    """The registered model of an encoder: one per (data set, pretext, latent size).
+
+    E.g. ``lfxai-mnist-denoising-ae-d4`` or ``lfxai-ecg5000-reconstruction-ae-d64``.
+    """
     return registered_name(dataset.name, dataset.model_label(config.pretext), config.dim_latent)
 
 
@@ -257,14 +271,19 @@ def log_encoder(
     example: torch.Tensor,
     test_loss: float,
 ) -> str:
-    """Logs the trained model's encoder; with ``register_model``, registers and describes it
-    (:meth:`Tracker.register_encoder`).
+    """Logs the trained model's encoder; with ``register_model``, registers and describes it.
+
+    Through :meth:`Tracker.register_encoder`.
 
     The version gets the alias of its profile (``@paper``, ``@quick``, ``@smoke``), moved
     from the previous version of that profile: ``models:/lfxai-mnist-denoising-ae-d4@paper``
     is the newest paper-profile encoder.
 
     Args:
+        tracker: the run to log to (the active run).
+        dataset: the data set's plugin (names, titles).
+        config: the settings (``register_model``, the latent size, the training).
+        model: the trained model.
         example: a batch of inputs; its first two are the logged input example.
         test_loss: the trained model's loss on the test split.
 

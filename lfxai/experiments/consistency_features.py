@@ -48,6 +48,7 @@ class ConsistencyFeaturesConfig(AutoencoderConfig):
     pretrained: bool  # reuse the registered encoder of these settings instead of training
 
     def validate(self) -> None:
+        """Raises :class:`ConfigError` naming the bad value and the valid choices."""
         super().validate()
         check_choices("feature_methods", self.feature_methods, FEATURE_METHODS)
         check_percentages("perturbation_percentages", self.perturbation_percentages)

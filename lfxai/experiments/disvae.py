@@ -1,4 +1,4 @@
-"""Does disentanglement make latent units explain different features? (paper Section 4.3)
+"""Does disentanglement make latent units explain different features (paper Section 4.3)?
 
 Train Burgess VAEs with the beta-VAE and beta-TC-VAE objectives for several beta, explain
 each latent unit of the encoder mean separately with GradientShap
@@ -64,6 +64,7 @@ class DisvaeConfig(BaseConfig):
     register_model: bool
 
     def validate(self) -> None:
+        """Raises :class:`ConfigError` naming the bad value and the valid choices."""
         super().validate()
         check_choices("loss_list", self.loss_list, VAE_LOSSES)
         if not self.beta_list:
@@ -290,8 +291,10 @@ def _unit_saliency(
 
 
 def registered_vae_name(dataset: str, loss: str, dim_latent: int) -> str:
-    """One registered model per (data set, loss, latent size), e.g.
-    ``lfxai-mnist-beta-tc-vae-d3``; beta and run are the versions' tags."""
+    """One registered model per (data set, loss, latent size), e.g. ``lfxai-mnist-beta-tc-vae-d3``.
+
+    Beta and run are the versions' tags.
+    """
     return registered_name(dataset, loss, dim_latent)
 
 

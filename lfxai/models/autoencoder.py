@@ -78,6 +78,7 @@ class AutoEncoder(TrainableModel):
         self.input_pert = input_pert if input_pert is not None else Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Reconstructions of ``x``, perturbed by the pretext task while training."""
         if self.training:
             x = self.input_pert(x)
         return self.decoder(self.encoder(x))

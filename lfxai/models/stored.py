@@ -93,7 +93,8 @@ def load_encoder_files(
     """The encoder a :data:`RECIPE_FILE` and a :data:`STATE_FILE` describe, in eval mode.
 
     Args:
-        recipe_file, state_file: the two files (local copies).
+        recipe_file: the :data:`RECIPE_FILE` (a local copy).
+        state_file: the :data:`STATE_FILE` (a local copy).
         source: where they came from (a model URI), named in every error.
         device: where the module goes.
 

@@ -151,8 +151,10 @@ class SweepObjective:
 
 
 def _hold(point: str) -> None:
-    """Tests only (:data:`HOLD_ENV`): at ``point``, touch the marker file and wait forever,
-    heartbeats going on, until the test kills the process."""
+    """Tests only (:data:`HOLD_ENV`): at ``point``, touch the marker file and wait forever.
+
+    Heartbeats go on until the test kills the process.
+    """
     name, _, marker = os.environ.get(HOLD_ENV, "").partition(":")
     if name != point or not marker:
         return

@@ -45,9 +45,11 @@ class CredentialRefused(ConfigError):
 
 
 def check_no_credentials(name: str, url: str) -> None:
-    """Raises :class:`CredentialRefused` when ``url`` (the setting or variable ``name``)
-    carries a password, token or other secret, whether or not the URL parses; the message
-    shows the URL redacted and where the password belongs instead."""
+    """Raises :class:`CredentialRefused` when ``url`` carries a password, token or other secret.
+
+    ``name`` is the setting or variable; whether or not the URL parses, the message shows it
+    redacted and where the password belongs instead.
+    """
     if has_secret(url):
         raise CredentialRefused(
             f"{name} {redact(url)!r} carries a credential: refused, nothing was opened or "
@@ -154,6 +156,7 @@ class SweepConfig:
         return ["pearson"]
 
     def resolved_study_name(self) -> str:
+        """The study's name: ``study_name``, else ``<dataset>-<objective>``."""
         return self.study_name or f"{self.dataset}-{self.objective}"
 
 
@@ -217,8 +220,10 @@ def split_overrides(
 def resolve_sweep_config(
     dataset: str, profile: str, overrides: dict[str, str] | None = None
 ) -> Resolved:
-    """The validated settings of a sweep of ``dataset`` in ``profile`` with ``overrides``,
-    and what the overrides changed."""
+    """The validated settings of a sweep, and what the overrides changed.
+
+    Of ``dataset`` in ``profile`` with ``overrides``.
+    """
     values = load_profile(SWEEP_CONFIG, dataset, profile)
     values["dataset"] = dataset
     overrides = {k: v for k, v in (overrides or {}).items() if v != KEEP}

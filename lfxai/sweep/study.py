@@ -65,9 +65,11 @@ def default_storage(tracking_uri: str) -> str:
 
 
 def storage_url(config: SweepConfig, tracking_uri: str) -> str:
-    """The storage a sweep uses: its ``storage`` setting, else ``$OPTUNA_STORAGE`` (Optuna's
-    own variable: the URL stays off the command line that `mlflow run` logs), else
-    :func:`default_storage`. A URL with a credential is refused (:class:`CredentialRefused`)."""
+    """The storage a sweep uses; a URL with a credential is refused (:class:`CredentialRefused`).
+
+    Its ``storage`` setting, else ``$OPTUNA_STORAGE`` (Optuna's own variable: the URL stays off the
+    command line that `mlflow run` logs), else :func:`default_storage`.
+    """
     if config.storage:
         return config.storage
     from_env = os.environ.get(STORAGE_ENV, "").strip()
@@ -129,9 +131,11 @@ def make_storage(url: str, config: SweepConfig) -> RDBStorage:
 def study_identity(
     config: SweepConfig, profile: str, trial_settings: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    """What a study is (stored as its user attributes, checked when resumed): the sweep's
-    search space and objective, and the trials' base settings (``trial_settings``, e.g.
-    epochs and data sizes: trials trained otherwise are not comparable)."""
+    """What a study is: stored as its user attributes, checked when resumed.
+
+    The sweep's search space and objective, and the trials' base settings (``trial_settings``, e.g.
+    epochs and data sizes: trials trained otherwise are not comparable).
+    """
     values = dataclasses.asdict(config)
     identity = {k: values[k] for k in IDENTITY_ATTRS if k in values}
     identity["profile"] = profile
@@ -161,8 +165,10 @@ def make_sampler(config: SweepConfig, seed: int) -> optuna.samplers.BaseSampler:
 
 
 def make_pruner(config: SweepConfig) -> optuna.pruners.BasePruner:
-    """Percentile pruning for ``correlation``; none for ``pareto`` (Optuna prunes on one
-    value only)."""
+    """Percentile pruning for ``correlation``; none for ``pareto``.
+
+    Optuna prunes on one value only.
+    """
     if config.objective != "correlation":
         return optuna.pruners.NopPruner()
     return optuna.pruners.PercentilePruner(

@@ -27,8 +27,7 @@ def installed_versions() -> dict[str, str]:
 
 
 def claim_waiting_trial(storage: RDBStorage, trial_id: int) -> bool:
-    """Moves a queued (WAITING) trial to RUNNING in one conditional UPDATE: True if this
-    caller got it.
+    """Moves a queued (WAITING) trial to RUNNING in one conditional UPDATE; True if this caller won.
 
     Why private: Optuna's own ``set_trial_state_values`` reads the state, then writes it;
     on SQLite, which ignores ``SELECT ... FOR UPDATE``, two workers both read WAITING and both
@@ -64,8 +63,9 @@ def stale_trial_ids(storage: RDBStorage, study_name: str) -> list[int]:
 
 
 def load_mlproject(folder: Path) -> _project_spec.Project:
-    """The MLproject of ``folder`` as ``mlflow run`` reads it (entry points, parameters, the
-    command each computes).
+    """The MLproject of ``folder`` as ``mlflow run`` reads it.
+
+    Its entry points, their parameters and the command each computes.
 
     Why private: MLflow has no public reader of a project's spec; tests check that our
     entry points get ``-P`` values the way ``mlflow run`` passes them.

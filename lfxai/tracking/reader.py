@@ -47,8 +47,9 @@ class RunRecord:
 
 
 class StoreReader:
-    """Reads runs and their artifacts from a store (SQLite, a database, a tracking server)
-    through MLflow's client only, so anything MLflow can serve works; reads never run code
+    """Reads runs and their artifacts from a store, through MLflow's client only.
+
+    Anything MLflow can serve works (SQLite, a database, a tracking server); reads never run code
     from the store (tables, text and arrays only; arrays without pickle).
 
     Args:
@@ -81,8 +82,10 @@ class StoreReader:
         )
 
     def runs(self, experiment: str, filter_string: str = "") -> list[RunRecord]:
-        """The runs of experiment ``experiment`` matching ``filter_string``, newest first
-        (empty when the experiment does not exist)."""
+        """The runs of experiment ``experiment`` matching ``filter_string``, newest first.
+
+        Empty when the experiment does not exist.
+        """
         found = self.client.get_experiment_by_name(experiment)
         if found is None:
             return []
@@ -142,8 +145,10 @@ class StoreReader:
             return pd.read_csv(local) if local is not None and local.is_file() else None
 
     def read_arrays(self, run_id: str, path: str) -> dict[str, np.ndarray] | None:
-        """An ``.npy`` (as ``{"": array}``) or ``.npz`` artifact, never unpickled; None when
-        the run has no such file."""
+        """An ``.npy`` (as ``{"": array}``) or ``.npz`` artifact, never unpickled.
+
+        None when the run has no such file.
+        """
         with tempfile.TemporaryDirectory() as tmp:
             local = self._download(run_id, path, tmp)
             if local is None or not local.is_file():

