@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lfxai import training
 from lfxai.data.splits import Split
 from lfxai.models.images import AutoEncoderMnist, DecoderMnist, EncoderMnist
 from lfxai.models.pretext import GaussianNoise
@@ -36,6 +37,13 @@ class Scripted(nn.Module):
         if self.training:
             return self.w * 1.0
         return torch.tensor(self.script.pop(0))
+
+
+def fit_one_batch(model: nn.Module, n_epochs: int, **options) -> training.FitResult:
+    """``fit`` on the CPU, quietly, with :func:`one_batch` as both splits."""
+    return training.fit(
+        model, one_batch(), one_batch(), torch.device("cpu"), n_epochs, progress=False, **options
+    )
 
 
 def one_batch(n: int = 4) -> DataLoader:

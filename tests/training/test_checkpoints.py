@@ -8,20 +8,12 @@ import pytest
 import torch
 
 from lfxai.training import fit
-from tests.training.helpers import Scripted, mnist_like, one_batch, small_ae
+from tests.training.helpers import Scripted, fit_one_batch, mnist_like, small_ae
 
 
 def test_checkpoints_need_a_folder():
     with pytest.raises(ValueError) as error:
-        fit(
-            Scripted([1.0]),
-            one_batch(),
-            one_batch(),
-            torch.device("cpu"),
-            1,
-            checkpoint_every=2,
-            progress=False,
-        )
+        fit_one_batch(Scripted([1.0]), 1, checkpoint_every=2)
     assert str(error.value) == "checkpoint_every > 0 needs a checkpoint_dir"
 
 
@@ -32,16 +24,7 @@ def test_checkpoint_files_are_named_by_model_and_epoch_in_a_new_folder(tmp_path)
         if name:
             model.name = name
         model.checkpoints_files = []
-        result = fit(
-            model,
-            one_batch(),
-            one_batch(),
-            torch.device("cpu"),
-            3,
-            checkpoint_every=1,
-            checkpoint_dir=folder / prefix,
-            progress=False,
-        )
+        result = fit_one_batch(model, 3, checkpoint_every=1, checkpoint_dir=folder / prefix)
         names = [f"{prefix}_checkpoint_{k}.pt" for k in (1, 2, 3)]
         assert result.checkpoints == [str(folder / prefix / name) for name in names]
         assert model.checkpoints_files == result.checkpoints
@@ -49,16 +32,7 @@ def test_checkpoint_files_are_named_by_model_and_epoch_in_a_new_folder(tmp_path)
 
 
 def test_checkpoints_are_written_after_every_kth_epoch(tmp_path):
-    result = fit(
-        Scripted([1.0] * 7),
-        one_batch(),
-        one_batch(),
-        torch.device("cpu"),
-        7,
-        checkpoint_every=3,
-        checkpoint_dir=tmp_path,
-        progress=False,
-    )
+    result = fit_one_batch(Scripted([1.0] * 7), 7, checkpoint_every=3, checkpoint_dir=tmp_path)
     assert [Path(p).name for p in result.checkpoints] == [
         "model_checkpoint_3.pt",
         "model_checkpoint_6.pt",

@@ -12,7 +12,15 @@ from lfxai.data.splits import Split
 from lfxai.models.autoencoder import AutoEncoder
 from lfxai.models.pretext import make_pretext
 from lfxai.training import evaluate, fit, make_optimizer, make_schedule, seed_everything
-from tests.training.helpers import Scripted, Spy, labelled_split, mnist_like, one_batch, small_ae
+from tests.training.helpers import (
+    Scripted,
+    Spy,
+    fit_one_batch,
+    labelled_split,
+    mnist_like,
+    one_batch,
+    small_ae,
+)
 
 
 def test_fit_learns_restores_best_and_writes_checkpoints(tmp_path):
@@ -42,47 +50,25 @@ def test_early_stopping_stops_after_patience():
     """``patience`` epochs in a row without a strictly lower test loss end training."""
     # epoch:  0  1  2 (equal: no gain)  3 (gain: the count restarts)  4  5 -> stop
     script = [5.0, 4.0, 4.0, 3.5, 6.0, 7.0, 1.0, 1.0]
-    result = fit(
-        Scripted(script),
-        one_batch(),
-        one_batch(),
-        torch.device("cpu"),
-        n_epochs=8,
-        patience=2,
-        progress=False,
-    )
+    result = fit_one_batch(Scripted(script), n_epochs=8, patience=2)
     assert result.test_loss == script[:6]
     assert (result.best_epoch, result.best_test_loss) == (3, 3.5)
 
 
 def test_patience_zero_trains_every_epoch():
     script = [3.0, 4.0, 5.0, 6.0]
-    result = fit(
-        Scripted(script),
-        one_batch(),
-        one_batch(),
-        torch.device("cpu"),
-        n_epochs=4,
-        patience=0,
-        progress=False,
-    )
+    result = fit_one_batch(Scripted(script), n_epochs=4, patience=0)
     assert result.test_loss == [3.0, 4.0, 5.0, 6.0] and result.best_epoch == 0
 
 
 def test_an_equal_test_loss_is_no_improvement():
     model = Scripted([2.0, 2.0, 2.0, 2.0])
     weights = []
-    result = fit(
-        model,
-        one_batch(),
-        one_batch(),
-        torch.device("cpu"),
-        4,
-        lr=0.1,
-        patience=2,
-        on_epoch=lambda epoch, losses: weights.append(model.w.item()),
-        progress=False,
-    )
+
+    def on_epoch(epoch: int, losses: dict[str, float]) -> None:
+        weights.append(model.w.item())
+
+    result = fit_one_batch(model, 4, lr=0.1, patience=2, on_epoch=on_epoch)
     assert len(result.test_loss) == 3 and result.best_epoch == 0
     assert model.w.item() == weights[0] != weights[-1]  # the first epoch's weights
 
@@ -90,17 +76,11 @@ def test_an_equal_test_loss_is_no_improvement():
 def test_fit_restores_the_weights_of_the_best_epoch_not_the_last():
     model = Scripted([4.0, 2.0, 3.0, 5.0])
     weights = []
-    result = fit(
-        model,
-        one_batch(),
-        one_batch(),
-        torch.device("cpu"),
-        n_epochs=4,
-        lr=0.1,
-        patience=0,
-        on_epoch=lambda epoch, losses: weights.append(model.w.item()),
-        progress=False,
-    )
+
+    def on_epoch(epoch: int, losses: dict[str, float]) -> None:
+        weights.append(model.w.item())
+
+    result = fit_one_batch(model, n_epochs=4, lr=0.1, patience=0, on_epoch=on_epoch)
     assert len(set(weights)) == 4  # every epoch moved the weight
     assert result.best_epoch == 1 and model.w.item() == weights[1] != weights[-1]
     assert not model.training
@@ -110,16 +90,7 @@ def test_no_finite_test_loss_restores_the_initial_weights():
     """NaN never beats the initial inf: the start weights come back, patience still counts."""
     nan = float("nan")
     model = Scripted([nan, nan, nan, nan])
-    result = fit(
-        model,
-        one_batch(),
-        one_batch(),
-        torch.device("cpu"),
-        4,
-        lr=0.1,
-        patience=2,
-        progress=False,
-    )
+    result = fit_one_batch(model, 4, lr=0.1, patience=2)
     assert len(result.test_loss) == 2 and result.best_epoch == -1
     assert model.w.item() == 0.0  # trained for 2 epochs, then restored
     untouched = Scripted([])
@@ -238,19 +209,9 @@ def test_fit_passes_the_optimiser_settings_and_the_models_own_options(monkeypatc
     monkeypatch.setattr(training, "make_optimizer", spy)
     model = Scripted([1.0])
     model.optimizer_options = {"eps": 0.25}
-    fit(
-        model,
-        one_batch(),
-        one_batch(),
-        torch.device("cpu"),
-        1,
-        lr=0.5,
-        weight_decay=0.125,
-        optimizer="rmsprop",
-        progress=False,
-    )
+    fit_one_batch(model, 1, lr=0.5, weight_decay=0.125, optimizer="rmsprop")
     assert calls == [("rmsprop", 0.5, 0.125, {"eps": 0.25})]
-    fit(Scripted([1.0]), one_batch(), one_batch(), torch.device("cpu"), 1, progress=False)
+    fit_one_batch(Scripted([1.0]), 1)
     assert calls[-1] == ("adam", 1e-3, 1e-5, {})  # the documented defaults
 
 
@@ -264,31 +225,11 @@ def test_a_models_max_grad_norm_clips_every_step():
             return self.w * 10.0 if self.training else torch.tensor(self.script.pop(0))
 
     model = Steep([1.0])
-    fit(
-        model,
-        one_batch(),
-        one_batch(),
-        torch.device("cpu"),
-        1,
-        lr=0.5,
-        weight_decay=0.0,
-        optimizer="sgd",
-        progress=False,
-    )
+    fit_one_batch(model, 1, lr=0.5, weight_decay=0.0, optimizer="sgd")
     # clip_grad_norm_ scales by max_norm / (norm + 1e-6): a relative change of 1e-7.
     assert abs(model.w.item() + 0.5) <= 0.5 * 2e-7
     unclipped = Scripted([1.0])  # the same loop without the attribute: the full step
-    fit(
-        unclipped,
-        one_batch(),
-        one_batch(),
-        torch.device("cpu"),
-        1,
-        lr=0.5,
-        weight_decay=0.0,
-        optimizer="sgd",
-        progress=False,
-    )
+    fit_one_batch(unclipped, 1, lr=0.5, weight_decay=0.0, optimizer="sgd")
     assert unclipped.w.item() == -0.5
 
 
@@ -369,7 +310,7 @@ def test_fit_defaults_patience_ten_seed_zero_and_a_progress_bar(capsys):
 
 
 def test_progress_false_prints_nothing(capsys):
-    fit(Scripted([1.0]), one_batch(), one_batch(), torch.device("cpu"), 1, progress=False)
+    fit_one_batch(Scripted([1.0]), 1)
     assert capsys.readouterr().err == ""
 
 
