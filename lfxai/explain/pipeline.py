@@ -264,10 +264,10 @@ def explain(
     ours = {k: v for k, v in evidence.items() if not k.startswith(f"{RANDOM}@")}
     claims += CLAIMS["consistency_examples"](methods, ours)
     shifts = features.table.groupby("method", sort=False)["representation_shift"].mean()
-    final |= {f"representation_shift_mean/{m}": float(v) for m, v in shifts.items()}
-    tracker.log_metrics(final)
+    means = {f"representation_shift_mean/{m}": float(v) for m, v in shifts.items()}
+    tracker.log_metrics(means)  # the similarity rates' summary is logged already
     heading = claims_title(title, profile, "registered encoder, not trained here")
     evidence_files = {f"features/{k}": v for k, v in features.evidence.items()}
     evidence_files |= {f"examples/{k}": v for k, v in evidence.items()}
     log_claim_report(tracker, EXPLAIN, claims, heading, evidence_files)
-    return {**final, "dim_latent": float(dim)}
+    return {**final, **means, "dim_latent": float(dim)}
