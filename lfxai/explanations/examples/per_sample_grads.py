@@ -21,6 +21,7 @@ from torch import nn
 from torch.func import functional_call, grad, vjp, vmap
 
 from lfxai.explanations.examples import recurrent
+from lfxai.explanations.examples.code_hvp import MIN_VECTORS, CodeSplit
 
 Params = dict[str, torch.Tensor]
 TARGETS = ("input", "label")
@@ -132,6 +133,8 @@ class LossFunctional:
         # explained parameter, per-example gradients come from one batched backward.
         self._lstms = recurrent.lstm_modules(model)
         self._recurrent_grads = recurrent.covered_by_lstms(model, self.names)
+        # Many vectors at once: the Hessian split at the explained module's output (code_hvp).
+        self._code_split = CodeSplit(model, module, self.names, self.batch_loss)
 
     def _unfused(self, records=None):
         """The context in which the model's LSTMs (if any) run as unfused time loops.
@@ -218,13 +221,24 @@ class LossFunctional:
         Reverse-over-reverse: one forward and backward pass builds the gradient's graph, whose
         pullback is vmapped over the K vectors (the primal passes are shared). It measured as
         fast as forward-over-reverse here and, unlike it, also runs through oneDNN LSTMs.
+        From ``code_hvp.MIN_VECTORS`` vectors on, the Hessian is split at the explained
+        module's output when the model allows it (:mod:`code_hvp`, the same products up to
+        rounding): only the encoder's part is then vmapped.
         """
         if self._lstms:
             return self._lstm_hvp(params, fixed, x, t, vectors)
-        _, pullback = vjp(grad(lambda p: self.batch_loss(p, fixed, x, t)), params)
-        return vmap(lambda v: flatten(pullback(unflatten(v, params))[0]), chunk_size=chunk_size)(
-            vectors
-        )
+        split = None
+        if len(vectors) >= MIN_VECTORS:
+            split = self._code_split.prepare(params, fixed, x, t)
+
+        def loss(p: Params) -> torch.Tensor:
+            return self.batch_loss(p, fixed, x, t)
+
+        _, pullback = vjp(grad(loss if split is None else split.linear), params)
+        products = vmap(
+            lambda v: flatten(pullback(unflatten(v, params))[0]), chunk_size=chunk_size
+        )(vectors)
+        return products if split is None else products + split.gauss_newton(vectors)
 
     def _lstm_hvp(self, params, fixed, x, t, vectors: torch.Tensor) -> torch.Tensor:
         """HVPs through unfused LSTMs with plain autograd, one backward per vector.
