@@ -157,13 +157,18 @@ def test_default_hvp_chunk_is_10000_examples_worth_of_vectors_and_at_least_one(m
     """Each batch of B Hessian examples gets ``max(1, 10000 // B)`` vectors per vmap chunk."""
     assert influence_functions.HVP_TANGENTS == 10_000
     seen: list[tuple[int, int | None]] = []
-    real_hvp = LossFunctional.hvp
+    real_hessian = LossFunctional.hessian
 
-    def spy(self, params, fixed, x, t, vectors, chunk_size=None):
-        seen.append((len(x), chunk_size))
-        return real_hvp(self, params, fixed, x, t, vectors, chunk_size)
+    def spy(self, params, fixed, x, t):
+        operator = real_hessian(self, params, fixed, x, t)
 
-    monkeypatch.setattr(LossFunctional, "hvp", spy)
+        def recorded(vectors, chunk_size=None):
+            seen.append((len(x), chunk_size))
+            return operator(vectors, chunk_size)
+
+        return recorded
+
+    monkeypatch.setattr(LossFunctional, "hessian", spy)
     torch.manual_seed(0)
     # No encoder: all 7 parameters are explained.
     model = nn.Sequential(nn.Linear(2, 1), nn.Linear(1, 2))
