@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from lfxai.explanations.examples import InfluenceFunctions, influence_functions
+from lfxai.explanations.examples import InfluenceFunctions, code_hvp, influence_functions
 from lfxai.explanations.examples.per_sample_grads import LossFunctional
 from tests.numerics import gamma
 
@@ -319,6 +319,38 @@ def test_lissa_cycles_a_loader_of_labelled_batches() -> None:
     cycled = [loader[step % 2][0] for step in range(depth)]
     expected, magnitude = _lissa_reference(model, (x, y), (x_test, y_test), cycled, damping, scale)
     _assert_within(scores, expected, gamma(depth * (P + 3 + N_IN + 8)) * magnitude)
+
+
+def test_lissa_over_min_vectors_train_examples_takes_the_code_split(monkeypatch) -> None:
+    """From ``code_hvp.MIN_VECTORS`` explained examples on, every step's product comes from
+    the Hessian split at the model's output (here all Gauss-Newton); the scores keep the
+    float64 reference's rounding bound of the generic products."""
+    n_train = code_hvp.MIN_VECTORS
+    model, (x, y), (x_test, y_test) = _regression(), _data(n_train), _data(N_TEST, seed=2)
+    damping, scale, depth, batch, seed = 0.2, 20.0, 10, 3, 7
+    prepared: list[bool] = []
+    real = code_hvp.CodeSplit.prepare
+
+    def spy(self, *args):
+        split = real(self, *args)
+        prepared.append(split is not None)
+        return split
+
+    monkeypatch.setattr(code_hvp.CodeSplit, "prepare", spy)
+    scores = _explainer(model, x, y).attribute(
+        x_test,
+        Y_test=y_test,
+        recursion_depth=depth,
+        damping=damping,
+        scale=scale,
+        hvp_batch_size=batch,
+        seed=seed,
+    )
+    assert prepared == [True] * depth
+    generator = torch.Generator().manual_seed(seed)
+    drawn = [x[torch.randint(n_train, (batch,), generator=generator)] for _ in range(depth)]
+    expected, magnitude = _lissa_reference(model, (x, y), (x_test, y_test), drawn, damping, scale)
+    _assert_within(scores, expected, gamma(depth * (P + batch + N_IN + 8)) * magnitude)
 
 
 class _EmptyLoader:
