@@ -12,7 +12,9 @@ the ECG5000 LSTM autoencoder instead (d=64, 140 steps, L1 loss; e.g. ``--model l
 - DkNN vs a loop over test examples;
 - influence functions: Arnoldi (timed in full) and LiSSA (``--lissa-steps`` recursion steps
   timed, extrapolated to depth 100), with the time per Hessian-vector product compared with
-  the reference's one-vector-at-a-time products (about 30 ms each on the reference's machine).
+  the reference's one-vector-at-a-time products (about 30 ms each on the reference's machine);
+  LiSSA twice, with the Hessian split at the code (``code_hvp``, used from 64 vectors on) and
+  with the generic product, for their ratio in one process.
   For the LSTM, Arnoldi's Hessian uses ``--hessian-size`` examples (the ECG5000 paper
   profile's 200) and LiSSA is not timed: 100 products with n vectors each through 140 LSTM
   steps are out of reach on a CPU (the reason the ECG5000 profiles use Arnoldi);
@@ -20,7 +22,9 @@ the ECG5000 LSTM autoencoder instead (d=64, 140 steps, L1 loss; e.g. ``--model l
   kernel (the generic path, which the LSTM path of ``recurrent.py`` replaces) on
   ``--vmap-examples`` examples, per example.
 
-Naive baselines are skipped above ``--skip-naive-above``. Peak memory is the process's peak
+Every row has the wall time and the CPU time (user + system, all threads; on a shared machine
+the wall time mostly measures the load, printed before and after). Naive baselines are skipped
+above ``--skip-naive-above``. Peak memory is the process's peak
 resident set size during the call (VmHWM, reset before each call; Linux; it includes the
 ~0.7 GB of the torch libraries, and freed memory that the allocator reuses is not counted
 twice), or CUDA's peak allocation.
@@ -33,6 +37,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
+import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +46,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lfxai.explanations.examples import DKNN, InfluenceFunctions, SimplEx, TracIn
+from lfxai.explanations.examples import (
+    DKNN,
+    InfluenceFunctions,
+    SimplEx,
+    TracIn,
+    code_hvp,
+    per_sample_grads,
+)
 from lfxai.explanations.examples.per_sample_grads import LossFunctional
 from lfxai.models.images import AutoEncoderMnist, DecoderMnist, EncoderMnist
 from lfxai.models.time_series import RecurrentAutoencoder
@@ -58,21 +71,31 @@ def _status_mb(field: str) -> float:
     return float("nan")
 
 
-def measure(fn: Callable[[], object], device: torch.device) -> tuple[float, float, object]:
-    """(seconds, peak memory of the process during the call in MB, result)."""
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process so far (all its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(fn: Callable[[], object], device: torch.device) -> tuple[float, float, float, object]:
+    """(wall seconds, CPU seconds, peak memory of the process during the call in MB, result).
+
+    On a shared machine the wall time grows with the load; the CPU time (user + system, all
+    threads) much less, so both are reported.
+    """
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
     elif Path("/proc/self/clear_refs").exists():
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_seconds()
     out = fn()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:
         peak = _status_mb("VmHWM")
-    return time.perf_counter() - start, peak, out
+    return time.perf_counter() - start, _cpu_seconds() - cpu, peak, out
 
 
 # Naive, reference-style baselines -------------------------------------------------------------
@@ -191,6 +214,7 @@ def bench_size(n: int, model: nn.Module, states: list, args: argparse.Namespace)
                 arnoldi_iter=args.arnoldi_iter,
                 arnoldi_rank=args.rank,
                 hessian_size=args.hessian_size,
+                hvp_batch_size=args.hvp_batch_size,
             ),
             None,
         ),
@@ -202,30 +226,41 @@ def bench_size(n: int, model: nn.Module, states: list, args: argparse.Namespace)
         )
     rows = []
     for name, (fast, slow) in jobs.items():
-        seconds, memory, _ = fast()
-        row = {"n": n, "method": name, "ours_s": seconds, "peak_mb": memory}
+        seconds, cpu, memory, _ = fast()
+        row = {"n": n, "method": name, "ours_s": seconds, "cpu_s": cpu, "peak_mb": memory}
         if n <= args.skip_naive_above and slow is not None:
-            row["naive_s"], row["naive_peak_mb"], _ = measure(slow, device)
+            row["naive_s"], _, row["naive_peak_mb"], _ = measure(slow, device)
         rows.append(row)
         print(_format(row), flush=True)
     if args.model == "lstm":
         return _close(n, rows)
-    # LiSSA: time a few recursion steps and extrapolate to the reference's depth of 100.
-    grads_s, _, _ = ours(InfluenceFunctions, recursion_depth=0)
-    lissa_s, memory, _ = ours(InfluenceFunctions, recursion_depth=args.lissa_steps)
-    step_s = max(lissa_s - grads_s, 0.0) / args.lissa_steps
+    # LiSSA: time a few recursion steps and extrapolate to the reference's depth of 100,
+    # with the Hessian split at the code (code_hvp, from MIN_VECTORS vectors on) and without.
     ref_ms = naive_hvp_ms(model, x_train)
-    row = {
-        "n": n,
-        "method": f"IF-LiSSA (x{LISSA_DEPTH} extrapolated)",
-        "ours_s": grads_s + LISSA_DEPTH * step_s,
-        "naive_s": n * LISSA_DEPTH * ref_ms / 1000,
-        "peak_mb": memory,
-        "hvp_ms": 1000 * step_s / n,
-        "ref_hvp_ms": ref_ms,
-    }
-    rows.append(row)
-    print(_format(row), flush=True)
+    for label, min_vectors in (("", per_sample_grads.MIN_VECTORS), (", generic HVP", n + 1)):
+        per_sample_grads.MIN_VECTORS = min_vectors
+        try:
+            grads_s, grads_cpu, _, _ = ours(InfluenceFunctions, recursion_depth=0)
+            lissa_s, lissa_cpu, memory, _ = ours(
+                InfluenceFunctions, recursion_depth=args.lissa_steps
+            )
+        finally:
+            per_sample_grads.MIN_VECTORS = code_hvp.MIN_VECTORS
+        step_s = max(lissa_s - grads_s, 0.0) / args.lissa_steps
+        step_cpu = max(lissa_cpu - grads_cpu, 0.0) / args.lissa_steps
+        row = {
+            "n": n,
+            "method": f"IF-LiSSA{label} (x{LISSA_DEPTH} extrapolated)",
+            "ours_s": grads_s + LISSA_DEPTH * step_s,
+            "cpu_s": grads_cpu + LISSA_DEPTH * step_cpu,
+            "naive_s": n * LISSA_DEPTH * ref_ms / 1000,
+            "peak_mb": memory,
+            "hvp_ms": 1000 * step_s / n,
+            "hvp_cpu_ms": 1000 * step_cpu / n,
+            "ref_hvp_ms": ref_ms,
+        }
+        rows.append(row)
+        print(_format(row), flush=True)
     return _close(n, rows)
 
 
@@ -246,11 +281,11 @@ def vmap_grads(model: nn.Module, x: torch.Tensor, args: argparse.Namespace):
     functional._recurrent_grads = False  # force the generic vmap path for the comparison
     params, fixed = functional.split()
     k = min(args.vmap_examples, len(x))
-    seconds, memory, out = measure(
+    seconds, cpu, memory, out = measure(
         lambda: functional.per_example_grads(params, fixed, x[:k], x[:k], k), x.device
     )
     fast = LossFunctional(model)
-    fast_s, _, fast_out = measure(
+    fast_s, _, _, fast_out = measure(
         lambda: fast.per_example_grads(params, fixed, x[:k], x[:k], k), x.device
     )
     error = (fast_out - out).abs().max().item() / out.abs().max().item()
@@ -260,7 +295,7 @@ def vmap_grads(model: nn.Module, x: torch.Tensor, args: argparse.Namespace):
         f"max relative difference {error:.1e}",
         flush=True,
     )
-    return seconds * len(x) / k, memory, out
+    return seconds * len(x) / k, cpu * len(x) / k, memory, out
 
 
 def run(args: argparse.Namespace) -> list[dict]:
@@ -288,17 +323,21 @@ def _format(row: dict) -> str:
     parts = [
         f"n={row['n']:>5}",
         f"{row['method']:<30}",
-        f"ours {row['ours_s']:8.2f} s",
+        f"ours {row['ours_s']:8.2f} s (CPU {row['cpu_s']:8.2f} s)",
         f"naive {naive:9.2f} s" if naive is not None else "naive        -   ",
         f"x{naive / row['ours_s']:7.1f}" if naive is not None else "        ",
         f"peak {row['peak_mb']:6.0f} MB",
     ]
     if "hvp_ms" in row:
         parts.append(
-            f"HVP {row['hvp_ms']:.2f} ms/vector (reference-style here {row['ref_hvp_ms']:.1f} ms,"
-            f" reference {REFERENCE_HVP_MS:.0f} ms)"
+            f"HVP {row['hvp_ms']:.2f} ms/vector, CPU {row['hvp_cpu_ms']:.2f} ms (reference-style"
+            f" here {row['ref_hvp_ms']:.1f} ms, reference {REFERENCE_HVP_MS:.0f} ms)"
         )
     return " | ".join(parts)
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
@@ -316,16 +355,25 @@ def main() -> None:
     )
     parser.add_argument("--vmap-examples", type=int, default=20)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--hvp-batch-size", type=int, default=200, help="Arnoldi's examples per Hessian product"
+    )
+    print(f"load average before: {_load()}", flush=True)
     rows = run(parser.parse_args())
-    print("\n| n | method | ours (s) | naive (s) | speed-up | peak MB ours | peak MB naive |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"load average after: {_load()}")
+    print(
+        "\n| n | method | ours (s) | ours CPU (s) | naive (s) | speed-up | peak MB ours "
+        "| peak MB naive |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         naive = r.get("naive_s")
         ratio = f"{naive / r['ours_s']:.1f}x" if naive is not None else "-"
         naive_s = f"{naive:.2f}" if naive is not None else "-"
         naive_mb = f"{r['naive_peak_mb']:.0f}" if "naive_peak_mb" in r else "-"
         print(
-            f"| {r['n']} | {r['method']} | {r['ours_s']:.2f} | {naive_s} | {ratio} "
+            f"| {r['n']} | {r['method']} | {r['ours_s']:.2f} | {r['cpu_s']:.2f} | {naive_s} "
+            f"| {ratio} "
             f"| {r['peak_mb']:.0f} | {naive_mb} |"
         )
 

@@ -227,7 +227,8 @@ EXPERIMENT_RULES = [
         "mnist",
         "consistency_examples",
         {"influence_method": "newton"},
-        r"unknown influence_method entry 'newton'; valid choices: \['arnoldi', 'exact', 'lissa'\]",
+        r"unknown influence_method entry 'newton'; valid choices: "
+        r"\['arnoldi', 'exact', 'lissa', 'lissa_arnoldi'\]",
     ),
     (
         "mnist",

@@ -327,13 +327,33 @@ def log_claims(
     fails) and ``claims/all_hold``, so the runs table can filter the runs by verdict.
     """
     evidence = {k: np.asarray(v) for k, v in (evidence or {}).items()}
-    if evidence:  # the report recomputes the verdicts from the same values
-        tracker.log_arrays(evidence, CLAIMS_EVIDENCE)
     claims = CLAIMS[experiment](table, evidence)
     params, metrics = tracker.params(), tracker.metrics()
     title = claims_title(
         title, tracker.tags().get("lfxai.profile", "?"), epochs_label(params, metrics)
     )
+    log_claim_report(tracker, experiment, claims, title, evidence)
+    return claims
+
+
+def log_claim_report(
+    tracker: Tracker,
+    experiment: str,
+    claims: list[Claim],
+    title: str,
+    evidence: dict[str, np.ndarray],
+) -> None:
+    """Logs claims already judged, as :func:`log_claims` does (files, metrics, description).
+
+    Args:
+        tracker: the run to log to.
+        experiment: what ``claims.json`` says they are the claims of.
+        claims: the verdicts (e.g. of several experiments' rules, as ``explain`` checks).
+        title: the report's whole title (see :func:`lfxai.metrics.claims.claims_title`).
+        evidence: the values the claims were tested on (logged as ``claims_evidence.npz``).
+    """
+    if evidence:  # the report recomputes the verdicts from the same values
+        tracker.log_arrays(evidence, CLAIMS_EVIDENCE)
     report = {"experiment": experiment, "title": title, "claims": [c.to_dict() for c in claims]}
     tracker.log_text(json.dumps(report, indent=2, allow_nan=True), "claims.json")
     markdown = claims_markdown(claims, title)
@@ -342,7 +362,6 @@ def log_claims(
     if metrics:
         tracker.log_metrics(metrics)
     tracker.append_description(markdown)
-    return claims
 
 
 def model_title(dataset: DatasetPlugin, config: AutoencoderConfig) -> str:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
@@ -35,7 +37,7 @@ from lfxai.experiments.common import (
     scratch_dir,
 )
 from lfxai.experiments.registry import register
-from lfxai.explanations.examples import EXAMPLE_METHODS
+from lfxai.explanations.examples import EXAMPLE_METHODS, ExampleBasedExplainer
 from lfxai.explanations.examples.influence_functions import METHODS as INFLUENCE_METHODS
 from lfxai.metrics.claims import point_key
 from lfxai.metrics.consistency import similarity_per_example
@@ -192,39 +194,112 @@ def consistency_examples(
         tracker.log_array(train_idx, "subsets/train_idx.npy")
         tracker.log_array(test_idx, "subsets/test_idx.npy")
         options = explainer_options(train, config)
-        rows, evidence = [], {}
-        for method in config.example_methods:
-            explainer = EXAMPLE_METHODS[method](model)  # the model's own loss
-            start = time.perf_counter()
-            scores = explainer.attribute_loader(
-                device,
-                explained_train.loader(config.batch_size),
-                explained_test.loader(config.batch_size),
-                **options,
-            )
-            seconds = time.perf_counter() - start
-            tracker.log_metrics({f"time/explainer_seconds/{method}": seconds})
-            tracker.log_array(scores, f"example_importance/{method}.npy")
-            pcts = list(config.similarity_percentages)
-            rates = similarity_per_example(scores, explained_test.y, explained_train.y, pcts)
-            for i, pct in enumerate(pcts):  # per test example: tested claims
-                evidence[point_key(method, pct)] = torch.stack(
-                    [rates["top"][i], rates["bottom"][i]]
-                ).numpy()
-            for kind, values in rates.items():
-                for pct, per_example in zip(pcts, values, strict=True):
-                    rows.append(
-                        {
-                            "method": method,
-                            "type": kind,
-                            "pct_examples": pct,
-                            "similarity_rate": per_example.mean().item(),
-                        }
-                    )
+        scores = example_scores(
+            lambda method: EXAMPLE_METHODS[method](model),  # the model's own loss
+            config.example_methods,
+            explained_train,
+            explained_test,
+            config.batch_size,
+            options,
+            device,
+            tracker,
+        )
     finally:
         shutil.rmtree(checkpoints, ignore_errors=True)
 
-    table = pd.DataFrame(rows)
+    table, evidence = similarity_table(
+        scores, explained_test.y, explained_train.y, config.similarity_percentages
+    )
+    title = model_title(dataset, config)
+    final = log_similarity_rates(tracker, table, title)
+    log_claims(tracker, "consistency_examples", table, title, evidence)
+    return final
+
+
+def example_scores(
+    make_explainer: Callable[[str], ExampleBasedExplainer],
+    methods: Sequence[str],
+    explained_train: Split,
+    explained_test: Split,
+    batch_size: int,
+    options: dict[str, Any],
+    device: torch.device | str,
+    tracker: Tracker,
+) -> dict[str, torch.Tensor]:
+    """Example importance ``(n_test, n_train)`` of every pair, per method; each logged as
+    ``example_importance/<method>.npy`` with its time ``time/explainer_seconds/<method>``.
+
+    Args:
+        make_explainer: the explainer of a method's name (bound to the explained model).
+        methods: the methods' names.
+        explained_train, explained_test: the examples scored against each other.
+        batch_size: examples per loader batch (the explainers re-batch internally).
+        options: the explainers' options (each takes its own, see ``attribute_loader``).
+        device: the model's device.
+        tracker: the run to log to.
+    """
+    scores = {}
+    for method in methods:
+        explainer = make_explainer(method)
+        start = time.perf_counter()
+        scores[method] = explainer.attribute_loader(
+            device,
+            explained_train.loader(batch_size),
+            explained_test.loader(batch_size),
+            **options,
+        )
+        seconds = time.perf_counter() - start
+        tracker.log_metrics({f"time/explainer_seconds/{method}": seconds})
+        tracker.log_array(scores[method], f"example_importance/{method}.npy")
+    return scores
+
+
+def similarity_table(
+    scores: dict[str, torch.Tensor],
+    test_labels: torch.Tensor,
+    train_labels: torch.Tensor,
+    percentages: Sequence[float],
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """How often the top and bottom k% train examples share the test example's label.
+
+    Args:
+        scores: per method, importance ``(n_test, n_train)``.
+        test_labels, train_labels: ``(n_test,)`` and ``(n_train,)`` class labels.
+        percentages: k, in (0, 100].
+
+    Returns:
+        The table (``method``, ``type`` top / bottom, ``pct_examples``, ``similarity_rate``
+        averaged over the test examples) and the claims' evidence: ``<method>@<k>`` ->
+        ``(2, n_test)``, the top and bottom rate of each test example.
+    """
+    rows, evidence = [], {}
+    pcts = list(percentages)
+    for method, importance in scores.items():
+        rates = similarity_per_example(importance, test_labels, train_labels, pcts)
+        for i, pct in enumerate(pcts):  # per test example: tested claims
+            evidence[point_key(method, pct)] = torch.stack(
+                [rates["top"][i], rates["bottom"][i]]
+            ).numpy()
+        for kind, values in rates.items():
+            for pct, per_example in zip(pcts, values, strict=True):
+                rows.append(
+                    {
+                        "method": method,
+                        "type": kind,
+                        "pct_examples": pct,
+                        "similarity_rate": per_example.mean().item(),
+                    }
+                )
+    return pd.DataFrame(rows), evidence
+
+
+def log_similarity_rates(tracker: Tracker, table: pd.DataFrame, title: str) -> dict[str, float]:
+    """Logs the curves ``similarity_rate/<method>/{top,bottom}`` (step: % of the train
+    examples), ``consistency_examples.csv`` and its plot.
+
+    Returns:
+        ``similarity_rate_top_min_pct/<method>``: the top rate at the smallest k (also logged).
+    """
     tracker.log_metric_rows(
         [
             (f"similarity_rate/{r.method}/{r.type}", r.similarity_rate, int(round(r.pct_examples)))
@@ -232,7 +307,6 @@ def consistency_examples(
         ]
     )
     tracker.log_table(table, "consistency_examples.csv")
-    title = model_title(dataset, config)
     tracker.log_figure(
         method_curves(
             table,
@@ -252,5 +326,4 @@ def consistency_examples(
         for r in smallest.itertuples()
     }
     tracker.log_metrics(final)
-    log_claims(tracker, "consistency_examples", table, title, evidence)
     return final

@@ -9,7 +9,9 @@ correlations between the tasks' explanations, averaged over runs, tell whether a
 explanations depend on the task it was trained by. Labels only train the classifier.
 
 Every explainer sees the images with the preprocessing the models trained with (pixels in
-[0, 1]); the reference fed raw 0-255 pixels to its example explainers. ``pretrained=true``
+[0, 1]). The reference fed raw 0-255 pixels (``dataset.data``) to its example explainer while
+its models trained on [0, 1]; ``example_pixels=raw`` reproduces that (the saliency is
+unaffected), so both numbers can be shown side by side. ``pretrained=true``
 reuses registered encoders instead of training (the representation-based example methods
 only: a registered encoder carries no training loss to differentiate).
 
@@ -69,6 +71,9 @@ from lfxai.tracking import Tracker
 from lfxai.training import get_device, seed_everything
 
 EXPLANATIONS = ("features", "examples")
+# What the example explainer's inputs are multiplied by: ``unit`` keeps the [0, 1] pixels the
+# models trained on; ``raw`` gives 0-255 pixel values, as the reference's `dataset.data`.
+EXAMPLE_PIXELS = {"unit": 1.0, "raw": 255.0}
 # Example methods that differentiate the training loss: they need the whole trained model.
 LOSS_BASED = ("InfluenceFunctions", "TracIn")
 
@@ -112,10 +117,12 @@ class PretextConfig(BaseConfig):
     arnoldi_iter: int
     arnoldi_rank: int
     simplex_steps: int
+    example_pixels: str
 
     def validate(self) -> None:
         super().validate()
         check_choices("tasks", self.tasks, TITLES)
+        check_choices("example_pixels", [self.example_pixels], EXAMPLE_PIXELS)
         if len(self.tasks) < 2:
             raise ConfigError(f"tasks needs at least two tasks to correlate, got {self.tasks}")
         check_choices("feature_attr_method", [self.feature_attr_method], FEATURE_METHODS)
@@ -272,9 +279,17 @@ def _explanations(
     saliency = np.abs(saliency)  # importance magnitude, as the reference compares them
     middle = time.perf_counter()
     explainer = EXAMPLE_METHODS[config.example_attr_method](model)
-    options = explainer_options(data.train, config)  # type: ignore[arg-type]  (same names)
+    scale = EXAMPLE_PIXELS[config.example_pixels]
+    # Influence functions draw their Hessian batches from the whole training split: scale it
+    # too (a copy), so every input the explainer sees is on the same scale.
+    hessian = config.example_attr_method == "InfluenceFunctions"
+    train = scaled_inputs(data.train, scale) if hessian else data.train
+    options = explainer_options(train, config)  # type: ignore[arg-type]  (same names)
     importance = explainer.attribute_loader(
-        device, data.explained_train.loader(batch), data.explained_test.loader(batch), **options
+        device,
+        scaled_inputs(data.explained_train, scale).loader(batch),
+        scaled_inputs(data.explained_test, scale).loader(batch),
+        **options,
     ).numpy()
     tracker.log_metrics(
         {
@@ -285,6 +300,11 @@ def _explanations(
     tracker.log_array(saliency, f"attributions/{config.feature_attr_method}.npy")
     tracker.log_array(importance, f"example_importance/{config.example_attr_method}.npy")
     return saliency, importance
+
+
+def scaled_inputs(split: Split, scale: float) -> Split:
+    """``split`` with its inputs multiplied by ``scale`` (the split itself when 1)."""
+    return split if scale == 1.0 else Split(split.x * scale, split.y)
 
 
 def _plot_indices(labels: torch.Tensor, n: int) -> torch.Tensor:

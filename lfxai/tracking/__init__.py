@@ -4,6 +4,8 @@
   artifacts, nested runs, descriptions); experiments receive one and never import mlflow.
 - :mod:`~lfxai.tracking.registry`: the Model Registry: encoders logged without pickle, one
   :meth:`~Tracker.register_encoder`, :func:`load_encoder`, :func:`registered_name`.
+- :mod:`~lfxai.tracking.explained`: any registered encoder loaded for ``explain`` without
+  running code from the store, and the version a run consumed recorded on it.
 - :mod:`~lfxai.tracking.inputs`: the data sets a run used, as run inputs.
 - :mod:`~lfxai.tracking.lifecycle`, :mod:`~lfxai.tracking.stops`,
   :mod:`~lfxai.tracking.heartbeat`, :mod:`~lfxai.tracking.resume`: a run's life: opened,
@@ -16,6 +18,14 @@
 """
 
 from lfxai.models.stored import EncoderRefused
+from lfxai.tracking.explained import (
+    LFXAI_MODEL,
+    MODEL_TAG,
+    PT2_MODEL,
+    ExplainedModel,
+    load_explained_model,
+    record_explained_model,
+)
 from lfxai.tracking.heartbeat import (
     HEARTBEAT_ENV,
     HEARTBEAT_S,
@@ -60,6 +70,12 @@ from lfxai.tracking.tags import (
 from lfxai.tracking.tracker import ResumedTracker, Tracker
 
 __all__ = [
+    "record_explained_model",
+    "load_explained_model",
+    "ExplainedModel",
+    "PT2_MODEL",
+    "MODEL_TAG",
+    "LFXAI_MODEL",
     "DATA_DIGEST_TAG",
     "DEFAULT_EXPERIMENT",
     "DEFAULT_TRACKING_URI",

@@ -298,7 +298,7 @@ def load_encoder(uri: str, device: str = "cpu") -> nn.Module:
     """
     from mlflow.models import Model
 
-    uri, location = _model_location(uri)
+    uri, location = model_location(uri)
     with tempfile.TemporaryDirectory() as tmp:
 
         def download(path: str) -> Path:
@@ -307,7 +307,7 @@ def load_encoder(uri: str, device: str = "cpu") -> nn.Module:
         try:
             pytorch = Model.load(download("MLmodel")).flavors.get("pytorch", {})
         except (MlflowException, OSError) as error:
-            reason = _first_line(error) if isinstance(error, MlflowException) else error
+            reason = first_line(error) if isinstance(error, MlflowException) else error
             raise EncoderRefused(f"{uri}: no MLflow model there ({reason})") from None
         stored = {entry.get("path") for entry in pytorch.get("extra_files", [])}
         wanted = [f"extra_files/{file}" for file in (RECIPE_FILE, STATE_FILE)]
@@ -322,7 +322,7 @@ def load_encoder(uri: str, device: str = "cpu") -> nn.Module:
         return load_encoder_files(recipe, state, uri, device)
 
 
-def _model_location(uri: str) -> tuple[str, str]:
+def model_location(uri: str) -> tuple[str, str]:
     """A model URI as ``(uri with an alias resolved to its version, artifact location)``.
 
     Registry URIs are resolved once, so that both files come from one version even while
@@ -348,8 +348,9 @@ def _model_location(uri: str) -> tuple[str, str]:
             )
         return f"models:/{name}/{rest}", client.get_model_version_download_uri(name, rest)
     except MlflowException as error:
-        raise EncoderRefused(f"{uri}: {_first_line(error)}") from None
+        raise EncoderRefused(f"{uri}: {first_line(error)}") from None
 
 
-def _first_line(error: MlflowException) -> str:
+def first_line(error: MlflowException) -> str:
+    """An MLflow error's message, first line only (its stack trace left out)."""
     return (error.message.strip().splitlines() or [""])[0]

@@ -12,11 +12,13 @@ from mlflow.tracking import MlflowClient
 from lfxai.cli.experiment import main
 from lfxai.cli.launch import EXIT_BAD_INPUT
 from lfxai.config import ConfigError, build_config, load_profile
+from lfxai.data.splits import Split
 from lfxai.experiments import pretext, pretext_models
 from lfxai.experiments.pretext_models import TITLES
 from lfxai.experiments.pretext_models import resolve_pretrained as resolve
 from lfxai.metrics.claims import claims_markdown, pretext_claims
 from lfxai.metrics.correlation import CORRELATIONS, correlation_table, latex_tables
+from lfxai.models.images import EncoderMnist
 from lfxai.models.registry import ModelSpec, build_model
 from lfxai.plugins import get_dataset
 from lfxai.tracking import Tracker
@@ -83,6 +85,7 @@ def _settings(**overrides: str):
         ({"pretrained": "true", "example_attr_method": "TracIn"}, r"registered encoders carry"),
         ({"example_attr_method": "TracIn", "checkpoint_every": "0"}, r"TracIn needs"),
         ({"scae_lr": "0"}, r"scae_lr must be positive"),
+        ({"example_pixels": "bytes"}, r"'bytes'.*valid choices.*\['raw', 'unit'\]"),
     ],
 )
 def test_bad_settings_name_the_value_and_the_choices(overrides, message) -> None:
@@ -101,6 +104,41 @@ def test_every_profile_builds_with_every_task_of_the_plugin() -> None:
         ).feature_attr_method
         == "GradientShap"
     )
+
+
+class _Arrays:
+    """The two logging calls of ``pretext._explanations``, kept in memory."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        pass
+
+    def log_array(self, array: np.ndarray, path: str) -> None:
+        self.arrays[path] = np.asarray(array)
+
+
+def test_raw_example_pixels_feed_the_example_explainer_0_255_and_leave_saliency_alone() -> None:
+    """``example_pixels=raw`` (the reference's DkNN inputs): the example importance is DkNN's
+    on 255 x the images, the saliency is unchanged."""
+    torch.manual_seed(0)
+    encoder = EncoderMnist(4).eval()
+    images = torch.rand(30, 1, 28, 28)
+    labels = torch.arange(30) % 10
+    train = Split(images[:20], labels[:20])
+    data = pretext._Explained(train, train, train, Split(images[20:], labels[20:]))
+    results = {}
+    for pixels in ("unit", "raw"):
+        config = _settings(example_attr_method="DKNN", example_pixels=pixels)
+        results[pixels] = pretext._explanations(
+            MNIST, config, _Arrays(), data, encoder, encoder, torch.device("cpu")
+        )
+    codes_train, codes_test = encoder(255 * images[:20]), encoder(255 * images[20:])
+    expected = 1 / torch.cdist(codes_test, codes_train).pow(2)
+    np.testing.assert_allclose(results["raw"][1], expected.detach().numpy(), rtol=1e-4)
+    assert not np.allclose(results["unit"][1], results["raw"][1], rtol=1e-2)
+    np.testing.assert_array_equal(results["unit"][0], results["raw"][0])
 
 
 def test_registered_names_encode_dataset_task_and_latent_size() -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from lfxai.explanations.examples import InfluenceFunctions
+from lfxai.explanations.examples import InfluenceFunctions, influence_functions
 from lfxai.explanations.examples.per_sample_grads import LossFunctional
 
 
@@ -20,6 +20,16 @@ class _AE(nn.Module):
         return self.decoder(self.encoder(x))
 
 
+class _LSTMAE(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.LSTM(1, 3, batch_first=True)
+        self.decoder = nn.Linear(3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x)[0])
+
+
 @pytest.mark.parametrize(
     "options",
     [
@@ -31,13 +41,18 @@ def test_hvp_chunk_size_reaches_every_hvp_and_keeps_the_scores(options, monkeypa
     torch.manual_seed(0)
     model, x = _AE(), torch.rand(8, 6, generator=torch.Generator().manual_seed(1))
     chunks: list[int | None] = []
-    real_hvp = LossFunctional.hvp
+    real_hessian = LossFunctional.hessian
 
-    def spy(self, params, fixed, x, t, vectors, chunk_size=None):
-        chunks.append(chunk_size)
-        return real_hvp(self, params, fixed, x, t, vectors, chunk_size)
+    def spy(self, params, fixed, x, t):
+        operator = real_hessian(self, params, fixed, x, t)
 
-    monkeypatch.setattr(LossFunctional, "hvp", spy)
+        def recorded(vectors, chunk_size=None):
+            chunks.append(chunk_size)
+            return operator(vectors, chunk_size)
+
+        return recorded
+
+    monkeypatch.setattr(LossFunctional, "hessian", spy)
     explainer = InfluenceFunctions(model, nn.MSELoss(), X_train=x, progress=False)
     default = explainer.attribute(x[:3], **options)
     assert chunks and 1 not in chunks
@@ -51,3 +66,45 @@ def test_hvp_chunk_size_must_be_positive():
     explainer = InfluenceFunctions(_AE(), nn.MSELoss(), X_train=torch.rand(4, 6), progress=False)
     with pytest.raises(ValueError, match="hvp_chunk_size"):
         explainer.attribute(torch.rand(2, 6), hvp_chunk_size=0)
+
+
+@pytest.mark.parametrize("influence_method", ["arnoldi", "exact"])
+def test_small_hessian_data_builds_each_batchs_graph_once(influence_method, monkeypatch):
+    """Up to CACHED_HESSIAN_EXAMPLES Hessian examples, every product reuses the batches'
+    graphs (4 Arnoldi steps or 2 exact blocks on 2 batches: 2 builds); above, each product
+    builds them again. The scores are the same bit for bit."""
+    torch.manual_seed(0)
+    model, x = _AE(), torch.rand(8, 6, generator=torch.Generator().manual_seed(1))
+    builds: list[int] = []
+    real_hessian = LossFunctional.hessian
+
+    def spy(self, params, fixed, xb, t):
+        builds.append(len(xb))
+        return real_hessian(self, params, fixed, xb, t)
+
+    monkeypatch.setattr(LossFunctional, "hessian", spy)
+    explainer = InfluenceFunctions(model, nn.MSELoss(), X_train=x, progress=False)
+    # The exact method's identity blocks are 256 columns: _AE's encoder fits in one block.
+    options = {"influence_method": influence_method, "arnoldi_iter": 4, "hvp_batch_size": 4}
+    cached = explainer.attribute(x[:3], **options)
+    products = 4 if influence_method == "arnoldi" else 1
+    assert builds == [4, 4]
+    builds.clear()
+    monkeypatch.setattr(influence_functions, "CACHED_HESSIAN_EXAMPLES", 7)
+    rebuilt = explainer.attribute(x[:3], **options)
+    assert builds == [4, 4] * products
+    assert torch.equal(cached, rebuilt)
+
+
+def test_an_lstm_hessian_operator_gives_the_same_products_call_after_call():
+    torch.manual_seed(0)
+    model = _LSTMAE()
+    functional = LossFunctional(model, nn.MSELoss())
+    params, fixed = functional.split()
+    x = torch.rand(4, 5, 1, generator=torch.Generator().manual_seed(2))
+    vectors = torch.randn(
+        2, functional.n_params(params), generator=torch.Generator().manual_seed(3)
+    )
+    operator = functional.hessian(params, fixed, x, x)
+    one_by_one = torch.cat([operator(vectors[:1]), operator(vectors[1:])])
+    assert torch.equal(one_by_one, functional.hvp(params, fixed, x, x, vectors))

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, hessian, jacrev
 
-from lfxai.explanations.examples import InfluenceFunctions
+from lfxai.explanations.examples import InfluenceFunctions, influence_functions
 from lfxai.explanations.examples.influence_functions import arnoldi
 from lfxai.explanations.examples.per_sample_grads import LossFunctional
 from tests.numerics import gamma
@@ -153,29 +153,38 @@ def test_hessian_examples_come_from_the_loader_across_its_batches() -> None:
 # How many vectors each vmapped Hessian-vector product takes --------------------------------
 
 
-def test_default_hvp_chunk_is_4096_examples_worth_of_vectors_and_at_least_one(monkeypatch):
-    """Each batch of B Hessian examples gets ``max(1, 4096 // B)`` vectors per vmap chunk."""
+def test_default_hvp_chunk_is_10000_examples_worth_of_vectors_and_at_least_one(monkeypatch):
+    """Each batch of B Hessian examples gets ``max(1, 10000 // B)`` vectors per vmap chunk."""
+    assert influence_functions.HVP_TANGENTS == 10_000
     seen: list[tuple[int, int | None]] = []
-    real_hvp = LossFunctional.hvp
+    real_hessian = LossFunctional.hessian
 
-    def spy(self, params, fixed, x, t, vectors, chunk_size=None):
-        seen.append((len(x), chunk_size))
-        return real_hvp(self, params, fixed, x, t, vectors, chunk_size)
+    def spy(self, params, fixed, x, t):
+        operator = real_hessian(self, params, fixed, x, t)
 
-    monkeypatch.setattr(LossFunctional, "hvp", spy)
+        def recorded(vectors, chunk_size=None):
+            seen.append((len(x), chunk_size))
+            return operator(vectors, chunk_size)
+
+        return recorded
+
+    monkeypatch.setattr(LossFunctional, "hessian", spy)
     torch.manual_seed(0)
     # No encoder: all 7 parameters are explained.
     model = nn.Sequential(nn.Linear(2, 1), nn.Linear(1, 2))
-    pool = torch.rand(5000, 2, generator=torch.Generator().manual_seed(1))
+    pool = torch.rand(12_000, 2, generator=torch.Generator().manual_seed(1))
     explainer = InfluenceFunctions(model, nn.MSELoss(), X_train=pool[:2], progress=False)
     options = {"influence_method": "exact", "train_loader_replacement": [(pool,)]}
     explainer.attribute(pool[:1], **options, hessian_size=35, hvp_batch_size=17)
-    # 35 examples in batches of 17: 240 vectors (17 divides 4097, not 4096), and 4096 for
-    # the last single example.
-    assert seen == [(17, 240), (17, 240), (1, 4096)]
+    # 35 examples in batches of 17: 588 vectors (17 * 588 = 9996), and 10000 for the last
+    # single example.
+    assert seen == [(17, 588), (17, 588), (1, 10_000)]
     seen.clear()
-    explainer.attribute(pool[:1], **options, hvp_batch_size=5000)
-    assert seen == [(5000, 1)]  # 4096 // 5000 = 0 vectors: one
+    explainer.attribute(pool[:1], **options, hvp_batch_size=5000, hessian_size=10_000)
+    assert seen == [(5000, 2), (5000, 2)]
+    seen.clear()
+    explainer.attribute(pool[:1], **options, hvp_batch_size=12_000)
+    assert seen == [(12_000, 1)]  # 10000 // 12000 = 0 vectors: one
 
 
 # The Arnoldi solver ------------------------------------------------------------------------

@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from lfxai.explanations.examples import InfluenceFunctions, influence_functions
+from lfxai.explanations.examples import InfluenceFunctions, code_hvp, influence_functions
 from lfxai.explanations.examples.per_sample_grads import LossFunctional
-from tests.numerics import gamma
+from tests.numerics import U64, gamma
 
 N_IN, N_TRAIN, N_TEST = 3, 8, 4
 P = N_IN + 1  # the weights, then the bias (the order of named_parameters)
@@ -111,11 +111,14 @@ def _lissa_reference(
     return expected, magnitude
 
 
-def test_an_unknown_method_is_refused_with_the_three_names() -> None:
+def test_an_unknown_method_is_refused_with_the_four_names() -> None:
     x, y = _data(N_TRAIN)
     with pytest.raises(ValueError) as error:
         _explainer(_regression(), x, y).attribute(x[:2], Y_test=y[:2], influence_method="newton")
-    expected = "influence_method must be one of ('lissa', 'arnoldi', 'exact'), got 'newton'"
+    expected = (
+        "influence_method must be one of ('lissa', 'arnoldi', 'exact', 'lissa_arnoldi'), "
+        "got 'newton'"
+    )
     assert str(error.value) == expected
 
 
@@ -252,6 +255,59 @@ def test_lissa_with_a_full_batch_loader_converges_to_the_damped_inverse() -> Non
     _assert_within(scores, expected, bound)
 
 
+def test_lissa_arnoldi_is_lissas_truncated_series_on_the_kept_eigenpairs(float64) -> None:
+    """Full rank: LiSSA's recursion with the full-batch Hessian at every step (its
+    expectation), far from converged. Rank 1: LiSSA's factor on the top eigenvector, its
+    factor at eigenvalue 0 on the rest."""
+    model, (x, y), (x_test, y_test) = _regression(), _data(N_TRAIN), _data(N_TEST, seed=2)
+    eigenvalues, eigenvectors = torch.linalg.eigh(_hessian(x))
+    # q in (0.49, 0.99]: contracting, yet 30 steps leave the smallest eigenvalues' series
+    # far from their limit 1 / (damping * scale + lambda).
+    damping, scale, depth = 0.01, 2 * eigenvalues[-1].item(), 30
+    options = dict(
+        influence_method="lissa_arnoldi",
+        train_loader_replacement=[(x, y)],
+        recursion_depth=depth,
+        damping=damping,
+        scale=scale,
+        arnoldi_iter=P,
+    )
+    explainer = _explainer(model, x, y)
+    full = explainer.attribute(x_test, Y_test=y_test, arnoldi_rank=P, **options)
+    expected, magnitude = _lissa_reference(
+        model, (x, y), (x_test, y_test), [x] * depth, damping, scale
+    )
+    gap = (eigenvalues[1:] - eigenvalues[:-1]).min().item()
+    # Float64 Ritz pairs (error ~ u ||H|| / gap, Golub & Van Loan 8.1) and sums of `depth`
+    # powers: a generous count of roundings, amplified by the spectrum's conditioning.
+    bound = gamma(10 * P * P * depth, U64) * (1 + eigenvalues[-1].item() / gap) * magnitude
+    _assert_within(full, expected, bound)
+
+    def factor(value: float) -> float:
+        return sum((1 - damping - value / scale) ** j for j in range(depth + 1)) / scale
+
+    top, u = eigenvalues[-1].item(), eigenvectors[:, -1]
+    g_test, g_train = _grads(model, x_test, y_test), _grads(model, x, y)
+    rank1 = factor(0.0) * g_test @ g_train.T
+    rank1 += (factor(top) - factor(0.0)) * torch.outer(g_test @ u, g_train @ u)
+    one = explainer.attribute(x_test, Y_test=y_test, arnoldi_rank=1, **options)
+    _assert_within(one, rank1, bound)
+
+
+def test_lissa_filter_is_the_geometric_sum_near_and_far_from_a_unit_ratio() -> None:
+    """Eigenvalues giving ``q = 1 - damping - lambda / scale`` of 1 exactly, within 1e-8 of
+    1 (the expansion) and far from it (the closed form, including q < 0)."""
+    damping, scale, depth = 1e-3, 1000.0, 100
+    values = torch.tensor([-1.0, -0.999999, 0.0, 12.9, 3000.0], dtype=torch.float64)
+    factors = influence_functions.lissa_filter(values, depth, damping, scale)
+    for value, got in zip(values.tolist(), factors.tolist(), strict=True):
+        q = 1 - damping - value / scale
+        terms = range(depth + 1)  # the estimate starts at g: depth + 1 powers
+        exact = sum(q**j for j in terms) / scale
+        # 101 powers up to 100: a few hundred float64 roundings, on sum |q|^j / scale.
+        assert abs(got - exact) <= gamma(500, U64) * sum(abs(q) ** j for j in terms) / scale
+
+
 def test_lissa_draws_hvp_batch_size_examples_with_replacement_from_the_seed() -> None:
     """Without a loader, step k's batch is the k-th ``randint(N, (B,))`` of a seeded generator."""
     model, (x, y), (x_test, y_test) = _regression(), _data(N_TRAIN), _data(N_TEST, seed=2)
@@ -319,6 +375,38 @@ def test_lissa_cycles_a_loader_of_labelled_batches() -> None:
     cycled = [loader[step % 2][0] for step in range(depth)]
     expected, magnitude = _lissa_reference(model, (x, y), (x_test, y_test), cycled, damping, scale)
     _assert_within(scores, expected, gamma(depth * (P + 3 + N_IN + 8)) * magnitude)
+
+
+def test_lissa_over_min_vectors_train_examples_takes_the_code_split(monkeypatch) -> None:
+    """From ``code_hvp.MIN_VECTORS`` explained examples on, every step's product comes from
+    the Hessian split at the model's output (here all Gauss-Newton); the scores keep the
+    float64 reference's rounding bound of the generic products."""
+    n_train = code_hvp.MIN_VECTORS
+    model, (x, y), (x_test, y_test) = _regression(), _data(n_train), _data(N_TEST, seed=2)
+    damping, scale, depth, batch, seed = 0.2, 20.0, 10, 3, 7
+    prepared: list[bool] = []
+    real = code_hvp.CodeSplit.prepare
+
+    def spy(self, *args):
+        split = real(self, *args)
+        prepared.append(split is not None)
+        return split
+
+    monkeypatch.setattr(code_hvp.CodeSplit, "prepare", spy)
+    scores = _explainer(model, x, y).attribute(
+        x_test,
+        Y_test=y_test,
+        recursion_depth=depth,
+        damping=damping,
+        scale=scale,
+        hvp_batch_size=batch,
+        seed=seed,
+    )
+    assert prepared == [True] * depth
+    generator = torch.Generator().manual_seed(seed)
+    drawn = [x[torch.randint(n_train, (batch,), generator=generator)] for _ in range(depth)]
+    expected, magnitude = _lissa_reference(model, (x, y), (x_test, y_test), drawn, damping, scale)
+    _assert_within(scores, expected, gamma(depth * (P + batch + N_IN + 8)) * magnitude)
 
 
 class _EmptyLoader:

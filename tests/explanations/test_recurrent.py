@@ -241,3 +241,21 @@ def test_an_lstm_called_twice_adds_up_the_gradients_of_both_calls() -> None:
     names = [f"lstm.{name}" for name, _ in lstm.named_parameters()]
     fast = recurrent.per_example_lstm_grads(summed, names, {"lstm": lstm})
     _assert_grads_close(fast, _reference_grads(lstm, loss_of_one, n))
+
+
+def test_the_unbind_stack_has_torch_stacks_values_and_derivatives_to_second_order() -> None:
+    """Same values as ``torch.stack``; its first and second derivatives pass autograd's
+    float64 finite-difference checks (the Hessian-vector products go through both)."""
+    gen = torch.Generator().manual_seed(0)
+    parts = [
+        torch.randn(3, 2, generator=gen, dtype=torch.float64).requires_grad_() for _ in range(4)
+    ]
+    for dim in (0, 1, 2):
+        stacked = recurrent._StackUnbind.apply(dim, *parts)
+        assert torch.equal(stacked, torch.stack(parts, dim))
+
+        def cubed(*tensors, dim=dim):  # nonlinear, so the second derivatives are not zero
+            return recurrent._StackUnbind.apply(dim, *tensors) ** 3
+
+        assert torch.autograd.gradcheck(cubed, parts)
+        assert torch.autograd.gradgradcheck(cubed, parts)

@@ -21,6 +21,7 @@ from torch import nn
 from torch.func import functional_call, grad, vjp, vmap
 
 from lfxai.explanations.examples import recurrent
+from lfxai.explanations.examples.code_hvp import MIN_VECTORS, CodeSplit
 
 Params = dict[str, torch.Tensor]
 TARGETS = ("input", "label")
@@ -132,6 +133,8 @@ class LossFunctional:
         # explained parameter, per-example gradients come from one batched backward.
         self._lstms = recurrent.lstm_modules(model)
         self._recurrent_grads = recurrent.covered_by_lstms(model, self.names)
+        # Many vectors at once: the Hessian split at the explained module's output (code_hvp).
+        self._code_split = CodeSplit(model, module, self.names, self.batch_loss)
 
     def _unfused(self, records=None):
         """The context in which the model's LSTMs (if any) run as unfused time loops.
@@ -215,24 +218,53 @@ class LossFunctional:
     ) -> torch.Tensor:
         """Hessian of the batch's mean loss times each row of ``vectors (K, P)``: ``(K, P)``.
 
+        One product with :meth:`hessian`'s operator (see there).
+        """
+        return self.hessian(params, fixed, x, t)(vectors, chunk_size)
+
+    def hessian(
+        self, params: Params, fixed: Params, x: torch.Tensor, t: torch.Tensor
+    ) -> Callable[[torch.Tensor, int | None], torch.Tensor]:
+        """The Hessian of the batch's mean loss as an operator ``(vectors (K, P), chunk_size)
+        -> (K, P)`` whose graph is built once and reused by every call.
+
         Reverse-over-reverse: one forward and backward pass builds the gradient's graph, whose
         pullback is vmapped over the K vectors (the primal passes are shared). It measured as
         fast as forward-over-reverse here and, unlike it, also runs through oneDNN LSTMs.
+        When the first call has ``code_hvp.MIN_VECTORS`` vectors or more, the Hessian is split
+        at the explained module's output if the model allows it (:mod:`code_hvp`, the same
+        products up to rounding): only the encoder's part is then vmapped. Through LSTMs,
+        plain autograd with one backward per vector (:meth:`_lstm_hessian`).
         """
         if self._lstms:
-            return self._lstm_hvp(params, fixed, x, t, vectors)
-        _, pullback = vjp(grad(lambda p: self.batch_loss(p, fixed, x, t)), params)
-        return vmap(lambda v: flatten(pullback(unflatten(v, params))[0]), chunk_size=chunk_size)(
-            vectors
-        )
+            return self._lstm_hessian(params, fixed, x, t)
+        built: list = []  # (pullback, split), made by the first call
 
-    def _lstm_hvp(self, params, fixed, x, t, vectors: torch.Tensor) -> torch.Tensor:
+        def loss(p: Params) -> torch.Tensor:
+            return self.batch_loss(p, fixed, x, t)
+
+        def product(vectors: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+            if not built:
+                split = None
+                if len(vectors) >= MIN_VECTORS:
+                    split = self._code_split.prepare(params, fixed, x, t)
+                _, pullback = vjp(grad(loss if split is None else split.linear), params)
+                built.append((pullback, split))
+            pullback, split = built[0]
+            products = vmap(
+                lambda v: flatten(pullback(unflatten(v, params))[0]), chunk_size=chunk_size
+            )(vectors)
+            return products if split is None else products + split.gauss_newton(vectors)
+
+        return product
+
+    def _lstm_hessian(self, params, fixed, x, t) -> Callable[..., torch.Tensor]:
         """HVPs through unfused LSTMs with plain autograd, one backward per vector.
 
         Fused LSTM kernels have no (fast) double backward, and vmap over the unfused loop
         pays its per-operation cost on every one of the ~10^4 operations of 140 steps (14 s
-        for one product on 8 sequences); the double-backward graph is built once here and
-        each vector costs one backward through it.
+        for one product on 8 sequences); the double-backward graph is built here, once, and
+        each vector costs one backward through it (the graph is kept while the operator is).
         """
         live = {k: v.detach().requires_grad_() for k, v in params.items()}
         with self._unfused():
@@ -243,12 +275,15 @@ class LossFunctional:
             return dict(zip(live, tensors, strict=True))
 
         first = flatten(named(torch.autograd.grad(loss, inputs, create_graph=True)))
-        rows = []
-        for i, v in enumerate(vectors):
-            last = i == len(vectors) - 1
-            row = torch.autograd.grad(first, inputs, grad_outputs=v, retain_graph=not last)
-            rows.append(flatten(named(row)))
-        return torch.stack(rows) if rows else vectors.new_zeros(vectors.shape)
+
+        def product(vectors: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+            rows = [
+                flatten(named(torch.autograd.grad(first, inputs, v, retain_graph=True)))
+                for v in vectors
+            ]
+            return torch.stack(rows) if rows else vectors.new_zeros(vectors.shape)
+
+        return product
 
     @staticmethod
     def n_params(params: Params) -> int:

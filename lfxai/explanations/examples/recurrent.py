@@ -53,6 +53,32 @@ class _Record:
     gates: list[torch.Tensor] = field(default_factory=list)  # T tensors (N, 4H)
 
 
+class _StackUnbind(torch.autograd.Function):
+    """``torch.stack(tensors, dim)`` whose backward is ``unbind``: the same values.
+
+    ``torch.stack`` differentiates into one ``select`` per slice; differentiating those
+    selects again (the double backward of a Hessian-vector product) builds a zero tensor of
+    the whole stacked output per slice and adds them up, T times per LSTM. The derivative of
+    ``unbind`` is one ``stack``. One Hessian-vector product through the ECG5000 autoencoder
+    (d=64, 50 sequences of 140 steps) allocated 1.45 instead of 2.61 GiB (420 full-size zero
+    fills fewer; torch.profiler), and the products are bitwise the same.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(dim: int, *tensors: torch.Tensor) -> torch.Tensor:
+        return torch.stack(tensors, dim)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.dim = inputs[0]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return (None, *grad.unbind(ctx.dim))
+
+
 def _unfused(
     module: nn.LSTM,
     record: list[_Record] | None,
@@ -79,7 +105,7 @@ def _unfused(
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         outputs.append(h)
-    out = torch.stack(outputs, dim=1)
+    out = _StackUnbind.apply(1, *outputs)
     if record is not None:
         first = x.new_zeros(n, 1, hidden) if state is None else state[0][0].unsqueeze(1)
         previous = torch.cat([first, out[:, :-1]], dim=1)

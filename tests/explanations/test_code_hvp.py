@@ -1,0 +1,184 @@
+"""The Hessian split at the encoder's code gives the generic Hessian-vector products, and is
+declined (the generic products are used) wherever its structure is absent."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from lfxai.explanations.examples import code_hvp, per_sample_grads
+from lfxai.explanations.examples.code_hvp import MAX_CODE, MIN_VECTORS, CodeSplit
+from lfxai.explanations.examples.per_sample_grads import LossFunctional
+from lfxai.models.autoencoder import AutoEncoder, TrainableModel
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _conv_ae(code: int = 2) -> AutoEncoder:
+    """A small MNIST-like autoencoder (conv, BatchNorm with running statistics, ReLU) on 8x8."""
+    torch.manual_seed(0)
+    encoder = nn.Sequential(
+        nn.Conv2d(1, 3, 3, stride=2, padding=1),
+        nn.BatchNorm2d(3),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(3 * 4 * 4, code),
+    )
+    decoder = nn.Sequential(nn.Linear(code, 64), nn.Sigmoid(), nn.Unflatten(1, (1, 8, 8)))
+    model = AutoEncoder(encoder, decoder, latent_dim=code).double()
+    batch_norm = encoder[1]
+    batch_norm.running_mean.uniform_(-0.5, 0.5, generator=_generator(3))
+    batch_norm.running_var.uniform_(0.5, 2.0, generator=_generator(4))
+    return model.eval()
+
+
+class _Classifier(TrainableModel):
+    """Encoder, linear head and cross-entropy against labels."""
+
+    target = "label"
+
+    def __init__(self) -> None:
+        super().__init__("classifier", nn.CrossEntropyLoss())
+        self.encoder = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3))
+        self.head = nn.Linear(3, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x))
+
+
+class _Tied(TrainableModel):
+    """The decoder reuses the encoder's weight: the loss meets the explained weight twice."""
+
+    def __init__(self) -> None:
+        super().__init__("tied")
+        self.encoder = nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.encoder(x)) @ self.encoder.weight
+
+
+class _Coupled(TrainableModel):
+    """The decoder centres the codes over the batch: each loss depends on every code."""
+
+    def __init__(self) -> None:
+        super().__init__("coupled")
+        self.encoder = nn.Linear(6, 2)
+        self.decoder = nn.Linear(2, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.encoder(x)
+        return self.decoder(torch.tanh(z - z.mean(dim=0)))
+
+
+class _Twice(TrainableModel):
+    """The encoder is called twice by the loss (a code penalty besides the reconstruction)."""
+
+    def __init__(self) -> None:
+        super().__init__("twice")
+        self.encoder = nn.Linear(6, 2)
+        self.decoder = nn.Linear(2, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(torch.tanh(self.encoder(x)))
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return super().loss(x, y) + self.encoder(x).pow(2).mean()
+
+
+def _wide() -> AutoEncoder:
+    """Codes of MAX_CODE + 1 numbers: more than the split takes."""
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.Linear(6, MAX_CODE + 1), nn.Tanh())
+    return AutoEncoder(encoder, nn.Linear(MAX_CODE + 1, 6), MAX_CODE + 1).double().eval()
+
+
+def _case(model: nn.Module, shape: tuple[int, ...], labels: int = 0):
+    model = model.double().eval()
+    functional = LossFunctional(model)
+    params, fixed = functional.split()
+    x = torch.rand(10, *shape, generator=_generator(1), dtype=torch.float64)
+    y = torch.randint(labels, (10,), generator=_generator(2)) if labels else None
+    t = functional.targets(x, y)
+    vectors = torch.randn(
+        MIN_VECTORS, functional.n_params(params), generator=_generator(5), dtype=torch.float64
+    )
+    return functional, params, fixed, x, t, vectors
+
+
+def _generic(functional, params, fixed, x, t, vectors, monkeypatch) -> torch.Tensor:
+    with monkeypatch.context() as patch:
+        patch.setattr(per_sample_grads, "MIN_VECTORS", len(vectors) + 1)
+        return functional.hvp(params, fixed, x, t, vectors)
+
+
+def _assert_close64(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """Equal up to float64 rounding: the same terms summed in another order differ by a few
+    ulps (~1e-16) of the largest product; 1e-10 of it leaves a margin of about 10^5."""
+    scale = float(expected.abs().max())
+    torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-10 * scale)
+
+
+@pytest.mark.parametrize(
+    ("model", "shape", "labels"),
+    [(_conv_ae, (1, 8, 8), 0), (_Classifier, (5,), 4)],
+    ids=["conv-autoencoder", "label-classifier"],
+)
+def test_the_split_gives_the_generic_products(model, shape, labels, monkeypatch):
+    functional, params, fixed, x, t, vectors = _case(model(), shape, labels)
+    assert functional._code_split.prepare(params, fixed, x, t) is not None
+    split = functional.hvp(params, fixed, x, t, vectors, chunk_size=7)
+    _assert_close64(split, _generic(functional, params, fixed, x, t, vectors, monkeypatch))
+
+
+def test_the_whole_model_as_explained_module_splits_at_its_output(monkeypatch):
+    """A regression explained whole: its code is its output, its Hessian all Gauss-Newton."""
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1).double()
+    functional = LossFunctional(model, nn.MSELoss(), target="label")
+    params, fixed = functional.split()
+    x = torch.randn(10, 3, generator=_generator(1), dtype=torch.float64)
+    t = torch.randn(10, 1, generator=_generator(2), dtype=torch.float64)
+    vectors = torch.randn(MIN_VECTORS, 4, generator=_generator(3), dtype=torch.float64)
+    assert functional._code_split.prepare(params, fixed, x, t) is not None
+    ones = torch.cat([x, torch.ones(10, 1, dtype=torch.float64)], dim=1)
+    _assert_close64(
+        functional.hvp(params, fixed, x, t, vectors), vectors @ (2 * ones.T @ ones / 10)
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "shape"),
+    [(_Tied, (6,)), (_Coupled, (6,)), (_Twice, (6,)), (_wide, (6,))],
+    ids=["tied-weights", "examples-coupled", "encoder-called-twice", "code-too-wide"],
+)
+def test_the_split_is_declined_and_the_generic_products_are_used(model, shape, monkeypatch):
+    functional, params, fixed, x, t, vectors = _case(model(), shape)
+    assert functional._code_split.prepare(params, fixed, x, t) is None
+    expected = _generic(functional, params, fixed, x, t, vectors, monkeypatch)
+    _assert_close64(functional.hvp(params, fixed, x, t, vectors), expected)
+
+
+def test_a_module_outside_the_model_is_never_split():
+    model = _conv_ae()
+    stranger = nn.Linear(2, 2)
+    split = CodeSplit(model, stranger, ["encoder.4.weight"], lambda *args: None)
+    assert split.prepare({}, {}, torch.zeros(1), torch.zeros(1)) is None
+
+
+def test_the_split_starts_at_min_vectors(monkeypatch):
+    functional, params, fixed, x, t, vectors = _case(_conv_ae(), (1, 8, 8))
+    calls: list[int] = []
+    real = code_hvp.CodeSplit.prepare
+
+    def spy(self, *args):
+        calls.append(1)
+        return real(self, *args)
+
+    monkeypatch.setattr(code_hvp.CodeSplit, "prepare", spy)
+    functional.hvp(params, fixed, x, t, vectors[: MIN_VECTORS - 1])
+    assert calls == []
+    functional.hvp(params, fixed, x, t, vectors)
+    assert calls == [1]
