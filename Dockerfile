@@ -61,7 +61,7 @@ RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
 # the working directory of the entry points (`mlflow run` starts them in the project folder).
 # The data-carrying wheels stay in a build cache, out of the image.
 RUN --mount=type=cache,target=/root/.cache/lfxai \
-    python -m lfxai.data provision mnist ecg5000
+    python -m lfxai provision mnist ecg5000
 
 # Runs go to the store in the volume (see above); no telemetry and no git in an offline image.
 ENV MLFLOW_TRACKING_URI=sqlite:////mlflow/mlflow.db \

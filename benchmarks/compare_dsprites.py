@@ -138,6 +138,7 @@ def compare(frames: np.ndarray, window: int) -> list[dict[str, float | str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, float | str]]:
+    """Parses the command line, compares the shapes, prints one row per shape; the rows."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("gif", type=Path, help="GIF of real 64x64 dSprites frames")
     parser.add_argument("--stride", type=int, default=1, help="use every k-th frame")

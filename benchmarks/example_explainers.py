@@ -81,7 +81,8 @@ def measure(fn: Callable[[], object], device: torch.device) -> tuple[float, floa
     """(wall seconds, CPU seconds, peak memory of the process during the call in MB, result).
 
     On a shared machine the wall time grows with the load; the CPU time (user + system, all
-    threads) much less, so both are reported."""
+    threads) much less, so both are reported.
+    """
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -101,6 +102,7 @@ def measure(fn: Callable[[], object], device: torch.device) -> tuple[float, floa
 
 
 def naive_grads(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Per-example gradients of the loss over the encoder, one backward each, as the reference."""
     params = list(model.encoder.parameters())
     out = []
     for i in range(len(x)):  # one backward per example
@@ -110,6 +112,7 @@ def naive_grads(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
 
 
 def naive_tracin(model, states, x_train, x_test, lr) -> torch.Tensor:
+    """TracIn by Python loops over checkpoints and pairs, as the reference computed it."""
     scores = torch.zeros(len(x_test), len(x_train))
     for state in states:
         ref = copy.deepcopy(model)
@@ -122,6 +125,7 @@ def naive_tracin(model, states, x_train, x_test, lr) -> torch.Tensor:
 
 
 def naive_simplex(model, x_train, x_test, n_epoch: int = 1000) -> torch.Tensor:
+    """SimplEx by the reference's loop: batches of 50 test examples, softmax weights, Adam."""
     with torch.no_grad():
         h_train, h_test = model.encoder(x_train), model.encoder(x_test)
     rows = []
@@ -140,6 +144,7 @@ def naive_simplex(model, x_train, x_test, n_epoch: int = 1000) -> torch.Tensor:
 
 
 def naive_dknn(model, x_train, x_test) -> torch.Tensor:
+    """DkNN's inverse squared distances, one test example at a time."""
     with torch.no_grad():
         h_train, h_test = model.encoder(x_train), model.encoder(x_test)
     return torch.stack([1 / ((h - h_train) ** 2).sum(-1) for h in h_test])  # loop over examples
@@ -294,6 +299,7 @@ def vmap_grads(model: nn.Module, x: torch.Tensor, args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> list[dict]:
+    """Times each explainer against its naive reference at each size; one row per timing."""
     device = torch.device(args.device)
     torch.manual_seed(0)
     if args.model == "lstm":
@@ -335,6 +341,7 @@ def _load() -> str:
 
 
 def main() -> None:
+    """Parses the command line and prints the timings as a table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 300, 1000])
     parser.add_argument("--checkpoints", type=int, default=10)

@@ -6,195 +6,53 @@ any check failed. Without CUDA it says so, runs the CPU halves (determinism of `
 explainers, the LSTM path) and exits 0. Sizes are small: minutes on one GPU, the entry points
 (twice each, ``profile=smoke``) taking most of it.
 
-Tolerances, CUDA against the CPU: different kernels round differently and cuDNN convolutions
-may use TF32 (10-bit mantissa, about 5e-4 relative per product), so values are compared by
-relative L2 error (1e-2) and rankings by Spearman correlation (0.99). CUDA against CUDA with
-one seed must be bitwise identical (``seed_everything`` selects deterministic kernels).
+Modules: :mod:`benchmarks.gpu_fixtures` (data, models, sizes), :mod:`benchmarks.gpu_compare`
+(tolerances, the report), :mod:`benchmarks.gpu_entry_points` (the entry points twice); this
+one holds the checks and the driver.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import os
-import subprocess
 import sys
 import tempfile
 import time
-import traceback
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 from torch import nn
 
+from benchmarks.gpu_compare import Outcome, Report, compare, devices, rel_error, same
+from benchmarks.gpu_entry_points import check_entry_points
+from benchmarks.gpu_fixtures import (
+    CPU,
+    CPU_SIZES,
+    GPU_SIZES,
+    SEED,
+    LSTMAutoencoder,
+    Sizes,
+    Trained,
+    images,
+    mnist_model,
+    sequences,
+    train,
+)
 from benchmarks.training_loader import epoch_seconds
-from lfxai.data.splits import Split
 from lfxai.explanations import examples
 from lfxai.explanations.examples import InfluenceFunctions
 from lfxai.explanations.features import FEATURE_METHODS, attribute_auxiliary, make_feature_method
-from lfxai.models.images import AutoEncoderMnist, DecoderMnist, EncoderMnist
-from lfxai.models.pretext import GaussianNoise
-from lfxai.training import fit, get_device, seed_everything
+from lfxai.training import get_device, seed_everything
 
-REPO = Path(__file__).resolve().parents[1]
-SEED = 0
-CPU = torch.device("cpu")
-MAX_REL_ERROR, MIN_SPEARMAN = 1e-2, 0.99
 # Adam's per-coordinate normalisation turns rounding noise in near-zero gradients into
 # full-size steps, so CPU and CUDA weights drift apart slowly; losses stay much closer.
 FIT_LOSS_REL, FIT_WEIGHT_REL = 1e-2, 5e-2
-Outcome = tuple[str, str]  # (status, detail)
-
-
-@dataclass
-class Report:
-    """Runs checks, prints one line each and remembers their statuses."""
-
-    statuses: list[str] = field(default_factory=list)
-
-    def run(self, name: str, check: Callable[[], Outcome]) -> None:
-        start = time.perf_counter()
-        try:
-            status, detail = check()
-        except Exception as error:  # a crash is a failed check, not the end of the report
-            status, detail = "FAIL", f"{type(error).__name__}: {error}".splitlines()[0][:300]
-            traceback.print_exc(file=sys.stderr)
-        self.statuses.append(status)
-        print(
-            f"{status:<4}  {name:<40} {detail}  [{time.perf_counter() - start:.1f} s]", flush=True
-        )
-
-    def skip(self, name: str, why: str) -> None:
-        self.run(name, lambda: ("SKIP", why))
-
-
-# Data and models ----------------------------------------------------------------------------
-
-
-def images(n: int, seed: int = SEED) -> Split:
-    """Random 1x28x28 images in [0, 1] with dummy labels."""
-    x = torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
-    return Split(x, torch.zeros(n, dtype=torch.long))
-
-
-def sequences(n: int, length: int = 24, seed: int = SEED) -> Split:
-    """Noisy sine waves ``(n, length, 1)`` of random frequency and phase."""
-    g = torch.Generator().manual_seed(seed)
-    t = torch.linspace(0, 1, length)
-    freq, phase = 1 + 3 * torch.rand(n, 1, generator=g), 6.28 * torch.rand(n, 1, generator=g)
-    x = torch.sin(6.28 * freq * t + phase) + 0.1 * torch.randn(n, length, generator=g)
-    return Split(x.unsqueeze(-1), torch.zeros(n, dtype=torch.long))
-
-
-class LSTMAutoencoder(nn.Module):
-    """Tiny sequence autoencoder shaped like the ECG5000 one, with an L1 loss.
-
-    Encoder: LSTM 1 -> 2d -> d, the code is the last hidden state; decoder: the code repeated
-    over time, LSTM d -> 2d and a linear read-out to one channel.
-    """
-
-    def __init__(self, d: int = 4, name: str = "lstm") -> None:
-        super().__init__()
-        self.encoder = _LSTMEncoder(d)
-        self.decoder = nn.LSTM(d, 2 * d, batch_first=True)
-        self.readout = nn.Linear(2 * d, 1)
-        self.name, self.loss_f = name, nn.L1Loss()
-        self.checkpoints_files: list[str] = []
-        self.lr: float | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        code = self.encoder(x)[:, None, :].repeat(1, x.shape[1], 1)
-        return self.readout(self.decoder(code)[0])
-
-    def loss(self, x: torch.Tensor, _y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.loss_f(self(x), x)
-
-
-class _LSTMEncoder(nn.Module):
-    def __init__(self, d: int) -> None:
-        super().__init__()
-        self.first = nn.LSTM(1, 2 * d, batch_first=True)
-        self.second = nn.LSTM(2 * d, d, batch_first=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.second(self.first(x)[0])[1][0][-1]
-
-
-def mnist_model(noise: bool = True) -> AutoEncoderMnist:
-    pretext = GaussianNoise() if noise else None
-    return AutoEncoderMnist(EncoderMnist(4), DecoderMnist(4), 4, pretext, name="gpu_check")
-
-
-def train(make: Callable[[], nn.Module], data: tuple[Split, Split], device, folder: Path):
-    """Seeds, builds and fits a model for 2 epochs with a checkpoint after each."""
-    seed_everything(SEED)
-    model = make()
-    result = fit(
-        model,
-        *data,
-        device,
-        2,
-        patience=0,
-        checkpoint_every=1,
-        checkpoint_dir=folder,
-        progress=False,
-        batch_size=64,
-        seed=SEED,
-    )
-    return model, result
-
-
-# Comparisons --------------------------------------------------------------------------------
-
-
-def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = torch.as_tensor(a).double().cpu(), torch.as_tensor(b).double().cpu()
-    return float((a - b).norm() / b.norm().clamp_min(1e-30))
-
-
-def row_spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    """The smallest Spearman correlation between matching rows of two score matrices."""
-    a, b = (
-        torch.as_tensor(a).cpu().reshape(len(a), -1),
-        torch.as_tensor(b).cpu().reshape(len(b), -1),
-    )
-    return min(float(spearmanr(x.numpy(), y.numpy()).statistic) for x, y in zip(a, b, strict=True))
-
-
-def same(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return torch.equal(torch.as_tensor(a).cpu(), torch.as_tensor(b).cpu())
-
-
-def compare(name: str, runs: list[torch.Tensor], cuda: bool) -> Outcome:
-    """Bitwise equality of two runs on the device, then closeness to the CPU run if any."""
-    if not same(runs[0], runs[1]):
-        return (
-            "FAIL",
-            f"two {name} runs with one seed differ (rel {rel_error(runs[0], runs[1]):.2e})",
-        )
-    if not cuda:
-        return "PASS", "CPU repeat bitwise identical"
-    err, rho = rel_error(runs[0], runs[2]), row_spearman(runs[0], runs[2])
-    ok = err <= MAX_REL_ERROR and rho >= MIN_SPEARMAN
-    return (
-        "PASS" if ok else "FAIL"
-    ), f"CUDA repeat identical; vs CPU rel {err:.1e}, Spearman >= {rho:.4f}"
-
-
-def devices(cuda: bool) -> list[torch.device]:
-    """Where each compared computation runs: twice on the device, then once on the CPU."""
-    return [torch.device("cuda")] * 2 + [CPU] if cuda else [CPU, CPU]
-
-
-# Checks -------------------------------------------------------------------------------------
 
 
 def environment(cuda: bool, why_not: str) -> Outcome:
+    """Versions, the GPU and its numerics settings (or why there is none)."""
     parts = [f"torch {torch.__version__}", f"CUDA {torch.version.cuda}"]
     if not cuda:
         return "PASS", ", ".join(parts) + f"; no CUDA ({why_not}): CPU checks only"
@@ -210,41 +68,8 @@ def environment(cuda: bool, why_not: str) -> Outcome:
     return "PASS", ", ".join(parts)
 
 
-@dataclass(frozen=True)
-class Sizes:
-    """Problem sizes: the GPU's exercise the kernels; the CPU's only show that the code runs."""
-
-    n_fit: int  # training images of the fit checks (and explained examples' pool)
-    n_train: int  # explained training examples
-    n_test: int  # explained test examples
-    lissa_depth: int
-    arnoldi_iter: int
-    simplex_epochs: int
-    timing_images: int  # MNIST epoch of the timing check
-    timing_lissa: int  # training vectors (and batch) of the timed LiSSA step
-    lstm_train: int  # explained training sequences (a quarter as many test ones)
-    lstm_length: int  # time steps per sequence
-
-
-# The LSTM's CPU reference runs through vmap's slow per-example fallback: kept small.
-GPU_SIZES = Sizes(512, 64, 16, 20, 30, 1000, 60_000, 1000, 32, 24)
-CPU_SIZES = Sizes(256, 8, 4, 2, 4, 100, 900, 10, 8, 12)
-
-
-@dataclass
-class Trained:
-    """Sizes, data and the models trained by the fit checks (reused by the explainers)."""
-
-    folder: Path
-    sizes: Sizes
-    models: dict[str, nn.Module] = field(default_factory=dict)
-
-    @property
-    def data(self) -> tuple[Split, Split]:
-        return images(self.sizes.n_fit), images(self.sizes.n_fit // 4, seed=1)
-
-
 def fit_repeat(state: Trained, device: torch.device) -> Outcome:
+    """Two fits with one seed on ``device``: bitwise the same weights, CPU checkpoints."""
     runs = []
     for i in range(2):
         model, result = train(mnist_model, state.data, device, state.folder / f"mnist{i}")
@@ -263,6 +88,7 @@ def fit_repeat(state: Trained, device: torch.device) -> Outcome:
 
 
 def fit_cross_device(state: Trained) -> Outcome:
+    """A fit on CUDA against one on the CPU: losses and weights within tolerance."""
     # No pretext noise: CUDA and the CPU draw different random numbers for one seed.
     results, weights = [], []
     for device in (torch.device("cuda"), CPU):
@@ -283,6 +109,7 @@ def fit_cross_device(state: Trained) -> Outcome:
 
 
 def feature_method(state: Trained, name: str, cuda: bool) -> Outcome:
+    """One label-free feature method on the devices (:func:`compare`)."""
     x = state.data[1].x[: 2 * state.sizes.n_test]
     runs = []
     for device in devices(cuda):
@@ -317,6 +144,7 @@ def explainer_options(key: str, sizes: Sizes) -> tuple[str, dict]:
 
 
 def explain(model, key: str, sizes: Sizes, x_train, x_test, device, loss_f=None) -> torch.Tensor:
+    """The scores of one example explainer (:data:`EXPLAINERS`) on ``device``."""
     name, options = explainer_options(key, sizes)
     if name == "InfluenceFunctions":
         options["hvp_batch_size"] = len(x_train)  # LiSSA's resampled batches
@@ -326,6 +154,7 @@ def explain(model, key: str, sizes: Sizes, x_train, x_test, device, loss_f=None)
 
 
 def example_method(state: Trained, key: str, cuda: bool) -> Outcome:
+    """One example explainer on the devices (:func:`compare`)."""
     (train_split, test_split), sizes = state.data, state.sizes
     x_train, x_test = train_split.x[: sizes.n_train], test_split.x[: sizes.n_test]
     model = state.models["mnist"]
@@ -334,6 +163,7 @@ def example_method(state: Trained, key: str, cuda: bool) -> Outcome:
 
 
 def lstm(state: Trained, device: torch.device, cuda: bool) -> Outcome:
+    """The LSTM autoencoder: trained on ``device``, TracIn and influence finite and compared."""
     n, length = state.sizes.lstm_train, state.sizes.lstm_length
     sizes = replace(
         state.sizes,
@@ -397,96 +227,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-# Entry points -------------------------------------------------------------------------------
-
-
-def entry_points() -> list[tuple[str, str]]:
-    """Every (dataset, experiment) pair a user can run, from the experiment registry."""
-    from lfxai.experiments.registry import entries
-
-    return sorted(entries())
-
-
-def mlflow_run(dataset: str, name: str, folder: Path, args) -> tuple[dict, dict]:
-    """Runs one entry point with ``mlflow run`` into its own SQLite store in ``folder``.
-
-    One store per run: concurrent writers would contend for one SQLite file's lock.
-
-    Returns:
-        The final metrics (timings left out) and the params of its top-level run.
-    """
-    from mlflow.tracking import MlflowClient
-
-    folder.mkdir(parents=True, exist_ok=True)
-    uri = f"sqlite:///{folder}/mlflow.db"
-    client = MlflowClient(tracking_uri=uri)
-    client.create_experiment("gpu-check", artifact_location=(folder / "artifacts").as_uri())
-    params = {"name": name, "profile": "smoke", "device": "auto"}
-    if args.data_dir:
-        params["data_dir"] = args.data_dir
-    command = [sys.executable, "-m", "mlflow", "run", str(REPO), "-e", dataset]
-    command += [arg for key, value in params.items() for arg in ("-P", f"{key}={value}")]
-    command += ["--env-manager", "local", "--experiment-name", "gpu-check"]
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")
-    }
-    env["MLFLOW_TRACKING_URI"] = uri
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    # Concurrent runs share the CPU cores; the same count in both repeats keeps them equal.
-    env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.jobs))
-    done = subprocess.run(
-        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=args.entrypoint_timeout
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"exit {done.returncode}: {done.stderr.strip()[-300:]}")
-    runs = client.search_runs([client.get_experiment_by_name("gpu-check").experiment_id])
-    top = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    if len(top) != 1:
-        raise RuntimeError(f"expected one top-level run, found {len(top)}")
-    metrics = {k: v for k, v in top[0].data.metrics.items() if not is_timing(k)}
-    return metrics, top[0].data.params
-
-
-def is_timing(metric: str) -> bool:
-    """Wall-clock metrics (``time/*``, ``throughput/*``, ``*_seconds``) and system metrics
-    (``system/*``: utilisation, memory) differ between runs."""
-    return metric.startswith(("time/", "throughput/", "system/")) or "second" in metric
-
-
-def same_runs(runs: list[tuple[dict, dict]]) -> Outcome:
-    """Two runs of one entry point: identical final metrics, both on CUDA."""
-    (first, params), (second, params2) = runs
-    differ = sorted(k for k in first.keys() | second.keys() if first.get(k) != second.get(k))
-    used = [params.get("device_used"), params2.get("device_used")]
-    ok = not differ and used == ["cuda", "cuda"]
-    return ("PASS" if ok else "FAIL"), (
-        f"{len(first)} final metrics identical: {not differ}"
-        + (f" (differ: {differ[:5]})" if differ else "")
-        + f"; device_used {used}"
-    )
-
-
-def check_entry_points(report: Report, args) -> None:
-    pairs = entry_points()
-    folder = Path(tempfile.mkdtemp(prefix="lfxai-gpu-check-"))
-    jobs = [(dataset, name, repeat) for dataset, name in pairs for repeat in (0, 1)]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        futures = {
-            job: pool.submit(mlflow_run, *job[:2], folder / "-".join(map(str, job)), args)
-            for job in jobs
-        }
-    for dataset, name in pairs:
-        runs = [futures[(dataset, name, repeat)] for repeat in (0, 1)]
-        report.run(
-            f"entrypoint {dataset} -P name={name}",
-            lambda runs=runs: same_runs([future.result() for future in runs]),
-        )
-
-
-# Driver -------------------------------------------------------------------------------------
-
-
 def main(argv: list[str] | None = None) -> int:
+    """Runs every check, prints one line each and a summary; 1 if any failed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="auto or cuda (GPU checks) or cpu")
     parser.add_argument("--skip-entrypoints", action="store_true")

@@ -104,6 +104,7 @@ def measure(kind: str, target: str, workers: int, trials: int) -> dict[str, floa
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Times each storage and prints one line each, with its trials checked."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--trials", type=int, default=20, help="trials per worker")

@@ -66,6 +66,7 @@ def _synchronize(device: torch.device) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, list[tuple[float, float]]]:
+    """Epoch times of both data paths, ``args.repeats`` times, after a warm-up."""
     device = get_device(args.device)
     train, test = data(args.n_train, args.n_test)
     for path in PATHS:  # warm-up
@@ -80,6 +81,7 @@ def run(args: argparse.Namespace) -> dict[str, list[tuple[float, float]]]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Parses the command line and prints the epoch times of both paths."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--n-train", type=int, default=60_000)

@@ -2,7 +2,7 @@
 
 import sys
 
-from lfxai.experiments import runner
+from lfxai.cli.experiment import main
 
 if __name__ == "__main__":
-    sys.exit(runner.main("dsprites"))
+    sys.exit(main("dsprites"))

@@ -2,7 +2,7 @@
 
 import sys
 
-from lfxai.report.__main__ import main
+from lfxai.cli.report import main
 
 if __name__ == "__main__":
     sys.exit(main())

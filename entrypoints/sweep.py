@@ -2,7 +2,7 @@
 
 import sys
 
-from lfxai.sweep import runner
+from lfxai.cli.sweep import main
 
 if __name__ == "__main__":
-    sys.exit(runner.main())
+    sys.exit(main())

@@ -132,8 +132,9 @@ def _parse(value: str, annotation: Any, key: str) -> Any:
 
 
 def parse_setting(schema: type[BaseConfig], key: str, value: str) -> Any:
-    """A setting of ``schema`` as logged (a string) parsed into its type, e.g. to compare the
-    settings of two runs (``50`` equals ``50.0``).
+    """A setting of ``schema`` as logged (a string) parsed into its type.
+
+    E.g. to compare the settings of two runs: ``50`` equals ``50.0``.
 
     Raises:
         ConfigError: ``key`` is not a setting of ``schema``, or ``value`` does not parse.
@@ -182,6 +183,37 @@ def build_config(
     return config
 
 
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """A command's settings, resolved once, and how they differ from its profile's.
+
+    Attributes:
+        config: the validated settings.
+        given: the overrides as passed (those equal to :data:`KEEP` left out).
+        changed: ``{setting: (this run's value, the profile's value)}`` for the given
+            settings whose value differs from the profile's, in the schema's order.
+    """
+
+    config: BaseConfig
+    given: dict[str, str]
+    changed: dict[str, tuple[Any, Any]]
+
+
+def resolve(
+    schema: type[BaseConfig], values: dict[str, Any], overrides: dict[str, str]
+) -> Resolved:
+    """:func:`build_config` once, with what the overrides changed (see :class:`Resolved`)."""
+    config = build_config(schema, values, overrides)
+    given = {k: v for k, v in overrides.items() if v != KEEP}
+    changed = {}
+    for key, ours in dataclasses.asdict(config).items():
+        theirs = values.get(key)
+        theirs = tuple(theirs) if isinstance(theirs, list) else theirs
+        if key in given and ours != theirs:
+            changed[key] = (ours, theirs)
+    return Resolved(config, given, changed)
+
+
 def setting_differences(config: BaseConfig, logged: dict[str, str]) -> list[str]:
     """How ``config`` differs from settings logged as strings (:func:`to_flat_dict`).
 
@@ -226,8 +258,11 @@ def to_flat_dict(config: BaseConfig) -> dict[str, str]:
 
 
 def check_device(device: str) -> None:
-    """Raises :class:`ConfigError` unless ``device`` is ``auto``, ``cpu`` or a CUDA device
-    torch can use here (``cuda``, ``cuda:i``), so that a missing GPU fails in validation."""
+    """Raises :class:`ConfigError` unless ``device`` is ``auto``, ``cpu`` or a usable CUDA device.
+
+    A CUDA device (``cuda``, ``cuda:i``) must be one torch can use here, so that a missing GPU fails
+    in validation.
+    """
     if device in ("auto", "cpu"):
         return
     if re.fullmatch(r"cuda(:\d+)?", device) is None:
@@ -247,8 +282,10 @@ def _check_distinct(key: str, values: list[Any]) -> None:
 
 
 def check_choices(key: str, values: typing.Iterable[str], choices: typing.Iterable[str]) -> None:
-    """Raises :class:`ConfigError` if ``values`` is empty, has an entry not in ``choices`` or
-    an entry twice."""
+    """Raises :class:`ConfigError` if ``values`` is empty, lists an unknown entry or one twice.
+
+    Valid entries are those of ``choices``.
+    """
     values, choices = list(values), sorted(choices)
     if not values:
         raise ConfigError(f"{key} must not be empty; valid choices: {choices}")
@@ -259,8 +296,9 @@ def check_choices(key: str, values: typing.Iterable[str], choices: typing.Iterab
 
 
 def check_percentages(key: str, values: typing.Iterable[float]) -> None:
-    """Raises :class:`ConfigError` unless the list is not empty and holds distinct whole
-    percents in (0, 100].
+    """Raises :class:`ConfigError` unless the list holds distinct whole percents in (0, 100].
+
+    An empty list is refused too.
 
     Whole percents, because each curve uses the percentage as its MLflow metric ``step``, an
     integer: 0.4 would become step 0 (the unperturbed point) and 10.4 collide with 10.

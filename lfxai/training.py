@@ -117,15 +117,13 @@ def get_device(name: str = "auto") -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if _driver_gpu_count() > 0:
-            warnings.warn(
-                f"falling back to the CPU: {_why_no_cuda()}", RuntimeWarning, stacklevel=2
-            )
+        if driver_gpu_count() > 0:
+            warnings.warn(f"falling back to the CPU: {why_no_cuda()}", RuntimeWarning, stacklevel=2)
         return torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} asked for, but {_why_no_cuda()}")
+            raise ValueError(f"device {name!r} asked for, but {why_no_cuda()}")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(
                 f"device {name!r} asked for, but only {torch.cuda.device_count()} CUDA "
@@ -134,7 +132,7 @@ def get_device(name: str = "auto") -> torch.device:
     return device
 
 
-def _driver_gpu_count() -> int:
+def driver_gpu_count() -> int:
     """GPUs the NVIDIA driver reports, whether or not this torch build can use them.
 
     ``torch.cuda.device_count()`` asks NVML, so it sees GPUs that CUDA itself failed to
@@ -148,18 +146,19 @@ def _driver_gpu_count() -> int:
     return count
 
 
-def _why_no_cuda() -> str:
+def why_no_cuda() -> str:
+    """Why torch cannot use CUDA here, in one line a user can act on."""
     if torch.version.cuda is None:
         return f"this torch build ({torch.__version__}) has no CUDA support"
     if not torch.cuda.is_available():
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         if visible is not None and visible.strip() in ("", "-1"):
             return f"CUDA_VISIBLE_DEVICES={visible!r} hides every GPU"
-        if _driver_gpu_count() == 0:
+        if driver_gpu_count() == 0:
             return "no CUDA device was found"
         return (
             f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees "
-            f"{_driver_gpu_count()} GPU(s) but cannot initialise CUDA (is the driver older "
+            f"{driver_gpu_count()} GPU(s) but cannot initialise CUDA (is the driver older "
             "than this CUDA version needs? torch's own warning says more)"
         )
     return "CUDA is available"
@@ -179,14 +178,14 @@ class FitResult:
 TrainingData = DataLoader | Split
 
 
-def _on_device(data: TrainingData, device: torch.device) -> TrainingData:
+def on_device(data: TrainingData, device: torch.device) -> TrainingData:
     """A split moved to ``device`` once (it fits); a loader stays as it is."""
     if isinstance(data, Split):
         return Split(data.x.to(device), data.y.to(device))
     return data
 
 
-def _batches(
+def batches(
     data: TrainingData,
     device: torch.device,
     batch_size: int | None,
@@ -271,8 +270,8 @@ def evaluate(
         The mean loss.
     """
     model.eval()
-    data = _on_device(loader, device)
-    return _mean_loss(model, _batches(data, device, batch_size, None), device)
+    data = on_device(loader, device)
+    return _mean_loss(model, batches(data, device, batch_size, None), device)
 
 
 def fit(
@@ -326,7 +325,7 @@ def fit(
     if checkpoint_every > 0 and checkpoint_dir is None:
         raise ValueError("checkpoint_every > 0 needs a checkpoint_dir")
     model.to(device)
-    train_data, test_data = _on_device(train_loader, device), _on_device(test_loader, device)
+    train_data, test_data = on_device(train_loader, device), on_device(test_loader, device)
     # Created once, like the generator Split.loader hands its DataLoader.
     shuffle = torch.Generator().manual_seed(seed) if isinstance(train_data, Split) else None
     # A model may add optimiser options of its own (the SCAE's RMSprop eps).
@@ -341,8 +340,8 @@ def fit(
     )
     for epoch in bar:
         model.train()
-        batches = _batches(train_data, device, batch_size, shuffle)
-        train_loss = _mean_loss(model, batches, device, opt)
+        epoch_batches = batches(train_data, device, batch_size, shuffle)
+        train_loss = _mean_loss(model, epoch_batches, device, opt)
         if schedule is not None:
             schedule.step()
         test_loss = evaluate(model, test_data, device, batch_size)

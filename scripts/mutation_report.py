@@ -36,6 +36,7 @@ def results(root: Path = Path("mutants")) -> dict[str, dict[str, str]]:
 
 
 def main(argv: list[str]) -> int:
+    """Prints the mutation score per module (``--survivors``: each survivor); 1 without results."""
     show = "--survivors" in argv
     prefixes = [a for a in argv if not a.startswith("--")]
     table = results()

@@ -6,24 +6,24 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import gpu_check, training_loader, unit_attribution
+from benchmarks import gpu_check, gpu_compare, gpu_entry_points, training_loader, unit_attribution
 
 
 def test_entry_points_are_every_registered_pair():
     from lfxai.experiments.registry import entries
 
-    pairs = gpu_check.entry_points()
+    pairs = gpu_entry_points.entry_points()
     assert pairs == sorted(entries())
     assert ("mnist", "roar_test") in pairs and ("ecg5000", "consistency_examples") in pairs
 
 
 def test_compare_needs_identical_repeats_and_close_cpu_runs():
     a = torch.arange(12.0).reshape(3, 4)
-    assert gpu_check.compare("m", [a, a.clone()], cuda=False)[0] == "PASS"
-    assert gpu_check.compare("m", [a, a + 1e-3], cuda=False)[0] == "FAIL"
+    assert gpu_compare.compare("m", [a, a.clone()], cuda=False)[0] == "PASS"
+    assert gpu_compare.compare("m", [a, a + 1e-3], cuda=False)[0] == "FAIL"
     close, shuffled = a * (1 + 1e-4), a[:, [1, 0, 3, 2]]
-    assert gpu_check.compare("m", [a, a.clone(), close], cuda=True)[0] == "PASS"
-    assert gpu_check.compare("m", [a, a.clone(), shuffled], cuda=True)[0] == "FAIL"
+    assert gpu_compare.compare("m", [a, a.clone(), close], cuda=True)[0] == "PASS"
+    assert gpu_compare.compare("m", [a, a.clone(), shuffled], cuda=True)[0] == "FAIL"
 
 
 def test_training_loader_benchmark_runs_both_paths(capsys):
@@ -46,15 +46,16 @@ def test_gpu_check_on_the_cpu_passes_and_skips_the_gpu_parts(capsys):
 def test_entry_point_runs_compare_metrics_but_not_timings():
     run = ({"fit/test_loss": 0.1, "time/total_seconds": 3.0}, {"device_used": "cuda"})
     other = ({"fit/test_loss": 0.1, "time/total_seconds": 4.0}, {"device_used": "cuda"})
-    assert gpu_check.is_timing("throughput/Saliency_images_per_second")
-    assert not gpu_check.is_timing("fit/test_loss")
-    assert gpu_check.is_timing("system/gpu_0_utilization_percentage")
-    metrics = [{k: v for k, v in m.items() if not gpu_check.is_timing(k)} for m, _ in (run, other)]
-    assert gpu_check.same_runs([(metrics[0], run[1]), (metrics[1], other[1])])[0] == "PASS"
+    assert gpu_entry_points.is_timing("throughput/Saliency_images_per_second")
+    assert not gpu_entry_points.is_timing("fit/test_loss")
+    assert gpu_entry_points.is_timing("system/gpu_0_utilization_percentage")
+    timing = gpu_entry_points.is_timing
+    metrics = [{k: v for k, v in m.items() if not timing(k)} for m, _ in (run, other)]
+    assert gpu_entry_points.same_runs([(metrics[0], run[1]), (metrics[1], other[1])])[0] == "PASS"
     changed = ({"fit/test_loss": 0.2}, {"device_used": "cuda"})
-    assert gpu_check.same_runs([(metrics[0], run[1]), changed])[0] == "FAIL"
+    assert gpu_entry_points.same_runs([(metrics[0], run[1]), changed])[0] == "FAIL"
     on_cpu = (metrics[1], {"device_used": "cpu"})
-    assert gpu_check.same_runs([(metrics[0], run[1]), on_cpu])[0] == "FAIL"
+    assert gpu_entry_points.same_runs([(metrics[0], run[1]), on_cpu])[0] == "FAIL"
 
 
 def test_unit_attribution_benchmark_times_both_paths(capsys):

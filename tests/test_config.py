@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 
@@ -17,45 +16,18 @@ from lfxai.config import (
     check_choices,
     check_percentages,
     check_positive,
-    config_dir,
     load_profile,
-    setting_differences,
     to_flat_dict,
 )
 from lfxai.experiments.registry import EXPERIMENTS, entries, get_experiment, register
 from lfxai.plugins import get_dataset
-
-
-@dataclasses.dataclass(frozen=True)
-class _Demo(BaseConfig):
-    methods: tuple[str, ...]
-    ratio: float
-    limit: int | None
-    flag: bool
-
-
-_VALUES = dict(
-    seed=1,
-    device="cpu",
-    data_dir="d",
-    batch_size=2,
-    n_epochs=1,
-    dim_latent=2,
-    optimizer="adam",
-    lr=1e-3,
-    weight_decay=0.0,
-    lr_schedule="constant",
-    methods=["a"],
-    ratio=0.5,
-    limit=None,
-    flag=False,
-)
+from tests.config_cases import VALUES, Demo, raised
 
 
 def test_overrides_are_parsed_with_the_schema_types():
     config = build_config(
-        _Demo,
-        _VALUES,
+        Demo,
+        VALUES,
         {"methods": "a, b", "ratio": "0.25", "limit": "7", "flag": "true", "seed": "profile"},
     )
     assert config.methods == ("a", "b") and config.ratio == 0.25
@@ -75,7 +47,7 @@ def test_overrides_are_parsed_with_the_schema_types():
 )
 def test_bad_overrides_name_the_value_and_the_choices(overrides, message):
     with pytest.raises(ConfigError, match=message):
-        build_config(_Demo, _VALUES, overrides)
+        build_config(Demo, VALUES, overrides)
 
 
 def test_profile_values_override_paper():
@@ -107,7 +79,7 @@ def test_every_experiment_has_valid_settings_for_every_profile(key, profile):
 def test_registering_a_name_twice_raises():
     name = next(iter(EXPERIMENTS))
     with pytest.raises(KeyError, match="twice"):
-        register(name, _Demo)(lambda dataset, config, tracker: {})
+        register(name, Demo)(lambda dataset, config, tracker: {})
 
 
 def test_an_experiment_not_declared_for_a_dataset_names_the_valid_ones():
@@ -126,107 +98,17 @@ def test_defaults_compose_under_each_experiment_and_profile():
         load_profile("mnist", "defaults", "paper")
 
 
-# -- where configs come from -----------------------------------------------------------------
-
-
-def _write_configs(folder, text: str, dataset: str = "toy") -> None:
-    folder.mkdir(exist_ok=True)
-    (folder / f"{dataset}.yaml").write_text(text)
-
-
-def test_config_dir_is_the_checkout_s_configs_unless_the_environment_says(tmp_path, monkeypatch):
-    monkeypatch.delenv("LFXAI_CONFIG_DIR", raising=False)
-    monkeypatch.chdir(tmp_path)  # the checkout's configs/, not the working directory's
-    assert config_dir() == Path(lfxai.__file__).resolve().parents[1] / "configs"
-    monkeypatch.setenv("LFXAI_CONFIG_DIR", str(tmp_path))
-    assert config_dir() == tmp_path
-    missing = tmp_path / "missing"
-    monkeypatch.setenv("LFXAI_CONFIG_DIR", str(missing))
-    # The variable wins outright: no fallback to the checkout when it names no folder.
-    with pytest.raises(ConfigError, match=rf"no configs/ folder at \['{missing}'\]") as error:
-        config_dir()
-    assert str(error.value).endswith(
-        "run experiments from the project checkout (`mlflow run .`) or set LFXAI_CONFIG_DIR"
-    )
-
-
-def test_a_dataset_without_a_config_file_names_the_path(tmp_path, monkeypatch):
-    monkeypatch.setenv("LFXAI_CONFIG_DIR", str(tmp_path))
-    with pytest.raises(
-        ConfigError, match=rf"no configuration file for dataset 'svhn' at {tmp_path}"
-    ):
-        load_profile("svhn", "consistency_features", "paper")
-
-
-def test_profiles_compose_in_the_documented_order(tmp_path, monkeypatch):
-    """defaults.paper < experiment.paper < defaults.<profile> < experiment.<profile>."""
-    _write_configs(
-        tmp_path,
-        """
-defaults:
-  paper: {a: 1, b: 1, c: 1, d: 1}
-  quick: {c: 3, d: 3}
-exp:
-  paper: {b: 2, c: 2, d: 2}
-  quick: {d: 4}
-other:
-  paper: {e: 5}
-""",
-    )
-    monkeypatch.setenv("LFXAI_CONFIG_DIR", str(tmp_path))
-    assert load_profile("toy", "exp", "paper") == {"a": 1, "b": 2, "c": 2, "d": 2}
-    assert load_profile("toy", "exp", "quick") == {"a": 1, "b": 2, "c": 3, "d": 4}
-    # A profile a section does not mention falls back to its paper values.
-    assert load_profile("toy", "exp", "smoke") == {"a": 1, "b": 2, "c": 2, "d": 2}
-    assert load_profile("toy", "other", "quick") == {"a": 1, "b": 1, "c": 3, "d": 3, "e": 5}
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        (
-            "exp:\n  paper: {a: 1}\n",
-            r"no configuration for experiment 'nope' in toy.yaml; "
-            r"valid choices: \['exp'\]",
-        ),
-        ("", r"no configuration for experiment 'nope' in toy.yaml; valid choices: \[\]"),
-        (
-            "defaults:\n  huge: {a: 1}\nnope:\n  paper: {}\n",
-            r"toy.yaml: section 'defaults' has unknown profiles \['huge'\]; valid: \['paper'",
-        ),
-        (
-            "nope:\n  paper: {}\n  tiny: {}\n",
-            r"toy.yaml: section 'nope' has unknown profiles \['tiny'\]",
-        ),
-    ],
-)
-def test_bad_config_files_name_the_file_the_section_and_the_choices(
-    tmp_path, monkeypatch, text, message
-):
-    _write_configs(tmp_path, text)
-    monkeypatch.setenv("LFXAI_CONFIG_DIR", str(tmp_path))
-    with pytest.raises(ConfigError, match=message):
-        load_profile("toy", "nope", "paper")
-
-
-def test_empty_sections_are_empty_profiles(tmp_path, monkeypatch):
-    _write_configs(tmp_path, "defaults:\nexp:\n  paper:\n  quick: {a: 2}\n")
-    monkeypatch.setenv("LFXAI_CONFIG_DIR", str(tmp_path))
-    assert load_profile("toy", "exp", "paper") == {}
-    assert load_profile("toy", "exp", "quick") == {"a": 2}
-
-
 # -- building and validating settings -------------------------------------------------------
 
 
 def test_unknown_and_missing_settings_in_the_file_are_errors():
     with pytest.raises(ConfigError, match=r"unknown settings \['bogus', 'zeta'\] in the config"):
-        build_config(_Demo, {**_VALUES, "zeta": 1, "bogus": 2})
-    partial = {k: v for k, v in _VALUES.items() if k not in ("flag", "lr")}
-    with pytest.raises(ConfigError, match=r"missing settings \['flag', 'lr'\] for _Demo"):
-        build_config(_Demo, partial)
+        build_config(Demo, {**VALUES, "zeta": 1, "bogus": 2})
+    partial = {k: v for k, v in VALUES.items() if k not in ("flag", "lr")}
+    with pytest.raises(ConfigError, match=r"missing settings \['flag', 'lr'\] for Demo"):
+        build_config(Demo, partial)
     # An override supplies a setting the file lacks.
-    assert build_config(_Demo, partial, {"flag": "no", "lr": "0.5"}).lr == 0.5
+    assert build_config(Demo, partial, {"flag": "no", "lr": "0.5"}).lr == 0.5
 
 
 @pytest.mark.parametrize(
@@ -235,21 +117,21 @@ def test_unknown_and_missing_settings_in_the_file_are_errors():
     + [("false", False), ("0", False), ("No", False)],
 )
 def test_booleans_accept_the_usual_spellings(raw, value):
-    assert build_config(_Demo, _VALUES, {"flag": raw}).flag is value
+    assert build_config(Demo, VALUES, {"flag": raw}).flag is value
 
 
 def test_optional_lists_and_floats_are_parsed_by_their_annotation():
-    config = build_config(_Demo, _VALUES, {"limit": "None", "methods": "x,,y ,", "ratio": "1e-3"})
+    config = build_config(Demo, VALUES, {"limit": "None", "methods": "x,,y ,", "ratio": "1e-3"})
     assert config.limit is None and config.methods == ("x", "y") and config.ratio == 1e-3
-    assert build_config(_Demo, _VALUES, {"limit": "null"}).limit is None
-    assert build_config(_Demo, _VALUES, {"methods": ""}).methods == ()
+    assert build_config(Demo, VALUES, {"limit": "null"}).limit is None
+    assert build_config(Demo, VALUES, {"methods": ""}).methods == ()
     with pytest.raises(ConfigError, match=r"ratio='half' is not a valid float"):
-        build_config(_Demo, _VALUES, {"ratio": "half"})
+        build_config(Demo, VALUES, {"ratio": "half"})
     with pytest.raises(ConfigError, match=r"limit='7.5' is not a valid int"):
-        build_config(_Demo, _VALUES, {"limit": "7.5"})
+        build_config(Demo, VALUES, {"limit": "7.5"})
     # A list from the file becomes a tuple: the frozen config stays hashable.
-    assert isinstance(build_config(_Demo, _VALUES).methods, tuple)
-    hash(build_config(_Demo, _VALUES))
+    assert isinstance(build_config(Demo, VALUES).methods, tuple)
+    hash(build_config(Demo, VALUES))
 
 
 @pytest.mark.parametrize(
@@ -278,7 +160,7 @@ def test_optional_lists_and_floats_are_parsed_by_their_annotation():
 )
 def test_base_settings_reject_values_no_experiment_accepts(key, raw, message):
     with pytest.raises(ConfigError, match=message):
-        build_config(_Demo, _VALUES, {key: raw})
+        build_config(Demo, VALUES, {key: raw})
 
 
 @pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1"])
@@ -288,11 +170,11 @@ def test_device_names_are_accepted_when_cuda_is_there(device, monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert build_config(_Demo, _VALUES, {"device": device}).device == device
+    assert build_config(Demo, VALUES, {"device": device}).device == device
 
 
 def test_zero_weight_decay_and_the_edges_of_percentages_are_valid():
-    assert build_config(_Demo, _VALUES, {"weight_decay": "0"}).weight_decay == 0
+    assert build_config(Demo, VALUES, {"weight_decay": "0"}).weight_decay == 0
     check_percentages("p", [100, 1])
     for bad, message in (
         ([], "p must not be empty"),
@@ -310,21 +192,21 @@ def test_check_choices_and_check_positive_name_the_setting():
         check_choices("m", [], {"b", "a"})
     with pytest.raises(ConfigError, match=r"unknown m entry 'c'; valid choices: \['a', 'b'\]"):
         check_choices("m", ["a", "c"], ["b", "a"])
-    config = build_config(_Demo, _VALUES, {"limit": "3"})
+    config = build_config(Demo, VALUES, {"limit": "3"})
     check_positive(config, "limit", "ratio")
-    check_positive(build_config(_Demo, _VALUES), "limit")  # None means "no limit"
+    check_positive(build_config(Demo, VALUES), "limit")  # None means "no limit"
     for raw, shown in (("0", "0"), ("-4", "-4")):
         with pytest.raises(ConfigError, match=rf"^limit must be positive, got {shown}$"):
-            check_positive(build_config(_Demo, _VALUES, {"limit": raw}), "ratio", "limit")
+            check_positive(build_config(Demo, VALUES, {"limit": raw}), "ratio", "limit")
 
 
 def test_flat_dict_is_what_mlflow_params_get():
-    config = build_config(_Demo, _VALUES, {"methods": "a,b", "limit": "none", "flag": "1"})
+    config = build_config(Demo, VALUES, {"methods": "a,b", "limit": "none", "flag": "1"})
     flat = to_flat_dict(config)
     assert flat["methods"] == "a,b" and "limit" not in flat and flat["flag"] == "True"
     assert flat["lr"] == "0.001" and flat["seed"] == "1"
     # Every setting but the None ones: MLflow params are strings, 'None' would read as a value.
-    assert set(flat) == {f.name for f in dataclasses.fields(_Demo)} - {"limit"}
+    assert set(flat) == {f.name for f in dataclasses.fields(Demo)} - {"limit"}
     assert all(isinstance(v, str) for v in flat.values())
 
 
@@ -389,9 +271,9 @@ class _Sizes(BaseConfig):
 
 
 def _base_values() -> dict:
-    """The settings of _VALUES every experiment has (those of BaseConfig)."""
+    """The settings of VALUES every experiment has (those of BaseConfig)."""
     return {
-        k: v for k, v in _VALUES.items() if k in {f.name for f in dataclasses.fields(BaseConfig)}
+        k: v for k, v in VALUES.items() if k in {f.name for f in dataclasses.fields(BaseConfig)}
     }
 
 
@@ -402,71 +284,20 @@ def test_a_bad_list_item_names_the_setting():
         build_config(_Sizes, {**values, "sizes": [1]}, {"sizes": "3,x"})
 
 
-# -- resuming: the settings a run logged against this command's -----------------------------
-
-
-@pytest.mark.parametrize("key", entries(), ids="/".join)
-def test_a_run_s_own_logged_settings_differ_in_nothing(key):
-    """Resume compares to_flat_dict's strings; a paper profile's null settings (n_train: all
-    examples) are not logged, and their absence must not read as a change."""
-    config = build_config(get_experiment(*key).schema, load_profile(*key, "paper"))
-    assert setting_differences(config, to_flat_dict(config)) == []
-
-
-def test_resume_names_each_changed_setting_and_ignores_other_spellings_of_a_value():
-    """One line per setting that differs or is on one side only, sorted by name, showing both
-    logged strings; values are compared parsed, so a respelt value is no change."""
-    config = build_config(_Demo, _VALUES, {"limit": "3", "methods": "a,b"})
-    flat = to_flat_dict(config)
-    assert setting_differences(config, flat) == []
-    logged = {k: v for k, v in flat.items() if k != "limit"}  # a run logged without limit
-    logged |= {"ratio": "0.50", "flag": "no", "weight_decay": "0"}  # the same values
-    logged |= {"lr": "0.01", "methods": "a", "seed": "one", "old_setting": "x"}  # changes
-    assert setting_differences(config, logged) == [
-        "limit: the run has None, this command '3'",
-        "lr: the run has '0.01', this command '0.001'",
-        "methods: the run has 'a', this command 'a,b'",
-        "old_setting: the run has 'x', this command None",  # a setting the schema lacks now
-        "seed: the run has 'one', this command '1'",  # not an int: compared as written
-    ]
-
-
-def test_a_none_setting_resumes_only_against_a_run_that_logged_none():
-    """None settings are not logged, so absent means None; a logged value is a change."""
-    config = build_config(_Demo, _VALUES)  # limit None
-    flat = to_flat_dict(config)
-    assert "limit" not in flat and setting_differences(config, flat) == []
-    # The settings after it are still compared.
-    assert setting_differences(config, {**flat, "lr": "0.01"}) == [
-        "lr: the run has '0.01', this command '0.001'"
-    ]
-    for theirs in ("5", "many"):  # a value, or one that does not parse: a change either way
-        assert setting_differences(config, {**flat, "limit": theirs}) == [
-            f"limit: the run has {theirs!r}, this command None"
-        ]
-
-
 # -- messages of the remaining rules --------------------------------------------------------
 
 
-def _message(check, *args) -> str:
-    """The ConfigError message ``check(*args)`` raises."""
-    with pytest.raises(ConfigError) as error:
-        check(*args)
-    return str(error.value)
-
-
 def test_repeated_entries_are_named_in_the_order_they_first_appear():
-    assert _message(check_choices, "m", ["c", "a", "b", "a", "c"], "abc") == (
+    assert raised(check_choices, "m", ["c", "a", "b", "a", "c"], "abc") == (
         "m lists ['c', 'a'] more than once: ['c', 'a', 'b', 'a', 'c']"
     )
-    assert _message(check_percentages, "p", [50, 10, 50]) == (
+    assert raised(check_percentages, "p", [50, 10, 50]) == (
         "p lists [50] more than once: [50, 10, 50]"
     )
 
 
 def test_a_fractional_percentage_says_why_it_must_be_whole():
-    assert _message(check_percentages, "p", [10, 10.5]) == (
+    assert raised(check_percentages, "p", [10, 10.5]) == (
         "p entry 10.5 is not a whole percent: curves use the percentage as their MLflow step, "
         "an integer (a fraction would be rounded into another point)"
     )
@@ -477,24 +308,9 @@ def test_a_cuda_device_torch_cannot_use_fails_with_the_loop_s_reason(monkeypatch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert _message(build_config, _Demo, _VALUES, {"device": "cuda:2"}) == (
+    assert raised(build_config, Demo, VALUES, {"device": "cuda:2"}) == (
         "device 'cuda:2' asked for, but only 2 CUDA device(s) are visible; "
         "use device=auto or device=cpu"
-    )
-
-
-def test_an_installed_package_reads_the_working_directory_s_configs(tmp_path, monkeypatch):
-    """Without configs/ beside the package (a non-editable install), ./configs is used."""
-    monkeypatch.delenv("LFXAI_CONFIG_DIR", raising=False)
-    site = tmp_path / "site-packages"
-    monkeypatch.setattr(lfxai.config, "__file__", str(site / "lfxai" / "config.py"))
-    checkout = tmp_path / "checkout"
-    (checkout / "configs").mkdir(parents=True)
-    monkeypatch.chdir(checkout)
-    assert config_dir() == Path.cwd() / "configs"
-    monkeypatch.chdir(tmp_path)
-    assert _message(config_dir).startswith(
-        f"no configs/ folder at {[str(site.resolve() / 'configs'), str(Path.cwd() / 'configs')]}:"
     )
 
 
@@ -518,6 +334,6 @@ class _Coded(BaseConfig):
 
 def test_a_bad_value_of_a_nameless_type_names_the_type_by_its_text():
     assert build_config(_Coded, _base_values(), {"code": "ff"}).code == 255
-    assert _message(build_config, _Coded, _base_values(), {"code": "zz"}) == (
+    assert raised(build_config, _Coded, _base_values(), {"code": "zz"}) == (
         "code='zz' is not a valid hex"
     )

@@ -70,7 +70,7 @@ def test_dockerfile_contract():
     # the dependency layer comes before the source is copied (layer caching)
     copy_src = next(i for i, (k, a) in enumerate(ins) if k == "COPY" and a.startswith(". "))
     assert any("pip install -r" in a for k, a in ins[:copy_src] if k == "RUN")
-    assert "python -m lfxai.data provision mnist ecg5000" in runs  # offline data
+    assert "python -m lfxai provision mnist ecg5000" in runs  # offline data
     env = " ".join(a for k, a in ins if k == "ENV")
     assert re.search(r"PATH=/opt/venv/bin:\$PATH", env), "the venv's bin must be first on PATH"
     assert "MLFLOW_TRACKING_URI=sqlite:////mlflow/mlflow.db" in env

@@ -45,9 +45,9 @@ def test_every_dataset_is_an_entry_point_declaring_only_real_values():
 
 def test_every_setting_passes_with_dash_p(tmp_path):
     """Undeclared `-P key=value` reach the entry point as `--key value` (MLflow appends them)."""
-    from mlflow.projects._project_spec import load_project
+    from lfxai.tracking.compat import load_mlproject
 
-    entry = load_project(str(REPO)).get_entry_point("mnist")
+    entry = load_mlproject(REPO).get_entry_point("mnist")
     params = {"name": "roar_test", "seed": "3", "feature_methods": "Saliency,Random"}
     command = entry.compute_command(params, str(tmp_path))
     assert command.startswith("python -m entrypoints.mnist --name roar_test --profile quick")

@@ -62,7 +62,7 @@ def test_a_store_uri_with_a_credential_is_never_printed(mlflow_store, monkeypatc
     uri = f"https://user:{SECRET}@tracking-host:5000"
     init_store(uri)  # MLflow's own "View run at <uri>" lines are switched off
     assert os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == "true"
-    monkeypatch.setattr(tracking, "tracking_uri", lambda: uri)
+    monkeypatch.setattr(tracking.store, "tracking_uri", lambda: uri)
     with pytest.raises(ResumeRefused, match=r"no such run in the store https://user:\*\*\*@") as e:
         check_resumable("0" * 32, {}, lambda logged: [])
     assert SECRET not in str(e.value)

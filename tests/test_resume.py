@@ -7,9 +7,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import lfxai.experiments  # noqa: F401  (fills the registry)
+from lfxai.cli.experiment import main
+from lfxai.cli.launch import EXIT_BAD_INPUT
 from lfxai.config import build_config, load_profile
 from lfxai.experiments.registry import EXPERIMENTS, entries, get_experiment
-from lfxai.experiments.runner import EXIT_BAD_INPUT, main
 from lfxai.tracking import ERROR_TAG, RESUMED_INTO_TAG, Tracker, tracked_run
 from tests.helpers import EXPERIMENT
 

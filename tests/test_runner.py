@@ -3,7 +3,6 @@ stop signal ends the run KILLED; resume refuses, changing nothing, a run it must
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import signal
@@ -14,10 +13,13 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from lfxai.cli import launch
+from lfxai.cli.experiment import main
+from lfxai.cli.launch import EXIT_BAD_INPUT
+from lfxai.cli.naming import Request, describe, run_name
 from lfxai.config import build_config, load_profile
-from lfxai.experiments import consistency_features, runner
+from lfxai.experiments import consistency_features
 from lfxai.experiments.registry import get_experiment
-from lfxai.experiments.runner import EXIT_BAD_INPUT, describe, main, run_name
 from lfxai.tracking import (
     ERROR_TAG,
     HEARTBEAT_TAG,
@@ -136,7 +138,7 @@ def test_a_stop_before_the_run_is_adopted_still_ends_the_launchers_run(
         os.kill(os.getpid(), signal.SIGTERM)
         raise AssertionError("the signal did not stop the run")
 
-    monkeypatch.setattr(runner, "init_store", stopped)
+    monkeypatch.setattr(launch, "init_store", stopped)
     assert main("mnist", ["--name", "consistency_features"]) == 128 + signal.SIGTERM
     run = client.get_run(launcher)
     assert run.info.status == "KILLED"
@@ -292,7 +294,11 @@ def test_names_and_descriptions_show_only_what_differs():
     )
     long = run_name("a", "smoke", {"feature_methods": ("IntegratedGradients", "Saliency")}, 1)
     assert long == "#1 smoke feature_methods=IntegratedGradients,Sal… · a"
-    args = argparse.Namespace(name="roar_test", profile="quick", argv=["--name", "roar_test"])
-    text = describe("mnist", args, {"seed": "3"}, {"seed": (3, 42)}, 2)
-    assert "| seed | 3 | 42 |" in text and "mlflow run . -e mnist -P name=roar_test" in text
-    assert "All settings" in describe("mnist", args, {}, {}, 1)
+    declared = {"name": "roar_test", "profile": "quick"}
+    request = Request("mnist", "roar_test", "quick", declared, ["--name", "roar_test"])
+    text = describe(request, "**roar_test**", {"seed": "3"}, {"seed": (3, 42)})
+    assert "| seed | 3 | 42 |" in text
+    assert "mlflow run . -e mnist -P name=roar_test -P profile=quick -P seed=3" in text
+    assert "python -m entrypoints.mnist --name roar_test" in text
+    assert "All settings" in describe(request, "**roar_test**", {}, {})
+    assert "not resolved" in describe(request, "**roar_test**", {"seed": "x"}, None)

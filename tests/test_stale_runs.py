@@ -11,7 +11,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from lfxai import tracking
-from lfxai.experiments.runner import main
+from lfxai.cli.experiment import main
+from lfxai.config import ConfigError
 from lfxai.tracking import (
     HEARTBEAT_TAG,
     MOVED_TO_TAG,
@@ -113,7 +114,7 @@ def test_a_heartbeat_s_pace_changes_at_once(mlflow_store, monkeypatch):
     with Heartbeat(run_id, every=3600, stale_after=36000) as heartbeat:
         assert client.get_run(run_id).data.tags[STALE_AFTER_TAG] == "36000"
         ticks = iter(datetime(2030, 1, 1, tzinfo=UTC) + timedelta(minutes=i) for i in range(10**6))
-        monkeypatch.setattr(tracking, "_now", lambda: next(ticks))
+        monkeypatch.setattr(tracking.heartbeat, "utc_now", lambda: next(ticks))
         heartbeat.pace(0.01, 2)  # a sweep: its grace period
         assert client.get_run(run_id).data.tags[STALE_AFTER_TAG] == "2"
         first = client.get_run(run_id).data.tags[HEARTBEAT_TAG]
@@ -129,7 +130,7 @@ def test_the_heartbeat_interval_is_a_positive_number(monkeypatch):
     assert tracking.heartbeat_every() == 2.0
     for bad in ("0", "-1", "soon", "nan"):
         monkeypatch.setenv("LFXAI_HEARTBEAT_S", bad)
-        with pytest.raises(tracking.ConfigError, match=f"LFXAI_HEARTBEAT_S .* got '{bad}'"):
+        with pytest.raises(ConfigError, match=f"LFXAI_HEARTBEAT_S .* got '{bad}'"):
             tracking.heartbeat_every()
 
 

@@ -17,7 +17,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from lfxai.models.registry import ModelSpec, build_model
-from lfxai.tracking import _MAX_BATCH, IDENTITY_TAGS, tracked_run
+from lfxai.tracking import IDENTITY_TAGS, tracked_run
+from lfxai.tracking.tracker import MAX_METRICS_PER_BATCH
 
 matplotlib.use("Agg")
 
@@ -44,7 +45,7 @@ def test_tracked_run_finishes_or_fails_with_the_error(mlflow_store):
 
 
 def test_a_whole_curve_goes_in_batches_and_resumes_without_duplicates(mlflow_store):
-    n = _MAX_BATCH + 7  # more than one request
+    n = MAX_METRICS_PER_BATCH + 7  # more than one request
     with tracked_run("curves") as tracker:
         tracker.log_metric_rows([("curve", float(i) / 4, i) for i in range(n)])
         assert tracker.metric_history("curve") == [(i, i / 4) for i in range(n)]

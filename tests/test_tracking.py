@@ -110,7 +110,7 @@ def test_a_stop_ends_the_run_and_its_open_nested_run_killed(mlflow_store):
 
 def test_a_working_run_refreshes_its_heartbeat(mlflow_store, monkeypatch):
     ticks = iter(datetime(2030, 1, 1, tzinfo=UTC) + timedelta(minutes=i) for i in range(10**6))
-    monkeypatch.setattr(tracking, "_now", lambda: next(ticks))
+    monkeypatch.setattr(tracking.heartbeat, "utc_now", lambda: next(ticks))
     client = MlflowClient()
     run_id = _run(client, {})
     with tracking.Heartbeat(run_id, every=0.01, stale_after=5):

@@ -78,7 +78,7 @@ def batches_dir(root: str | Path) -> Path:
 
 
 def official_md5() -> dict[str, str]:
-    """torchvision's md5 of each official file (its own integrity list, read from the class)."""
+    """Torchvision's md5 of each official file (its own integrity list, read from the class)."""
     from torchvision.datasets import CIFAR10  # local import: torchvision is slow to import
 
     listed = [*CIFAR10.train_list, *CIFAR10.test_list]
@@ -98,14 +98,17 @@ def md5_file(path: Path, chunk_size: int = 1 << 20) -> str:
 
 @dataclass(frozen=True)
 class Expected:
-    """What a folder's files must match: ``kind`` is ``official`` (md5) or ``fixture``
-    (sha256 from the manifest)."""
+    """What a folder's files must match.
+
+    ``kind`` is ``official`` (torchvision's md5) or ``fixture`` (sha256 from the manifest).
+    """
 
     kind: str
     algorithm: str
     digests: dict[str, str]
 
     def digest_of(self, path: Path) -> str:
+        """The file's digest by this folder's algorithm (md5 or sha256)."""
         return md5_file(path) if self.algorithm == "md5" else sha256_file(path)
 
 
@@ -130,8 +133,10 @@ def expected_digests(folder: Path) -> Expected:
 
 
 def split_sizes(root: str | Path) -> tuple[int, int]:
-    """Images of the train and test splits under a torchvision root, known without reading
-    the batches: a fixture's manifest records them, the official files hold 50,000 / 10,000."""
+    """Images of the train and test splits under a torchvision root, known without reading them.
+
+    A fixture's manifest records them; the official files hold 50,000 / 10,000.
+    """
     manifest = batches_dir(root) / MANIFEST
     if manifest.is_file():
         try:
@@ -225,7 +230,7 @@ def provision_cifar10(root: str | Path, download: bool = True) -> Provisioned:
             tried = f"torchvision download of {ARCHIVE_URL} ({failure_reason(error)})"
     raise DataUnavailable(
         f"CIFAR-10 is not available under {folder}: {problems_line(problems)}; tried: {tried}; "
-        "there is no offline source; to fix: be online and rerun (`python -m lfxai.data "
+        "there is no offline source; to fix: be online and rerun (`python -m lfxai "
         f"provision cifar10 --data_dir {Path(root).parent}`), or download {ARCHIVE_URL} "
         f"elsewhere and extract its {BASE_FOLDER}/ folder into {Path(root)} (each file must "
         "match torchvision's md5: torchvision.datasets.CIFAR10.train_list/test_list/meta)"

@@ -132,8 +132,11 @@ def cache_problem(root: Path) -> str | None:
 
 
 def recorded_strides(root: Path) -> tuple[int, ...] | None:
-    """The grid the metadata under ``root`` records (valid or not, the cache was meant to hold
-    it), or None when the metadata is missing, unreadable or names no valid grid."""
+    """The grid the metadata under ``root`` records, or None.
+
+    Valid cache or not, the cache was meant to hold that grid; None when the metadata is missing,
+    unreadable or names no valid grid.
+    """
     meta = _metadata(root)
     if not isinstance(meta, dict):
         return None
@@ -147,8 +150,11 @@ def recorded_strides(root: Path) -> tuple[int, ...] | None:
 
 
 def grid_size(root: str | Path) -> int:
-    """Images of the grid the runs on ``root`` see: the recorded grid (a valid cache, or the
-    one a damaged cache is rebuilt as), else the full grid (what provisioning builds)."""
+    """Images of the grid the runs on ``root`` see.
+
+    The recorded grid (a valid cache, or the one a damaged cache is rebuilt as), else the full grid
+    (what provisioning builds).
+    """
     strides = recorded_strides(Path(root))
     return len(grid_classes(FULL_GRID if strides is None else strides))
 
@@ -321,7 +327,7 @@ def provision_dsprites(
                 f"dSprites cache under {root} is not usable ({problem}) and its metadata does "
                 "not say which grid it holds, so it cannot be rebuilt as the same data; to "
                 f"fix: delete {root / CACHE_NAME} to rebuild the full grid (`python -m "
-                f"lfxai.data provision dsprites --data_dir {root.parent}`), or rebuild the "
+                f"lfxai provision dsprites --data_dir {root.parent}`), or rebuild the "
                 "sub-grid you meant with lfxai.data.dsprites.provision_dsprites(root, "
                 "strides=...)"
             )
@@ -335,7 +341,7 @@ def provision_dsprites(
         raise DataUnavailable(
             f"dSprites cache under {root} cannot be written ({error}) and is not usable "
             f"({problem}); to fix: choose a writable data_dir, or provision this one where it "
-            f"is writable (`python -m lfxai.data provision dsprites --data_dir {root.parent}`)"
+            f"is writable (`python -m lfxai provision dsprites --data_dir {root.parent}`)"
         ) from None
 
 

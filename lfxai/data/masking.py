@@ -81,6 +81,7 @@ class GaussianBlur(torch.nn.Module):
         return weights / weights.sum()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Blurred images ``(N, C, H, W)``, edges padded by reflection."""
         n, c, h, w = x.shape
         pad = self.kernel_size // 2
         k = self.kernel(x.device, x.dtype)
@@ -90,4 +91,5 @@ class GaussianBlur(torch.nn.Module):
         return torch.nn.functional.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
     def extra_repr(self) -> str:
+        """The kernel's size and sigma, in the module's repr."""
         return f"kernel_size={self.kernel_size}, sigma={self.sigma}"

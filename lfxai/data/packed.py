@@ -24,8 +24,10 @@ def pack_images(images: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def unpack_rows(rows: torch.Tensor, n_pixels: int) -> torch.Tensor:
-    """Unpacks uint8 rows ``(n, B)`` into float32 pixels ``(n, n_pixels)`` (0 or 1), on their
-    own device."""
+    """Unpacks uint8 rows ``(n, B)`` into float32 pixels ``(n, n_pixels)`` (0 or 1).
+
+    The pixels stay on the rows' device.
+    """
     bits = (rows.unsqueeze(-1) >> _SHIFTS.to(rows.device)) & 1
     return bits.reshape(len(rows), -1)[:, :n_pixels].float()
 
@@ -60,13 +62,16 @@ class PackedImages:
 
     @property
     def shape(self) -> torch.Size:
+        """``(N, *image_shape)``, as a tensor of the decoded images would have."""
         return torch.Size((len(self), *self.image_shape))
 
     def size(self, dim: int | None = None) -> torch.Size | int:
+        """The shape, or its size along ``dim`` (as ``torch.Tensor.size``)."""
         return self.shape if dim is None else self.shape[dim]
 
     @property
     def device(self) -> torch.device:
+        """Where the packed bits live (the CPU for a NumPy array)."""
         if isinstance(self.packed, torch.Tensor):
             return self.packed.device
         return torch.device("cpu")

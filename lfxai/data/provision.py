@@ -59,14 +59,19 @@ class DataUnavailable(RuntimeError):
 
 
 def failure_reason(error: BaseException) -> str:
-    """What to quote of a failed source: its :attr:`DataUnavailable.reason`, else the gist
-    of its message (:func:`short_reason`)."""
+    """What to quote of a failed source.
+
+    Its :attr:`DataUnavailable.reason`, else the gist of its message (:func:`short_reason`).
+    """
     return error.reason if isinstance(error, DataUnavailable) else short_reason(error)
 
 
 def short_reason(error: BaseException | str) -> str:
-    """The gist of a failure on one line: the last ``ERROR:`` line of a tool's output (pip),
-    else its last non-empty line, whitespace collapsed, at most :data:`REASON_CHARS`."""
+    """The gist of a failure on one line.
+
+    The last ``ERROR:`` line of a tool's output (pip), else its last non-empty line, whitespace
+    collapsed, at most :data:`REASON_CHARS`.
+    """
     lines = [" ".join(line.split()) for line in str(error).splitlines()]
     lines = [line for line in lines if line]
     if not lines:
@@ -184,8 +189,10 @@ def corrupt_files(problems: list[str]) -> tuple[str, ...]:
 
 
 def problems_line(problems: list[str]) -> str:
-    """The lines of :func:`mismatched_files` on one line: each damaged file with its found
-    and expected digest, then the missing ones by name."""
+    """The lines of :func:`mismatched_files` on one line.
+
+    Each damaged file with its found and expected digest, then the missing ones by name.
+    """
     end = f": {MISSING}"
     missing = [Path(p.removesuffix(end)).name for p in problems if p.endswith(end)]
     parts = list(corrupt_files(problems))
@@ -196,8 +203,9 @@ def problems_line(problems: list[str]) -> str:
 
 @contextlib.contextmanager
 def new_folder(path: str | Path) -> Iterator[Path]:
-    """Creates ``path`` (and missing parents) for the block; if the block raises, removes
-    those it created that are still empty.
+    """Creates ``path`` (and missing parents) for the block.
+
+    If the block raises, removes those it created that are still empty.
 
     So a fetch that fails (offline) leaves no empty data set folder behind, which would look
     like a data set that had been provisioned.

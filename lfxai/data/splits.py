@@ -39,6 +39,7 @@ class Split:
         return self if size is None else self.subset(slice(0, size))
 
     def loader(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
+        """A DataLoader of ``(x, y)`` batches, shuffled by ``seed`` when asked."""
         generator = torch.Generator().manual_seed(seed) if shuffle else None
         if isinstance(self.x, PackedImages):
             # Whole batches are decoded at once (one gather, one unpack), in the same order

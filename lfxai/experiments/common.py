@@ -27,10 +27,15 @@ from lfxai.metrics.claims import (
 from lfxai.models.autoencoder import TrainableModel, load_state_strict
 from lfxai.models.pretext import PRETEXTS
 from lfxai.plugins import DatasetPlugin, Splits
-from lfxai.tracking import EncoderRefused, Tracker
+from lfxai.tracking import (
+    DATA_DIGEST_TAG,
+    ENCODER_URI_TAG,
+    EncoderRefused,
+    Tracker,
+    registered_name,
+)
 from lfxai.training import FitResult, fit, get_device
 
-DATA_DIGEST_TAG = "lfxai.data_digest"  # digest of the training data (see log_data_inputs)
 CLAIMS_EVIDENCE = "claims_evidence.npz"  # the values the claims are tested on (log_claims)
 
 
@@ -49,6 +54,7 @@ class AutoencoderConfig(BaseConfig):
     register_model: bool
 
     def validate(self) -> None:
+        """Raises :class:`ConfigError` naming the bad value and the valid choices."""
         super().validate()
         check_choices("pretext", [self.pretext], PRETEXTS)
         check_positive(self, "n_train", "n_test")
@@ -56,19 +62,25 @@ class AutoencoderConfig(BaseConfig):
             raise ConfigError(f"patience must be >= 0, got {self.patience}")
 
 
-def load_splits(dataset: DatasetPlugin, config: AutoencoderConfig, tracker: Tracker) -> Splits:
-    """The experiment's splits; their sizes and the device are logged as params, the splits
-    themselves as the run's dataset inputs (see :func:`log_data_inputs`).
+def load_splits(
+    dataset: DatasetPlugin, config: AutoencoderConfig, tracker: Tracker | None
+) -> Splits:
+    """The experiment's splits, logged: sizes and device as params, splits as the run's inputs.
+
+    The splits are logged as the run's dataset inputs by :func:`log_data_inputs`.
 
     The data set's files are checked first (:meth:`DatasetPlugin.provision`): the tag
     ``lfxai.data_source`` says where they came from and ``lfxai.data_repaired`` names any file
-    that failed its checksum and was replaced.
+    that failed its checksum and was replaced. Without a ``tracker`` (a sweep's worker
+    process, whose parent run logged the same splits) nothing is logged.
     """
     provisioned = dataset.provision(config.data_dir)
+    splits = dataset.load(config.data_dir, config.split, config.seed, config.n_train, config.n_test)
+    if tracker is None:
+        return splits
     tracker.set_tags({"lfxai.data_source": provisioned.source})
     if provisioned.repaired:
         tracker.set_tags({"lfxai.data_repaired": "\n".join(provisioned.repaired)})
-    splits = dataset.load(config.data_dir, config.split, config.seed, config.n_train, config.n_test)
     tracker.log_params(
         {
             "n_train_used": len(splits.train),
@@ -176,10 +188,18 @@ def fit_or_reuse(
     example: torch.Tensor,
     **fit_options,
 ) -> FitResult | None:
-    """Trains ``model`` and logs its encoder (:func:`log_encoder`), or, when the settings say
-    ``pretrained``, loads the registered encoder into ``model.encoder`` instead.
+    """Trains ``model`` and logs its encoder, or reuses the registered one when ``pretrained``.
+
+    Trained: the encoder is logged (:func:`log_encoder`); pretrained: the registered encoder is
+    loaded into ``model.encoder`` instead.
 
     Args:
+        model: a fresh model (:func:`new_model`).
+        dataset: the data set's plugin.
+        config: the settings (``pretrained``, the training, ``register_model``).
+        tracker: the run to log to.
+        train: what the model trains on.
+        test: what early stopping uses.
         example: a batch of inputs; its first two are the logged encoder's input example.
         **fit_options: passed to :func:`tracked_fit` (checkpoints).
 
@@ -199,9 +219,11 @@ def fit_or_reuse(
 def reuse_encoder(
     tracker: Tracker, dataset: DatasetPlugin, config: AutoencoderConfig, encoder: nn.Module
 ) -> str:
-    """Loads the encoder registered for these settings under this run's profile alias
-    (``models:/<encoder_name>@<profile>``) into ``encoder``, strictly (every weight, no extra
-    one, same shapes), and tags the run ``lfxai.pretrained`` with the version loaded.
+    """Loads the encoder registered for these settings into ``encoder``, strictly.
+
+    The version is the one of this run's profile alias (``models:/<encoder_name>@<profile>``);
+    strictly: every weight, no extra one, same shapes. The run is tagged ``lfxai.pretrained`` with
+    the version loaded.
 
     The registered version is loaded without pickle (:func:`lfxai.tracking.load_encoder`).
 
@@ -224,7 +246,7 @@ def reuse_encoder(
         load_state_strict(encoder, loaded.state_dict(), uri)
     except ValueError as error:
         raise ConfigError(f"pretrained=true: {error}") from None
-    tracker.set_tags({"lfxai.pretrained": uri, "lfxai.encoder_uri": uri})
+    tracker.set_tags({"lfxai.pretrained": uri, ENCODER_URI_TAG: uri})
     return uri
 
 
@@ -233,16 +255,12 @@ def scratch_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="lfxai-"))
 
 
-def registered_name(dataset: str, model: str) -> str:
-    """Model Registry name, e.g. ``lfxai-mnist-denoising-ae-d4``."""
-    return f"lfxai-{dataset}-{model}"
-
-
 def encoder_name(dataset: DatasetPlugin, config: AutoencoderConfig) -> str:
-    """The registered model of an encoder: one per (data set, pretext, latent size), e.g.
-    ``lfxai-mnist-denoising-ae-d4`` or ``lfxai-ecg5000-reconstruction-ae-d64``."""
-    label = dataset.model_label(config.pretext).lower().replace(" ", "-")
-    return registered_name(dataset.name, f"{label}-d{config.dim_latent}")
+    """The registered model of an encoder: one per (data set, pretext, latent size).
+
+    E.g. ``lfxai-mnist-denoising-ae-d4`` or ``lfxai-ecg5000-reconstruction-ae-d64``.
+    """
+    return registered_name(dataset.name, dataset.model_label(config.pretext), config.dim_latent)
 
 
 def log_encoder(
@@ -253,15 +271,19 @@ def log_encoder(
     example: torch.Tensor,
     test_loss: float,
 ) -> str:
-    """Logs the trained model's encoder (:meth:`Tracker.log_encoder_model`); with
-    ``register_model``, registers and describes it.
+    """Logs the trained model's encoder; with ``register_model``, registers and describes it.
 
-    The version gets a description (experiment, profile, run, test loss, data digest), tags
-    and the alias of its profile (``@paper``, ``@quick``, ``@smoke``), moved from the previous
-    version of that profile: ``models:/lfxai-mnist-denoising-ae-d4@paper`` is the newest
-    paper-profile encoder.
+    Through :meth:`Tracker.register_encoder`.
+
+    The version gets the alias of its profile (``@paper``, ``@quick``, ``@smoke``), moved
+    from the previous version of that profile: ``models:/lfxai-mnist-denoising-ae-d4@paper``
+    is the newest paper-profile encoder.
 
     Args:
+        tracker: the run to log to (the active run).
+        dataset: the data set's plugin (names, titles).
+        config: the settings (``register_model``, the latent size, the training).
+        model: the trained model.
         example: a batch of inputs; its first two are the logged input example.
         test_loss: the trained model's loss on the test split.
 
@@ -269,42 +291,22 @@ def log_encoder(
         The model URI, also the run's tag ``lfxai.encoder_uri``.
     """
     name = encoder_name(dataset, config) if config.register_model else None
-    uri = tracker.log_encoder_model(model, example, registered_model_name=name)
-    tracker.set_tags({"lfxai.encoder_uri": uri})
-    if name is None or not uri.startswith(f"models:/{name}/"):
-        return uri
-    tags = tracker.tags()
-    experiment, profile = tags.get("lfxai.experiment", "?"), tags.get("lfxai.profile", "?")
-    digest = tags.get(DATA_DIGEST_TAG, "?")
-    shape = "x".join(str(n) for n in example.shape[1:])
-    model_description = (
+    shape = ", ".join(str(n) for n in example.shape[1:])
+    about = (
         f"Encoder of the {dataset.title} {dataset.model_label(config.pretext)} with a "
         f"{config.dim_latent}-dimensional latent space, trained by lfxai's experiments: inputs "
-        f"(N, {shape.replace('x', ', ')}) to codes (N, {config.dim_latent}). A plain "
-        "torch.nn.Module: `lfxai.load_encoder('models:/"
-        f"{name}@paper')` loads the newest version of the paper profile (aliases @paper, "
-        "@quick, @smoke); each version says which run, settings and data made it."
+        f"(N, {shape}) to codes (N, {config.dim_latent}). A plain torch.nn.Module: "
+        f"`lfxai.load_encoder('models:/{name}@paper')` loads the newest version of the paper "
+        "profile (aliases @paper, @quick, @smoke); each version says which run, settings and "
+        "data made it."
     )
-    version_description = (
-        f"{experiment} ({profile} profile), run '{tags.get('mlflow.runName', tracker.run_id)}' "
-        f"({tracker.run_id}). Test loss {test_loss:.6g}; trained on {dataset.name} split "
-        f"'{config.split}', data digest {digest}; n_epochs={config.n_epochs}, "
-        f"seed={config.seed}."
+    details = (
+        f"trained on {dataset.name} split '{config.split}', n_epochs={config.n_epochs}, "
+        f"seed={config.seed}"
     )
-    version_tags = {
-        "lfxai.dataset": dataset.name,
-        "lfxai.experiment": experiment,
-        "lfxai.profile": profile,
-        "lfxai.pretext": config.pretext,
-        "lfxai.dim_latent": config.dim_latent,
-        "lfxai.run_name": tags.get("mlflow.runName", ""),
-        "lfxai.data_digest": digest,
-        "test_loss": f"{test_loss:.6g}",
-    }
-    version = uri.rsplit("/", 1)[1]
-    tracker.annotate_model_version(
-        name, version, model_description, version_description, version_tags, alias=profile
-    )
+    tags = {"lfxai.pretext": config.pretext, "lfxai.dim_latent": config.dim_latent}
+    uri = tracker.register_encoder(model, example, name, test_loss, about, details, tags)
+    tracker.set_tags({ENCODER_URI_TAG: uri})
     return uri
 
 
@@ -344,6 +346,7 @@ def log_claim_report(
     """Logs claims already judged, as :func:`log_claims` does (files, metrics, description).
 
     Args:
+        tracker: the run to log to.
         experiment: what ``claims.json`` says they are the claims of.
         claims: the verdicts (e.g. of several experiments' rules, as ``explain`` checks).
         title: the report's whole title (see :func:`lfxai.metrics.claims.claims_title`).

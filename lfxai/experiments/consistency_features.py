@@ -52,6 +52,7 @@ class ConsistencyFeaturesConfig(AutoencoderConfig):
     pretrained: bool  # reuse the registered encoder of these settings instead of training
 
     def validate(self) -> None:
+        """Raises :class:`ConfigError` naming the bad value and the valid choices."""
         super().validate()
         check_choices("feature_methods", self.feature_methods, FEATURE_METHODS)
         check_percentages("perturbation_percentages", self.perturbation_percentages)
@@ -122,8 +123,10 @@ def feature_shifts(
     device: torch.device | str,
     tracker: Tracker,
 ) -> FeatureShifts:
-    """Label-free importance of every feature of ``explain`` per method, and how far the
-    codes move when the top k% features are replaced by the baseline.
+    """Label-free importance of every feature per method, and the codes' shift under it.
+
+    The shift: how far the codes move when the top k% features of ``explain`` are replaced
+    by the baseline.
 
     Logs ``codes/test.npy`` (the unperturbed codes), ``attributions/<method>.npy`` and each
     method's time and throughput.
@@ -176,9 +179,12 @@ def log_feature_shifts(
     examples: torch.Tensor,
     title: str,
 ) -> None:
-    """Logs the curves ``representation_shift/<method>`` (step: % perturbed), the table
+    """Logs the representation shift's curves, table, plot and saliency maps.
+
+    The curves ``representation_shift/<method>`` (step: % perturbed), the table
     ``consistency_features.csv``, its plot and the saliency maps of ``examples`` (the first
-    :data:`N_EXAMPLES` explained examples)."""
+    :data:`N_EXAMPLES` explained examples).
+    """
     table = results.table
     tracker.log_metric_rows(
         [

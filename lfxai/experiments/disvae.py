@@ -1,4 +1,4 @@
-"""Does disentanglement make latent units explain different features? (paper Section 4.3)
+"""Does disentanglement make latent units explain different features (paper Section 4.3)?
 
 Train Burgess VAEs with the beta-VAE and beta-TC-VAE objectives for several beta, explain
 each latent unit of the encoder mean separately with GradientShap
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+import typing
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,16 +26,18 @@ import torch
 from matplotlib.figure import Figure
 
 from lfxai.config import BaseConfig, ConfigError, check_choices, check_positive
-from lfxai.experiments.common import DATA_DIGEST_TAG, load_splits, log_claims, registered_name
+from lfxai.experiments.common import load_splits, log_claims
 from lfxai.experiments.registry import register
 from lfxai.explanations.features import attribute_individual_dim, make_feature_method
 from lfxai.metrics.disentanglement import SALIENCY_METRICS, saliency_metrics
-from lfxai.models.vae import VAE, VAE_LOSSES, burgess_vae
+from lfxai.models.registry import ModelSpec, build_model
+from lfxai.models.vae import VAE, VAE_LOSSES
 from lfxai.plotting.disentanglement import close, loss_term_curves, metric_box_plots
 from lfxai.plugins import DatasetPlugin, Splits
-from lfxai.tracking import Tracker
+from lfxai.tracking import ENCODER_URI_TAG, Tracker, registered_name
 from lfxai.training import EpochCallback, fit, get_device, seed_everything
 
+MODEL = "burgess_vae"  # the registry key of the VAEs (lfxai.models.registry)
 ATTRIBUTION_METHOD = "GradientShap"
 N_EXAMPLES = 6  # explained examples drawn with their per-unit saliency maps
 N_SAVED = 100  # explained examples whose saliency maps are logged as an array
@@ -61,6 +64,7 @@ class DisvaeConfig(BaseConfig):
     register_model: bool
 
     def validate(self) -> None:
+        """Raises :class:`ConfigError` naming the bad value and the valid choices."""
         super().validate()
         check_choices("loss_list", self.loss_list, VAE_LOSSES)
         if not self.beta_list:
@@ -97,8 +101,10 @@ class VaeTrial:
         return f"{self.loss}-beta{self.beta:g}-run{self.run}"
 
 
-def load_vae_splits(dataset: DatasetPlugin, config: DisvaeConfig, tracker: Tracker) -> Splits:
-    """The splits every trial trains on, loaded once (logged as the run's data inputs).
+def load_vae_splits(
+    dataset: DatasetPlugin, config: DisvaeConfig, tracker: Tracker | None
+) -> Splits:
+    """The splits every trial trains on, loaded once (logged as ``tracker``'s run's inputs).
 
     The explained split is cut to ``n_explained`` examples here.
 
@@ -185,8 +191,9 @@ def _run_trial(
         },
         prefix="trial.",
     )
-    shape = tuple(train.x.shape[1:])
-    model = burgess_vae(shape, trial.dim_latent, trial.loss, trial.beta, len(train), trial.name)
+    spec = ModelSpec(trial.dim_latent, tuple(train.x.shape[1:]), name=trial.name)
+    options = {"loss": trial.loss, "beta": trial.beta, "dataset_size": len(train)}
+    model = typing.cast(VAE, build_model(MODEL, spec, **options))
 
     rows: list[dict[str, float]] = []
     start = time.perf_counter()
@@ -284,9 +291,11 @@ def _unit_saliency(
 
 
 def registered_vae_name(dataset: str, loss: str, dim_latent: int) -> str:
-    """One registered model per (data set, loss, latent size), e.g.
-    ``lfxai-mnist-beta-tc-vae-d3``; beta and run are the versions' tags."""
-    return registered_name(dataset, f"{loss.replace('_', '-')}-d{dim_latent}")
+    """One registered model per (data set, loss, latent size), e.g. ``lfxai-mnist-beta-tc-vae-d3``.
+
+    Beta and run are the versions' tags.
+    """
+    return registered_name(dataset, loss, dim_latent)
 
 
 def _log_encoder(
@@ -304,41 +313,33 @@ def _log_encoder(
     encoder of that profile and beta.
     """
     name = registered_vae_name(dataset.name, trial.loss, trial.dim_latent)
-    registered = name if config.register_model else None
-    uri = tracker.log_encoder_model(model, example, registered_model_name=registered)
-    tracker.set_tags({"lfxai.encoder_uri": uri})
-    if registered is None or not uri.startswith(f"models:/{name}/"):
-        return uri
-    tags = tracker.tags()
-    experiment, profile = tags.get("lfxai.experiment", "?"), tags.get("lfxai.profile")
     shape = ", ".join(str(n) for n in example.shape[1:])
-    model_description = (
+    about = (
         f"Encoder mean of the {dataset.title} Burgess VAE trained with {trial.loss} and a "
         f"{trial.dim_latent}-dimensional latent space: inputs (N, {shape}) to means "
         f"(N, {trial.dim_latent}). Versions differ by beta and run (their tags); the alias "
         "<profile>-beta<beta> (e.g. @paper-beta5) is the newest of that profile and beta."
     )
-    version_description = (
-        f"{experiment} ({profile or '?'} profile), run '{tags.get('mlflow.runName', '')}' "
-        f"({tracker.run_id}): {trial.loss}, beta={trial.beta:g}, run {trial.run}. Test loss "
-        f"{test_loss:.6g}; data digest {tags.get(DATA_DIGEST_TAG, '?')}."
-    )
-    version_tags = {
-        "lfxai.dataset": dataset.name,
-        "lfxai.experiment": experiment,
-        "lfxai.profile": profile or "?",
+    details = f"{trial.loss}, beta={trial.beta:g}, run {trial.run}"
+    tags = {
         "lfxai.loss": trial.loss,
         "lfxai.beta": f"{trial.beta:g}",
         "lfxai.run": trial.run,
         "lfxai.dim_latent": trial.dim_latent,
-        "lfxai.data_digest": tags.get(DATA_DIGEST_TAG, "?"),
-        "test_loss": f"{test_loss:.6g}",
     }
+    profile = tracker.tags().get("lfxai.profile")
     alias = f"{profile}-beta{trial.beta:g}".replace(".", "_") if profile else None
-    version = uri.rsplit("/", 1)[1]
-    tracker.annotate_model_version(
-        name, version, model_description, version_description, version_tags, alias=alias
+    uri = tracker.register_encoder(
+        model,
+        example,
+        name if config.register_model else None,
+        test_loss,
+        about,
+        details,
+        tags,
+        alias=alias,
     )
+    tracker.set_tags({ENCODER_URI_TAG: uri})
     return uri
 
 

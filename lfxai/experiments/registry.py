@@ -49,6 +49,7 @@ def register(
 
 
 def datasets() -> list[str]:
+    """The registered data sets, sorted."""
     return sorted(DATASETS)
 
 

@@ -9,5 +9,5 @@ the representation shift as a sanity check, example importance, a Random baselin
 and the claims report, with the model version it consumed as the run's input.
 
 Modules: :mod:`~lfxai.explain.settings` (the settings, ``configs/explain.yaml``),
-:mod:`~lfxai.explain.pipeline` (the work), :mod:`~lfxai.explain.runner` (the command line).
+:mod:`~lfxai.explain.pipeline` (the work), :mod:`lfxai.cli.explain` (the command line).
 """

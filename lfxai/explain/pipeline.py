@@ -63,8 +63,9 @@ NO_LOSS = {
 def load_model(
     uri: str, device: torch.device, tracker: Tracker
 ) -> tuple[nn.Module, ExplainedModel]:
-    """The encoder at ``uri`` on ``device`` (nothing from the store runs as code), recorded
-    on the run as the model it consumes (:func:`lfxai.tracking.record_explained_model`).
+    """The encoder at ``uri`` on ``device``, recorded on the run as the model it consumes.
+
+    Nothing from the store runs as code; the record: :func:`lfxai.tracking.record_explained_model`.
 
     Raises:
         ConfigError: the URI does not resolve, or the model is refused (one line: why).
@@ -148,8 +149,11 @@ def check_encoder(
 
 
 def class_labels(labels: torch.Tensor) -> torch.Tensor:
-    """The labels similarity rates compare: the labels themselves, or the first factor of
-    multi-factor labels ``(N, F)`` (dSprites: the shape of the sprite)."""
+    """The labels similarity rates compare.
+
+    The labels themselves, or the first factor of multi-factor labels ``(N, F)`` (dSprites:
+    the shape of the sprite).
+    """
     return labels if labels.dim() == 1 else labels[:, 0]
 
 
@@ -160,8 +164,7 @@ def decoded(split: Split) -> Split:
 
 
 def model_label(model: ExplainedModel) -> str:
-    """How titles name the model: ``<name>@<alias> (v<version>)``, ``<name> v<version>``, or
-    the URI."""
+    """How titles name the model: ``<name>@<alias> (v<version>)``, ``<name> v<version>``, or URI."""
     if model.name is None:
         return model.uri
     if model.alias is not None:
@@ -181,8 +184,11 @@ def _log_top_bottom(
     test: Split,
     title: str,
 ) -> None:
-    """The first :data:`N_SHOWN` test examples beside the most and least important training
-    example of each method (``top_bottom_examples.png``)."""
+    """Logs ``top_bottom_examples.png``: test examples beside their extreme training examples.
+
+    The first :data:`N_SHOWN` test examples, each beside the most and least important training
+    example of each method.
+    """
     shown = min(N_SHOWN, len(test))
     columns = []
     for method, importance in scores.items():

@@ -244,9 +244,10 @@ def example_consistency_claims(
 
 
 def disvae_claims(table: pd.DataFrame, evidence: Evidence | None = None) -> list[Claim]:
-    """Claims of ``disvae``: per loss and correlation metric, the correlation at every beta
-    above the smallest is at least the one at the smallest beta (models of each beta are
-    the samples of a two-sample permutation test).
+    """Claims of ``disvae``: correlation does not fall with beta, per loss and metric.
+
+    The correlation at every beta above the smallest is at least the one at the smallest beta
+    (models of each beta are the samples of a two-sample permutation test).
 
     Args:
         table: one row per model: columns ``loss``, ``beta``, ``pearson``, ``spearman``.
@@ -300,8 +301,9 @@ def disvae_claims(table: pd.DataFrame, evidence: Evidence | None = None) -> list
 
 
 def pretext_claims(table: pd.DataFrame, evidence: Evidence | None = None) -> list[Claim]:
-    """Claims of ``pretext``: the explanations of different pretext tasks are weakly
-    correlated, one claim per explanation kind and correlation coefficient.
+    """Claims of ``pretext``: the explanations of different pretext tasks are weakly correlated.
+
+    One claim per explanation kind and correlation coefficient.
 
     Args:
         table: columns ``explanation``, ``correlation``, ``task_a``, ``task_b``, ``mean``

@@ -69,7 +69,7 @@ def correlation_table(
 
 
 def latex_tables(table: pd.DataFrame, tasks: list[str], titles: dict[str, str]) -> str:
-    """One LaTeX tabular per (explanation, correlation), cells ``mean \\pm std``.
+    r"""One LaTeX tabular per (explanation, correlation), cells ``mean \pm std``.
 
     Args:
         table: as :func:`correlation_table` returns it.
@@ -102,5 +102,6 @@ def latex_tables(table: pd.DataFrame, tasks: list[str], titles: dict[str, str]) 
 
 
 def off_diagonal_mean(matrix: np.ndarray) -> float:
+    """Mean of a square matrix's off-diagonal entries, NaN entries left out."""
     mask = ~np.eye(len(matrix), dtype=bool)
     return float(np.nanmean(matrix[mask]))

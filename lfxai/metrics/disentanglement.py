@@ -50,8 +50,10 @@ def _as_units(saliency: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def _mean_off_diagonal(matrices: np.ndarray) -> float:
-    """Mean off-diagonal entry of ``(..., d, d)`` matrices, over the leading axes too (NaN
-    entries, from constant or zero maps, are left out; NaN if nothing is left)."""
+    """Mean off-diagonal entry of ``(..., d, d)`` matrices, over the leading axes too.
+
+    NaN entries (from constant or zero maps) are left out; NaN if nothing is left.
+    """
     d = matrices.shape[-1]
     off = matrices[..., ~np.eye(d, dtype=bool)]
     valid = off[~np.isnan(off)]
@@ -80,8 +82,10 @@ def cosine(units: np.ndarray) -> np.ndarray:
 
 
 def pixel_shares(units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each pixel's saliency distribution over units ``(N, d, P)`` and a ``(N, P)`` mask of
-    the pixels with non-zero total saliency (elsewhere the shares are 0)."""
+    """Each pixel's saliency distribution over units ``(N, d, P)``, and where it is defined.
+
+    The ``(N, P)`` mask marks the pixels with non-zero total saliency (elsewhere the shares are 0).
+    """
     total = units.sum(axis=1, keepdims=True)
     active = total[:, 0] > 0
     shares = units / np.where(total > 0, total, 1.0)

@@ -135,9 +135,10 @@ def trend_p(
     resamples: int = RESAMPLES,
     seed: int = SEED,
 ) -> float:
-    """One-sided p-value that ``y`` rises with ``x`` faster than ``slope`` (``greater``) or
-    slower (``less``): Spearman's rho of ``(x, y - slope * x)`` tested by permuting pairings,
-    exact (all ``n!`` pairings) when ``n! <= resamples``.
+    """One-sided p-value that ``y`` rises with ``x`` faster (or slower) than ``slope``.
+
+    ``greater``: faster, ``less``: slower. Spearman's rho of ``(x, y - slope * x)`` tested by
+    permuting pairings, exact (all ``n!`` pairings) when ``n! <= resamples``.
     """
     _check(alternative)
     x = np.asarray(x, dtype=np.float64).ravel()

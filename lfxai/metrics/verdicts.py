@@ -106,6 +106,7 @@ class Claim:
         return {"holds": True, "fails": False}.get(self.verdict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The verdict as plain values (``claims.json``)."""
         return {
             "key": self.key,
             "statement": self.statement,
@@ -174,6 +175,13 @@ def judge(
     """The claim's verdict from its points (see the module docstring).
 
     Args:
+        key: the claim's key (``claims/holds/<key>``).
+        statement: what the paper claims, in a sentence.
+        section: where the paper claims it.
+        unit: what a point measures (its values' unit).
+        rule: how the verdict is reached, in words.
+        points: the values the claim is tested on.
+        kind: ``above`` or ``at_least`` (see the module docstring).
         untested: why the run cannot test the claim (then ``points`` is ignored); an empty
             ``points`` without it is untested too ("nothing to compare").
     """
@@ -268,9 +276,11 @@ def _numeric(figure: dict[str, Any]) -> list[str]:
 
 
 def claim_metrics(claims: list[Claim]) -> dict[str, float]:
-    """Per claim the run could test: ``claims/holds/<key>`` (1 holds, else 0) and
-    ``claims/verdict/<key>`` (1 holds, 0 inconclusive, -1 fails); ``claims/all_hold`` (1 when
-    every tested claim holds)."""
+    """The claims' metrics, for every claim the run could test.
+
+    ``claims/holds/<key>`` (1 holds, else 0), ``claims/verdict/<key>`` (1 holds, 0 inconclusive, -1
+    fails) and ``claims/all_hold`` (1 when every tested claim holds).
+    """
     tested = [c for c in claims if c.verdict != "untested"]
     out: dict[str, float] = {}
     for claim in tested:
@@ -282,8 +292,11 @@ def claim_metrics(claims: list[Claim]) -> dict[str, float]:
 
 
 def deciding_figure(claim: Claim) -> dict[str, Any] | None:
-    """The point that decided the verdict: the first failing or undecided point, else the
-    holding point with the largest p-value (the weakest evidence)."""
+    """The point that decided the verdict.
+
+    The first failing or undecided point, else the holding point with the largest p-value (the
+    weakest evidence).
+    """
     if not claim.figures:
         return None
     for wanted in ("fails", "inconclusive"):

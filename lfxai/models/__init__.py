@@ -1,0 +1,1 @@
+"""Models (MNIST, ECG5000, CIFAR-10, dSprites) and the registry that builds them by key."""

@@ -10,15 +10,12 @@ labels (``"label"``) or only the inputs (``"input"``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from lfxai.models.pretext import Identity
-
-if TYPE_CHECKING:
-    from lfxai.models.registry import ModelRecipe
+from lfxai.models.spec import ModelRecipe
 
 
 class TrainableModel(nn.Module):
@@ -81,6 +78,7 @@ class AutoEncoder(TrainableModel):
         self.input_pert = input_pert if input_pert is not None else Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Reconstructions of ``x``, perturbed by the pretext task while training."""
         if self.training:
             x = self.input_pert(x)
         return self.decoder(self.encoder(x))

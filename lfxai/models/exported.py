@@ -31,8 +31,10 @@ class ExportedEncoder(nn.Module):
         self.graph = graph
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The exported graph's output for ``inputs``."""
         return self.graph(inputs)
 
     def train(self, mode: bool = True) -> ExportedEncoder:
+        """Records the mode only: the exported graph has no train / eval switch."""
         self.training = mode  # not passed on: the exported graph has no train / eval switch
         return self

@@ -34,6 +34,7 @@ class EncoderMnist(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Codes ``(N, d)`` of images ``(N, 1, 28, 28)``."""
         return self.encoder_lin(self.flatten(self.encoder_cnn(x)))
 
 
@@ -60,6 +61,7 @@ class DecoderMnist(nn.Module):
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Images ``(N, 1, 28, 28)`` in [0, 1] decoded from codes ``(N, d)``."""
         return torch.sigmoid(self.decoder_conv(self.unflatten(self.decoder_lin(z))))
 
 
@@ -97,4 +99,5 @@ class ClassifierMnist(TrainableModel):
         self.lin_output = nn.Linear(latent_dim, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits ``(N, 10)`` of images ``(N, 1, 28, 28)``."""
         return self.lin_output(self.encoder(x))

@@ -15,6 +15,7 @@ class Identity(nn.Module):
     """No perturbation: plain reconstruction."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` unchanged."""
         return x
 
     def __str__(self) -> str:
@@ -33,6 +34,7 @@ class GaussianNoise(nn.Module):
         self.noise_std = noise_std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` plus Gaussian noise of standard deviation ``noise_std``."""
         return x + self.noise_std * torch.randn_like(x)
 
     def __str__(self) -> str:
@@ -51,6 +53,7 @@ class RandomMask(nn.Module):
         self.mask_proportion = mask_proportion
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` with each value set to 0 with probability ``mask_proportion``."""
         keep = torch.rand_like(x) >= self.mask_proportion
         return x * keep
 

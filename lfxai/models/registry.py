@@ -1,68 +1,87 @@
-"""The model registry: ``name -> builder``, the one place an experiment gets a model from.
+"""The model registry: ``key -> entry``, the one place an experiment gets a model from.
 
-A builder takes the settings every model shares (latent size, pretext perturbation, the
-shape of one input, a display name) and returns a :class:`TrainableModel`, whose ``loss`` is
-both what trains it and what the example explainers differentiate. Data set plugins name
-their model by its key here; a duplicate key raises.
+An entry's builder takes the settings every model shares (latent size, pretext perturbation,
+the shape of one input, a display name) and, as keywords, its own options (a VAE's loss and
+beta), and returns a :class:`TrainableModel`, whose ``loss`` is both what trains it and what
+the example explainers differentiate. An entry may also hold the training its model needs
+(:class:`TrainingDefaults`: the SCAE's optimiser). Data set plugins name their model by its
+key here; a duplicate key raises.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from lfxai.models.autoencoder import TrainableModel
 from lfxai.models.images import AutoEncoderMnist, ClassifierMnist, DecoderMnist, EncoderMnist
 from lfxai.models.pretext import make_pretext
+from lfxai.models.spec import ModelRecipe, ModelSpec, TrainingDefaults
 from lfxai.models.time_series import RecurrentAutoencoder
 
+__all__ = [
+    "MODELS",
+    "ModelEntry",
+    "ModelRecipe",
+    "ModelSpec",
+    "TrainingDefaults",
+    "build_model",
+    "register_model",
+    "training_defaults",
+]
+
+ModelBuilder = Callable[..., TrainableModel]  # (spec, **options) -> model
+
 
 @dataclass(frozen=True)
-class ModelSpec:
-    """What a builder needs: the shared settings of every model."""
+class ModelEntry:
+    """One registered model: how to build it and, if it needs its own, how to train it."""
 
-    dim_latent: int
-    input_shape: tuple[int, ...]  # one example, without the batch axis
-    pretext: str = "reconstruction"
-    name: str = "model"
+    build: ModelBuilder
+    training: TrainingDefaults | None = None
 
 
-@dataclass(frozen=True)
-class ModelRecipe:
-    """How a model was built: ``build_model(key, spec)`` builds it again (fresh weights).
+MODELS: dict[str, ModelEntry] = {}
 
-    :func:`build_model` sets it on every model as ``model.recipe``; a logged encoder carries
-    it, so that loading rebuilds the module from our own code (see ``lfxai.models.stored``).
+
+def register_model(
+    key: str, training: TrainingDefaults | None = None
+) -> Callable[[ModelBuilder], ModelBuilder]:
+    """Decorator adding a builder (and its model's training) to :data:`MODELS`.
+
+    A duplicate key raises.
     """
-
-    key: str
-    spec: ModelSpec
-
-
-ModelBuilder = Callable[[ModelSpec], TrainableModel]
-MODELS: dict[str, ModelBuilder] = {}
-
-
-def register_model(key: str) -> Callable[[ModelBuilder], ModelBuilder]:
-    """Decorator adding a builder to :data:`MODELS` (a duplicate key raises)."""
 
     def decorator(builder: ModelBuilder) -> ModelBuilder:
         if key in MODELS:
             raise KeyError(f"model {key!r} is registered twice")
-        MODELS[key] = builder
+        MODELS[key] = ModelEntry(builder, training)
         return builder
 
     return decorator
 
 
-def build_model(key: str, spec: ModelSpec) -> TrainableModel:
-    """A fresh model by registry key, with its :class:`ModelRecipe` as ``model.recipe``; an
-    unknown key names the valid choices."""
+def build_model(key: str, spec: ModelSpec, **options: Any) -> TrainableModel:
+    """A fresh model by registry key, with its :class:`ModelRecipe` as ``model.recipe``.
+
+    Args:
+        key: the model's key; an unknown key names the valid choices.
+        spec: the settings every model takes.
+        **options: the builder's own keywords (e.g. ``burgess_vae``'s ``loss``, ``beta``).
+    """
     if key not in MODELS:
         raise ValueError(f"unknown model {key!r}; valid choices: {sorted(MODELS)}")
-    model = MODELS[key](spec)
+    model = MODELS[key].build(spec, **options)
     model.recipe = ModelRecipe(key, spec)
     return model
+
+
+def training_defaults(key: str) -> TrainingDefaults | None:
+    """The training model ``key`` needs (None: the experiment's settings suit it)."""
+    if key not in MODELS:
+        raise ValueError(f"unknown model {key!r}; valid choices: {sorted(MODELS)}")
+    return MODELS[key].training
 
 
 def _check_shape(key: str, spec: ModelSpec, expected: tuple[int | None, ...]) -> None:
@@ -107,7 +126,14 @@ def lstm_ae(spec: ModelSpec) -> TrainableModel:
     )
 
 
-@register_model("mnist_scae")
+# The paper's SCAE training (SPEC section 2): RMSprop at lr 1e-5 (momentum 0.9, eps from the
+# batch size and gradient clipping at norm 5 are the model's own), batch 128, 30 epochs.
+SCAE_TRAINING = TrainingDefaults(
+    optimizer="rmsprop", lr=1e-5, weight_decay=0.0, batch_size=128, n_epochs=30, patience=10
+)
+
+
+@register_model("mnist_scae", training=SCAE_TRAINING)
 def mnist_scae(spec: ModelSpec) -> TrainableModel:
     """The Stacked Capsule Autoencoder (24 part and 24 object capsules, 11x11 templates).
 
@@ -135,14 +161,19 @@ def simclr_resnet18(spec: ModelSpec) -> TrainableModel:
 
 
 @register_model("burgess_vae")
-def burgess_vae_model(spec: ModelSpec) -> TrainableModel:
-    """The Burgess et al. VAE for ``(C, S, S)`` images, S in 32 or 64, with the beta-VAE
-    objective and beta 1.
+def burgess_vae_model(
+    spec: ModelSpec, *, loss: str = "beta_vae", beta: float = 1.0, dataset_size: int = 1
+) -> TrainableModel:
+    """The Burgess et al. VAE for ``(C, S, S)`` images, S in 32 or 64.
 
-    The ``disvae`` experiment builds its VAEs with their own loss and beta through
-    :func:`lfxai.models.vae.burgess_vae`; neither changes the networks, so this key rebuilds
-    any of their encoders. ``spec.pretext`` does not apply and is ignored.
+    Args:
+        spec: latent size, input shape, name (``spec.pretext`` does not apply).
+        loss: ``beta_vae`` or ``beta_tc_vae``.
+        beta: the loss's beta.
+        dataset_size: training examples (beta-TC-VAE's minibatch-weighted sampling).
+
+    Neither option changes the networks, so the key alone rebuilds any of their encoders.
     """
     from lfxai.models.vae import burgess_vae
 
-    return burgess_vae(spec.input_shape, spec.dim_latent, "beta_vae", 1.0, 1, spec.name)
+    return burgess_vae(spec.input_shape, spec.dim_latent, loss, beta, dataset_size, spec.name)

@@ -89,8 +89,10 @@ def place_templates(templates: torch.Tensor, pose: torch.Tensor, size: int) -> t
 
 @dataclass
 class PartCapsules:
-    """The part capsules of a batch: ``pose (B, K, 2, 3)``, ``presence (B, K)`` in [0, 1],
-    ``features (B, K, F)``."""
+    """The part capsules of a batch: poses, presences and features.
+
+    ``pose (B, K, 2, 3)``, ``presence (B, K)`` in [0, 1], ``features (B, K, F)``.
+    """
 
     pose: torch.Tensor
     presence: torch.Tensor
@@ -139,6 +141,7 @@ class PartCapsuleEncoder(nn.Module):
         return torch.sigmoid(self.template_logits)
 
     def capsules(self, x: torch.Tensor) -> PartCapsules:
+        """The part capsules of images ``(N, 1, S, S)``: poses, presences, features."""
         maps = self.head(self.cnn(x))
         # x.shape[0], not len(x): torch.export keeps the batch size symbolic only through
         # the shape (len() becomes a constant), and the logged encoder takes any batch size.
@@ -159,6 +162,7 @@ class PartCapsuleEncoder(nn.Module):
         return torch.cat(parts, dim=-1).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The explained representation: ``(N, 24 * 144)`` flattened part capsules."""
         return self.represent(self.capsules(x))
 
 
@@ -216,8 +220,11 @@ class ObjectCapsuleDecoder(nn.Module):
         return logit
 
     def forward(self, parts: PartCapsules) -> dict[str, torch.Tensor]:
-        """Votes ``(B, K, N, 6)``, vote scales ``(B, K, N)``, object presence ``(B, K)`` and
-        predicted part presence ``(B, K, N)``."""
+        """The object capsules' votes for the parts and their predicted part presences.
+
+        Votes ``(B, K, N, 6)``, vote scales ``(B, K, N)``, object presence ``(B, K)`` and predicted
+        part presence ``(B, K, N)``.
+        """
         inputs = torch.cat(
             [parts.pose.flatten(2), parts.presence.unsqueeze(-1), parts.features], dim=-1
         )

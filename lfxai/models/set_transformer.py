@@ -48,6 +48,7 @@ class MAB(nn.Module):
         return t.view(b, n, self.n_heads, d // self.n_heads).transpose(1, 2)  # (B, h, n, d/h)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each of ``x``'s elements attended over ``y``'s, with a residual feed-forward."""
         q = self.q(x)
         qh, kh, vh = self._heads(q), self._heads(self.k(y)), self._heads(self.v(y))
         weights = torch.softmax(qh @ kh.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
@@ -79,6 +80,7 @@ class ISAB(nn.Module):
         self.mab1 = MAB(dim_in, dim, dim, n_heads, layer_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The set ``x`` ``(N, n, d)`` through its inducing points (``(N, n, d_out)``)."""
         h = self.mab0(self.inducing.expand(len(x), -1, -1), x)
         return self.mab1(x, h)
 
@@ -93,6 +95,7 @@ class PMA(nn.Module):
         self.mab = MAB(dim, dim, dim, n_heads, layer_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The set ``x`` pooled into ``(N, n_seeds, d)`` by attention from learned seeds."""
         return self.mab(self.seeds.expand(len(x), -1, -1), x)
 
 
@@ -133,4 +136,5 @@ class SetTransformer(nn.Module):
         self.out = nn.Linear(dim_hidden, dim_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The stacked blocks, pooled, then projected: ``(N, n_outputs, d_out)``."""
         return self.out(self.pool(self.blocks(x)))

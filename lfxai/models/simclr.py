@@ -43,6 +43,7 @@ class Normalize(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images normalised by the data set's per-channel mean and std."""
         return (x - self.mean) / self.std
 
 
@@ -70,6 +71,7 @@ class SimCLREncoder(nn.Module):
         self.backbone = resnet18_backbone()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The ResNet's features ``(N, 512)`` of images ``(N, 3, 32, 32)``."""
         return self.backbone(self.normalize(x))
 
 
@@ -251,6 +253,7 @@ class SimCLR(TrainableModel):
         self.temperature = temperature
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's features ``(N, 512)`` (the representation that is explained)."""
         return self.encoder(x)
 
     def views(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

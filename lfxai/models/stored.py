@@ -30,7 +30,8 @@ from torch import nn
 from lfxai import __version__
 from lfxai.models.autoencoder import TrainableModel, load_state_strict
 from lfxai.models.pretext import PRETEXTS
-from lfxai.models.registry import MODELS, ModelRecipe, ModelSpec, build_model
+from lfxai.models.registry import MODELS, build_model
+from lfxai.models.spec import ModelRecipe, ModelSpec
 
 RECIPE_FILE = "lfxai-encoder.json"
 STATE_FILE = "lfxai-encoder-state.pt"
@@ -92,7 +93,8 @@ def load_encoder_files(
     """The encoder a :data:`RECIPE_FILE` and a :data:`STATE_FILE` describe, in eval mode.
 
     Args:
-        recipe_file, state_file: the two files (local copies).
+        recipe_file: the :data:`RECIPE_FILE` (a local copy).
+        state_file: the :data:`STATE_FILE` (a local copy).
         source: where they came from (a model URI), named in every error.
         device: where the module goes.
 

@@ -29,6 +29,7 @@ class EncoderLSTM(nn.Module):
         self.rnn2 = nn.LSTM(2 * embedding_dim, embedding_dim, batch_first=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The code ``(N, d)`` of sequences ``(N, T, n_features)``: the last hidden state."""
         x, _ = self.rnn1(x)
         _, (hidden, _) = self.rnn2(x)
         return hidden[-1]
@@ -51,6 +52,7 @@ class DecoderLSTM(nn.Module):
         self.output_layer = nn.Linear(2 * embedding_dim, n_features)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Sequences ``(N, T, n_features)`` decoded from codes ``(N, d)``."""
         x = z.unsqueeze(1).expand(-1, self.seq_len, -1)  # the code at every time step
         x, _ = self.rnn1(x)
         x, _ = self.rnn2(x)

@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from lfxai.models.autoencoder import TrainableModel
-from lfxai.models.registry import ModelRecipe, ModelSpec
 
 VAE_LOSSES = ("beta_vae", "beta_tc_vae")
 SIDES = (32, 64)  # the architecture's input sides: 3 conv layers for 32, 4 for 64
@@ -37,8 +36,11 @@ def _n_convs(side: int) -> int:
 
 
 class BurgessEncoder(nn.Module):
-    """Conv layers of 32 channels (kernel 4, stride 2), two 256-unit layers, mean and
-    log-variance heads. ``forward`` returns the mean ``(N, d)``: what is explained."""
+    """The Burgess encoder: conv layers, two 256-unit layers, mean and log-variance heads.
+
+    Conv layers of 32 channels (kernel 4, stride 2). ``forward`` returns the mean ``(N, d)``: what
+    is explained.
+    """
 
     def __init__(self, input_shape: tuple[int, int, int], dim_latent: int) -> None:
         super().__init__()
@@ -61,6 +63,7 @@ class BurgessEncoder(nn.Module):
         return self.mean(h), self.log_var(h)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder mean ``(N, d)`` of images ``(N, C, S, S)``."""
         return self.mean(self.hidden(self.convs(x)))
 
 
@@ -90,6 +93,7 @@ class BurgessDecoder(nn.Module):
         self.deconvs = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Bernoulli logits ``(N, C, S, S)`` of images decoded from ``z`` ``(N, d)``."""
         return self.deconvs(self.hidden(z))
 
 
@@ -183,6 +187,7 @@ class VAE(TrainableModel):
         return terms
 
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:  # noqa: ARG002
+        """The batch's mean loss of the objective (and its terms recorded, when recording)."""
         terms = self.loss_terms(x)
         if self._recorder is not None:
             self._recorder.add("train" if self.training else "test", terms, len(x))
@@ -190,8 +195,10 @@ class VAE(TrainableModel):
 
     @contextmanager
     def recording_terms(self) -> Iterator[_TermRecorder]:
-        """While open, every :meth:`loss` call adds its terms to the yielded recorder
-        (train-mode calls under ``train_``, eval-mode calls under ``test_``)."""
+        """While open, every :meth:`loss` call adds its terms to the yielded recorder.
+
+        Train-mode calls under ``train_``, eval-mode calls under ``test_``.
+        """
         self._recorder = _TermRecorder()
         try:
             yield self._recorder
@@ -222,7 +229,8 @@ def tc_decomposition(
 
     Args:
         z: ``(B, d)`` one sample per example of q(z|x).
-        mu, log_var: ``(B, d)`` posterior parameters.
+        mu: ``(B, d)`` posterior means.
+        log_var: ``(B, d)`` posterior log-variances.
         dataset_size: M, the training set size.
     """
     batch = len(z)
@@ -240,6 +248,7 @@ def tc_decomposition(
 
 
 def check_vae_loss(loss: str) -> None:
+    """Raises ``ValueError`` unless ``loss`` is one of :data:`VAE_LOSSES`."""
     if loss not in VAE_LOSSES:
         raise ValueError(f"unknown VAE loss {loss!r}; valid choices: {list(VAE_LOSSES)}")
 
@@ -273,7 +282,7 @@ def burgess_vae(
     check_vae_loss(loss)
     if dim_latent < 1:
         raise ValueError(f"dim_latent must be positive, got {dim_latent}")
-    model = VAE(
+    return VAE(
         BurgessEncoder(shape, dim_latent),
         BurgessDecoder(shape, dim_latent),
         loss,
@@ -281,6 +290,3 @@ def burgess_vae(
         dataset_size,
         name=name,
     )
-    # The registry key that rebuilds these networks (loss and beta do not change them).
-    model.recipe = ModelRecipe("burgess_vae", ModelSpec(dim_latent, shape, name=name))
-    return model

@@ -29,7 +29,9 @@ def method_curves(
         x: column on the horizontal axis (e.g. percentage of features perturbed).
         y: column on the vertical axis.
         hue: column naming the method.
-        xlabel, ylabel, title: axis labels and title.
+        xlabel: the horizontal axis's label (default: ``x``).
+        ylabel: the vertical axis's label (default: ``y``).
+        title: figure title.
         style: optional column drawn as solid / dashed lines (e.g. top / bottom).
 
     Returns:

@@ -13,8 +13,11 @@ from matplotlib.figure import Figure  # noqa: E402
 
 
 def draw_example(ax: Axes, example: np.ndarray) -> None:
-    """One example as it looks: a one- or three-channel image ``(C, H, W)`` as an image,
-    anything else (a series ``(T, 1)``) as a curve over its flattened values."""
+    """Draws one example as it looks.
+
+    A one- or three-channel image ``(C, H, W)`` as an image, anything else (a series
+    ``(T, 1)``) as a curve over its flattened values.
+    """
     ax.set_xticks([])
     ax.set_yticks([])
     if example.ndim == 3 and example.shape[0] == 1:

@@ -28,6 +28,7 @@ def rgb_importance(
         maps: per method, ``(n, 3, H, W)`` importance.
         methods: the methods' names, in the order of ``maps``.
         title: figure title.
+        cmap: the maps' colour map.
     """
     n = len(images)
     rows = 1 + len(maps)

@@ -28,13 +28,16 @@ def pareto_figure(
     style: str = "loss",
     title: str | None = None,
 ) -> Figure:
-    """Every trial as a point (colour: ``color`` on a log scale; marker: ``style``), the
-    trials on the front joined by a step line and circled.
+    """Every trial as a point, the trials on the front joined by a step line and circled.
 
     Args:
         table: one row per completed trial with columns ``x``, ``y``, ``front`` (bool),
             ``color`` and ``style``.
-        x, y: the two objectives (both minimised).
+        x: the first objective (minimised), on the horizontal axis.
+        y: the second objective (minimised), on the vertical axis.
+        front: the column saying whether a trial is on the Pareto front.
+        color: the column that colours the points (log scale).
+        style: the column that picks the points' markers.
         title: figure title.
     """
     fig, ax = plt.subplots(figsize=(6, 4.5))

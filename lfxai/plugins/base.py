@@ -106,8 +106,10 @@ class DatasetPlugin(ABC):
         return dataset_root(data_dir, self.name)
 
     def provision(self, data_dir: str | Path) -> Provisioned:
-        """Checks ``data_dir`` (:func:`check_data_dir`), then makes this data set's files
-        ready under it: verified, fetched if missing, replaced if corrupt (``repaired``).
+        """Checks ``data_dir``, then makes this data set's files ready under it.
+
+        The folder is checked by :func:`check_data_dir`; the files are verified, fetched if missing,
+        replaced if corrupt (``repaired``).
 
         Raises:
             ConfigError: ``data_dir`` is not a folder, or the files are missing or damaged
@@ -125,9 +127,11 @@ class DatasetPlugin(ABC):
 
     @abstractmethod
     def split_sizes(self, data_dir: str | Path, split: str) -> SplitSizes:
-        """The examples of each role of ``split``, known without reading the data (recorded
-        sizes, a fixture's manifest, a cache's metadata): what size settings are checked
-        against before any data is loaded or any model trained."""
+        """The examples of each role of ``split``, known without reading the data.
+
+        From recorded sizes, a fixture's manifest or a cache's metadata: what size settings are
+        checked against before any data is loaded or any model trained.
+        """
 
     def check_split(self, split: str) -> None:
         """Raises :class:`ConfigError` unless ``split`` is one of :attr:`splits`."""
@@ -138,9 +142,11 @@ class DatasetPlugin(ABC):
             )
 
     def check_config(self, config: object) -> None:
-        """Raises :class:`ConfigError` on settings this data set cannot run (checked before
-        any data is touched): the ``split``, sizes larger than what they are drawn from
-        (:meth:`check_sizes`) and ``example_methods`` it does not support."""
+        """Raises :class:`ConfigError` on settings this data set cannot run, before any reading.
+
+        The ``split``, sizes larger than what they are drawn from (:meth:`check_sizes`) and
+        ``example_methods`` it does not support.
+        """
         if hasattr(config, "split"):
             self.check_split(config.split)
             self.check_sizes(config)
@@ -154,10 +160,13 @@ class DatasetPlugin(ABC):
                 )
 
     def check_sizes(self, config: object) -> None:
-        """Raises :class:`ConfigError` naming the setting, its value and the limit when a
-        size exceeds the examples it is drawn from: ``n_train`` / ``n_test`` their splits,
-        :data:`TRAIN_SUBSETS` the ``n_train`` examples, :data:`EXPLAIN_SUBSETS` the
-        explained ones. Nothing is silently cut: what trains is what the params say."""
+        """Raises :class:`ConfigError` when a size exceeds the examples it is drawn from.
+
+        The message names the setting, its value and the limit: ``n_train`` / ``n_test`` against
+        their splits, :data:`TRAIN_SUBSETS` against the ``n_train`` examples,
+        :data:`EXPLAIN_SUBSETS` against the explained ones. Nothing is silently cut: what trains is
+        what the params say.
+        """
         split = config.split
         sizes = self.split_sizes(config.data_dir, split)
         n_train, n_test = getattr(config, "n_train", None), getattr(config, "n_test", None)
@@ -232,8 +241,11 @@ class DatasetPlugin(ABC):
 
     @abstractmethod
     def baseline(self, train: Split) -> torch.Tensor | nn.Module:
-        """What replaces a perturbed feature: a tensor broadcastable to the inputs, or a
-        module mapping inputs to their replacements (e.g. a blur)."""
+        """What replaces a perturbed feature.
+
+        A tensor broadcastable to the inputs, or a module mapping inputs to their replacements (e.g.
+        a blur).
+        """
 
     @abstractmethod
     def example_figure(
@@ -255,8 +267,9 @@ class DatasetPlugin(ABC):
         return build_model(self.model, ModelSpec(dim_latent, tuple(input_shape), pretext, name))
 
     def factor_scores(self, encoder: nn.Module, splits: Splits, device: str) -> dict[str, float]:
-        """Disentanglement scores of an encoder against the data set's true generative
-        factors (e.g. MIG on dSprites), computed from the encoder on (part of) the test split.
+        """Disentanglement scores of an encoder against the data set's true generative factors.
+
+        E.g. MIG on dSprites, computed from the encoder on (part of) the test split.
 
         Default: none (a data set without known factors, like MNIST).
         """
@@ -276,7 +289,7 @@ def check_data_dir(data_dir: str | Path, dataset: str) -> None:
 
     Only the default ``data`` folder is created on first use: any other ``data_dir`` must exist,
     so that a typo fails instead of silently provisioning a fresh copy somewhere else. To fill
-    a new folder, ask for it: ``python -m lfxai.data provision <dataset> --data_dir <folder>``.
+    a new folder, ask for it: ``python -m lfxai provision <dataset> --data_dir <folder>``.
     """
     path = Path(data_dir)
     if path.is_dir() or (path == DEFAULT_DATA_DIR and not path.exists()):
@@ -285,7 +298,7 @@ def check_data_dir(data_dir: str | Path, dataset: str) -> None:
         raise ConfigError(f"data_dir {str(path)!r} is not a folder")
     raise ConfigError(
         f"data_dir {str(path)!r} does not exist (resolved: {path.absolute()}); fix the path, "
-        f"or provision a new folder explicitly: python -m lfxai.data provision {dataset} "
+        f"or provision a new folder explicitly: python -m lfxai provision {dataset} "
         f"--data_dir {path}"
     )
 

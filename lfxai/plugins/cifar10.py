@@ -48,9 +48,11 @@ class Cifar10(DatasetPlugin):
     example_methods = ("SimplEx", "DKNN")
 
     def provision_root(self, root: Path) -> Provisioned:
+        """Checks the CIFAR-10 batches (torchvision's md5 or a fixture's manifest)."""
         return provision_cifar10(root)
 
     def check_config(self, config: object) -> None:
+        """Also refuses a pretext task: SimCLR's augmentations are its pretext."""
         super().check_config(config)
         pretext = getattr(config, "pretext", PRETEXT)
         if pretext != PRETEXT:
@@ -66,29 +68,35 @@ class Cifar10(DatasetPlugin):
             )
 
     def model_label(self, pretext: str) -> str:
+        """SimCLR ResNet-18, whatever the pretext."""
         return "SimCLR ResNet-18"
 
     def split_sizes(self, data_dir: str | Path, split: str) -> SplitSizes:
+        """50,000 / 10,000, or a generated fixture's sizes (its manifest)."""
         n_train, n_test = split_sizes(self.root(data_dir))  # a fixture's, else the official
         return SplitSizes(n_train, n_test, n_test)
 
     def read_splits(
         self, data_dir: str, split: str, seed: int, n_train: int | None, n_test: int | None
     ) -> Splits:
+        """The standard train / test split (the test split is explained)."""
         train = cifar10_split(self.root(data_dir), train=True, size=n_train)
         test = cifar10_split(self.root(data_dir), train=False, size=n_test)
         return Splits(train, test, test)
 
     def provisioned_files(self, data_dir: str | Path) -> dict[Path, str]:
+        """The batch files with torchvision's md5, or a fixture's sha256."""
         # Official files carry torchvision's md5, fixtures their manifest's sha256.
         folder = batches_dir(self.root(data_dir))
         digests = expected_digests(folder).digests
         return {folder / name: digests[name] for name in FILES}
 
     def baseline(self, train: Split) -> nn.Module:
+        """A Gaussian blur (kernel 21, sigma 5): a perturbed pixel takes the blurred value."""
         return GaussianBlur(BLUR_KERNEL, BLUR_SIGMA)
 
     def example_figure(
         self, inputs: torch.Tensor, maps: list[np.ndarray], methods: list[str], title: str
     ) -> Figure:
+        """RGB images and their importance maps."""
         return rgb_importance(inputs.numpy(), maps, methods, title=title)

@@ -54,9 +54,11 @@ class DSprites(DatasetPlugin):
     feature_unit = "pixels"
 
     def provision_root(self, root: Path) -> Provisioned:
+        """Checks (or renders) the bit-packed sprite cache."""
         return provision_dsprites(root)
 
     def split_sizes(self, data_dir: str | Path, split: str) -> SplitSizes:
+        """The grid's 90 / 10 split: the cache's grid, else the full one."""
         # The grid the cache's metadata records (a sub-grid, or what a repair rebuilds),
         # else the full grid provisioning builds: 663,552 train / 73,728 test.
         n_train, n_test = split_sizes(grid_size(self.root(data_dir)))
@@ -65,27 +67,33 @@ class DSprites(DatasetPlugin):
     def read_splits(
         self, data_dir: str, split: str, seed: int, n_train: int | None, n_test: int | None
     ) -> Splits:
+        """The 90 / 10 split of the grid (the test part is explained)."""
         train, test = dsprites_splits(self.root(data_dir), split, seed, n_train, n_test)
         return Splits(train, test, test)
 
     def provisioned_files(self, data_dir: str | Path) -> dict[Path, str]:
+        """The cache file with the sha256 its metadata records."""
         # The cache's sha256, recorded in its metadata when written and checked by provision.
         root = self.root(data_dir)
         meta = json.loads((root / META_NAME).read_text())
         return {root / CACHE_NAME: meta["sha256"]}
 
     def baseline(self, train: Split) -> torch.Tensor:
+        """A black image: the sprites' background."""
         return torch.zeros(1, *train.x.shape[1:])  # a black image: the sprites' background
 
     def example_figure(
         self, inputs: torch.Tensor, maps: list[np.ndarray], methods: list[str], title: str
     ) -> Figure:
+        """Sprites and their importance maps in one grid."""
         grid = np.concatenate([inputs[:, 0].numpy()[None], np.stack([m[:, 0] for m in maps])])
         return image_grid(grid, ["image", *methods], title)
 
     def factor_scores(self, encoder: nn.Module, splits: Splits, device: str) -> dict[str, float]:
-        """MIG of the encoder means on the first :data:`MIG_EXAMPLES` test images: ``mig``
-        and the gap of each factor, ``mig/<factor>`` (NaN for a factor that does not vary)."""
+        """MIG of the encoder means on the first :data:`MIG_EXAMPLES` test images.
+
+        ``mig`` and the gap of each factor, ``mig/<factor>`` (NaN for a factor that does not vary).
+        """
         test = splits.test.head(min(MIG_EXAMPLES, len(splits.test)))
         encoder.eval()
         with torch.no_grad():

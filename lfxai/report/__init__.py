@@ -4,5 +4,5 @@
 and recomputes their claims, :mod:`~lfxai.report.sections` draws each experiment's numbers and
 figures beside :mod:`~lfxai.report.reference`'s, :mod:`~lfxai.report.costs` measures what is
 missing, :mod:`~lfxai.report.build` assembles a :mod:`~lfxai.report.document` written as
-Markdown and HTML. Run it with ``python -m lfxai.report`` or ``mlflow run . -e report``.
+Markdown and HTML. Run it with ``python -m entrypoints.report`` or ``mlflow run . -e report``.
 """

@@ -1,5 +1,6 @@
-"""The report: every experiment's claims, numbers and figures beside the published ones,
-what is missing and what it costs, and where every number came from.
+"""The report: every experiment's claims, numbers and figures beside the published ones.
+
+Also what is missing and what it costs, and where every number came from.
 
 :func:`build` reads the store and returns a :class:`Report`; :meth:`Report.write` saves
 ``index.md``, ``index.html`` (self-contained), ``figures/*.png`` and ``report.json`` (the
@@ -62,6 +63,7 @@ class Report:
 
     @property
     def missing(self) -> list[Entry]:
+        """The report's entries without a run."""
         return [e for e in self.entries if not e.runs]
 
     def write(self, folder: Path) -> Path:

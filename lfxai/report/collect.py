@@ -67,10 +67,12 @@ class Entry:
 
     @property
     def name(self) -> str:
+        """The entry's MLflow experiment, ``<dataset>-<experiment>``."""
         return experiment_name(self.dataset, self.experiment)
 
     @property
     def run(self) -> RunRecord | None:
+        """The newest run reported on (None: missing)."""
         return self.runs[0] if self.runs else None
 
     def command(self) -> str:
@@ -84,8 +86,10 @@ DATASET_ORDER = ("mnist", "ecg5000", "cifar10", "dsprites")  # the paper's order
 
 
 def ordered_entries() -> list[tuple[str, str]]:
-    """Every (dataset, experiment) in the paper's order: data sets as in the paper, each
-    one's experiments as its plugin lists them."""
+    """Every (dataset, experiment) in the paper's order.
+
+    Data sets as in the paper, each one's experiments as its plugin lists them.
+    """
     rank = {d: i for i, d in enumerate(DATASET_ORDER)}
     return sorted(
         entries(),
@@ -134,8 +138,9 @@ def _identity(run: RunRecord) -> tuple[str, str]:
 
 
 def check_given(reader: StoreReader, run_ids: list[str], profile: str) -> list[RunRecord]:
-    """The runs given by id, each checked: an lfxai experiment's top-level FINISHED run of
-    ``profile``.
+    """The runs given by id, each checked.
+
+    Each must be an lfxai experiment's top-level FINISHED run of ``profile``.
 
     Raises:
         ConfigError: one line naming the bad run id and what it is instead.
@@ -166,8 +171,9 @@ def check_given(reader: StoreReader, run_ids: list[str], profile: str) -> list[R
 
 
 def select(reader: StoreReader, profile: str, run_ids: list[str] | None = None) -> list[Entry]:
-    """Every (dataset, experiment) of the suite with the runs the report uses (see the
-    module docstring); ``run_ids`` replace the automatic choice for their experiments.
+    """Every (dataset, experiment) of the suite with the runs the report uses.
+
+    See the module docstring; ``run_ids`` replace the automatic choice for their experiments.
     """
     check_profile(profile)
     given = check_given(reader, run_ids or [], profile)
@@ -227,8 +233,10 @@ def material(diff: dict[str, str], seed: bool = False) -> dict[str, str]:
 
 
 def wall_seconds(run: RunRecord) -> float | None:
-    """The run's wall time in seconds: its ``time/total_seconds``, else end - start (None
-    while it runs)."""
+    """The run's wall time in seconds (None while it runs).
+
+    Its ``time/total_seconds``, else end - start.
+    """
     if "time/total_seconds" in run.metrics:
         return run.metrics["time/total_seconds"]
     if run.end_time:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Heading:
+    """A section heading of ``level`` (1: the title), linked to by ``anchor``."""
+
     level: int
     text: str
     anchor: str = ""
@@ -23,17 +25,23 @@ class Heading:
 
 @dataclass(frozen=True)
 class Paragraph:
+    """A paragraph of Markdown text, styled by ``css`` in the HTML."""
+
     text: str
     css: str = ""  # e.g. "banner", "note"
 
 
 @dataclass(frozen=True)
 class Bullets:
+    """A bullet list."""
+
     items: list[str]
 
 
 @dataclass(frozen=True)
 class Table:
+    """A table: a header row and rows of text cells."""
+
     header: list[str]
     rows: list[list[str]]
 
@@ -52,13 +60,17 @@ Block = Heading | Paragraph | Bullets | Table | Figure
 
 @dataclass
 class Document:
+    """The report as a title and its blocks, in order (written as Markdown and HTML)."""
+
     title: str
     blocks: list[Block] = field(default_factory=list)
 
     def add(self, *blocks: Block) -> None:
+        """Appends blocks to the document."""
         self.blocks.extend(blocks)
 
     def figures(self) -> list[Figure]:
+        """The document's figures, in order."""
         return [b for b in self.blocks if isinstance(b, Figure)]
 
 

@@ -30,6 +30,7 @@ class Published:
     outlier: bool = False
 
     def text(self) -> str:
+        """``mean ± std [source]`` (and whether it is an outlier)."""
         spread = "" if self.std is None else f" ± {self.std:.3g}"
         flag = " (outlier)" if self.outlier else ""
         return f"{self.mean:.3g}{spread} [{self.source}]{flag}"
@@ -60,8 +61,10 @@ def published(entry: dict[str, Any], outliers: set[str] = frozenset()) -> list[P
 
 
 def spread(values: list[Published]) -> tuple[float, float] | None:
-    """``(low, high)`` over the values that are not outliers; None when they have no spread
-    (none kept, or none with a std: one bare value is no interval)."""
+    """``(low, high)`` over the values that are not outliers; None when they have no spread.
+
+    None: none kept, or none with a std (one bare value is no interval).
+    """
     kept = [v for v in values if not v.outlier]
     if not any(v.std is not None for v in kept):
         return None

@@ -1,5 +1,6 @@
-"""Per experiment: its key numbers, its figures redrawn from the logged results, and the
-published reproductions' numbers beside ours.
+"""Per experiment: its key numbers and its figures, beside the published reproductions'.
+
+The figures are redrawn from the logged results.
 
 Every figure is drawn by :mod:`lfxai.plotting` under :func:`lfxai.plotting.style.report_style`,
 from the runs' tables and arrays (averaged over runs when there are several).
@@ -72,6 +73,7 @@ def _plural(n: int, word: str) -> str:
 
 
 def consistency_features(dataset: str, results: list[RunResult]) -> Section:
+    """The representation shift curves and their claims, beside the published ones."""
     plugin = get_dataset(dataset)
     frame = mean_table(results, ["method", "pct_perturbed"], "representation_shift")
     table = _curve_table(frame, ["method"], "pct_perturbed")
@@ -95,6 +97,7 @@ def consistency_features(dataset: str, results: list[RunResult]) -> Section:
 
 
 def consistency_examples(dataset: str, results: list[RunResult]) -> Section:
+    """The similarity rate curves and their claims, beside the published ones."""
     plugin = get_dataset(dataset)
     frame = mean_table(results, ["method", "type", "pct_examples"], "similarity_rate")
     table = _curve_table(frame, ["method", "type"], "pct_examples")
@@ -117,6 +120,7 @@ def consistency_examples(dataset: str, results: list[RunResult]) -> Section:
 
 
 def roar_test(dataset: str, results: list[RunResult]) -> Section:
+    """The retrained test loss curves and their claims, beside the published ones."""
     plugin = get_dataset(dataset)
     frame = mean_table(results, ["method", "pct_removed"], "test_loss")
     table = _curve_table(frame, ["method"], "pct_removed")
@@ -143,8 +147,10 @@ def _comparison(
     title: str,
     comparable: bool = True,
 ) -> tuple[Table, Figure | None]:
-    """The table (ours, published, spread, inside?) and the figure of a set of quantities;
-    ``comparable`` False (other settings than the published): no inside/outside verdict."""
+    """The table (ours, published, spread, inside?) and the figure of a set of quantities.
+
+    ``comparable`` False (other settings than the published): no inside/outside verdict.
+    """
     table_rows, plot_rows, spreads = [], [], []
     for label, ours, published in rows:
         bounds = reference.spread(published)
@@ -183,6 +189,7 @@ PRETEXT_KINDS = {  # evidence name -> (what is explained, the setting that picks
 
 
 def pretext(dataset: str, results: list[RunResult]) -> Section:
+    """The correlation matrices between pretext tasks, beside the published ones."""
     ref = reference.load()["pretext"]
     names = ("features_pearson", "features_spearman", "examples_pearson", "examples_spearman")
     runs = {
@@ -228,6 +235,7 @@ def pretext(dataset: str, results: list[RunResult]) -> Section:
 
 
 def disvae(dataset: str, results: list[RunResult]) -> Section:
+    """The saliency metrics per loss and beta, beside the published ones."""
     ref = reference.load()["disvae"]
     frames = [r.table for r in results if r.table is not None]
     if not frames:

@@ -1,9 +1,9 @@
 """One trial of a sweep: sample a VAE, train and measure it in a nested MLflow run.
 
-The training and measuring is the ``disvae`` experiment's ``train_and_measure`` (injected,
-so tests can pass a fake); this module only maps a trial to its settings, opens the nested
-run, reports per-epoch values for pruning, and records what happened on both sides (the
-run's id on the trial, the trial's number and study on the run).
+The training and measuring is a :class:`~lfxai.sweep.backend.TrialBackend`'s (the ``disvae``
+experiment's ``train_and_measure``); this module only maps a trial to its settings, opens
+the nested run, reports per-epoch values for pruning, and records what happened on both
+sides (the run's id on the trial, the trial's number and study on the run).
 """
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ import dataclasses
 import math
 import os
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import optuna
 
+from lfxai.config import BaseConfig
+from lfxai.plugins import DatasetPlugin, Splits
+from lfxai.sweep.backend import Sample, TrialBackend
 from lfxai.sweep.settings import SweepConfig
-from lfxai.sweep.study import fail_and_requeue, frozen, retried_from
+from lfxai.sweep.study import fail_and_requeue, retried_from, running_trial
 from lfxai.tracking import ERROR_TAG, STOPPED_TAG, Stopped, Tracker, error_text, terminate_run
 
 TRIAL_TAG = "lfxai.trial_number"
@@ -39,27 +40,6 @@ ERROR_ATTR = "error"  # trial user attribute: why it failed
 # epoch's end). An environment variable, not a setting: settings are logged and compared.
 HOLD_ENV = "LFXAI_TEST_HOLD"
 
-# train_and_measure(plugin, config, tracker, trial, splits, on_epoch=None) -> metrics
-TrainFn = Callable[..., dict[str, float]]
-# (loss, beta, dim_latent) -> the experiment's trial description (VaeTrial)
-TrialFactory = Callable[[str, float, int], Any]
-
-
-class StopFlag:
-    """Set by the main thread when a stop signal arrives; worker threads see it between
-    epochs and stop as the main thread does (their runs end KILLED, their trials requeued)."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self.signum = 0
-
-    def set(self, signum: int) -> None:
-        self.signum = signum
-        self._event.set()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
 
 @dataclass
 class SweepObjective:
@@ -72,32 +52,29 @@ class SweepObjective:
             per trial).
         parent: the tracker of this invocation's parent run.
         splits: the data, loaded once per worker process.
-        train: ``train_and_measure``.
-        make_trial: builds the experiment's trial description from the sampled values.
-        stop: the stop flag of this process.
+        backend: what a trial trains and measures.
     """
 
     config: SweepConfig
-    plugin: Any
-    base: Any
+    plugin: DatasetPlugin
+    base: BaseConfig
     parent: Tracker
-    splits: Any
-    train: TrainFn
-    make_trial: TrialFactory
-    stop: StopFlag = field(default_factory=StopFlag)
+    splits: Splits
+    backend: TrialBackend
 
-    def suggest(self, trial: optuna.Trial) -> tuple[str, float, int]:
+    def suggest(self, trial: optuna.Trial) -> Sample:
         """The trial's loss, beta (log scale) and latent size."""
         loss = trial.suggest_categorical("loss", list(self.config.losses))
         beta = trial.suggest_float("beta", *self.config.beta_range, log=True)
         dim_latent = trial.suggest_int("dim_latent", *self.config.latent_range)
-        return loss, beta, dim_latent
+        return Sample(str(loss), beta, dim_latent)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
-        loss, beta, dim_latent = self.suggest(trial)
+        """Trains and measures the trial's model; the objective's values."""
+        sample = self.suggest(trial)
         study_name = trial.study.study_name
-        previous = retried_from(frozen(trial))
-        name = f"trial {trial.number} · {loss} beta={beta:.3g} d={dim_latent}"
+        previous = retried_from(running_trial(trial))
+        name = f"trial {trial.number} · {sample.loss} beta={sample.beta:.3g} d={sample.dim_latent}"
         trial.set_user_attr(PARENT_ATTR, self.parent.run_id)
         tags = {TRIAL_TAG: trial.number, STUDY_TAG: study_name}
         if previous is not None:
@@ -113,15 +90,15 @@ class SweepObjective:
                 trial.set_user_attr(RUN_ATTR, run_id)
                 if previous is not None:
                     self._close_lost_run(study_name, previous, trial.number)
-                config = dataclasses.replace(self.base, dim_latent=dim_latent)
+                config = dataclasses.replace(self.base, dim_latent=sample.dim_latent)
                 try:
-                    metrics = self.train(
+                    metrics = self.backend.train(
                         self.plugin,
                         config,
                         tracker,
-                        self.make_trial(loss, beta, dim_latent),
+                        sample,
                         self.splits,
-                        on_epoch=lambda epoch, values: self._on_epoch(trial, epoch, values),
+                        lambda epoch, values: self._on_epoch(trial, epoch, values),
                     )
                 except optuna.TrialPruned as pruned:
                     tracker.set_tags({PRUNED_TAG: str(pruned)})
@@ -133,7 +110,7 @@ class SweepObjective:
                     raise
         except optuna.TrialPruned:
             if run_id is not None:  # ended FAILED by the block; pruning is a stop, not a fault
-                self.parent.client.set_terminated(run_id, "KILLED")
+                Tracker(run_id).end_as("KILLED")
             raise
         except Stopped:
             # Interrupted, not failed: fail it now and queue the retry a resume runs first.
@@ -148,10 +125,8 @@ class SweepObjective:
         return values if len(values) > 1 else values[0]
 
     def _on_epoch(self, trial: optuna.Trial, epoch: int, metrics: dict[str, float]) -> None:
-        """Stops on a stop signal; reports the pruning metric and prunes (``correlation``)."""
+        """Reports the pruning metric and prunes (``correlation``)."""
         _hold("training")
-        if self.stop.is_set():
-            raise Stopped(self.stop.signum)
         if self.config.objective != "correlation":
             return
         key = self.config.prune_metric
@@ -168,12 +143,7 @@ class SweepObjective:
 
     def _close_lost_run(self, study_name: str, lost: int, number: int) -> None:
         """Ends the run of the trial this one retries (its worker died: RUNNING forever)."""
-        experiment = self.parent.client.get_run(self.parent.run_id).info.experiment_id
-        runs = self.parent.client.search_runs(
-            [experiment],
-            f"tags.`{STUDY_TAG}` = '{study_name}' and tags.`{TRIAL_TAG}` = '{lost}'",
-        )
-        for run in runs:
+        for run in self.parent.find_runs({STUDY_TAG: study_name, TRIAL_TAG: lost}):
             reason = f"its worker stopped (no heartbeat); retried as trial {number}"
             if run.info.status == "RUNNING":
                 terminate_run(run.info.run_id, "KILLED", {STOPPED_TAG: reason})
@@ -181,8 +151,10 @@ class SweepObjective:
 
 
 def _hold(point: str) -> None:
-    """Tests only (:data:`HOLD_ENV`): at ``point``, touch the marker file and wait forever,
-    heartbeats going on, until the test kills the process."""
+    """Tests only (:data:`HOLD_ENV`): at ``point``, touch the marker file and wait forever.
+
+    Heartbeats go on until the test kills the process.
+    """
     name, _, marker = os.environ.get(HOLD_ENV, "").partition(":")
     if name != point or not marker:
         return

@@ -46,8 +46,10 @@ MIN_IMPORTANCE_TRIALS = 2  # Optuna's importance needs completed trials that dif
 
 
 def trials_table(study: optuna.Study, config: SweepConfig) -> pd.DataFrame:
-    """One row per trial: number, state, parameters, objective values, final metrics,
-    runs, retry, duration, and whether it is among the best trials (``pareto``)."""
+    """One row per trial: parameters, values, metrics, runs, and whether it is among the best.
+
+    Also number, state, retry and duration; the best trials are marked ``pareto``.
+    """
     best = {t.number for t in best_trials(study)}
     rows = []
     for trial in study.get_trials(deepcopy=False):
@@ -79,8 +81,9 @@ def best_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def beta_claims(table: pd.DataFrame) -> list[Claim]:
-    """Whether the saliency correlation stays level or rises as beta grows, over the
-    completed trials, over all losses and per loss.
+    """Whether the saliency correlation stays level or rises as beta grows.
+
+    Over the completed trials, over all losses and per loss.
 
     The paper's claim (a larger beta does not make the maps of different latent units less
     correlated; the ``disvae`` experiment checks it at three betas) is tested on the trend of
@@ -157,8 +160,10 @@ def _optuna_figures(study: optuna.Study, config: SweepConfig) -> dict[str, Calla
 
 
 def log_optuna_figures(tracker: Tracker, study: optuna.Study, config: SweepConfig) -> list[str]:
-    """Optuna's own plots (matplotlib backend) under ``optuna/``; returns notes on those
-    skipped (too few trials), also logged as ``optuna/skipped.txt``."""
+    """Optuna's own plots (matplotlib backend) under ``optuna/``; notes on those skipped.
+
+    Plots skipped for too few trials are noted, also in ``optuna/skipped.txt``.
+    """
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     notes = []
     for name, draw in _optuna_figures(study, config).items():

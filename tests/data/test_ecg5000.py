@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from lfxai.cli.data import main
 from lfxai.data import ecg5000
 from lfxai.data import provision as prov
-from lfxai.data.__main__ import main
 
 
 def _tsv(labels: list[int], length: int = 4) -> bytes:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from lfxai.data import mnist
+from lfxai.data import idx, mnist
 from lfxai.data import provision as prov
 
 
@@ -27,8 +27,8 @@ def _fake_raw_dir(root: Path, n_train: int = 6, n_test: int = 4) -> Path:
     for prefix, n in (("train", n_train), ("t10k", n_test)):
         images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
         labels = rng.integers(0, 10, size=n, dtype=np.uint8)
-        mnist.write_idx(folder / f"{prefix}-images-idx3-ubyte", images)
-        mnist.write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels)
+        idx.write_idx(folder / f"{prefix}-images-idx3-ubyte", images)
+        idx.write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels)
     return folder
 
 
@@ -44,16 +44,16 @@ def fake_mnist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.mark.parametrize("shape", [(5,), (3, 4, 5), (2, 28, 28), (0, 28, 28)])
 def test_idx_round_trip(tmp_path: Path, shape: tuple[int, ...]) -> None:
     array = np.random.default_rng(1).integers(0, 256, size=shape, dtype=np.uint8)
-    path = mnist.write_idx(tmp_path / "x-ubyte", array)
-    back = mnist.read_idx(path)
+    path = idx.write_idx(tmp_path / "x-ubyte", array)
+    back = idx.read_idx(path)
     assert back.dtype == np.uint8 and back.shape == shape
     np.testing.assert_array_equal(back, array)
     assert back.flags.writeable  # torch.from_numpy warns on read-only arrays
 
 
 def test_idx_header_is_big_endian_with_standard_magic() -> None:
-    images = mnist.encode_idx(np.zeros((2, 28, 28), dtype=np.uint8))
-    labels = mnist.encode_idx(np.zeros(7, dtype=np.uint8))
+    images = idx.encode_idx(np.zeros((2, 28, 28), dtype=np.uint8))
+    labels = idx.encode_idx(np.zeros(7, dtype=np.uint8))
     assert int.from_bytes(images[:4], "big") == 2051
     assert [int.from_bytes(images[i : i + 4], "big") for i in (4, 8, 12)] == [2, 28, 28]
     assert len(images) == 16 + 2 * 28 * 28
@@ -63,14 +63,14 @@ def test_idx_header_is_big_endian_with_standard_magic() -> None:
 
 def test_idx_rejects_bad_input(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="uint8"):
-        mnist.encode_idx(np.zeros(3, dtype=np.float32))
-    content = mnist.encode_idx(np.ones((2, 3), dtype=np.uint8))
+        idx.encode_idx(np.zeros(3, dtype=np.float32))
+    content = idx.encode_idx(np.ones((2, 3), dtype=np.uint8))
     (tmp_path / "truncated").write_bytes(content[:-1])
     with pytest.raises(ValueError, match="needs"):
-        mnist.read_idx(tmp_path / "truncated")
+        idx.read_idx(tmp_path / "truncated")
     (tmp_path / "magic").write_bytes(b"\x00\x00\x0d\x01" + content[4:])
     with pytest.raises(ValueError, match="magic"):
-        mnist.read_idx(tmp_path / "magic")
+        idx.read_idx(tmp_path / "magic")
 
 
 def test_floats_to_uint8_inverts_scaling_exactly() -> None:
@@ -132,7 +132,7 @@ def test_present_files_are_used_and_loaded(fake_mnist: Path) -> None:
     images, labels = mnist.mnist_tensors(fake_mnist, train=True)
     assert images.shape == (6, 1, 28, 28) and images.dtype == torch.float32
     assert labels.shape == (6,) and labels.dtype == torch.int64
-    raw = mnist.read_idx(result.path / "train-images-idx3-ubyte")
+    raw = idx.read_idx(result.path / "train-images-idx3-ubyte")
     # Same arithmetic as torchvision's ToTensor: float32 uint8 divided by 255.
     torch.testing.assert_close(images[:, 0], torch.from_numpy(raw).float() / 255, rtol=0, atol=0)
 
@@ -213,7 +213,7 @@ def test_a_corrupt_file_that_cannot_be_repaired_is_named_with_both_digests(
         raise PermissionError(f"[Errno 13] Permission denied: '{_target}'")
 
     monkeypatch.setattr(mnist, "_download_torchvision", read_only)
-    monkeypatch.setattr(mnist, "_provision_from_wheel", read_only)
+    monkeypatch.setattr(mnist, "provision_from_wheel", read_only)
     folder = _fake_raw_dir(tmp_path)  # valid IDX files, but not MNIST's: every digest differs
     (folder / "t10k-labels-idx1-ubyte").unlink()
     with pytest.raises(RuntimeError) as error:

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lfxai.data import mnist
+from lfxai.data import idx, mnist, mnist_resized
 from lfxai.data import provision as prov
 from tests.data.test_mnist import _fake_raw_dir
 
@@ -27,7 +27,7 @@ def fake_mnist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_resize_is_bilinear_and_rounded_to_uint8():
     images = np.random.default_rng(0).integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
-    resized = mnist.resize_images(images, 32)
+    resized = mnist_resized.resize_images(images, 32)
     assert resized.shape == (3, 32, 32) and resized.dtype == np.uint8
     exact = F.interpolate(
         torch.from_numpy(images)[:, None].double(), size=(32, 32), mode="bilinear"
@@ -39,28 +39,28 @@ def test_resize_is_bilinear_and_rounded_to_uint8():
 def test_the_split_is_computed_once_then_read_from_the_checked_cache(
     fake_mnist: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    split = mnist.mnist_resized_split(fake_mnist, train=True, size=4)
+    split = mnist_resized.mnist_resized_split(fake_mnist, train=True, size=4)
     assert split.x.shape == (4, 1, 32, 32) and split.x.dtype == torch.float32
-    raw = mnist.read_idx(mnist.raw_dir(fake_mnist) / IMAGES)
-    expected = torch.from_numpy(mnist.resize_images(raw, 32)[:4]).float() / 255
+    raw = idx.read_idx(mnist.raw_dir(fake_mnist) / IMAGES)
+    expected = torch.from_numpy(mnist_resized.resize_images(raw, 32)[:4]).float() / 255
     torch.testing.assert_close(split.x[:, 0], expected, rtol=0, atol=0)
-    labels = mnist.read_idx(mnist.raw_dir(fake_mnist) / "train-labels-idx1-ubyte")
+    labels = idx.read_idx(mnist.raw_dir(fake_mnist) / "train-labels-idx1-ubyte")
     assert split.y.tolist() == labels[:4].tolist()
-    cached = mnist.resized_dir(fake_mnist, 32) / IMAGES
+    cached = mnist_resized.resized_dir(fake_mnist, 32) / IMAGES
     manifest = json.loads(cached.with_name(f"{IMAGES}.json").read_text())
     assert manifest["sha256"] == prov.sha256_file(cached)
     assert manifest["source_sha256"] == mnist.MNIST_SHA256[IMAGES]
 
     calls = []
-    original = mnist.resize_images
-    monkeypatch.setattr(mnist, "resize_images", lambda *a: calls.append(a) or original(*a))
-    again = mnist.mnist_resized_split(fake_mnist, train=True)
+    original = mnist_resized.resize_images
+    monkeypatch.setattr(mnist_resized, "resize_images", lambda *a: calls.append(a) or original(*a))
+    again = mnist_resized.mnist_resized_split(fake_mnist, train=True)
     assert calls == [] and len(again) == 6  # read from the cache, not recomputed
     torch.testing.assert_close(again.x[:4], split.x, rtol=0, atol=0)
 
     # A corrupt cache fails its manifest's sha256 and is recomputed, atomically.
     cached.write_bytes(cached.read_bytes()[:-10])
-    repaired = mnist.mnist_resized_split(fake_mnist, train=True)
+    repaired = mnist_resized.mnist_resized_split(fake_mnist, train=True)
     assert len(calls) == 1
     torch.testing.assert_close(repaired.x, again.x, rtol=0, atol=0)
     assert prov.sha256_file(cached) == manifest["sha256"]
@@ -70,21 +70,21 @@ def test_the_split_is_computed_once_then_read_from_the_checked_cache(
 def test_a_manifest_of_other_source_files_invalidates_the_cache(
     fake_mnist: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    mnist.mnist_resized_split(fake_mnist, train=False)
-    manifest = mnist.resized_dir(fake_mnist, 32) / "t10k-images-idx3-ubyte.json"
+    mnist_resized.mnist_resized_split(fake_mnist, train=False)
+    manifest = mnist_resized.resized_dir(fake_mnist, 32) / "t10k-images-idx3-ubyte.json"
     record = json.loads(manifest.read_text())
     manifest.write_text(json.dumps(record | {"source_sha256": "0" * 64}))
     calls = []
-    original = mnist.resize_images
-    monkeypatch.setattr(mnist, "resize_images", lambda *a: calls.append(a) or original(*a))
-    mnist.mnist_resized_split(fake_mnist, train=False)
+    original = mnist_resized.resize_images
+    monkeypatch.setattr(mnist_resized, "resize_images", lambda *a: calls.append(a) or original(*a))
+    mnist_resized.mnist_resized_split(fake_mnist, train=False)
     assert len(calls) == 1
     assert json.loads(manifest.read_text())["source_sha256"] != "0" * 64
 
 
 def test_a_prefix_larger_than_the_split_is_an_error(fake_mnist: Path):
     with pytest.raises(ValueError, match=r"size must be in 1\.\.4, got 5"):
-        mnist.mnist_resized_split(fake_mnist, train=False, size=5)
+        mnist_resized.mnist_resized_split(fake_mnist, train=False, size=5)
 
 
 def test_a_read_only_data_folder_resizes_in_memory(
@@ -95,10 +95,10 @@ def test_a_read_only_data_folder_resizes_in_memory(
     def read_only(path, _data):
         raise PermissionError(f"[Errno 13] Permission denied: '{path}'")
 
-    monkeypatch.setattr(mnist, "atomic_write_bytes", read_only)
-    split = mnist.mnist_resized_split(fake_mnist, train=False)
-    raw = mnist.read_idx(mnist.raw_dir(fake_mnist) / "t10k-images-idx3-ubyte")
-    expected = torch.from_numpy(mnist.resize_images(raw, 32)).float() / 255
+    monkeypatch.setattr(mnist_resized, "atomic_write_bytes", read_only)
+    split = mnist_resized.mnist_resized_split(fake_mnist, train=False)
+    raw = idx.read_idx(mnist.raw_dir(fake_mnist) / "t10k-images-idx3-ubyte")
+    expected = torch.from_numpy(mnist_resized.resize_images(raw, 32)).float() / 255
     torch.testing.assert_close(split.x[:, 0], expected, rtol=0, atol=0)
-    assert not mnist.resized_dir(fake_mnist, 32).exists()
+    assert not mnist_resized.resized_dir(fake_mnist, 32).exists()
     assert "resized in memory" in caplog.text and "Permission denied" in caplog.text

@@ -21,9 +21,9 @@ from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 from torch import nn
 
+from lfxai.cli import explain as runner
 from lfxai.data.cifar10 import write_cifar10
 from lfxai.data.dsprites import provision_dsprites
-from lfxai.explain import runner
 from lfxai.explain.pipeline import decoded
 from lfxai.explanations.examples import DKNN, SimplEx
 from lfxai.explanations.features import attribute_auxiliary, make_feature_method

@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from lfxai.sweep.objective import HOLD_ENV, RETRIED_AS_TAG, RUN_ATTR, TRIAL_TAG
 from lfxai.tracking import STOPPED_TAG, seconds_since_alive, stale_after
+from lfxai.tracking.compat import stale_trial_ids
 from tests.helpers import REPO, kill_group, make_store, venv_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.data]
@@ -88,7 +89,7 @@ def test_a_sweep_killed_before_during_and_after_a_trial_s_run_creation(tmp_path,
     params = {"dataset": "mnist", "profile": "smoke", "n_epochs": "1", "n_trials": "1"}
     params |= {"study_name": STUDY, "storage": storage, "data_dir": str(data_dir)}
     params["max_retry"] = "3"  # each kill's trial is retried by the next invocation
-    # Optuna's own view of stale trials (it has no public one), with the smoke profile's
+    # Optuna's own view of stale trials (compat: it has no public one), with the smoke profile's
     # heartbeat settings.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -105,9 +106,8 @@ def test_a_sweep_killed_before_during_and_after_a_trial_s_run_creation(tmp_path,
             worker.wait()
         outputs.append(log.read_text())
         parent = _killed_parent(client)
-        study_id = optuna_view.get_study_id_from_name(STUDY)
         _wait_for(
-            lambda p=parent, s=study_id: _dead(client, p) and optuna_view._get_stale_trial_ids(s),
+            lambda p=parent: _dead(client, p) and stale_trial_ids(optuna_view, STUDY),
             "a stale heartbeat",
             None,
             log,

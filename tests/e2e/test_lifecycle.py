@@ -26,7 +26,8 @@ DEADLINE_S = 600  # bound on every wait: a loaded 2-core machine, imports and SQ
 BLOCKING_CHILD = """
 import sys, time
 from pathlib import Path
-from lfxai.experiments import roar_test, runner
+from lfxai.cli.experiment import main
+from lfxai.experiments import roar_test
 
 def check(self):
     if self.count >= 1:
@@ -36,7 +37,7 @@ def check(self):
     self.count += 1
 
 roar_test._InterruptionHook.check = check
-sys.exit(runner.main("mnist", sys.argv[2:]))
+sys.exit(main("mnist", sys.argv[2:]))
 """
 
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from lfxai import load_encoder
-from lfxai.data.mnist import mnist_resized_split
+from lfxai.data.mnist_resized import mnist_resized_split
 from lfxai.metrics.disentanglement import SALIENCY_METRICS
 from tests.helpers import make_store, run_experiment
 

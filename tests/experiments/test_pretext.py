@@ -9,12 +9,13 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from lfxai.cli.experiment import main
+from lfxai.cli.launch import EXIT_BAD_INPUT
 from lfxai.config import ConfigError, build_config, load_profile
 from lfxai.data.splits import Split
 from lfxai.experiments import pretext, pretext_models
 from lfxai.experiments.pretext_models import TITLES
 from lfxai.experiments.pretext_models import resolve_pretrained as resolve
-from lfxai.experiments.runner import EXIT_BAD_INPUT, main
 from lfxai.metrics.claims import claims_markdown, pretext_claims
 from lfxai.metrics.correlation import CORRELATIONS, correlation_table, latex_tables
 from lfxai.models.images import EncoderMnist

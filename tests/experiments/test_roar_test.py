@@ -12,10 +12,11 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from lfxai.cli.experiment import main
+from lfxai.cli.launch import EXIT_BAD_INPUT
 from lfxai.data.masking import apply_mask, top_k_mask
 from lfxai.data.mnist import mnist_split
 from lfxai.experiments import roar_test as roar
-from lfxai.experiments.runner import EXIT_BAD_INPUT, main
 from lfxai.tracking import ERROR_TAG, RESUMED_INTO_TAG, STOPPED_TAG, Tracker
 from tests.helpers import EXPERIMENT
 

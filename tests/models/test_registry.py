@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 import torch
 from torch import nn
 
-from lfxai.models.registry import MODELS, ModelRecipe, ModelSpec, build_model, register_model
+from lfxai.models.registry import (
+    MODELS,
+    ModelRecipe,
+    ModelSpec,
+    TrainingDefaults,
+    build_model,
+    register_model,
+    training_defaults,
+)
 from lfxai.models.time_series import RecurrentAutoencoder
 
 SHAPES = {"mnist_ae": (1, 28, 28), "mnist_classifier": (1, 28, 28), "lstm_ae": (12, 1)}
@@ -71,3 +81,36 @@ def test_lstm_autoencoder_follows_the_paper_architecture() -> None:
     # The decoder sees the same code at every step: a constant code gives the same output
     # whatever the input was, so reconstruction depends on x only through the code.
     torch.testing.assert_close(dec(enc(x)), model.eval()(x), rtol=0, atol=0)
+
+
+def test_a_model_s_options_shape_its_training_not_its_recipe() -> None:
+    spec = ModelSpec(3, (1, 32, 32), name="trial")
+    vae = build_model("burgess_vae", spec, loss="beta_tc_vae", beta=5.0, dataset_size=600)
+    assert (vae.loss_name, vae.beta, vae.dataset_size) == ("beta_tc_vae", 5.0, 600)
+    assert vae.recipe == ModelRecipe("burgess_vae", spec)  # rebuilds the same networks
+    plain = build_model("burgess_vae", spec)
+    assert (plain.loss_name, plain.beta) == ("beta_vae", 1.0)
+    shapes = {k: v.shape for k, v in vae.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in plain.state_dict().items()}
+    with pytest.raises(TypeError, match="depth"):
+        build_model("mnist_ae", ModelSpec(3, (1, 28, 28)), depth=2)  # options are the builder's
+
+
+def test_the_scae_carries_the_paper_s_training_and_other_models_none() -> None:
+    scae = training_defaults("mnist_scae")
+    assert scae == TrainingDefaults("rmsprop", 1e-5, 0.0, 128, 30, 10)
+    assert all(training_defaults(k) is None for k in MODELS if k != "mnist_scae")
+
+    @dataclass(frozen=True)
+    class Settings:  # an experiment's training settings, and one of its own
+        optimizer: str = "adam"
+        lr: float = 1e-3
+        weight_decay: float = 1e-5
+        batch_size: int = 300
+        n_epochs: int = 100
+        patience: int = 5
+        seed: int = 7
+
+    assert scae.apply(Settings()) == Settings("rmsprop", 1e-5, 0.0, 128, 30, 10, seed=7)
+    with pytest.raises(ValueError, match=r"unknown model 'vae'"):
+        training_defaults("vae")

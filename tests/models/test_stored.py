@@ -19,7 +19,6 @@ from lfxai.models.stored import (
     read_recipe,
     write_encoder_files,
 )
-from lfxai.models.vae import burgess_vae
 from tests.models.test_registry import DIMS, SHAPES
 
 
@@ -57,7 +56,8 @@ def test_every_model_s_encoder_round_trips(key, tmp_path) -> None:
 @pytest.mark.parametrize("side", [32, 64])
 def test_a_disvae_encoder_round_trips_whatever_its_loss_and_beta(side, tmp_path) -> None:
     torch.manual_seed(2)
-    vae = burgess_vae((1, side, side), 6, "beta_tc_vae", 5.0, 100, name="trial").eval()
+    spec = ModelSpec(6, (1, side, side), name="trial")
+    vae = build_model("burgess_vae", spec, loss="beta_tc_vae", beta=5.0, dataset_size=100).eval()
     loaded = load_encoder_files(*write_encoder_files(vae, "encoder", tmp_path), source="t")
     x = torch.rand(2, 1, side, side)
     with torch.no_grad():

@@ -165,7 +165,8 @@ def test_recorder_averages_terms_per_mode_weighted_by_batch_size():
         test = model.loss(batches[0]).item()
         means = recorder.pop()
         assert recorder.pop() == {}  # popping starts afresh
-    assert model._recorder is None
+    model.loss(batches[1])  # after the block nothing records: the recorder stays empty
+    assert recorder.pop() == {}
     assert means["train_loss"] == pytest.approx((3 * losses[0] + 5 * losses[1]) / 8, rel=1e-12)
     assert means["test_loss"] == pytest.approx(test, rel=1e-12)
     assert {k.split("_", 1)[1] for k in means} == {

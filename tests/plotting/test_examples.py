@@ -24,4 +24,4 @@ def test_one_row_per_test_example_one_column_per_ranked_example(shape, kind) -> 
     assert [ax.get_title() for ax in axes[1]] == ["1", "1", "1"]  # each panel's label
     drawn = [bool(ax.images) if kind == "image" else bool(ax.lines) for ax in axes.flat]
     assert all(drawn)
-    assert figure._suptitle.get_text() == "title"
+    assert figure.get_suptitle() == "title"

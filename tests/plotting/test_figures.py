@@ -53,7 +53,7 @@ def test_image_grid_has_one_panel_per_map_and_row_labels():
     assert len(figure.axes) == 6
     assert [figure.axes[r * 3].get_ylabel() for r in range(2)] == ["image", "IG"]
     np.testing.assert_array_equal(figure.axes[4].images[0].get_array(), images[1, 1])
-    assert figure._suptitle.get_text() == "maps"
+    assert figure.get_suptitle() == "maps"
 
 
 def test_series_importance_scales_each_map_to_zero_one():

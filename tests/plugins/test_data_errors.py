@@ -15,10 +15,11 @@ import mlflow
 import numpy as np
 import pytest
 
+from lfxai.cli.experiment import main
+from lfxai.cli.launch import EXIT_BAD_INPUT
 from lfxai.config import ConfigError
-from lfxai.data import dsprites, ecg5000, mnist
+from lfxai.data import dsprites, ecg5000, idx, mnist
 from lfxai.data import provision as prov
-from lfxai.experiments.runner import EXIT_BAD_INPUT, main
 from lfxai.plugins import get_dataset
 
 SMALL = (1, 5, 8, 4, 4)
@@ -51,11 +52,11 @@ def _damaged_mnist(data_dir: Path, monkeypatch) -> tuple[Path, str, str]:
     folder = mnist.raw_dir(data_dir / "mnist")
     rng = np.random.default_rng(0)
     for prefix in ("train", "t10k"):
-        mnist.write_idx(
+        idx.write_idx(
             folder / f"{prefix}-images-idx3-ubyte",
             rng.integers(0, 256, (6, 28, 28), dtype=np.uint8),
         )
-        mnist.write_idx(folder / f"{prefix}-labels-idx1-ubyte", np.arange(6, dtype=np.uint8))
+        idx.write_idx(folder / f"{prefix}-labels-idx1-ubyte", np.arange(6, dtype=np.uint8))
     digests = {name: prov.sha256_file(folder / name) for name in mnist.MNIST_SHA256}
     monkeypatch.setattr(mnist, "MNIST_SHA256", digests)
     damaged = folder / "t10k-labels-idx1-ubyte"

@@ -1,17 +1,17 @@
-"""`python -m lfxai.report` and the MLproject's `report` entry point."""
+"""`python -m entrypoints.report` and the MLproject's `report` entry point."""
 
 from __future__ import annotations
 
-from mlflow.projects._project_spec import load_project
 from mlflow.tracking import MlflowClient
 
-from lfxai.report.__main__ import EXIT_BAD_INPUT, main
+from lfxai.cli.report import EXIT_BAD_INPUT, main
+from lfxai.tracking.compat import load_mlproject
 from tests.helpers import REPO
 from tests.report.conftest import feature_evidence, feature_table
 
 
 def test_the_entry_point_passes_its_settings(tmp_path):
-    entry = load_project(str(REPO)).get_entry_point("report")
+    entry = load_mlproject(REPO).get_entry_point("report")
     assert entry.parameters["profile"].default == "paper"
     command = entry.compute_command({"out": "r", "run_ids": "a,b"}, str(tmp_path))
     assert command == "python -m entrypoints.report --profile paper --out r --run_ids a,b"

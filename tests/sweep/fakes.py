@@ -1,16 +1,21 @@
-"""A fake trial backend for the sweep's tests: no VAE, values that depend on the trial."""
+"""A fake trial backend for the sweep's tests: no VAE, values that depend on the trial.
+
+The backend travels to the sweep's worker processes (pickled), so everything here is plain
+data: a worker's :class:`FakeTrain` records its own calls.
+"""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
+import os
+import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from lfxai.config import BaseConfig
-from lfxai.sweep.runner import TrialBackend
+from lfxai.sweep.backend import Sample
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_PROFILE = {
@@ -35,14 +40,7 @@ class FakeConfig(BaseConfig):
     split: str
 
 
-@dataclass(frozen=True)
-class FakeTrial:
-    loss: str
-    beta: float
-    dim_latent: int
-
-
-def fake_values(trial: FakeTrial) -> dict[str, float]:
+def fake_values(trial: Sample) -> dict[str, float]:
     """Pearson grows with beta (the paper's claim holds); reconstruction falls with it."""
     pearson = 0.1 + 0.02 * trial.beta + 0.001 * trial.dim_latent
     return {
@@ -58,30 +56,32 @@ class FakeTrain:
     """``train_and_measure``: logs per-epoch metrics, calls ``on_epoch``, returns metrics.
 
     Attributes:
-        calls: the trials it trained.
-        fail_on: trial betas that raise (a trial that fails).
+        calls: the samples this process trained.
         raise_at: ``(call index, exception)``: raised at the first epoch of that call.
-        block: set: every call waits (at its first epoch) until it is cleared.
+        fail_all: every call raises.
+        ctrl_c_when_all_train: a folder: at its first epoch each worker process marks
+            itself there and waits; the invocation's own process, once ``n_workers`` have
+            marked, sends itself SIGINT (a Ctrl-C while every worker trains).
     """
 
     def __init__(self) -> None:
-        self.calls: list[FakeTrial] = []
+        self.calls: list[Sample] = []
         self.raise_at: tuple[int, BaseException] | None = None
         self.fail_all = False
-        self.at_first_epoch: Callable[[], None] | None = None  # e.g. send a signal
-        self.lock = threading.Lock()
+        self.ctrl_c_when_all_train: Path | None = None
+        self.n_workers = 1
+        self.home = os.getpid()  # the invocation's process (workers are others)
 
     def __call__(self, plugin, config, tracker, trial, splits, on_epoch=None):
-        with self.lock:
-            index = len(self.calls)
-            self.calls.append(trial)
+        index = len(self.calls)
+        self.calls.append(trial)
         final = fake_values(trial)
         tracker.log_params({"loss": trial.loss, "beta": trial.beta, "dim_latent": trial.dim_latent})
         for epoch in range(config.n_epochs):
             if self.raise_at is not None and self.raise_at[0] == index:
                 raise self.raise_at[1]
-            if epoch == 0 and index == 0 and self.at_first_epoch is not None:
-                self.at_first_epoch()
+            if epoch == 0 and index == 0 and self.ctrl_c_when_all_train is not None:
+                self._ctrl_c_when_all_train(self.ctrl_c_when_all_train)
             if self.fail_all:
                 raise ValueError("the fake trial fails")
             # later epochs approach the final value; high beta stays high (pruned first)
@@ -96,15 +96,34 @@ class FakeTrain:
         tracker.log_metrics(final)
         return final
 
+    def _ctrl_c_when_all_train(self, folder: Path) -> None:
+        (folder / str(os.getpid())).touch()
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # ended by the stop signal
+            if os.getpid() == self.home and len(list(folder.iterdir())) >= self.n_workers:
+                os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends
+            time.sleep(0.05)
+        raise AssertionError("no stop signal came")
 
-def fake_backend(train: FakeTrain | None = None) -> TrialBackend:
-    return TrialBackend(
-        schema=FakeConfig,
-        losses=("beta_vae", "beta_tc_vae"),
-        train=train or FakeTrain(),
-        load_splits=lambda plugin, config, tracker: None,
-        make_trial=FakeTrial,
-    )
+
+class FakeBackend:
+    """A :class:`~lfxai.sweep.backend.TrialBackend` without data or models."""
+
+    schema = FakeConfig
+    losses = ("beta_vae", "beta_tc_vae")
+
+    def __init__(self, train: FakeTrain | None = None) -> None:
+        self.trainer = train or FakeTrain()
+
+    def load_splits(self, dataset, config, tracker):
+        return None
+
+    def train(self, dataset, config, tracker, sample, splits, on_epoch):
+        return self.trainer(dataset, config, tracker, sample, splits, on_epoch)
+
+
+def fake_backend(train: FakeTrain | None = None) -> FakeBackend:
+    return FakeBackend(train)
 
 
 def write_configs(folder: Path) -> Path:

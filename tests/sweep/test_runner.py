@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 
@@ -10,6 +9,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from lfxai.cli.sweep import main
 from lfxai.sweep.objective import (
     PRUNED_TAG,
     RETRIED_AS_TAG,
@@ -18,10 +18,10 @@ from lfxai.sweep.objective import (
     STUDY_TAG,
     TRIAL_TAG,
 )
-from lfxai.sweep.runner import main
 from lfxai.sweep.settings import load_sweep_config
 from lfxai.sweep.study import make_storage
 from lfxai.tracking import STOPPED_TAG, Stopped
+from lfxai.tracking.compat import storage_trial_id
 from tests.helpers import EXPERIMENT
 from tests.sweep.fakes import FakeTrain, fake_backend
 
@@ -130,7 +130,7 @@ def test_a_trial_left_running_by_a_dead_worker_is_retried_once(sweep_env):
         "beta": lost.suggest_float("beta", *config.beta_range, log=True),
         "dim_latent": lost.suggest_int("dim_latent", *config.latent_range),
     }
-    storage.record_heartbeat(lost._trial_id)
+    storage.record_heartbeat(storage_trial_id(study.trials[lost.number]))
     client = MlflowClient()
     experiment = client.get_experiment_by_name(EXPERIMENT).experiment_id
     dead_run = client.create_run(
@@ -169,40 +169,39 @@ def test_a_stop_signal_kills_the_trial_s_run_and_queues_it_for_the_next_invocati
     assert trials[2].params == trials[1].params
 
 
-def test_worker_threads_run_every_trial_once(sweep_env):
+def test_worker_processes_run_every_trial_once(sweep_env):
     train = FakeTrain()
     train.raise_at = (1, Stopped(signal.SIGTERM))  # leaves a queued retry
     assert sweep(sweep_env, 2, train=train) == 128 + signal.SIGTERM
     train = FakeTrain()
-    assert sweep(sweep_env, 4, "--n_jobs", "2", train=train) == 0  # both threads start at once
+    assert sweep(sweep_env, 4, "--n_jobs", "2", train=train) == 0  # two workers at once
     trials = load(sweep_env).trials[2:]
     assert [t.state.name for t in trials] == ["COMPLETE"] * 4
-    assert len(train.calls) == 4 and trials[0].system_attrs["failed_trial"] == 1
-    # each thread samples with its own sampler: no two trials drawn alike
+    assert len(train.calls) == 2  # this process's share; the worker process ran the others
+    assert trials[0].system_attrs["failed_trial"] == 1  # the retry, once
+    # each worker samples with its own sampler: no two trials drawn alike
     assert len({round(t.params["beta"], 3) for t in trials}) == 4
     _, nested = runs(MlflowClient())
     assert sorted(int(r.data.tags[TRIAL_TAG]) for r in nested) == [0, 1, 2, 3, 4, 5]
     assert len({r.data.tags["mlflow.parentRunId"] for r in nested[:4]}) == 1
 
 
-def test_a_stop_signal_stops_every_worker_thread(sweep_env):
+def test_a_stop_signal_stops_every_worker_process(sweep_env, tmp_path):
     train = FakeTrain()
-
-    def interrupt() -> None:  # a Ctrl-C while both workers train: the main thread gets it
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(1)
-
-    train.at_first_epoch = interrupt
+    train.ctrl_c_when_all_train, train.n_workers = tmp_path / "training", 2
+    train.ctrl_c_when_all_train.mkdir()
     code = sweep(sweep_env, 6, "--n_jobs", "2", "--n_epochs", "20", train=train)
     assert code == 128 + signal.SIGINT
     trials = load(sweep_env).trials
     assert len(trials) < 6 + 2  # no new trial started after the signal
     states = [t.state.name for t in trials]
-    assert "RUNNING" not in states and "WAITING" in states
+    assert "RUNNING" not in states and states.count("WAITING") == 2  # both trials queued
     client = MlflowClient()
     for trial in trials:
         if trial.state.name == "FAIL":  # stopped: its run KILLED, a retry queued
             assert client.get_run(trial.user_attrs[RUN_ATTR]).info.status == "KILLED"
+    (parent,), _ = runs(client)
+    assert parent.info.status == "KILLED"
 
 
 def test_correlation_objective_prunes_on_epoch_reports(sweep_env):
@@ -240,12 +239,13 @@ def test_a_queued_trial_is_started_by_one_worker_only(sweep_env):
     storage = make_storage(sweep_env, config)
     study = optuna.create_study(study_name=STUDY, storage=storage)
     study.enqueue_trial({"x": 1.0})
-    (queued,) = storage.get_all_trials(study._study_id)
-    first = storage.set_trial_state_values(queued._trial_id, optuna.trial.TrialState.RUNNING)
-    second = storage.set_trial_state_values(queued._trial_id, optuna.trial.TrialState.RUNNING)
+    (queued,) = study.get_trials()
+    trial_id = storage_trial_id(queued)
+    first = storage.set_trial_state_values(trial_id, optuna.trial.TrialState.RUNNING)
+    second = storage.set_trial_state_values(trial_id, optuna.trial.TrialState.RUNNING)
     assert (first, second) == (True, False)
-    trial = storage.get_trial(queued._trial_id)
+    trial = storage.get_trial(trial_id)
     assert trial.state.name == "RUNNING" and trial.datetime_start is not None
     # every other change goes through Optuna's own code
-    storage.set_trial_state_values(queued._trial_id, optuna.trial.TrialState.COMPLETE, [1.0])
-    assert storage.get_trial(queued._trial_id).state.name == "COMPLETE"
+    storage.set_trial_state_values(trial_id, optuna.trial.TrialState.COMPLETE, [1.0])
+    assert storage.get_trial(trial_id).state.name == "COMPLETE"

@@ -11,7 +11,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lfxai.sweep.runner import main
+from lfxai.cli.sweep import main
 from lfxai.tracking import ERROR_TAG
 from tests.helpers import EXPERIMENT
 from tests.sweep.fakes import FakeTrain, fake_backend

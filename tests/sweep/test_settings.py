@@ -5,8 +5,12 @@ from __future__ import annotations
 import pytest
 
 from lfxai.config import PROFILES, ConfigError
-from lfxai.sweep.runner import resolve
-from lfxai.sweep.settings import check_choices_of, load_sweep_config, split_overrides
+from lfxai.sweep.settings import (
+    check_choices_of,
+    load_sweep_config,
+    resolve_sweep,
+    split_overrides,
+)
 from lfxai.sweep.study import default_storage
 from tests.sweep.fakes import FakeConfig, fake_backend
 
@@ -73,14 +77,16 @@ def test_overrides_go_to_the_sweep_or_the_trials_or_are_refused():
 
 def test_resolve_checks_dataset_profile_and_trial_settings(sweep_env):
     backend = fake_backend()
-    config, base = resolve("mnist", "smoke", {"n_trials": "2", "n_epochs": "5"}, backend)
+    settings = resolve_sweep("mnist", "smoke", {"n_trials": "2", "n_epochs": "5"}, backend)
+    config, base = settings.config, settings.base
     assert (config.dataset, base.n_epochs, base.seed) == ("mnist", 5, config.seed)
+    assert settings.changed == {"n_trials": (2, None), "n_epochs": (5, 2)}  # the smoke profile
     with pytest.raises(ConfigError, match=r"unknown dataset 'ecg5000' for a sweep; valid"):
-        resolve("ecg5000", "smoke", {"n_trials": "2"}, backend)
+        resolve_sweep("ecg5000", "smoke", {"n_trials": "2"}, backend)
     with pytest.raises(ConfigError, match=r"unknown profile 'huge'; valid choices"):
-        resolve("mnist", "huge", {"n_trials": "2"}, backend)
+        resolve_sweep("mnist", "huge", {"n_trials": "2"}, backend)
     with pytest.raises(ConfigError, match=r"unknown split 'odd' for dataset 'mnist'"):
-        resolve("mnist", "smoke", {"n_trials": "2", "split": "odd"}, backend)
+        resolve_sweep("mnist", "smoke", {"n_trials": "2", "split": "odd"}, backend)
 
 
 def test_default_storage_lies_beside_a_sqlite_mlflow_store(tmp_path, monkeypatch):
@@ -90,11 +96,10 @@ def test_default_storage_lies_beside_a_sqlite_mlflow_store(tmp_path, monkeypatch
 
 
 def test_the_entry_point_declares_dataset_n_trials_and_profile_and_passes_the_rest(tmp_path):
-    from mlflow.projects._project_spec import load_project
-
+    from lfxai.tracking.compat import load_mlproject
     from tests.helpers import REPO
 
-    entry = load_project(str(REPO)).get_entry_point("sweep")
+    entry = load_mlproject(REPO).get_entry_point("sweep")
     assert set(entry.parameters) == {"dataset", "n_trials", "profile"}
     params = {"dataset": "mnist", "n_trials": "4", "n_jobs": "2", "beta_range": "1,8"}
     command = entry.compute_command(params, str(tmp_path))

@@ -15,11 +15,15 @@ EXAMPLE_METHODS: dict[str, type[ExampleBasedExplainer]] = {}
 for _cls in (InfluenceFunctions, TracIn, SimplEx, DKNN):
     register(EXAMPLE_METHODS, _cls.name, _cls)
 
+# The original library's name of DKNN, which its users import: the same class.
+NearestNeighbours = DKNN
+
 __all__ = [
     "EXAMPLE_METHODS",
     "ExampleBasedExplainer",
     "InfluenceFunctions",
     "DKNN",
+    "NearestNeighbours",
     "SimplEx",
     "TracIn",
     "register",

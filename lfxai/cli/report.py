@@ -1,4 +1,6 @@
-"""``python -m lfxai.report --out report/ [--profile paper] [--run_ids a,b] [--log true]``.
+"""The report's command line: ``python -m entrypoints.report --out report/``.
+
+Options: ``--profile paper``, ``--run_ids a,b``, ``--log true``.
 
 Builds the report of the store ``MLFLOW_TRACKING_URI`` names (default ``./mlflow.db``) and
 logs it as a run of the experiment ``report``: its artifacts are the report, its tags list the
@@ -15,31 +17,24 @@ import os
 import shutil
 import sys
 import tempfile
-import traceback
 from pathlib import Path
 
+from lfxai.cli.launch import EXIT_BAD_INPUT, launch, placed_run
 from lfxai.config import PROFILES, ConfigError
 from lfxai.redact import redact
 from lfxai.report.build import Report, build
 from lfxai.report.collect import check_profile
-from lfxai.tracking import (
-    NOTE_TAG,
-    StoreReader,
-    Tracker,
-    run_location,
-    sqlite_path,
-    tracked_run,
-    tracking_uri,
-)
+from lfxai.tracking import NOTE_TAG, StoreReader, Tracker, sqlite_path, tracking_uri
+
+__all__ = ["EXIT_BAD_INPUT", "main", "run"]
 
 EXPERIMENT = "report"
-EXIT_BAD_INPUT = 2
 MAX_TAG = 5000  # MLflow's limit on a tag value
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m lfxai.report", description="The paper regenerated from the store."
+        prog="python -m entrypoints.report", description="The paper regenerated from the store."
     )
     parser.add_argument("--profile", default="paper", help=f"one of {list(PROFILES)}")
     parser.add_argument("--out", default="", help="also write the report into this folder")
@@ -55,8 +50,10 @@ def _flag(name: str, value: str) -> bool:
 
 
 def check_store(uri: str) -> None:
-    """Raises :class:`ConfigError` when a SQLite store does not exist (MLflow would create an
-    empty one and the report would find nothing)."""
+    """Raises :class:`ConfigError` when a SQLite store does not exist.
+
+    MLflow would create an empty one and the report would find nothing.
+    """
     path = sqlite_path(uri)
     if path is not None and not path.is_file():
         raise ConfigError(
@@ -100,12 +97,7 @@ def run(profile: str, out: Path | None, run_ids: list[str], log: bool) -> Path |
     staging = Path(tempfile.mkdtemp(prefix="lfxai-report-"))
     try:
         if log:
-            with (
-                run_location(EXPERIMENT) as replaced,
-                tracked_run(f"report · {profile}") as tracker,
-            ):
-                if replaced:
-                    tracker.take_over(replaced)
+            with placed_run(EXPERIMENT, f"report · {profile}") as tracker:
                 report = build(reader, profile, run_ids)  # bad input: the run ends FAILED
                 report.write(staging)
                 _describe(report, tracker)
@@ -124,12 +116,12 @@ def run(profile: str, out: Path | None, run_ids: list[str], log: bool) -> Path |
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit code."""
     # A report run reads the store: no system metrics, no progress bar per artifact read.
-    os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
-    try:
+
+    def work() -> None:
         log = _flag("log", args.log)
-        check_store(tracking_uri())
+        check_store(tracking_uri())  # an existing store only: never an empty new one
         if not log:
             check_profile(args.profile)
         ids = [i.strip() for i in args.run_ids.split(",") if i.strip()]
@@ -137,14 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         index = run(args.profile, Path(args.out) if args.out else None, ids, log)
         if index is not None:
             print(f"[lfxai] report: {index}")
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except Exception:
-        traceback.print_exc()
-        return 1
-    return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    launched_run = os.environ.get("MLFLOW_RUN_ID")
+    return launch(
+        work, launched_run, launcher=launched_run, create_store=False, record_system_metrics=False
+    )

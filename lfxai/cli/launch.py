@@ -1,0 +1,156 @@
+"""How every command runs: its arguments, stop signals, the store, its run and exit code.
+
+Lifecycle: SIGTERM and SIGINT end the run and its open nested runs KILLED (tag
+``lfxai.stopped``) and exit 128 + the signal; under ``mlflow run`` the process also stops
+when ``mlflow run`` dies (Linux). Bad input ends with one line (``error: ...``) and exit 2,
+any other failure with its traceback and exit 1; both are printed redacted
+(:func:`lfxai.redact.redact`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+
+from lfxai.config import ConfigError
+from lfxai.redact import redact
+from lfxai.tracking import (
+    STOPPED_TAG,
+    Stopped,
+    Tracker,
+    end_stale_runs,
+    init_store,
+    run_location,
+    system_metrics,
+    terminate_run,
+    tracked_run,
+)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def parse_overrides(extra: list[str]) -> dict[str, str]:
+    """``['--k', 'v', '--k2=v2']`` -> ``{'k': 'v', 'k2': 'v2'}`` (how ``-P`` values arrive)."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(extra):
+        token = extra[i]
+        if not token.startswith("--"):
+            raise ConfigError(f"unexpected argument {token!r}; expected --key value pairs")
+        key, sep, value = token[2:].partition("=")
+        if not sep:
+            if i + 1 >= len(extra) or extra[i + 1].startswith("--"):
+                raise ConfigError(f"parameter --{key} has no value")
+            value = extra[i + 1]
+            i += 1
+        out[key] = value
+        i += 1
+    return out
+
+
+@contextmanager
+def stop_signals(follow_parent: bool) -> Iterator[None]:
+    """SIGTERM and SIGINT raise :class:`Stopped` in the main thread while the block runs.
+
+    Only the first signal raises: later ones are ignored so that the runs can be ended
+    KILLED. ``follow_parent`` (under ``mlflow run``, which does not forward SIGTERM to its
+    child; a sweep's worker process): this process gets SIGTERM when its parent dies.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    received: list[int] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        if not received:
+            received.append(signum)
+            raise Stopped(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
+    following = follow_parent and parent_death_signal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if following:
+            parent_death_signal(0)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def parent_death_signal(signum: int) -> bool:
+    """Asks Linux to send ``signum`` (0: nothing) to this process when its parent dies."""
+    if not sys.platform.startswith("linux"):
+        return False
+    pr_set_pdeathsig = 1  # from <linux/prctl.h>
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(pr_set_pdeathsig, int(signum), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def launch(
+    work: Callable[[], None],
+    launched_run: str | None,
+    launcher: str | None = None,
+    create_store: bool = True,
+    record_system_metrics: bool = True,
+) -> int:
+    """Runs a command's ``work`` and returns the process exit code.
+
+    Args:
+        work: the command; its own runs end FAILED or KILLED as it raises.
+        launched_run: the run ``mlflow run`` made for this process (``MLFLOW_RUN_ID``):
+            this process then also stops when ``mlflow run`` dies.
+        launcher: a run to end KILLED when a stop comes before ``work`` adopted it.
+        create_store: create or migrate a SQLite store first (:func:`init_store`).
+        record_system_metrics: runs started by ``work`` log ``system/*`` metrics.
+    """
+    metrics = system_metrics() if record_system_metrics else nullcontext()
+    try:
+        with stop_signals(follow_parent=launched_run is not None), metrics:
+            if create_store:
+                init_store()  # a new SQLite store: created once, under a lock
+            work()
+    except ConfigError as error:
+        print(f"error: {redact(str(error))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Stopped as stop:
+        if launcher:  # ended already when adopted: a no-op then
+            terminate_run(launcher, "KILLED", {STOPPED_TAG: stop.reason})
+        print(f"[lfxai] {stop}: the runs were ended KILLED", file=sys.stderr)
+        return stop.exit_code
+    except Exception:
+        print(redact(traceback.format_exc()), end="", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+@contextmanager
+def placed_run(experiment: str | None, name: str) -> Iterator[Tracker]:
+    """A run in experiment ``experiment`` (:func:`run_location`), FAILED if the block raises.
+
+    The run `mlflow run` made in ``Default`` is left there as a pointer.
+
+    Args:
+        experiment: where the run goes unless the user chose (None: where MLflow puts it).
+        name: its name until the command names it.
+    """
+    with run_location(experiment) as replaced, tracked_run(name) as tracker:
+        if replaced:
+            tracker.take_over(replaced)
+        yield tracker
+
+
+def end_dead_runs(tracker: Tracker, launched_run: str | None) -> None:
+    """Ends KILLED (and names) the runs dead processes left RUNNING where this run goes."""
+    for line in end_stale_runs(tracker, launched_run):
+        print(f"[lfxai] ended KILLED: run {line}")
