@@ -70,6 +70,10 @@ def test_dead_runs_and_those_living_in_them_end_killed_live_ones_stay(mlflow_sto
         reason = run.data.tags[STOPPED_TAG]
         assert f"no sign of life from run {dead}" in reason and "dead after 3 s" in reason
         assert f"ended by run {tracker.run_id}" in reason
+        # ended when its host last beat (10 s ago), not when it was noticed; never
+        # before its own start
+        end = datetime.fromtimestamp(run.info.end_time / 1000, UTC)
+        assert end <= _ago(5) and run.info.end_time >= run.info.start_time
     assert {_status(r) for r in (alive, live_child, live_pointer, foreign)} == {"RUNNING"}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import mlflow
@@ -48,12 +49,22 @@ def tracked_run(run_name: str, run_id: str | None = None) -> Iterator[Tracker]:
                 raise
 
 
-def terminate_run(run_id: str, status: str, tags: dict[str, Any] | None = None) -> None:
+def terminate_run(
+    run_id: str,
+    status: str,
+    tags: dict[str, Any] | None = None,
+    end_time: datetime | None = None,
+) -> None:
     """Ends a RUNNING run that is not the active one: ``tags``, then ``status``.
 
-    A run that has ended already is left as it is.
+    A run that has ended already is left as it is. ``end_time`` (default: now) dates the
+    end, e.g. a dead process's last sign of life rather than the moment it was noticed.
     """
     client = MlflowClient()
-    if client.get_run(run_id).info.status == "RUNNING":
+    run = client.get_run(run_id)
+    if run.info.status == "RUNNING":
         Tracker(run_id).set_tags(tags or {})
-        client.set_terminated(run_id, status)
+        end_ms = None
+        if end_time is not None:  # never before the run's own start
+            end_ms = max(int(end_time.timestamp() * 1000), run.info.start_time or 0)
+        client.set_terminated(run_id, status, end_time=end_ms)

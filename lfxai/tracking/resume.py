@@ -109,7 +109,9 @@ def end_stale_runs(tracker: Tracker, launched_run: str | None = None) -> list[st
             f"{last:%Y-%m-%d %H:%M:%S} UTC (dead after {bound:g} s); ended by run "
             f"{tracker.run_id}"
         )
-        terminate_run(run.info.run_id, "KILLED", {STOPPED_TAG: reason})
+        # dated at the last sign of life: its wall time is the time it worked, not the
+        # hours it lay dead before this invocation noticed it
+        terminate_run(run.info.run_id, "KILLED", {STOPPED_TAG: reason}, end_time=last)
         ended.append(f"{run.info.run_id} '{run.info.run_name}': {reason}")
     return ended
 
