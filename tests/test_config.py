@@ -234,8 +234,16 @@ EXPERIMENT_RULES = [
         "mnist",
         "consistency_examples",
         {"example_methods": "SimplEx,TracIn", "checkpoint_every": "0"},
-        r"TracIn needs checkpoint_every > 0",
+        r"TracIn needs a checkpoint saved while training: checkpoint_every=0 with "
+        r"n_epochs=(\d+) saves none; valid checkpoint_every: 1\.\.\1$",
     ),
+    (  # a shortened run keeping the profile's checkpoint_every would save no checkpoint
+        "ecg5000",
+        "consistency_examples",
+        {"n_epochs": "2", "checkpoint_every": "10"},
+        r"checkpoint_every=10 with n_epochs=2 saves none; valid checkpoint_every: 1\.\.2$",
+    ),
+    ("ecg5000", "consistency_examples", {"n_epochs": "2", "checkpoint_every": "2"}, None),
     (
         "mnist",
         "consistency_examples",

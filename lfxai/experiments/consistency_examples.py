@@ -90,9 +90,12 @@ class ConsistencyExamplesConfig(AutoencoderConfig):
                 "the whole trained model (its loss, its checkpoints); valid example_methods "
                 "with pretrained=true: ['DKNN', 'SimplEx']"
             )
-        if "TracIn" in self.example_methods and self.checkpoint_every <= 0:
+        if "TracIn" in self.example_methods and not 0 < self.checkpoint_every <= self.n_epochs:
+            # checked here, not after training: TracIn runs after the costlier explainers
             raise ConfigError(
-                "TracIn needs checkpoint_every > 0 (checkpoints saved while training)"
+                f"TracIn needs a checkpoint saved while training: checkpoint_every="
+                f"{self.checkpoint_every} with n_epochs={self.n_epochs} saves none; valid "
+                f"checkpoint_every: 1..{self.n_epochs}"
             )
 
 
