@@ -142,6 +142,55 @@ def test_every_retraining_starts_from_the_logged_weights_on_masked_images(
         assert int(changed.max()) <= round(pct / 100 * 784)  # never more than k pixels
 
 
+@pytest.mark.slow
+def test_a_retraining_on_identical_data_reuses_the_earlier_one(
+    mlflow_store, data_dir, monkeypatch, tmp_path
+) -> None:
+    """k = 100 % masks every pixel whatever the method: the second method's nested run
+    reuses the first one's model and loss (tagged) instead of training again."""
+    monkeypatch.chdir(tmp_path)  # a SQLite store's artifacts go to ./mlruns
+    fitted: list[torch.Tensor] = []
+    original_fit = roar.tracked_fit
+
+    def spy(model, config, tracker, train, test, prefix="fit", **kwargs):
+        fitted.append(train.x.clone())
+        return original_fit(model, config, tracker, train, test, prefix=prefix, **kwargs)
+
+    monkeypatch.setattr(roar, "tracked_fit", spy)
+    argv = ["--name", "roar_test", "--profile", "smoke", "--data_dir", str(data_dir)]
+    argv += ["--n_train", "40", "--n_test", "20", "--batch_size", "20"]
+    argv += ["--feature_methods", "Saliency,Random", "--remove_percentages", "50,100"]
+    argv += ["--log_retrained_models", "true", "--register_model", "false"]
+    assert main("mnist", argv) == 0
+    # base, Saliency 50 and 100, Random 50: Random 100 trains on the same all-zero images.
+    assert len(fitted) == 4
+    assert all(not torch.equal(a, b) for i, a in enumerate(fitted) for b in fitted[i + 1 :])
+    client = MlflowClient()
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    nested = {
+        (r.data.tags[roar.TAG + "method"], r.data.tags[roar.TAG + "k"]): r
+        for r in runs
+        if roar.TAG + "method" in r.data.tags
+    }
+    assert len(nested) == 4 and all(r.info.status == "FINISHED" for r in nested.values())
+    reused, source = nested[("Random", "100")], nested[("Saliency", "100")]
+    same = roar.TAG + "same_training_data_as"
+    assert reused.data.tags[same] == source.info.run_id
+    assert [r for r in nested.values() if same in r.data.tags] == [reused]
+    loss = "roar/test_loss"
+    assert reused.data.metrics[loss] == source.data.metrics[loss]
+    assert not any(m.startswith("fit/") for m in reused.data.metrics)  # nothing trained
+    assert nested[("Random", "50")].data.metrics[loss] != source.data.metrics[loss]
+    models = client.search_logged_models(
+        experiment_ids=[reused.info.experiment_id],
+        filter_string=f"source_run_id = '{reused.info.run_id}'",
+    )
+    assert len(models) == 1  # its encoder is logged like every other retraining's
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    history = client.get_metric_history(parent.info.run_id, "roar/test_loss/Random")
+    assert {m.step: m.value for m in history}[100] == source.data.metrics[loss]
+
+
 def _kill_at_retraining(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
     """SIGTERM this process as its (n+1)-th retraining starts (inside its nested run)."""
 
