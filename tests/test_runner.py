@@ -3,6 +3,7 @@ stop signal ends the run KILLED; resume refuses, changing nothing, a run it must
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -13,6 +14,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from lfxai.cli import experiment as experiment_cli
 from lfxai.cli import launch
 from lfxai.cli.experiment import main
 from lfxai.cli.launch import EXIT_BAD_INPUT
@@ -302,3 +304,54 @@ def test_names_and_descriptions_show_only_what_differs():
     assert "python -m entrypoints.mnist --name roar_test" in text
     assert "All settings" in describe(request, "**roar_test**", {}, {})
     assert "not resolved" in describe(request, "**roar_test**", {"seed": "x"}, None)
+
+
+@pytest.mark.parametrize(
+    ("verbose", "env", "chatty"),
+    [(None, None, False), (True, None, True), (None, "1", True), (False, "1", False)],
+)
+def test_mlflow_chatter_is_off_unless_asked_for(verbose, env, chatty, monkeypatch):
+    monitor = logging.getLogger("mlflow.system_metrics.system_metrics_monitor")
+    before = logging.getLogger("mlflow.system_metrics").level
+    if env is None:
+        monkeypatch.delenv(launch.VERBOSE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(launch.VERBOSE_ENV, env)
+    seen: list[bool] = []
+
+    def work() -> None:
+        seen.append(monitor.isEnabledFor(logging.INFO))
+        assert logging.getLogger("mlflow").isEnabledFor(logging.WARNING)  # warnings stay
+
+    code = launch.launch(
+        work, None, create_store=False, record_system_metrics=False, verbose=verbose
+    )
+    assert code == 0 and seen == [chatty]
+    assert logging.getLogger("mlflow.system_metrics").level == before  # restored
+
+
+def test_the_end_of_a_run_prints_its_verdicts_and_a_few_numbers(mlflow_store, capsys):
+    with mlflow.start_run(run_name="r") as run:
+        tracker = Tracker(run.info.run_id)
+        tracker.log_metrics(
+            {
+                "claims/verdict/shift_above_random/Saliency": 1.0,
+                "claims/verdict/shift_above_random/GradientShap": 0.0,
+                "claims/verdict/shift_above_random/Random": -1.0,
+                "claims/holds/shift_above_random/Saliency": 1.0,
+            }
+        )
+        summary = {f"metric/{i}": float(i) for i in range(experiment_cli.SUMMARY_LINES + 3)}
+        experiment_cli.print_summary(tracker, "mnist/x (smoke) finished", "r", summary)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"[lfxai] mnist/x (smoke) finished: run {run.info.run_id}")
+    assert "1 holds, 1 inconclusive, 1 fails" in out[1]
+    assert out[2:5] == [
+        "  inconclusive shift_above_random/GradientShap",
+        "  fails        shift_above_random/Random",
+        "  holds        shift_above_random/Saliency",
+    ]
+    numbers = [line for line in out if line.startswith("  metric/")]
+    assert numbers == [f"  metric/{i}: {i}" for i in range(experiment_cli.SUMMARY_LINES)]
+    assert "  ... and 3 more in the run's metrics" in out
+    assert out[-1].startswith("[lfxai] store: ")

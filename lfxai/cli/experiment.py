@@ -32,7 +32,7 @@ import time
 from functools import partial
 
 from lfxai import __version__
-from lfxai.cli.launch import end_dead_runs, launch, parse_overrides, placed_run
+from lfxai.cli.launch import end_dead_runs, is_true, launch, parse_overrides, placed_run
 from lfxai.cli.naming import Request, describe, run_name
 from lfxai.config import (
     KEEP,
@@ -44,6 +44,7 @@ from lfxai.config import (
     setting_differences,
 )
 from lfxai.experiments.registry import EXPERIMENTS, get_experiment, names
+from lfxai.metrics.verdicts import VERDICT_VALUE
 from lfxai.plugins import get_dataset
 from lfxai.redact import redact
 from lfxai.tracking import (
@@ -70,6 +71,9 @@ def _parser(dataset: str) -> argparse.ArgumentParser:
     parser.add_argument("--profile", default="quick", help=f"one of {list(PROFILES)}")
     parser.add_argument(
         "--resume_run_id", default="none", help="continue this (interrupted) run instead"
+    )
+    parser.add_argument(
+        "--verbose", default="", help="true: MLflow's INFO chatter too (default: LFXAI_VERBOSE)"
     )
     return parser
 
@@ -135,11 +139,34 @@ def _execute(
     summary = experiment.run(get_dataset(dataset), resolved.config, tracker)
     tracker.log_metrics({"time/total_seconds": time.perf_counter() - start})
     what = f"{dataset}/{request.experiment} ({request.profile})"
-    print(f"[lfxai] {what} finished in run {tracker.run_id}")
-    print(f"[lfxai] '{name}' in experiment '{tracker.experiment_name()}'")
-    for key, value in summary.items():
+    print_summary(tracker, f"{what} finished", name, summary)
+
+
+SUMMARY_LINES = 8  # key numbers printed at the end; the run holds all of them
+
+
+def print_summary(tracker: Tracker, what: str, name: str, summary: dict[str, object]) -> None:
+    """The end of a run on the console: where it is, its claims' verdicts, key numbers."""
+    print(f"[lfxai] {what}: run {tracker.run_id}, '{name}' in '{tracker.experiment_name()}'")
+    words = {value: word for word, value in VERDICT_VALUE.items()}
+    prefix = "claims/verdict/"
+    verdicts = {
+        key.removeprefix(prefix): words.get(value, str(value))
+        for key, value in tracker.metrics().items()
+        if key.startswith(prefix)
+    }
+    if verdicts:
+        counts = ", ".join(f"{list(verdicts.values()).count(w)} {w}" for w in VERDICT_VALUE)
+        print(f"[lfxai] claims: {counts} (claims.md in the run's artifacts says why)")
+        for claim, word in sorted(verdicts.items()):
+            print(f"  {word:<12} {claim}")
+    items = list(summary.items())
+    for key, value in items[:SUMMARY_LINES]:
         print(f"  {key}: {value:.6g}" if isinstance(value, float) else f"  {key}: {value}")
-    print(f"[lfxai] store: {redact(tracking_uri())}")
+    if len(items) > SUMMARY_LINES:
+        print(f"  ... and {len(items) - SUMMARY_LINES} more in the run's metrics")
+    uri = redact(tracking_uri())
+    print(f"[lfxai] store: {uri} (mlflow ui --backend-store-uri '{uri}')")
 
 
 def main(dataset: str, argv: list[str] | None = None) -> int:
@@ -162,7 +189,8 @@ def main(dataset: str, argv: list[str] | None = None) -> int:
         with placed_run(location, f"{args.profile} · {args.name}") as tracker:
             _execute(request, parse_overrides(extra), tracker, launched_run)
 
-    return launch(work, launched_run, launcher=None if resume else launched_run)
+    verbose = is_true(args.verbose) if args.verbose else None
+    return launch(work, launched_run, launcher=None if resume else launched_run, verbose=verbose)
 
 
 def _resume(request: Request, extra: list[str], resume: str, launched_run: str | None) -> None:

@@ -10,6 +10,8 @@ any other failure with its traceback and exit 1; both are printed redacted
 from __future__ import annotations
 
 import ctypes
+import logging
+import os
 import signal
 import sys
 import threading
@@ -30,6 +32,11 @@ from lfxai.tracking import (
     terminate_run,
     tracked_run,
 )
+
+VERBOSE_ENV = "LFXAI_VERBOSE"  # 1 / true: MLflow's INFO chatter too (e.g. system metrics)
+# Loggers whose INFO lines repeat per run and say nothing a user acts on: the system metrics
+# monitor's start / stop / "skip GPU metrics" (three to four lines per nested run).
+CHATTY_LOGGERS = ("mlflow.system_metrics",)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -103,6 +110,7 @@ def launch(
     launcher: str | None = None,
     create_store: bool = True,
     record_system_metrics: bool = True,
+    verbose: bool | None = None,
 ) -> int:
     """Runs a command's ``work`` and returns the process exit code.
 
@@ -113,10 +121,18 @@ def launch(
         launcher: a run to end KILLED when a stop comes before ``work`` adopted it.
         create_store: create or migrate a SQLite store first (:func:`init_store`).
         record_system_metrics: runs started by ``work`` log ``system/*`` metrics.
+        verbose: keep MLflow's INFO chatter (:data:`CHATTY_LOGGERS`); None: as
+            ``LFXAI_VERBOSE`` says (default off).
     """
     metrics = system_metrics() if record_system_metrics else nullcontext()
+    if verbose is None:
+        verbose = is_true(os.environ.get(VERBOSE_ENV, ""))
     try:
-        with stop_signals(follow_parent=launched_run is not None), metrics:
+        with (
+            stop_signals(follow_parent=launched_run is not None),
+            metrics,
+            nullcontext() if verbose else quiet(CHATTY_LOGGERS),
+        ):
             if create_store:
                 init_store()  # a new SQLite store: created once, under a lock
             work()
@@ -132,6 +148,24 @@ def launch(
         print(redact(traceback.format_exc()), end="", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def is_true(value: str) -> bool:
+    """A command-line or environment flag: 1 / true / yes / on (any case)."""
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+@contextmanager
+def quiet(loggers: tuple[str, ...]) -> Iterator[None]:
+    """Inside, ``loggers`` print warnings and errors only; their levels are restored after."""
+    saved = {name: logging.getLogger(name).level for name in loggers}
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
 
 
 @contextmanager
