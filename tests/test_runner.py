@@ -272,8 +272,11 @@ def test_a_run_mlflow_run_made_in_default_moves_to_its_experiment(
     client = MlflowClient()
     ours = client.get_experiment_by_name("mnist-roar_test").experiment_id
     argv = ["--name", "roar_test", "--profile", "smoke", "--remove_percentages", "0"]
+    given = {"name": "roar_test", "profile": "smoke", "remove_percentages": "0"}
     for experiment_id in ("0", ours):
         launched = client.create_run(experiment_id, tags={"mlflow.source.type": "PROJECT"})
+        for key, value in given.items():
+            client.log_param(launched.info.run_id, key, value)  # as `mlflow run` logs -P
         monkeypatch.setenv("MLFLOW_RUN_ID", launched.info.run_id)
         monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment_id)
         assert main("mnist", argv) == EXIT_BAD_INPUT
@@ -287,6 +290,10 @@ def test_a_run_mlflow_run_made_in_default_moves_to_its_experiment(
     assert pointer.info.run_name == "-> mnist-roar_test"
     assert first.info.status == "FAILED" and first.data.tags["mlflow.source.type"] == "PROJECT"
     assert first.info.run_name == "#1 smoke remove_percentages=0 · roar_test"
+    # Same params as the adopted run: a search by the user's -P finds the run that worked.
+    assert {k: first.data.params[k] for k in given} == given
+    found = client.search_runs([ours], filter_string="params.remove_percentages = '0'")
+    assert {r.info.run_id for r in found} == {first.info.run_id, second.info.run_id}
     assert second.info.run_name == "#2 smoke remove_percentages=0 · roar_test"
 
 

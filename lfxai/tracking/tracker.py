@@ -299,14 +299,17 @@ class Tracker(RegisteredModels):
     def take_over(self, launched_run_id: str) -> None:
         """Continues here the run `mlflow run` made in ``Default`` (see ``run_location``).
 
-        Its source tags (project, entry point, git commit) are copied here. It stays in
-        ``Default`` as a pointer (`mlflow run` ends it when the process exits, and a deleted
-        run would make that fail): named after this run's experiment, tagged
-        ``lfxai.moved_to``, with a description linking here.
+        Its source tags (project, entry point, git commit) and its params (``name``,
+        ``profile`` and every ``-P`` that `mlflow run` logged) are copied here, so a run has
+        the same params and is found by the same ``params.*`` search however it was
+        launched. It stays in ``Default`` as a pointer (`mlflow run` ends it when the
+        process exits, and a deleted run would make that fail): named after this run's
+        experiment, tagged ``lfxai.moved_to``, with a description linking here.
         """
         launched = self.client.get_run(launched_run_id)
         source = {k: v for k, v in launched.data.tags.items() if k.startswith(SOURCE_TAG_PREFIXES)}
         self.set_tags(source)
+        self.log_params(dict(launched.data.params))
         experiment = self.experiment_name()
         note = (
             f"`mlflow run` started this run in {DEFAULT_EXPERIMENT}; the work ran as run "
