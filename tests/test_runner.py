@@ -275,7 +275,8 @@ def test_a_run_mlflow_run_made_in_default_moves_to_its_experiment(
     given = {"name": "roar_test", "profile": "smoke", "remove_percentages": "0"}
     for experiment_id in ("0", ours):
         launched = client.create_run(experiment_id, tags={"mlflow.source.type": "PROJECT"})
-        for key, value in given.items():
+        secret = {"storage": "postgresql+psycopg://u:s3cret@127.0.0.1/db"}  # as a sweep's
+        for key, value in (given | secret).items():
             client.log_param(launched.info.run_id, key, value)  # as `mlflow run` logs -P
         monkeypatch.setenv("MLFLOW_RUN_ID", launched.info.run_id)
         monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment_id)
@@ -292,6 +293,7 @@ def test_a_run_mlflow_run_made_in_default_moves_to_its_experiment(
     assert first.info.run_name == "#1 smoke remove_percentages=0 · roar_test"
     # Same params as the adopted run: a search by the user's -P finds the run that worked.
     assert {k: first.data.params[k] for k in given} == given
+    assert first.data.params["storage"] == "postgresql+psycopg://u:***@127.0.0.1/db"
     found = client.search_runs([ours], filter_string="params.remove_percentages = '0'")
     assert {r.info.run_id for r in found} == {first.info.run_id, second.info.run_id}
     assert second.info.run_name == "#2 smoke remove_percentages=0 · roar_test"

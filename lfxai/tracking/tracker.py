@@ -309,7 +309,9 @@ class Tracker(RegisteredModels):
         launched = self.client.get_run(launched_run_id)
         source = {k: v for k, v in launched.data.tags.items() if k.startswith(SOURCE_TAG_PREFIXES)}
         self.set_tags(source)
-        self.log_params(dict(launched.data.params))
+        # Redacted: a -P storage URL with a password is on the pointer (mlflow run logged
+        # it verbatim, which the README warns about); it is not copied any further.
+        self.log_params({k: redact(v) for k, v in launched.data.params.items()})
         experiment = self.experiment_name()
         note = (
             f"`mlflow run` started this run in {DEFAULT_EXPERIMENT}; the work ran as run "

@@ -72,9 +72,17 @@ def test_runs_are_named_grouped_and_described(finished_run, second_run):
     assert "| seed | 3 | 42 |" in note and "### Claims" in note
     assert run.data.tags["mlflow.source.type"] == "PROJECT"  # the project, not the script
     assert run.data.tags["mlflow.project.entryPoint"] == "mnist"
-    for params in (run.data.params, second_run.data.params):
+    for params, seed in ((run.data.params, "3"), (second_run.data.params, "4")):
         assert not {k for k, v in params.items() if v in ("profile", "None", "none")}, params
-        assert "config.n_train" in params and "seed" not in params  # only resolved settings
+        assert "config.n_train" in params and params["config.seed"] == seed  # resolved
+        # The -P params as `mlflow run` logged them on its Default pointer, copied over.
+        assert (params["name"], params["profile"], params["seed"]) == (
+            "consistency_features",
+            "smoke",
+            seed,
+        )
+    found = client.search_runs([run.info.experiment_id], filter_string="params.seed = '4'")
+    assert [r.info.run_id for r in found] == [second_run.info.run_id]
 
 
 def test_train_and_test_data_are_run_inputs(finished_run, data_dir):
