@@ -32,6 +32,9 @@ from lfxai.tracking import (
     ENCODER_URI_TAG,
     EncoderRefused,
     Tracker,
+    encoder_description,
+    experiment_alias,
+    load_encoder,
     registered_name,
 )
 from lfxai.training import FitResult, fit, get_device
@@ -216,12 +219,21 @@ def fit_or_reuse(
     return fitted
 
 
+# Experiments whose encoders are interchangeable: the same model and training loop
+# (train_or_reuse) on the same data, so pretrained=true in one reuses the newest either
+# trained (CIFAR-10's consistency_examples reuses consistency_features' SimCLR encoder).
+# pretext and the sweep train otherwise: their versions are never reused here.
+SHARED_TRAINING = ("consistency_features", "consistency_examples")
+
+
 def reuse_encoder(
     tracker: Tracker, dataset: DatasetPlugin, config: AutoencoderConfig, encoder: nn.Module
 ) -> str:
     """Loads the encoder registered for these settings into ``encoder``, strictly.
 
-    The version is the one of this run's profile alias (``models:/<encoder_name>@<profile>``);
+    The version is the newest this experiment (or one of :data:`SHARED_TRAINING` with it)
+    trained at this run's profile (``models:/<encoder_name>@<experiment>-<profile>``,
+    :func:`experiment_alias`: never one pretext or a sweep registered under the same name);
     strictly: every weight, no extra one, same shapes. The run is tagged ``lfxai.pretrained`` with
     the version loaded.
 
@@ -232,14 +244,21 @@ def reuse_encoder(
             tampered: the message says why), or its state does not fit ``encoder``.
     """
     name = encoder_name(dataset, config)
-    profile = tracker.tags().get("lfxai.profile", "paper")
-    try:
-        loaded, uri = tracker.load_registered_model(name, profile)
-    except LookupError as error:
+    tags = tracker.tags()
+    experiment, profile = tags.get("lfxai.experiment", "?"), tags.get("lfxai.profile", "paper")
+    peers = SHARED_TRAINING if experiment in SHARED_TRAINING else (experiment,)
+    aliases = [experiment_alias(peer, profile) for peer in peers]
+    held = [tracker.model_version_by_alias(name, alias) for alias in aliases]
+    newest = max((v for v in held if v is not None), key=lambda v: int(v.version), default=None)
+    if newest is None:
+        wanted = " or ".join(f"{name}@{alias}" for alias in aliases)
         raise ConfigError(
-            f"pretrained=true: no registered encoder {name}@{profile} ({error}); run the "
-            "experiment once with pretrained=false (and register_model=true) to register one"
-        ) from None
+            f"pretrained=true: no registered encoder {wanted}; run {' or '.join(peers)} once "
+            "with pretrained=false (and register_model=true) to register one"
+        )
+    uri = f"models:/{name}/{newest.version}"
+    try:
+        loaded = load_encoder(uri)
     except EncoderRefused as error:
         raise ConfigError(f"pretrained=true: {error}") from None
     try:
@@ -275,9 +294,10 @@ def log_encoder(
 
     Through :meth:`Tracker.register_encoder`.
 
-    The version gets the alias of its profile (``@paper``, ``@quick``, ``@smoke``), moved
-    from the previous version of that profile: ``models:/lfxai-mnist-denoising-ae-d4@paper``
-    is the newest paper-profile encoder.
+    The version gets the aliases of its profile (``@paper``, ``@quick``, ``@smoke``) and
+    of its experiment and profile (``@consistency_features-paper``), moved from the previous
+    holder: ``models:/lfxai-mnist-denoising-ae-d4@paper`` is the newest paper-profile
+    encoder, ``...@consistency_features-paper`` the newest that experiment trained.
 
     Args:
         tracker: the run to log to (the active run).
@@ -292,14 +312,8 @@ def log_encoder(
     """
     name = encoder_name(dataset, config) if config.register_model else None
     shape = ", ".join(str(n) for n in example.shape[1:])
-    about = (
-        f"Encoder of the {dataset.title} {dataset.model_label(config.pretext)} with a "
-        f"{config.dim_latent}-dimensional latent space, trained by lfxai's experiments: inputs "
-        f"(N, {shape}) to codes (N, {config.dim_latent}). A plain torch.nn.Module: "
-        f"`lfxai.load_encoder('models:/{name}@paper')` loads the newest version of the paper "
-        "profile (aliases @paper, @quick, @smoke); each version says which run, settings and "
-        "data made it."
-    )
+    what = f"the {dataset.title} {dataset.model_label(config.pretext)}"
+    about = encoder_description(name or "<name>", shape, config.dim_latent, what)
     details = (
         f"trained on {dataset.name} split '{config.split}', n_epochs={config.n_epochs}, "
         f"seed={config.seed}"

@@ -16,7 +16,7 @@ from lfxai.config import ConfigError
 from lfxai.experiments.common import registered_name
 from lfxai.models.autoencoder import TrainableModel
 from lfxai.plugins import DatasetPlugin
-from lfxai.tracking import Tracker
+from lfxai.tracking import Tracker, encoder_description
 
 if TYPE_CHECKING:
     from lfxai.experiments.pretext import PretextConfig
@@ -59,10 +59,14 @@ def resolve_pretrained(
                 f"first with pretrained=false. Registered lfxai models: {known}"
             )
         if wanted == "latest":
+            # The newest versions pretext trained: the autoencoders' names also hold
+            # versions of consistency_features and consistency_examples.
+            versions = [v for v in versions if v.tags.get("lfxai.experiment") == "pretext"]
             if len(versions) < config.n_runs:
                 raise ConfigError(
                     f"pretrained_version=latest reuses the {config.n_runs} newest versions of "
-                    f"{name!r} (one per run) but it has {len(versions)}; pass n_runs="
+                    f"{name!r} that pretext trained (one per run) but it has {len(versions)}; "
+                    "pass n_runs="
                     f"{len(versions)}, a version number or an alias"
                 )
             picks = [str(v.version) for v in versions[: config.n_runs]]
@@ -121,40 +125,22 @@ def log_task_encoder(
 ) -> str:
     """Logs a task's trained encoder; with ``register_model``, registers and describes it.
 
-    The version gets the alias of its profile (``@paper``, ``@quick``, ``@smoke``), which
-    ``pretrained_version=<profile>`` reuses.
+    Through :meth:`Tracker.register_encoder`, as every experiment: the version gets the
+    same tags and description as the other experiments' (run, data digest, test loss) and
+    the aliases ``@<profile>`` and ``@pretext-<profile>``; ``pretrained_version=<alias>``
+    reuses one. An autoencoder's registered model and description are the ones the other
+    experiments register it under.
 
     Returns:
         The model URI (``models:/<name>/<version>`` when registered).
     """
     name = model_name(dataset, task, model.latent_dim) if config.register_model else None
-    uri = tracker.log_encoder_model(model, example, registered_model_name=name)
-    if name is None or not uri.startswith(f"models:/{name}/"):
-        return uri
-    tags = tracker.tags()
-    profile = tags.get("lfxai.profile", "?")
     shape = ", ".join(str(n) for n in example.shape[1:])
-    model_description = (
-        f"Encoder of the {dataset.title} model trained by the pretext task {TITLES[task]} "
-        f"(lfxai's `pretext` experiment): inputs (N, {shape}) to codes (N, {model.latent_dim}). "
-        f"A plain torch.nn.Module: `lfxai.load_encoder('models:/{name}@paper')` loads "
-        "the newest version of the paper profile (aliases @paper, @quick, @smoke)."
+    autoencoder = dataset.pretext_tasks[task][0] == dataset.model
+    what = dataset.model_label(task) if autoencoder else f"{TITLES[task]} model"
+    about = encoder_description(
+        name or "<name>", shape, model.latent_dim, f"the {dataset.title} {what}"
     )
-    version_description = (
-        f"pretext ({profile} profile), run '{tags.get('mlflow.runName', tracker.run_id)}' "
-        f"({tracker.run_id}). Test loss {test_loss:.6g}; n_epochs={config.n_epochs}, "
-        f"seed={config.seed}."
-    )
-    version_tags = {
-        "lfxai.dataset": dataset.name,
-        "lfxai.experiment": "pretext",
-        "lfxai.profile": profile,
-        "lfxai.pretext": task,
-        "lfxai.dim_latent": model.latent_dim,
-        "test_loss": f"{test_loss:.6g}",
-    }
-    version = uri.rsplit("/", 1)[1]
-    tracker.annotate_model_version(
-        name, version, model_description, version_description, version_tags, alias=profile
-    )
-    return uri
+    details = f"pretext task {TITLES[task]}, n_epochs={config.n_epochs}, seed={config.seed}"
+    tags = {"lfxai.pretext": task, "lfxai.dim_latent": model.latent_dim}
+    return tracker.register_encoder(model, example, name, test_loss, about, details, tags)

@@ -39,7 +39,12 @@ from lfxai.tracking.heartbeat import (
 )
 from lfxai.tracking.lifecycle import terminate_run, tracked_run
 from lfxai.tracking.reader import RunRecord, StoreReader
-from lfxai.tracking.registry import load_encoder, registered_name
+from lfxai.tracking.registry import (
+    encoder_description,
+    experiment_alias,
+    load_encoder,
+    registered_name,
+)
 from lfxai.tracking.resume import ResumeRefused, check_resumable, end_stale_runs
 from lfxai.tracking.stops import Stopped, error_text
 from lfxai.tracking.store import (
@@ -112,6 +117,8 @@ __all__ = [
     "init_store",
     "load_encoder",
     "registered_name",
+    "encoder_description",
+    "experiment_alias",
     "run_location",
     "seconds_since_alive",
     "sqlite_path",

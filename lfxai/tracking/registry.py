@@ -47,6 +47,50 @@ def registered_name(dataset: str, model: str, dim_latent: int | None = None) -> 
     return f"{REGISTERED_PREFIX}-{dataset}-{label}{suffix}"
 
 
+def experiment_alias(experiment: str, profile: str) -> str:
+    """The alias of the newest encoder an experiment trained at a profile.
+
+    ``consistency_features-paper``: what ``pretrained=true`` of that experiment and profile
+    reuses. Several experiments register under one name (MNIST's denoising AE serves
+    ``consistency_features``, ``consistency_examples`` and ``pretext``); the profile's own
+    alias (``@paper``) is the newest version of that profile, whichever experiment made it.
+    """
+    return f"{experiment}-{profile}"
+
+
+def default_aliases(experiment: str, profile: str | None) -> tuple[str, ...]:
+    """The aliases a new encoder version takes: its profile's and its experiment's."""
+    if not profile:
+        return ()
+    if experiment in ("", "?"):  # a run no experiment made (e.g. a user's own script)
+        return (profile,)
+    return (profile, experiment_alias(experiment, profile))
+
+
+def encoder_description(name: str, inputs: str, dim_latent: int, what: str) -> str:
+    """A registered encoder's own description: what every version of ``name`` is.
+
+    The same text whichever experiment registers a version (a description that named the
+    experiment would flip with every run of another one); each version's description and
+    tags say which experiment, profile and run made it.
+
+    Args:
+        name: the registered model.
+        inputs: the input shape without the batch, e.g. ``1, 28, 28``.
+        dim_latent: the code size.
+        what: the model, e.g. ``the MNIST denoising AE``.
+    """
+    return (
+        f"Encoder of {what}: inputs (N, {inputs}) to codes (N, {dim_latent}), registered by "
+        "lfxai's experiments. Each version's description and tags (lfxai.experiment, "
+        "lfxai.profile, lfxai.run_name, lfxai.data_digest, test_loss) say which run made it. "
+        "Aliases: @<profile> (e.g. @paper) is the newest version of that profile, "
+        "@<experiment>-<profile> (e.g. @consistency_features-paper) the newest that "
+        "experiment trained, which its pretrained=true reuses. A plain torch.nn.Module: "
+        f"`lfxai.load_encoder('models:/{name}@paper')`."
+    )
+
+
 class RegisteredModels:
     """The Model Registry as one run sees it (a base of :class:`~lfxai.tracking.Tracker`).
 
@@ -129,8 +173,9 @@ class RegisteredModels:
 
         Every version says which run made it: its description names the experiment,
         profile, run, test loss and data digest (the run's tags), its tags hold the same,
-        and ``alias`` (default: the run's profile, e.g. ``@paper``) moves onto it unless a
-        newer version holds it already.
+        and ``alias`` moves onto it unless a newer version holds it already. By default two
+        aliases move: the run's profile (``@paper``) and :func:`experiment_alias`
+        (``@consistency_features-paper``).
 
         Args:
             model: built by :func:`lfxai.models.registry.build_model`.
@@ -140,7 +185,7 @@ class RegisteredModels:
             about: the registered model's description: what every version of it is.
             details: what sets this version apart (its settings), ending its description.
             tags: the version's own tags, beside those every version gets.
-            alias: moved onto this version (default: the run's profile).
+            alias: moved onto this version instead of the default two.
 
         Returns:
             The model URI (``models:/<name>/<version>`` when registered).
@@ -171,7 +216,7 @@ class RegisteredModels:
             about,
             f"{description}; {details}." if details else f"{description}.",
             version_tags,
-            alias=alias or profile,
+            aliases=(alias,) if alias else default_aliases(experiment, profile),
         )
         return uri
 
@@ -202,9 +247,9 @@ class RegisteredModels:
         model_description: str,
         version_description: str,
         tags: dict[str, Any],
-        alias: str | None = None,
+        aliases: tuple[str, ...] = (),
     ) -> None:
-        """Describes a registered model and one of its versions; moves ``alias`` onto it.
+        """Describes a registered model and one of its versions; moves ``aliases`` onto it.
 
         Args:
             name: the registered model.
@@ -212,7 +257,7 @@ class RegisteredModels:
             model_description: what every version of ``name`` is (set when it differs).
             version_description: what this version is (experiment, profile, loss, data).
             tags: set on the version.
-            alias: e.g. the profile (``paper``): ``models:/<name>@paper`` then loads this
+            aliases: e.g. the profile (``paper``): ``models:/<name>@paper`` then loads this
                 version, the newest of that profile.
         """
         model = self.client.get_registered_model(name)
@@ -221,7 +266,7 @@ class RegisteredModels:
         self.client.update_model_version(name, version, description=version_description)
         for key, value in tags.items():
             self.client.set_model_version_tag(name, version, key, str(value))
-        if alias:
+        for alias in aliases:
             self.move_alias(name, alias, version)
 
     def move_alias(self, name: str, alias: str, version: str, attempts: int = 3) -> None:

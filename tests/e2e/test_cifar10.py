@@ -75,7 +75,8 @@ def test_consistency_features_smoke_run(features_run, generated, tmp_path):
     # the distance to the codes of the blurred images.
     uri = data.tags["lfxai.encoder_uri"]
     assert uri == f"models:/{MODEL}/1"
-    assert client.get_registered_model(MODEL).aliases == {"smoke": 1}
+    aliases = client.get_registered_model(MODEL).aliases
+    assert aliases == {"smoke": 1, "consistency_features-smoke": 1}
     mlflow.set_tracking_uri(store)
     try:
         encoder = load_encoder(uri)

@@ -47,4 +47,5 @@ def test_consistency_examples_smoke_run(tmp_path, data_dir):
     assert client.get_experiment(run.info.experiment_id).name == "mnist-consistency_examples"
     claims = sorted(k for k in run.data.metrics if k.startswith("claims/holds/"))
     assert claims == sorted(f"claims/holds/top_above_bottom/{m}" for m in METHODS)
-    assert client.get_registered_model("lfxai-mnist-denoising-ae-d4").aliases == {"smoke": 1}
+    aliases = client.get_registered_model("lfxai-mnist-denoising-ae-d4").aliases
+    assert aliases == {"smoke": 1, "consistency_examples-smoke": 1}

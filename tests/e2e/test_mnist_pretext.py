@@ -86,8 +86,14 @@ def test_each_task_is_a_nested_run_with_its_registered_encoder(finished_run) -> 
         assert child.info.status == "FINISHED" and child.data.params["source"] == "trained"
         (version,) = client.search_model_versions(f"name = '{MODELS[task]}'")
         assert version.run_id == child.info.run_id
-        # The profile's alias points at it (search results do not carry aliases).
-        assert client.get_model_version_by_alias(MODELS[task], "smoke").version == version.version
+        # The profile's and pretext's aliases point at it (search results lack aliases);
+        # it has the tags and description every experiment's versions have.
+        for alias in ("smoke", "pretext-smoke"):
+            assert client.get_model_version_by_alias(MODELS[task], alias).version == version.version
+        assert version.tags["lfxai.experiment"] == "pretext"
+        assert version.tags["lfxai.pretext"] == task
+        assert {"lfxai.run_name", "lfxai.data_digest", "test_loss"} <= set(version.tags)
+        assert version.description.startswith("pretext (smoke profile), run ")
         uri = f"models:/{MODELS[task]}/{version.version}"
         assert child.data.tags["lfxai.encoder_uri"] == uri
         assert used.set_index("task").model_uri[task] == uri

@@ -51,7 +51,9 @@ def test_consistency_features_refuses_to_resume_and_duplicates_nothing(tmp_path,
     client, run = run_experiment("mnist", params, store)
     client.set_terminated(run.info.run_id, "FAILED")  # interrupted after its results
     before = _state(client, run.info.run_id)
-    assert len(before["versions"]) == 1 and list(before["versions"].values()) == [["smoke"]]
+    assert len(before["versions"]) == 1 and list(before["versions"].values()) == [
+        ["consistency_features-smoke", "smoke"]
+    ]
     result = mlflow_run("mnist", {**params, "resume_run_id": run.info.run_id}, store)
     assert result.returncode != 0
     assert f"resume_run_id {run.info.run_id}: consistency_features cannot resume" in result.stderr

@@ -147,11 +147,16 @@ def test_registered_names_encode_dataset_task_and_latent_size() -> None:
     assert pretext_models.model_name(MNIST, "scae", 3456) == "lfxai-mnist-scae-d3456"
 
 
-def _register(tracker: Tracker, name: str, alias: str | None = None) -> str:
+def _register(
+    tracker: Tracker, name: str, alias: str | None = None, experiment: str = "pretext"
+) -> str:
+    """A version of ``name`` tagged as ``experiment``'s (as register_encoder tags it)."""
     model = build_model("mnist_ae", ModelSpec(4, (1, 28, 28)))
     uri = tracker.log_encoder_model(model, torch.rand(2, 1, 28, 28), name)
+    version = uri.rsplit("/", 1)[1]
+    tracker.client.set_model_version_tag(name, version, "lfxai.experiment", experiment)
     if alias:
-        tracker.client.set_registered_model_alias(name, alias, uri.rsplit("/", 1)[1])
+        tracker.client.set_registered_model_alias(name, alias, version)
     return uri
 
 
@@ -166,17 +171,20 @@ def test_reuse_resolves_versions_and_names_what_is_missing(mlflow_store, tmp_pat
         for task in latents:
             for _ in range(2):
                 _register(tracker, pretext_models.model_name(MNIST, task, 4), "smoke")
+        # The newest denoising version is consistency_features': `latest` skips it.
+        _register(tracker, "lfxai-mnist-denoising-ae-d4", experiment="consistency_features")
         uris = resolve(tracker, MNIST, config, latents)
         assert uris == [
             {t: f"models:/lfxai-mnist-{t}-ae-d4/{v}" for t in latents} for v in ("2", "1")
-        ]  # latest: run r reuses the r-th newest version
+        ]  # latest: run r reuses the r-th newest version pretext trained
         one = resolve(tracker, MNIST, _settings(**_reuse(pretrained_version="1")), latents)
         assert [u["denoising"] for u in one] == ["models:/lfxai-mnist-denoising-ae-d4/1"] * 2
         alias = resolve(tracker, MNIST, _settings(**_reuse(pretrained_version="smoke")), latents)
         assert alias[0]["reconstruction"] == "models:/lfxai-mnist-reconstruction-ae-d4/2"
         with pytest.raises(ConfigError, match=r"has 2; pass n_runs=2"):
             resolve(tracker, MNIST, _settings(**_reuse(n_runs="3")), latents)
-        with pytest.raises(ConfigError, match=r"no version 9; valid: \['2', '1'\]"):
+        nine = r"reconstruction-ae-d4' has no version 9; valid: \['2', '1'\]"
+        with pytest.raises(ConfigError, match=nine):
             resolve(tracker, MNIST, _settings(**_reuse(pretrained_version="9")), latents)
         with pytest.raises(ConfigError, match=r"no alias 'paper'; valid aliases: \['smoke'\]"):
             resolve(tracker, MNIST, _settings(**_reuse(pretrained_version="paper")), latents)

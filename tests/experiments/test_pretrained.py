@@ -27,13 +27,17 @@ def _config():
     return build_config(schema, values, {"pretrained": "true"})
 
 
-def _register(name: str) -> tuple[str, nn.Module]:
-    """Logs a (random) MNIST autoencoder's encoder as ``name``, alias ``smoke``."""
-    torch.manual_seed(0)
+RUN_TAGS = {"lfxai.profile": "smoke", "lfxai.experiment": "consistency_features"}
+ALIAS = "consistency_features-smoke"  # what this experiment's pretrained=true reuses
+
+
+def _register(name: str, alias: str = ALIAS, seed: int = 0) -> tuple[str, nn.Module]:
+    """Logs a (random) MNIST autoencoder's encoder as ``name`` with ``alias``."""
+    torch.manual_seed(seed)
     trained = build_model("mnist_ae", ModelSpec(4, (1, 28, 28), "denoising")).eval()
     with tracked_run("register") as tracker:
         uri = tracker.log_encoder_model(trained, torch.rand(2, 1, 28, 28), name)
-        tracker.client.set_registered_model_alias(name, "smoke", uri.rsplit("/", 1)[1])
+        tracker.client.set_registered_model_alias(name, alias, uri.rsplit("/", 1)[1])
     return uri, trained
 
 
@@ -42,12 +46,15 @@ def test_reuse_loads_the_profile_s_registered_encoder_strictly(mlflow_store) -> 
     name = encoder_name(plugin, config)
     assert name == "lfxai-mnist-denoising-ae-d4"  # the name is the same as before the hook
     with tracked_run("missing") as tracker:
-        tracker.set_tags({"lfxai.profile": "smoke"})
-        with pytest.raises(ConfigError, match=rf"no registered encoder {name}@smoke.*"):
+        tracker.set_tags(RUN_TAGS)
+        with pytest.raises(ConfigError, match=rf"no registered encoder {name}@{ALIAS}.*"):
             reuse_encoder(tracker, plugin, config, EncoderMnist(4))
     uri, trained = _register(name)
+    # A newer version another experiment (pretext) registered under the same name takes
+    # the profile's alias, not this experiment's: it is not what pretrained=true reuses.
+    _register(name, alias="smoke", seed=1)
     with tracked_run("reuse") as tracker:
-        tracker.set_tags({"lfxai.profile": "smoke"})
+        tracker.set_tags(RUN_TAGS)
         fresh = EncoderMnist(4).eval()
         assert reuse_encoder(tracker, plugin, config, fresh) == uri
         assert tracker.tags()["lfxai.pretrained"] == uri
@@ -77,7 +84,7 @@ def test_reuse_refuses_a_tampered_or_pickled_version(mlflow_store, tmp_path) -> 
     marker = tmp_path / "marker"
     torch.save({"encoder_cnn.0.weight": _Marker(marker)}, state)
     with tracked_run("tampered") as tracker:
-        tracker.set_tags({"lfxai.profile": "smoke"})
+        tracker.set_tags(RUN_TAGS)
         with pytest.raises(ConfigError, match=rf"pretrained=true: {uri}: .*refused unread"):
             reuse_encoder(tracker, plugin, config, EncoderMnist(4))
     assert not marker.exists()
@@ -87,8 +94,8 @@ def test_reuse_refuses_a_tampered_or_pickled_version(mlflow_store, tmp_path) -> 
             EncoderMnist(4), name="encoder", serialization_format="pickle",
             registered_model_name=name,
         )  # fmt: skip
-    MlflowClient().set_registered_model_alias(name, "smoke", "2")
+    MlflowClient().set_registered_model_alias(name, ALIAS, "2")
     with tracked_run("reuse") as tracker:
-        tracker.set_tags({"lfxai.profile": "smoke"})
+        tracker.set_tags(RUN_TAGS)
         with pytest.raises(ConfigError, match=r"/2 has no .*rerun the .* pretrained=false"):
             reuse_encoder(tracker, plugin, config, EncoderMnist(4))
