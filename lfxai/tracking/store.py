@@ -40,6 +40,15 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(path) if path and path != ":memory:" else None
 
 
+def absolute_uri(uri: str) -> str:
+    """``uri`` with a relative SQLite path made absolute (it would resolve again elsewhere)."""
+    path = sqlite_path(uri)
+    if path is None or path.is_absolute():
+        return uri
+    _, sep, query = uri.partition("?")
+    return f"sqlite:///{path.resolve()}{sep}{query}"
+
+
 @contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """Holds an exclusive lock on ``<path>.lock`` while the block runs.
