@@ -39,12 +39,17 @@ class Request:
         """The entry point's own command line, quoted."""
         return shlex.join(["python", "-m", f"entrypoints.{self.entry_point}", *self.argv])
 
-    def rerun(self, settings: dict[str, Any]) -> str:
-        """``mlflow run . -e <entry point> -P k=v ...`` with ``settings`` after the declared."""
+    def rerun(self, settings: dict[str, Any], environment: dict[str, str] | None = None) -> str:
+        """``mlflow run . -e <entry point> -P k=v ...`` with ``settings`` after the declared.
+
+        ``environment`` (e.g. the store, ``MLFLOW_TRACKING_URI``) prefixes it as ``KEY=value``.
+        """
         line = ["mlflow", "run", ".", "-e", self.entry_point]
         for key, value in {**self.declared, **settings}.items():
             line += ["-P", f"{key}={value}"]
-        return shlex.join(line)
+        # Only the value is quoted: a quoted 'KEY=value' word is no assignment to the shell.
+        prefix = [f"{key}={shlex.quote(value)}" for key, value in (environment or {}).items()]
+        return " ".join([*prefix, shlex.join(line)])
 
 
 def show(value: Any) -> str:
@@ -81,6 +86,7 @@ def describe(
     changed: dict[str, tuple[Any, Any]] | None,
     rerun_label: str = "Rerun with",
     notes: Sequence[str] = (),
+    environment: dict[str, str] | None = None,
 ) -> str:
     """The run's description: what ran, its command line, how to rerun it, what differs.
 
@@ -91,13 +97,15 @@ def describe(
         changed: ``{setting: (value, profile's value)}``; None while not resolved (bad input).
         rerun_label: what the rerun command does (e.g. continue a study).
         notes: paragraphs after the settings.
+        environment: variables the rerun command sets (never a secret: callers redact).
     """
     lines = [
         headline,
         "",
         f"Command line: `{request.command_line()}`",
         "",
-        f"{rerun_label}: `{request.rerun(given)}` (add `--env-manager local` without conda)",
+        f"{rerun_label}: `{request.rerun(given, environment)}` "
+        "(add `--env-manager local` without conda)",
         "",
     ]
     if changed is None:

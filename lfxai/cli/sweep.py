@@ -45,7 +45,7 @@ from lfxai.sweep.settings import (
     sweep_datasets,
 )
 from lfxai.sweep.study import make_storage, open_study, storage_url
-from lfxai.tracking import Stopped, Tracker, experiment_name, tracking_uri
+from lfxai.tracking import Stopped, Tracker, absolute_uri, experiment_name, tracking_uri
 
 EXPERIMENT = "sweep"  # the parent runs' lfxai.experiment tag and MLflow experiment suffix
 STORAGE_TAG = "lfxai.storage"
@@ -70,8 +70,15 @@ def _describe(
     changed: dict[str, tuple[Any, Any]],
     storage: str,
     number: int,
+    store: str,
 ) -> str:
-    """The parent run's description: what ran, where the study lives, how to continue it."""
+    """The parent run's description: what ran, where the study lives, how to continue it.
+
+    The continue command repeats every setting given (``given``: the ``-P`` values as
+    typed, data_dir and trial settings included), the study and its storage, and the MLflow
+    store (``store``, redacted by the caller): on another machine, runs in another store would
+    split the study's runs from the report's run ids.
+    """
     name = config.resolved_study_name()
     headline = (
         f"**sweep** #{number} of study `{name}` on **{config.dataset}**, profile "
@@ -84,7 +91,8 @@ def _describe(
     )
     continued = {**given, "study_name": name, "storage": storage}
     label = "Continue the study (here or on another machine sharing the storage)"
-    return describe(request, headline, continued, changed, label, [storage_note])
+    environment = {"MLFLOW_TRACKING_URI": store}
+    return describe(request, headline, continued, changed, label, [storage_note], environment)
 
 
 def _logged_by_mlflow_run(launched_run: str) -> str:
@@ -142,7 +150,8 @@ def _execute(
     tracker.set_tags({STUDY_TAG: name, STORAGE_TAG: redact(url)})
     given = {k: v for k, v in overrides.items() if k not in ("n_trials", "storage")}
     changed = {k: v for k, v in settings.changed.items() if k != "n_trials"}  # declared
-    tracker.set_description(_describe(request, config, given, changed, redact(url), number))
+    store = redact(absolute_uri(tracking_uri()))
+    tracker.set_description(_describe(request, config, given, changed, redact(url), number, store))
     plugin = get_dataset(dataset)
     splits = backend.load_splits(plugin, base, tracker)
     objective = SweepObjective(config, plugin, base, tracker, splits, backend)

@@ -226,7 +226,8 @@ def provision_cifar10(root: str | Path, download: bool = True) -> Provisioned:
                 logger.warning("CIFAR-10 files failed their md5, replaced: %s", "; ".join(corrupt))
             return Provisioned(folder, "torchvision", corrupt)
         except Exception as error:  # any failure (offline, bad archive) ends in the message below
-            logger.info("CIFAR-10 download failed: %s", error)  # its gist is in the error
+            # Debug only: the reason is in the error raised below (no fallback follows).
+            logger.debug("CIFAR-10 download failed: %s", error)
             tried = f"torchvision download of {ARCHIVE_URL} ({failure_reason(error)})"
     raise DataUnavailable(
         f"CIFAR-10 is not available under {folder}: {problems_line(problems)}; tried: {tried}; "

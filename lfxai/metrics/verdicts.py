@@ -279,16 +279,31 @@ def claim_metrics(claims: list[Claim]) -> dict[str, float]:
     """The claims' metrics, for every claim the run could test.
 
     ``claims/holds/<key>`` (1 holds, else 0), ``claims/verdict/<key>`` (1 holds, 0 inconclusive, -1
-    fails) and ``claims/all_hold`` (1 when every tested claim holds).
+    fails), ``claims/margin/<key>`` (:func:`worst_margin`, when a point has a finite margin)
+    and ``claims/all_hold`` (1 when every tested claim holds).
     """
     tested = [c for c in claims if c.verdict != "untested"]
     out: dict[str, float] = {}
     for claim in tested:
         out[f"claims/holds/{claim.key}"] = float(claim.verdict == "holds")
         out[f"claims/verdict/{claim.key}"] = VERDICT_VALUE[claim.verdict]
+        margin = worst_margin(claim)
+        if margin is not None:
+            out[f"claims/margin/{claim.key}"] = margin
     if tested:
         out["claims/all_hold"] = float(all(c.verdict == "holds" for c in tested))
     return out
+
+
+def worst_margin(claim: Claim) -> float | None:
+    """The smallest finite margin over the claim's points; None when no point has one.
+
+    A column to sort runs by: positive, the paper's direction holds by at least this much at
+    every point (in the claim's unit); negative, it is reversed by this much somewhere.
+    """
+    margins = [f.get("margin") for f in claim.figures]
+    finite = [float(m) for m in margins if isinstance(m, int | float) and math.isfinite(m)]
+    return min(finite) if finite else None
 
 
 def deciding_figure(claim: Claim) -> dict[str, Any] | None:

@@ -50,6 +50,7 @@ from lfxai.tracking.stops import Stopped, error_text
 from lfxai.tracking.store import (
     DEFAULT_EXPERIMENT,
     DEFAULT_TRACKING_URI,
+    absolute_uri,
     ensure_experiment,
     experiment_name,
     file_lock,
@@ -107,6 +108,7 @@ __all__ = [
     "Stopped",
     "StoreReader",
     "Tracker",
+    "absolute_uri",
     "check_resumable",
     "end_stale_runs",
     "ensure_experiment",

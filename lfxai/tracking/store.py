@@ -5,25 +5,35 @@ on our pinned mlflow is ``sqlite:///mlflow.db`` in the working directory with ar
 under ``./mlruns``. ``mlflow run`` creates its run in that same store before our code
 starts, so we never set a URI ourselves; :data:`DEFAULT_TRACKING_URI` only documents it
 (and is what the README's ``mlflow ui`` command opens).
+
+Where artifacts go: a SQLite store keeps them beside its database, in ``mlruns/`` (the
+default store's layout, wherever the database lies), so that the database and its artifacts
+move and are deleted together: a store :func:`init_store` creates gets that as MLflow's
+default artifact root, and an experiment we create in a store whose ``Default`` has MLflow's
+implicit ``./mlruns`` of whichever process first opened it goes there too. A root the user
+chose (``mlflow server --default-artifact-root``, an experiment's own location) is kept.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from lfxai.redact import has_secret
+from lfxai.redact import has_secret, redact
 from lfxai.tracking.tags import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "Default"  # where `mlflow run` puts a run when nobody chose an experiment
+ARTIFACT_FOLDER = "mlruns"  # a SQLite store's artifact root, beside its database
 _RUN_ENV = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")
 
 
@@ -38,6 +48,34 @@ def sqlite_path(uri: str) -> Path | None:
         return None
     path = uri.removeprefix("sqlite:///").split("?", 1)[0]
     return Path(path) if path and path != ":memory:" else None
+
+
+def absolute_uri(uri: str) -> str:
+    """``uri`` with a relative SQLite path made absolute (it would resolve again elsewhere)."""
+    path = sqlite_path(uri)
+    if path is None or path.is_absolute():
+        return uri
+    _, sep, query = uri.partition("?")
+    return f"sqlite:///{path.resolve()}{sep}{query}"
+
+
+def artifact_root(uri: str) -> Path | None:
+    """``<database folder>/mlruns`` of a SQLite store; None for any other store."""
+    path = sqlite_path(uri)
+    return None if path is None else path.resolve().parent / ARTIFACT_FOLDER
+
+
+def ui_command(uri: str) -> str:
+    """``mlflow ui`` on store ``uri`` (redacted) with its artifact root, on this machine only.
+
+    ``--default-artifact-root`` matters where the UI creates an experiment, or the store
+    itself when it opens a new database first: the folder beside the database, as ours.
+    """
+    words = ["mlflow", "ui", "--backend-store-uri", redact(uri)]
+    root = artifact_root(uri)
+    if root is not None:
+        words += ["--default-artifact-root", str(root)]
+    return shlex.join([*words, "--host", "127.0.0.1"])
 
 
 @contextmanager
@@ -62,7 +100,9 @@ def init_store(uri: str | None = None) -> str:
     a lock: several processes doing so at once break it ("table _alembic_tmp_... already
     exists") and leave a file no client opens. Call this before starting concurrent workers
     (``make store``, ``python -m lfxai.tracking``); the entry points call it too. Other
-    stores (a tracking server, PostgreSQL) are left to their owner.
+    stores (a tracking server, PostgreSQL) are left to their owner. A SQLite store created
+    here keeps its artifacts beside its database (:func:`artifact_root`): MLflow would root
+    them in ``./mlruns`` of this process, wherever it was started.
 
     A URI that carries a credential (``https://user:password@host``) also stops MLflow from
     printing it in this process (its "View run at <uri>" lines); use
@@ -81,10 +121,25 @@ def init_store(uri: str | None = None) -> str:
     if path is None:
         return uri
     with file_lock(path):
+        if not path.exists():
+            _create_store(uri)
         client = MlflowClient(tracking_uri=uri)
         client.search_experiments(max_results=1)  # creates / migrates the tables
         client.search_registered_models(max_results=1)
     return uri
+
+
+def _create_store(uri: str) -> None:
+    """Creates the SQLite store ``uri`` with its artifact root beside its database.
+
+    MLflow's own mechanism: the store's default artifact root (what ``mlflow server
+    --default-artifact-root`` sets), which becomes ``Default``'s folder (``<root>/0``) and
+    the root of every experiment created without a location.
+    """
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore(uri, str(artifact_root(uri)))  # creates the tables and Default
+    store.engine.dispose()  # the clients open their own connections
 
 
 def experiment_name(dataset: str, experiment: str) -> str:
@@ -105,7 +160,7 @@ def ensure_experiment(name: str) -> str:
         try:
             return client.create_experiment(
                 name,
-                artifact_location=_beside_default(client, name),
+                artifact_location=_new_location(client, name),
                 tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND},
             )
         except MlflowException:
@@ -119,23 +174,31 @@ def ensure_experiment(name: str) -> str:
     return experiment.experiment_id
 
 
-def _beside_default(client: MlflowClient, name: str) -> str | None:
-    """A local artifact folder for a new experiment next to ``Default``'s (``<root>/<name>``).
+def _new_location(client: MlflowClient, name: str) -> str | None:
+    """Where a new experiment ``name`` keeps its artifacts (None: the store's own default).
 
-    A SQLite store without a server puts a new experiment's artifacts under ``./mlruns`` of
-    the process that creates it, and ``mlflow run`` runs our code in the project folder: in
-    the container that is the read-only ``/opt/lfxai``, not the store's volume. ``Default``
-    was created where the user started, so its folder's parent is the store's artifact root.
-    None (the store's own default) for a tracking server or remote artifact stores.
+    A SQLite store without a server roots a new experiment in ``./mlruns`` of the process
+    that creates it, and ``mlflow run`` runs our code in the project folder (in the container
+    the read-only ``/opt/lfxai``), so we name the folder ourselves, in ``Default``'s form (a
+    plain path or a ``file://`` URI):
+
+    - ``Default`` in MLflow's implicit ``<somewhere>/mlruns/0`` (whoever created the store,
+      e.g. ``mlflow run`` started in the project folder): ``<database folder>/mlruns/<name>``.
+    - ``Default`` in a folder the user chose: beside it, ``<its parent>/<name>``.
+    - a tracking server or remote artifacts: None.
     """
+    folder = name.replace("/", "-")
     with contextlib.suppress(MlflowException):
         default = client.get_experiment_by_name(DEFAULT_EXPERIMENT)
         location = default.artifact_location if default is not None else ""
-        folder = name.replace("/", "-")
-        if location.startswith("file://"):
-            return (Path(location.removeprefix("file://")).parent / folder).as_uri()
-        if location.startswith("/"):  # the same form as Default's (a plain path)
-            return str(Path(location).parent / folder)
+        as_uri = location.startswith("file://")
+        path = Path(unquote(urlparse(location).path) if as_uri else location)
+        if not path.is_absolute():
+            return None
+        root = artifact_root(tracking_uri())
+        implicit = path.parts[-2:] == (ARTIFACT_FOLDER, "0")
+        parent = root if root is not None and implicit else path.parent
+        return (parent / folder).as_uri() if as_uri else str(parent / folder)
     return None
 
 

@@ -212,3 +212,26 @@ def test_plugin_baseline_is_the_paper_s_blur_and_files_carry_their_digests(tmp_p
         (cifar10.batches_dir(tmp_path / "cifar10") / "lfxai-fixture.json").read_text()
     )
     assert {p.name: d for p, d in files.items()} == manifest["sha256"]
+
+
+def test_provision_offline_says_it_once_without_traceback_or_folder(
+    tmp_path, monkeypatch, capsys, caplog
+):
+    """`python -m lfxai provision cifar10` offline: one FAILED entry, the reason said once."""
+    from urllib.error import URLError
+
+    from lfxai.cli.data import main
+
+    def offline(folder: Path) -> None:
+        raise URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(cifar10, "_download_torchvision", offline)
+    caplog.set_level("INFO")
+    assert main(["provision", "cifar10", "--data_dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("cifar10: FAILED\nCIFAR-10 is not available under ")
+    assert len(err.strip().splitlines()) == 2 and "Traceback" not in err
+    said = [r for r in caplog.records if "Name or service not known" in r.getMessage()]
+    assert said == []  # the reason is in the error line, not repeated in a log line
+    assert err.count("Name or service not known") == 1
+    assert list(tmp_path.iterdir()) == []  # no empty cifar10/ left behind

@@ -109,6 +109,7 @@ def test_without_per_example_values_a_mean_is_inconclusive_however_large():
     assert claim_metrics([claim]) == {
         "claims/holds/shift_above_random/Saliency": 0.0,
         "claims/verdict/shift_above_random/Saliency": 0.0,
+        "claims/margin/shift_above_random/Saliency": 2.0,  # the worst point's: a sort key
         "claims/all_hold": 0.0,
     }
 
@@ -122,6 +123,17 @@ def test_a_nan_margin_or_too_few_examples_is_inconclusive_with_the_reason():
         "k = 50%: n = 4 (the explained examples, paired (shift minus Random's shift)); the "
         "test needs at least 5"
     )
+
+
+def test_the_margin_metric_is_the_worst_finite_point_and_absent_without_one():
+    curves = {"Saliency": [float("nan"), 2.5, 0.5, 9.0], "Random": [1.0, 1.0, 1.0, 9.0]}
+    (claim,) = feature_consistency_claims(_features(curves, pcts=(10, 20, 50, 100)))
+    assert [f["margin"] for f in claim.figures][1:] == [1.5, -0.5]
+    assert claim_metrics([claim])["claims/margin/shift_above_random/Saliency"] == -0.5
+    nan = _features({"Saliency": [float("nan"), 9.0], "Random": [1.0, 9.0]}, pcts=(10, 100))
+    (none,) = feature_consistency_claims(nan)
+    assert none.verdict == "inconclusive"
+    assert not any(k.startswith("claims/margin/") for k in claim_metrics([none]))
 
 
 def test_without_random_or_below_100_the_claim_is_untested():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import time
 
+import mlflow
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
@@ -86,6 +87,9 @@ def test_three_trials_three_nested_runs_under_one_parent_with_a_report(sweep_env
     best = parent.data.tags["lfxai.best_run_ids"].split(",")
     assert best and set(best) <= set(by_run)
     assert parent.data.metrics["trials/complete"] == 3
+    # the continue command names this store, so that a continuation logs beside these runs
+    continued = f"MLFLOW_TRACKING_URI={mlflow.get_tracking_uri()} mlflow run . -e sweep "
+    assert continued in parent.data.tags["mlflow.note.content"]
     # fake: Pearson rises with beta, so the claim is not refuted (3 trials: not significant)
     assert "claims/holds/correlation_not_falling/all/pearson" in parent.data.metrics
 
