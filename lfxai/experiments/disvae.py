@@ -37,6 +37,8 @@ from lfxai.plugins import DatasetPlugin, Splits
 from lfxai.tracking import ENCODER_URI_TAG, Tracker, registered_name
 from lfxai.training import EpochCallback, fit, get_device, seed_everything
 
+SWEEP = "sweep"  # lfxai.experiment of a sweep's trial runs (lfxai.cli.sweep.EXPERIMENT)
+
 MODEL = "burgess_vae"  # the registry key of the VAEs (lfxai.models.registry)
 ATTRIBUTION_METHOD = "GradientShap"
 N_EXAMPLES = 6  # explained examples drawn with their per-unit saliency maps
@@ -310,7 +312,9 @@ def _log_encoder(
     """Logs the encoder (mean head) and, with ``register_model``, registers and tags it.
 
     The version gets the alias ``<profile>-beta<beta>`` (``paper-beta5``): the newest
-    encoder of that profile and beta.
+    encoder of that profile and beta. A sweep's trial (beta drawn from a range) gets none:
+    one alias per trial would bury the registry; the sweep tags its best trials' versions
+    ``lfxai.pareto_optimal`` instead.
     """
     name = registered_vae_name(dataset.name, trial.loss, trial.dim_latent)
     shape = ", ".join(str(n) for n in example.shape[1:])
@@ -327,8 +331,10 @@ def _log_encoder(
         "lfxai.run": trial.run,
         "lfxai.dim_latent": trial.dim_latent,
     }
-    profile = tracker.tags().get("lfxai.profile")
+    run = tracker.tags()
+    profile = run.get("lfxai.profile")
     alias = f"{profile}-beta{trial.beta:g}".replace(".", "_") if profile else None
+    aliases = (alias,) if alias and run.get("lfxai.experiment") != SWEEP else ()
     uri = tracker.register_encoder(
         model,
         example,
@@ -337,7 +343,7 @@ def _log_encoder(
         about,
         details,
         tags,
-        alias=alias,
+        aliases=aliases,
     )
     tracker.set_tags({ENCODER_URI_TAG: uri})
     return uri

@@ -167,13 +167,13 @@ class RegisteredModels:
         about: str,
         details: str = "",
         tags: dict[str, Any] | None = None,
-        alias: str | None = None,
+        aliases: tuple[str, ...] | None = None,
     ) -> str:
         """Logs ``model``'s encoder and, given a ``name``, registers and describes it.
 
         Every version says which run made it: its description names the experiment,
         profile, run, test loss and data digest (the run's tags), its tags hold the same,
-        and ``alias`` moves onto it unless a newer version holds it already. By default two
+        and each alias moves onto it unless a newer version holds it already. By default two
         aliases move: the run's profile (``@paper``) and :func:`experiment_alias`
         (``@consistency_features-paper``).
 
@@ -185,7 +185,7 @@ class RegisteredModels:
             about: the registered model's description: what every version of it is.
             details: what sets this version apart (its settings), ending its description.
             tags: the version's own tags, beside those every version gets.
-            alias: moved onto this version instead of the default two.
+            aliases: moved onto this version instead of the default two (``()``: none).
 
         Returns:
             The model URI (``models:/<name>/<version>`` when registered).
@@ -216,7 +216,7 @@ class RegisteredModels:
             about,
             f"{description}; {details}." if details else f"{description}.",
             version_tags,
-            aliases=(alias,) if alias else default_aliases(experiment, profile),
+            aliases=default_aliases(experiment, profile) if aliases is None else aliases,
         )
         return uri
 
@@ -290,6 +290,14 @@ class RegisteredModels:
                 lost_race = self.model_version_by_alias(name, alias) is not None
                 if current is not None or not lost_race or attempt == attempts:
                     raise
+
+    def tag_model_versions(self, tags: dict[str, str]) -> int:
+        """Sets ``tags`` on every model version this run registered; returns how many."""
+        versions = self.client.search_model_versions(f"run_id = '{self.run_id}'")
+        for version in versions:
+            for key, value in tags.items():
+                self.client.set_model_version_tag(version.name, version.version, key, value)
+        return len(versions)
 
     def model_versions(self, name: str) -> list[ModelVersion]:
         """The versions of registered model ``name``, newest first (empty: no such model)."""

@@ -74,7 +74,15 @@ def test_a_sweep_runs_its_trials_in_nested_runs_and_a_second_invocation_resumes(
         assert {"pearson", "test_reconstruction"} <= set(run.data.metrics)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"trials.csv", "best_trials.csv", "pareto.png", "claims.md"} <= artifacts
-    assert parent.data.tags["lfxai.best_run_ids"]
+    best = set(parent.data.tags["lfxai.best_run_ids"].split(","))
+    # One encoder version per trial and no alias (one per drawn beta would bury the
+    # registry): the best trials' versions are tagged instead.
+    models = client.search_registered_models()
+    versions = [v for m in models for v in client.search_model_versions(f"name = '{m.name}'")]
+    assert sorted(v.run_id for v in versions) == sorted(r.info.run_id for r in nested)
+    assert all(not m.aliases for m in models)
+    pareto = {v.run_id for v in versions if v.tags.get("lfxai.pareto_optimal") == "true"}
+    assert pareto == best
 
     result = mlflow_run("sweep", params, store)  # the same command again: resumes
     assert result.returncode == 0, result.stderr[-4000:]
