@@ -60,6 +60,7 @@ from lfxai.tracking import (
     tracked_run,
     tracking_uri,
 )
+from lfxai.tracking.store import ui_command
 
 
 def _parser(dataset: str) -> argparse.ArgumentParser:
@@ -165,8 +166,7 @@ def print_summary(tracker: Tracker, what: str, name: str, summary: dict[str, obj
         print(f"  {key}: {value:.6g}" if isinstance(value, float) else f"  {key}: {value}")
     if len(items) > SUMMARY_LINES:
         print(f"  ... and {len(items) - SUMMARY_LINES} more in the run's metrics")
-    uri = redact(tracking_uri())
-    print(f"[lfxai] store: {uri} (mlflow ui --backend-store-uri '{uri}')")
+    print(f"[lfxai] store: {redact(tracking_uri())}; to look: {ui_command(tracking_uri())}")
 
 
 def main(dataset: str, argv: list[str] | None = None) -> int:

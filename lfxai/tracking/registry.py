@@ -195,7 +195,11 @@ class RegisteredModels:
             return uri
         run = self.client.get_run(self.run_id).data.tags
         experiment, profile = run.get("lfxai.experiment", "?"), run.get("lfxai.profile")
-        run_name, digest = run.get(RUN_NAME_TAG, self.run_id), run.get(DATA_DIGEST_TAG, "?")
+        run_name, digest = run.get(RUN_NAME_TAG, self.run_id), run.get(DATA_DIGEST_TAG)
+        parent = run.get("mlflow.parentRunId")
+        if digest is None and parent:  # a nested run (pretext's tasks) trains on its parent's
+            digest = self.client.get_run(parent).data.tags.get(DATA_DIGEST_TAG)
+        digest = digest or "?"
         description = (
             f"{experiment} ({profile or '?'} profile), run '{run_name}' ({self.run_id}). "
             f"Test loss {test_loss:.6g}; data digest {digest}"

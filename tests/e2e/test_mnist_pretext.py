@@ -92,7 +92,8 @@ def test_each_task_is_a_nested_run_with_its_registered_encoder(finished_run) -> 
             assert client.get_model_version_by_alias(MODELS[task], alias).version == version.version
         assert version.tags["lfxai.experiment"] == "pretext"
         assert version.tags["lfxai.pretext"] == task
-        assert {"lfxai.run_name", "lfxai.data_digest", "test_loss"} <= set(version.tags)
+        assert {"lfxai.run_name", "test_loss"} <= set(version.tags)
+        assert version.tags["lfxai.data_digest"] == parent.data.tags["lfxai.data_digest"]
         assert version.description.startswith("pretext (smoke profile), run ")
         uri = f"models:/{MODELS[task]}/{version.version}"
         assert child.data.tags["lfxai.encoder_uri"] == uri
