@@ -322,7 +322,7 @@ def _log_encoder(
         f"Encoder mean of the {dataset.title} Burgess VAE trained with {trial.loss} and a "
         f"{trial.dim_latent}-dimensional latent space: inputs (N, {shape}) to means "
         f"(N, {trial.dim_latent}). Versions differ by beta and run (their tags); the alias "
-        "<profile>-beta<beta> (e.g. @paper-beta5) is the newest of that profile and beta."
+        "`<profile>-beta<beta>` (e.g. `@paper-beta5`) is the newest of that profile and beta."
     )
     details = f"{trial.loss}, beta={trial.beta:g}, run {trial.run}"
     tags = {

@@ -80,13 +80,15 @@ def encoder_description(name: str, inputs: str, dim_latent: int, what: str) -> s
         dim_latent: the code size.
         what: the model, e.g. ``the MNIST denoising AE``.
     """
+    # Names in code spans: the UI renders descriptions as Markdown, where <profile> is a tag.
     return (
         f"Encoder of {what}: inputs (N, {inputs}) to codes (N, {dim_latent}), registered by "
-        "lfxai's experiments. Each version's description and tags (lfxai.experiment, "
-        "lfxai.profile, lfxai.run_name, lfxai.data_digest, test_loss) say which run made it. "
-        "Aliases: @<profile> (e.g. @paper) is the newest version of that profile, "
-        "@<experiment>-<profile> (e.g. @consistency_features-paper) the newest that "
-        "experiment trained, which its pretrained=true reuses. A plain torch.nn.Module: "
+        "lfxai's experiments. Each version's description and tags (`lfxai.experiment`, "
+        "`lfxai.profile`, `lfxai.run_name`, `lfxai.data_digest`, `test_loss`) say which run "
+        "made it. Aliases: "
+        "`@<profile>` (e.g. `@paper`) is the newest version of that profile, "
+        "`@<experiment>-<profile>` (e.g. `@consistency_features-paper`) the newest that "
+        "experiment trained, which its `pretrained=true` reuses. A plain torch.nn.Module: "
         f"`lfxai.load_encoder('models:/{name}@paper')`."
     )
 
