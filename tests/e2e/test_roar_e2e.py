@@ -102,10 +102,21 @@ def test_each_retraining_is_a_finished_nested_run_with_its_model(smoke_run) -> N
     assert sorted(_key(r) for r in children) == sorted(
         (m, str(k)) for m in METHODS for k in PERCENTAGES
     )
+    by_id = {r.info.run_id: r for r in children}
+    reused = {}
     for child in children:
         assert child.info.status == "FINISHED"
         assert "roar/test_loss" in child.data.metrics
-        assert len(client.get_metric_history(child.info.run_id, "fit/train_loss")) == 1  # epochs
+        fitted = client.get_metric_history(child.info.run_id, "fit/train_loss")
+        source = child.data.tags.get("lfxai.roar_test.same_training_data_as")
+        if source is None:
+            assert len(fitted) == 1  # epochs
+        else:  # bit-identical masked images: the earlier retraining's model and loss
+            assert not fitted and source in by_id and not _reused(by_id[source])
+            assert (
+                child.data.metrics["roar/test_loss"] == by_id[source].data.metrics["roar/test_loss"]
+            )
+            reused[_key(child)] = _key(by_id[source])
         (output,) = child.outputs.model_outputs  # the encoder, logged but not registered
         assert client.get_logged_model(output.model_id).name == "encoder"
         pixels = round(int(_key(child)[1]) / 100 * 784)
@@ -116,12 +127,19 @@ def test_each_retraining_is_a_finished_nested_run_with_its_model(smoke_run) -> N
         method, k = _key(child)
         assert inputs["train"].name == f"mnist-standard-train-without-top{k}-{method}"
         assert inputs["test"].name == "mnist-standard-test"
+    # k = 100 % removes every pixel whatever the method: only the first method trains.
+    first = (METHODS[0], "100")
+    assert {(m, "100"): first for m in METHODS[1:]}.items() <= reused.items()
+
+
+def _reused(run) -> bool:
+    return "lfxai.roar_test.same_training_data_as" in run.data.tags
 
 
 def test_at_100_percent_removal_every_method_retrains_on_the_same_images(smoke_run) -> None:
-    """Removing every pixel leaves all-black images whatever the ranking: each method's
-    retraining starts from the same weights on the same data in the same batch order, so
-    the test losses are equal to the last bit."""
+    """Removing every pixel leaves all-black images whatever the ranking: one retraining
+    from the same weights on the same data serves every method, so the test losses are
+    equal to the last bit."""
     client, parent = smoke_run
     at_100 = {}
     for method in METHODS:

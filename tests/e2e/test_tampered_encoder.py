@@ -45,7 +45,8 @@ def test_pretrained_run_refuses_a_tampered_encoder(tmp_path, data_dir) -> None:
         with mlflow.start_run(experiment_id=experiment) as run:
             tracker = Tracker(run.info.run_id)
             uri = tracker.log_encoder_model(model.eval(), torch.rand(2, 1, 28, 28), MODEL)
-        MlflowClient().set_registered_model_alias(MODEL, "smoke", uri.rsplit("/", 1)[1])
+        version = uri.rsplit("/", 1)[1]  # the alias pretrained=true of consistency_features reads
+        MlflowClient().set_registered_model_alias(MODEL, "consistency_features-smoke", version)
     finally:
         mlflow.set_tracking_uri(None)
     (state,) = (tmp_path / "store").rglob(STATE_FILE)
