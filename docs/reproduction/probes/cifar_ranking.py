@@ -8,7 +8,10 @@ sigma 5), as in the experiment. For GradientShap and Random it prints the repres
 shift at each k for three rankings: ours (signed scores, each colour value separately), the
 reference's (|score| summed over channels, whole pixels) and signed scores on whole pixels.
 
-Usage: ``python docs/reproduction/probes/cifar_ranking.py n_images seed``.
+``images=generated`` runs it instead on the generated stripes-and-noise images that the test
+fixtures and this machine's CIFAR-10 quick runs used (no real files here).
+
+Usage: ``python docs/reproduction/probes/cifar_ranking.py n_images seed [digits|generated]``.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from __future__ import annotations
 import sys
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lfxai.data.cifar10 import generated_images
 from lfxai.data.masking import GaussianBlur, apply_mask, top_k_mask
 from lfxai.explanations.features import attribute_auxiliary, make_feature_method
 from lfxai.metrics.consistency import encode, representation_shift
@@ -37,13 +42,22 @@ def colour_digits(n: int, seed: int) -> torch.Tensor:
     return shape * ink + (1 - shape) * paper
 
 
+def generated(n: int, seed: int) -> torch.Tensor:
+    """``n`` generated CIFAR-format images (:func:`generated_images`) in [0, 1]."""
+    images, _ = generated_images(n, np.random.default_rng(seed))
+    return torch.from_numpy(images).float() / 255
+
+
 def main(argv: list[str]) -> None:
     n, seed = int(argv[0]), int(argv[1])
+    images = argv[2] if len(argv) > 2 else "digits"
+    if images not in ("digits", "generated"):
+        raise SystemExit(f"images must be digits or generated, got {images!r}")
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     wall, cpu = time.time(), time.process_time()
     encoder = SimCLREncoder().eval()
-    x = colour_digits(n, seed)
+    x = colour_digits(n, seed) if images == "digits" else generated(n, seed)
     blur = GaussianBlur(21, 5.0)
     blurred = blur(x)
     codes = encode(encoder, x, torch.device("cpu"))
