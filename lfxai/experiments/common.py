@@ -220,7 +220,7 @@ def fit_or_reuse(
 
 
 # Experiments whose encoders are interchangeable: the same model and training loop
-# (train_or_reuse) on the same data, so pretrained=true in one reuses the newest either
+# (fit_or_reuse) on the same data, so pretrained=true in one reuses the newest either
 # trained (CIFAR-10's consistency_examples reuses consistency_features' SimCLR encoder).
 # pretext and the sweep train otherwise: their versions are never reused here.
 SHARED_TRAINING = ("consistency_features", "consistency_examples")

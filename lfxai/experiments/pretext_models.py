@@ -66,8 +66,7 @@ def resolve_pretrained(
                 raise ConfigError(
                     f"pretrained_version=latest reuses the {config.n_runs} newest versions of "
                     f"{name!r} that pretext trained (one per run) but it has {len(versions)}; "
-                    "pass n_runs="
-                    f"{len(versions)}, a version number or an alias"
+                    f"pass n_runs={len(versions)}, a version number or an alias"
                 )
             picks = [str(v.version) for v in versions[: config.n_runs]]
         elif wanted.isdigit():

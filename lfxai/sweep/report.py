@@ -207,8 +207,9 @@ def log_report(
     if run_ids:
         tracker.set_tags({BEST_RUNS_TAG: ",".join(run_ids)})
         for run_id in run_ids:  # and their registered encoders, which carry no alias
-            Tracker(run_id).set_tags({PARETO_TAG: "true"})
-            Tracker(run_id).tag_model_versions({PARETO_TAG: "true"})
+            best_run = Tracker(run_id)
+            best_run.set_tags({PARETO_TAG: "true"})
+            best_run.tag_model_versions({PARETO_TAG: "true"})
     for name in config.value_names:
         column = f"objective/{name}"
         if column in best and len(best):

@@ -85,8 +85,7 @@ def encoder_description(name: str, inputs: str, dim_latent: int, what: str) -> s
         f"Encoder of {what}: inputs (N, {inputs}) to codes (N, {dim_latent}), registered by "
         "lfxai's experiments. Each version's description and tags (`lfxai.experiment`, "
         "`lfxai.profile`, `lfxai.run_name`, `lfxai.data_digest`, `test_loss`) say which run "
-        "made it. Aliases: "
-        "`@<profile>` (e.g. `@paper`) is the newest version of that profile, "
+        "made it. Aliases: `@<profile>` (e.g. `@paper`) is the newest version of that profile, "
         "`@<experiment>-<profile>` (e.g. `@consistency_features-paper`) the newest that "
         "experiment trained, which its `pretrained=true` reuses. A plain torch.nn.Module: "
         f"`lfxai.load_encoder('models:/{name}@paper')`."
@@ -225,26 +224,6 @@ class RegisteredModels:
             aliases=default_aliases(experiment, profile) if aliases is None else aliases,
         )
         return uri
-
-    def load_registered_model(self, name: str, alias: str) -> tuple[nn.Module, str]:
-        """The encoder version of ``name`` that ``alias`` points at, on the CPU.
-
-        Loaded by :func:`load_encoder`: never unpickled.
-
-        Returns:
-            The module and its URI with the version resolved (``models:/<name>/<version>``).
-
-        Raises:
-            LookupError: no such registered model or alias (the message says which).
-            EncoderRefused: the version is not an encoder lfxai loads (see
-                :func:`load_encoder`).
-        """
-        try:
-            version = self.client.get_model_version_by_alias(name, alias).version
-        except MlflowException as error:
-            raise LookupError(f"models:/{name}@{alias}: {error.message}") from None
-        uri = f"models:/{name}/{version}"
-        return load_encoder(uri), uri
 
     def annotate_model_version(
         self,
