@@ -233,15 +233,9 @@ def _explain_task(
                 model = new_task_model(dataset, config, task, tuple(data.train.x.shape[1:]))
                 train = data.train.head(config.scae_n_train) if task == "scae" else data.train
                 every = config.checkpoint_every if config.example_attr_method == "TracIn" else 0
+                training = settings.training(checkpoint_every=every)
                 fitted = tracked_fit(
-                    model,
-                    settings,
-                    child,
-                    train,
-                    data.test,
-                    patience=settings.patience,
-                    checkpoint_every=every,
-                    checkpoint_dir=checkpoints,
+                    model, training, device, child, train, data.test, checkpoint_dir=checkpoints
                 )
                 example = data.test.x[:2]
                 uri = log_task_encoder(
