@@ -40,7 +40,7 @@ from lfxai.training import EpochCallback, get_device, seed_everything
 SWEEP = "sweep"  # lfxai.experiment of a sweep's trial runs (lfxai.cli.sweep.EXPERIMENT)
 
 MODEL = "burgess_vae"  # the registry key of the VAEs (lfxai.models.registry)
-ATTRIBUTION_METHOD = "GradientShap"
+FEATURE_METHOD = "GradientShap"  # a feature method (FEATURE_METHODS), per latent unit
 N_EXAMPLES = 6  # explained examples drawn with their per-unit saliency maps
 N_SAVED = 100  # explained examples whose saliency maps are logged as an array
 TAG = "lfxai.disvae."  # prefix of the nested runs' tags (loss, beta, run)
@@ -236,7 +236,7 @@ def _unit_saliency(
 ) -> np.ndarray:
     """``|f_j(x) * GradientShap_j(x)|`` of every unit on the explained split, logged."""
     explain = splits.explain
-    method = make_feature_method(ATTRIBUTION_METHOD, encoder, seed=config.seed)
+    method = make_feature_method(FEATURE_METHOD, encoder, seed=config.seed)
     start = time.perf_counter()
     saliency = attribute_individual_dim(
         encoder,
@@ -260,7 +260,7 @@ def _unit_saliency(
     d = saliency.shape[1]
     examples = explain.x[:N_EXAMPLES]
     maps = [saliency[:N_EXAMPLES, j : j + 1] for j in range(d)]
-    title = f"|f_j(x) x {ATTRIBUTION_METHOD}_j(x)| per latent unit j"
+    title = f"|f_j(x) x {FEATURE_METHOD}_j(x)| per latent unit j"
     figure = dataset.example_figure(examples, maps, [f"unit {j}" for j in range(d)], title)
     _log_figure(tracker, figure, "saliency_units")
     return saliency
