@@ -122,16 +122,8 @@ def roar_test(dataset: DatasetPlugin, config: RoarTestConfig, tracker: Tracker) 
     encoder = base.encoder.to(device).eval()
     done, unfinished = _previous_retrainings(tracker)
     removed_value = replacement_for(dataset.baseline(train), train.x)
-    retrain = _Retrainer(
-        config,
-        training,
-        models,
-        tracker,
-        initial,
-        splits,
-        removed_value,
-        _InterruptionHook.from_env(),
-    )
+    hook = _InterruptionHook.from_env()
+    retrain = _Retrainer(config, training, models, tracker, initial, splits, removed_value, hook)
 
     rows, maps = [], []
     for method in config.feature_methods:
