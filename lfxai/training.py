@@ -2,7 +2,8 @@
 
 The optimiser, learning rate, weight decay and schedule are settings (``OPTIMIZERS``,
 ``SCHEDULES``), not literals: the paper's autoencoders use Adam, SimCLR uses SGD with a
-cosine schedule and the SCAE RMSprop.
+cosine schedule and the SCAE RMSprop. :func:`fit` receives them whole, with the epochs,
+early stopping, checkpoints, batch size and seed, as one :class:`TrainingSettings`.
 
 Every model trained here exposes ``loss(x, y) -> scalar`` (its own training objective) and
 ``checkpoints_files`` / ``lr`` attributes that the loop fills when checkpoints are requested.
@@ -274,69 +275,118 @@ def evaluate(
     return _mean_loss(model, batches(data, device, batch_size, None), device)
 
 
-def fit(
-    model: nn.Module,
-    train_loader: TrainingData,
-    test_loader: TrainingData,
-    device: torch.device,
-    n_epochs: int,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-5,
-    optimizer: str = "adam",
-    lr_schedule: str = "constant",
-    patience: int = 10,
-    checkpoint_every: int = 0,
-    checkpoint_dir: Path | None = None,
-    on_epoch: EpochCallback | None = None,
-    progress: bool = True,
-    batch_size: int | None = None,
-    seed: int = 0,
-) -> FitResult:
-    """Trains ``model`` with early stopping; restores the best weights.
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How :func:`fit` trains, passed whole: one block built once from an experiment's settings.
 
-    The data are DataLoaders or ``Split``s. A split is moved to the device once and
-    batched by slicing a per-epoch permutation there, with no per-example Python work;
-    with ``batch_size`` and ``seed`` equal to those of ``Split.loader(batch_size,
-    shuffle=True, seed=seed)`` it trains on exactly the same batches as that loader.
+    An experiment builds it with :meth:`lfxai.config.BaseConfig.training`; a model that
+    needs its own training (the SCAE's RMSprop) replaces some members through
+    :meth:`lfxai.models.registry.TrainingDefaults.apply`. The checks are those of the loop
+    itself (it runs zero epochs or a zero learning rate); an experiment's settings are
+    stricter (:meth:`lfxai.config.BaseConfig.validate`).
 
-    Args:
-        model: module with a ``loss(x, y)`` method.
-        train_loader: a DataLoader of ``(x, y)`` training batches, or a ``Split``
-            (reshuffled every epoch).
-        test_loader: a DataLoader or ``Split`` (in order) for early stopping.
-        device: where to train.
+    Attributes:
         n_epochs: maximum number of epochs.
+        batch_size: batch size for ``Split`` data (required when either data is a split).
         lr: learning rate.
         weight_decay: weight decay.
         optimizer: name in ``OPTIMIZERS`` (default Adam, as the paper's autoencoders).
         lr_schedule: name in ``SCHEDULES``, stepped once per epoch.
         patience: epochs without test-loss improvement before stopping (0 disables).
         checkpoint_every: save a state dict every k epochs (0 disables); used by TracIn.
-            Checkpoints hold CPU tensors, so a machine without a GPU can load them.
-        checkpoint_dir: where checkpoints go (required when ``checkpoint_every > 0``).
+        seed: seed of the shuffling generator of a training split.
+
+    Raises:
+        ValueError: a member the loop cannot run, naming it and the valid values.
+    """
+
+    n_epochs: int
+    batch_size: int | None = None
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    optimizer: str = "adam"
+    lr_schedule: str = "constant"
+    patience: int = 10
+    checkpoint_every: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Refuses values the loop cannot run (one line naming the value and the choices)."""
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"unknown optimizer {self.optimizer!r}; valid choices: {sorted(OPTIMIZERS)}"
+            )
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(
+                f"unknown lr_schedule {self.lr_schedule!r}; valid choices: {list(SCHEDULES)}"
+            )
+        for name in ("n_epochs", "patience", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size}")
+        if not self.lr >= 0:  # also refuses NaN
+            raise ValueError(f"lr must be >= 0, got {self.lr}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+
+
+def fit(
+    model: nn.Module,
+    train_data: TrainingData,
+    test_data: TrainingData,
+    device: torch.device,
+    settings: TrainingSettings,
+    *,
+    checkpoint_dir: Path | None = None,
+    on_epoch: EpochCallback | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Trains ``model`` with early stopping; restores the best weights.
+
+    The data are DataLoaders or ``Split``s. A split is moved to the device once and
+    batched by slicing a per-epoch permutation there, with no per-example Python work;
+    with ``settings.batch_size`` and ``settings.seed`` equal to those of
+    ``Split.loader(batch_size, shuffle=True, seed=seed)`` it trains on exactly the same
+    batches as that loader.
+
+    Args:
+        model: module with a ``loss(x, y)`` method.
+        train_data: a DataLoader of ``(x, y)`` training batches, or a ``Split``
+            (reshuffled every epoch).
+        test_data: a DataLoader or ``Split`` (in order) for early stopping.
+        device: where to train.
+        settings: the optimiser, epochs, early stopping, checkpoints, batch size and seed.
+        checkpoint_dir: where checkpoints go (required when ``settings.checkpoint_every >
+            0``). Checkpoints hold CPU tensors, so a machine without a GPU can load them.
         on_epoch: called as ``on_epoch(epoch, {"train_loss": .., "test_loss": ..})``.
         progress: show a tqdm bar over epochs.
-        batch_size: batch size for splits (required when either data is a ``Split``).
-        seed: seed of the shuffling generator of a training split.
 
     Returns:
         The loss histories, the best epoch and the checkpoint files written.
     """
-    if checkpoint_every > 0 and checkpoint_dir is None:
+    every = settings.checkpoint_every
+    if every > 0 and checkpoint_dir is None:
         raise ValueError("checkpoint_every > 0 needs a checkpoint_dir")
+    batch_size = settings.batch_size
     model.to(device)
-    train_data, test_data = on_device(train_loader, device), on_device(test_loader, device)
+    train_data, test_data = on_device(train_data, device), on_device(test_data, device)
     # Created once, like the generator Split.loader hands its DataLoader.
-    shuffle = torch.Generator().manual_seed(seed) if isinstance(train_data, Split) else None
+    split = isinstance(train_data, Split)
+    shuffle = torch.Generator().manual_seed(settings.seed) if split else None
     # A model may add optimiser options of its own (the SCAE's RMSprop eps).
     options = getattr(model, "optimizer_options", {})
-    opt = make_optimizer(optimizer, model.parameters(), lr, weight_decay, **options)
-    schedule = make_schedule(lr_schedule, opt, n_epochs)
+    opt = make_optimizer(
+        settings.optimizer, model.parameters(), settings.lr, settings.weight_decay, **options
+    )
+    schedule = make_schedule(settings.lr_schedule, opt, settings.n_epochs)
     result = FitResult()
     best_state = copy.deepcopy(model.state_dict())
     stale = 0
     bar = tqdm(
-        range(n_epochs), desc=f"train {getattr(model, 'name', 'model')}", disable=not progress
+        range(settings.n_epochs),
+        desc=f"train {getattr(model, 'name', 'model')}",
+        disable=not progress,
     )
     for epoch in bar:
         model.train()
@@ -350,7 +400,7 @@ def fit(
         bar.set_postfix(train=f"{train_loss:.4g}", test=f"{test_loss:.4g}")
         if on_epoch is not None:
             on_epoch(epoch, {"train_loss": train_loss, "test_loss": test_loss})
-        if checkpoint_every > 0 and (epoch + 1) % checkpoint_every == 0:
+        if every > 0 and (epoch + 1) % every == 0:
             assert checkpoint_dir is not None
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
             path = checkpoint_dir / f"{getattr(model, 'name', 'model')}_checkpoint_{epoch + 1}.pt"
@@ -362,13 +412,13 @@ def fit(
             stale = 0
         else:
             stale += 1
-            if patience and stale >= patience:
+            if settings.patience and stale >= settings.patience:
                 break
     model.load_state_dict(best_state)
     model.eval()
     if hasattr(model, "checkpoints_files"):
         model.checkpoints_files = list(result.checkpoints)
-        model.lr = lr
+        model.lr = settings.lr
     return result
 
 

@@ -37,7 +37,7 @@ from lfxai.tracking import (
     load_encoder,
     registered_name,
 )
-from lfxai.training import FitResult, fit, get_device
+from lfxai.training import EpochCallback, FitResult, TrainingSettings, fit, get_device
 
 CLAIMS_EVIDENCE = "claims_evidence.npz"  # the values the claims are tested on (log_claims)
 
@@ -61,8 +61,6 @@ class AutoencoderConfig(BaseConfig):
         super().validate()
         check_choices("pretext", [self.pretext], PRETEXTS)
         check_positive(self, "n_train", "n_test")
-        if self.patience < 0:
-            raise ConfigError(f"patience must be >= 0, got {self.patience}")
 
 
 def load_splits(
@@ -131,41 +129,46 @@ def new_model(
 
 def tracked_fit(
     model: nn.Module,
-    config: BaseConfig,
+    training: TrainingSettings,
+    device: torch.device,
     tracker: Tracker,
     train: Split,
     test: Split,
     prefix: str = "fit",
-    patience: int = 10,
-    checkpoint_every: int = 0,
     checkpoint_dir: Path | None = None,
+    log_epoch: EpochCallback | None = None,
 ) -> FitResult:
-    """Trains with :func:`lfxai.training.fit`, logging ``<prefix>/{train,test}_loss`` per epoch.
+    """Trains with :func:`lfxai.training.fit` and logs the fit under ``<prefix>/``.
 
-    The optimiser, learning rate, weight decay and schedule come from ``config``.
+    Per epoch (step = epoch) ``log_epoch`` logs, by default ``<prefix>/{train,test}_loss``;
+    once trained, ``<prefix>/{best_test_loss,best_epoch,epochs}`` and
+    ``time/<prefix>_seconds[_per_epoch]``.
+
+    Args:
+        model: the model to train (its ``loss``).
+        training: the training block (:meth:`~lfxai.config.BaseConfig.training`).
+        device: where to train.
+        tracker: the run to log to.
+        train: what the model trains on.
+        test: what early stopping uses.
+        prefix: the metrics' prefix.
+        checkpoint_dir: where checkpoints go (when ``training.checkpoint_every > 0``).
+        log_epoch: what to log after each epoch instead of the losses (disvae logs its
+            loss terms), called as :func:`~lfxai.training.fit`'s ``on_epoch``.
+
+    Returns:
+        The fit.
     """
-    device = get_device(config.device)
+    if log_epoch is None:
+
+        def log_epoch(epoch: int, losses: dict[str, float]) -> None:
+            tracker.log_metrics({f"{prefix}/{k}": v for k, v in losses.items()}, step=epoch)
+
     start = time.perf_counter()
     # Splits stay on the device and are batched by slicing a seeded permutation: the same
     # batches as `train.loader(batch_size, shuffle=True, seed=seed)`, without its overhead.
     result = fit(
-        model,
-        train,
-        test,
-        device,
-        n_epochs=config.n_epochs,
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        optimizer=config.optimizer,
-        lr_schedule=config.lr_schedule,
-        patience=patience,
-        checkpoint_every=checkpoint_every,
-        checkpoint_dir=checkpoint_dir,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        on_epoch=lambda epoch, losses: tracker.log_metrics(
-            {f"{prefix}/{k}": v for k, v in losses.items()}, step=epoch
-        ),
+        model, train, test, device, training, checkpoint_dir=checkpoint_dir, on_epoch=log_epoch
     )
     seconds = time.perf_counter() - start
     epochs = len(result.train_loss)
@@ -189,11 +192,12 @@ def fit_or_reuse(
     train: Split,
     test: Split,
     example: torch.Tensor,
-    **fit_options,
+    checkpoint_dir: Path | None = None,
 ) -> FitResult | None:
     """Trains ``model`` and logs its encoder, or reuses the registered one when ``pretrained``.
 
-    Trained: the encoder is logged (:func:`log_encoder`); pretrained: the registered encoder is
+    Trained: with ``config``'s training block (:meth:`~lfxai.config.BaseConfig.training`),
+    the encoder then logged (:func:`log_encoder`); pretrained: the registered encoder is
     loaded into ``model.encoder`` instead.
 
     Args:
@@ -204,7 +208,7 @@ def fit_or_reuse(
         train: what the model trains on.
         test: what early stopping uses.
         example: a batch of inputs; its first two are the logged encoder's input example.
-        **fit_options: passed to :func:`tracked_fit` (checkpoints).
+        checkpoint_dir: where checkpoints go (when the settings' ``checkpoint_every > 0``).
 
     Returns:
         The fit, or None when the encoder was reused.
@@ -212,8 +216,9 @@ def fit_or_reuse(
     if getattr(config, "pretrained", False):
         reuse_encoder(tracker, dataset, config, model.encoder)
         return None
+    device = get_device(config.device)
     fitted = tracked_fit(
-        model, config, tracker, train, test, patience=config.patience, **fit_options
+        model, config.training(), device, tracker, train, test, checkpoint_dir=checkpoint_dir
     )
     log_encoder(tracker, dataset, config, model, example, fitted.best_test_loss)
     return fitted

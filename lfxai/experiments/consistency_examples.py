@@ -183,8 +183,7 @@ def consistency_examples(
             train,
             splits.test,
             test.x[:2],
-            checkpoint_every=config.checkpoint_every,
-            checkpoint_dir=checkpoints,
+            checkpoint_dir=checkpoints,  # every config.checkpoint_every epochs (its training)
         )
         for path in model.checkpoints_files:
             tracker.log_file(path, "checkpoints")

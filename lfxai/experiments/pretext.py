@@ -233,15 +233,9 @@ def _explain_task(
                 model = new_task_model(dataset, config, task, tuple(data.train.x.shape[1:]))
                 train = data.train.head(config.scae_n_train) if task == "scae" else data.train
                 every = config.checkpoint_every if config.example_attr_method == "TracIn" else 0
+                training = settings.training(checkpoint_every=every)
                 fitted = tracked_fit(
-                    model,
-                    settings,
-                    child,
-                    train,
-                    data.test,
-                    patience=settings.patience,
-                    checkpoint_every=every,
-                    checkpoint_dir=checkpoints,
+                    model, training, device, child, train, data.test, checkpoint_dir=checkpoints
                 )
                 example = data.test.x[:2]
                 uri = log_task_encoder(
@@ -360,12 +354,12 @@ def pretext(dataset: DatasetPlugin, config: PretextConfig, tracker: Tracker) -> 
     if n_test > len(test):
         raise ConfigError(f"n_test_explained={n_test} but the test split has {len(test)} examples")
     tasks, shape = list(config.tasks), tuple(train.x.shape[1:])
-    latents = {t: new_task_model(dataset, config, t, shape).latent_dim for t in tasks}
+    dim_latent = {t: new_task_model(dataset, config, t, shape).latent_dim for t in tasks}
     reused: list[dict[str, tuple[str, nn.Module]]] = [{} for _ in range(config.n_runs)]
     if config.pretrained:  # every model is found and checked before any work
-        for run, uris in enumerate(resolve_pretrained(tracker, dataset, config, latents)):
+        for run, uris in enumerate(resolve_pretrained(tracker, dataset, config, dim_latent)):
             for task, uri in uris.items():
-                reused[run][task] = (uri, load_encoder(uri, test.x[:1], latents[task]))
+                reused[run][task] = (uri, load_encoder(uri, test.x[:1], dim_latent[task]))
 
     matrices = {
         (e, c): np.zeros((config.n_runs, len(tasks), len(tasks)))

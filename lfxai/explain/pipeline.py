@@ -224,8 +224,8 @@ def explain(
     refuse_loss_methods(config.example_methods, model)
     splits = load_splits(plugin, config, tracker)  # type: ignore[arg-type]  (same fields)
     explained = decoded(splits.explain)
-    dim = check_encoder(module, explained.x[:2].to(device), model, plugin.name)
-    tracker.log_params({"dim_latent": dim})
+    dim_latent = check_encoder(module, explained.x[:2].to(device), model, plugin.name)
+    tracker.log_params({"dim_latent": dim_latent})
     module.eval()
     title = f"{model_label(model)} on {plugin.title}"
 
@@ -276,4 +276,4 @@ def explain(
     evidence_files = {f"features/{k}": v for k, v in features.evidence.items()}
     evidence_files |= {f"examples/{k}": v for k, v in evidence.items()}
     log_claim_report(tracker, EXPLAIN, claims, heading, evidence_files)
-    return {**final, **means, "dim_latent": float(dim)}
+    return {**final, **means, "dim_latent": float(dim_latent)}
