@@ -44,7 +44,8 @@ from lfxai.experiments.common import (
     scratch_dir,
     tracked_fit,
 )
-from lfxai.experiments.consistency_examples import balanced_subset, explainer_options
+from lfxai.experiments.consistency_examples import balanced_subset
+from lfxai.experiments.example_explainers import ExampleExplainerSettings, build_explainer
 from lfxai.experiments.pretext_models import (
     TITLES,
     load_encoder,
@@ -53,7 +54,6 @@ from lfxai.experiments.pretext_models import (
 )
 from lfxai.experiments.registry import register
 from lfxai.explanations.examples import EXAMPLE_METHODS
-from lfxai.explanations.examples.influence_functions import METHODS as INFLUENCE_METHODS
 from lfxai.explanations.features import FEATURE_METHODS, attribute_auxiliary, make_feature_method
 from lfxai.metrics.correlation import (
     CORRELATIONS,
@@ -79,12 +79,13 @@ LOSS_BASED = ("InfluenceFunctions", "TracIn")
 
 
 @dataclass(frozen=True)
-class PretextConfig(BaseConfig):
+class PretextConfig(ExampleExplainerSettings, BaseConfig):
     """Settings of ``pretext`` (values in ``configs/<dataset>.yaml``).
 
     ``pretrained_version``: ``latest`` (run r reuses the r-th newest version of each
     model), a version number or an alias (``paper``, ``quick``, ``smoke``: every run reuses
-    that version). ``scae_*`` are the SCAE's own training settings.
+    that version). ``scae_*`` are the SCAE's own training settings. The example explainer's
+    options are the composed :class:`ExampleExplainerSettings`.
     """
 
     patience: int
@@ -108,26 +109,17 @@ class PretextConfig(BaseConfig):
     scae_batch_size: int
     scae_n_train: int | None
     scae_patience: int
-    influence_method: str
-    recursion_depth: int
-    hvp_batch_size: int
-    damping: float
-    scale: float
-    hessian_size: int | None
-    arnoldi_iter: int
-    arnoldi_rank: int
-    simplex_steps: int
     example_pixels: str
 
     def validate(self) -> None:
-        super().validate()
+        BaseConfig.validate(self)
+        ExampleExplainerSettings.validate(self)
         check_choices("tasks", self.tasks, TITLES)
         check_choices("example_pixels", [self.example_pixels], EXAMPLE_PIXELS)
         if len(self.tasks) < 2:
             raise ConfigError(f"tasks needs at least two tasks to correlate, got {self.tasks}")
         check_choices("feature_attr_method", [self.feature_attr_method], FEATURE_METHODS)
         check_choices("example_attr_method", [self.example_attr_method], EXAMPLE_METHODS)
-        check_choices("influence_method", [self.influence_method], INFLUENCE_METHODS)
         if self.n_runs < 1:
             raise ConfigError(f"n_runs must be >= 1, got {self.n_runs}")
         check_positive(
@@ -142,12 +134,6 @@ class PretextConfig(BaseConfig):
             "scae_lr",
             "scae_batch_size",
             "scae_n_train",
-            "recursion_depth",
-            "hvp_batch_size",
-            "hessian_size",
-            "arnoldi_iter",
-            "arnoldi_rank",
-            "simplex_steps",
         )
         if self.patience < 0 or self.scae_patience < 0:
             raise ConfigError("patience and scae_patience must be >= 0")
@@ -272,18 +258,16 @@ def _explanations(
     )
     saliency = np.abs(saliency)  # importance magnitude, as the reference compares them
     middle = time.perf_counter()
-    explainer = EXAMPLE_METHODS[config.example_attr_method](model)
     scale = EXAMPLE_PIXELS[config.example_pixels]
     # Influence functions draw their Hessian batches from the whole training split: scale it
     # too (a copy), so every input the explainer sees is on the same scale.
     hessian = config.example_attr_method == "InfluenceFunctions"
     train = scaled_inputs(data.train, scale) if hessian else data.train
-    options = explainer_options(train, config)  # type: ignore[arg-type]  (same names)
+    explainer = build_explainer(config.example_attr_method, model, config, train, config.seed)
     importance = explainer.attribute_loader(
         device,
         scaled_inputs(data.explained_train, scale).loader(batch),
         scaled_inputs(data.explained_test, scale).loader(batch),
-        **options,
     ).numpy()
     tracker.log_metrics(
         {

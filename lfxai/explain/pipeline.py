@@ -11,6 +11,8 @@ instead of a freshly trained one.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -172,9 +174,19 @@ def model_label(model: ExplainedModel) -> str:
     return f"{model.name} v{model.version}"
 
 
-def _explainer(method: str, module: nn.Module) -> ExampleBasedExplainer:
+def _explainer(method: str, module: nn.Module, config: ExplainConfig) -> ExampleBasedExplainer:
+    """The example explainer ``method`` of ``module`` with this entry point's options.
+
+    ``explain`` has two of the explainers' settings, ``simplex_steps`` and the seed; every
+    other option keeps its constructor default.
+    """
+    options: dict[str, dict[str, Any]] = {
+        "InfluenceFunctions": {"seed": config.seed},
+        "SimplEx": {"simplex_steps": config.simplex_steps},
+        RANDOM: {"seed": config.seed},
+    }
     cls = RandomExamples if method == RANDOM else EXAMPLE_METHODS[method]
-    return cls(module, progress=False)
+    return cls(module, progress=False, **options.get(method, {}))
 
 
 def _log_top_bottom(
@@ -248,14 +260,12 @@ def explain(
     tracker.log_array(test_idx, "subsets/test_idx.npy")  # positions in the explained examples
     train = decoded(splits.train.subset(train_idx))
     test = explained.subset(test_idx)
-    options = {"simplex_steps": config.simplex_steps, "seed": config.seed}
     scores = example_scores(
-        lambda method: _explainer(method, module),
+        lambda method: _explainer(method, module, config),
         config.example_methods,
         train,
         test,
         config.batch_size,
-        options,
         device,
         tracker,
     )
