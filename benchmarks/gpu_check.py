@@ -41,10 +41,10 @@ from benchmarks.gpu_fixtures import (
     train,
 )
 from benchmarks.training_loader import epoch_seconds
+from lfxai.devices import get_device, seed_everything
 from lfxai.explanations import examples
 from lfxai.explanations.examples import InfluenceFunctions
 from lfxai.explanations.features import FEATURE_METHODS, attribute_auxiliary, make_feature_method
-from lfxai.training import get_device, seed_everything
 
 # Adam's per-coordinate normalisation turns rounding noise in near-zero gradients into
 # full-size steps, so CPU and CUDA weights drift apart slowly; losses stay much closer.

@@ -10,9 +10,10 @@ import torch
 from torch import nn
 
 from lfxai.data.splits import Split
+from lfxai.devices import seed_everything
 from lfxai.models.images import AutoEncoderMnist, DecoderMnist, EncoderMnist
 from lfxai.models.pretext import GaussianNoise
-from lfxai.training import TrainingSettings, fit, seed_everything
+from lfxai.training import TrainingSettings, fit
 
 SEED = 0
 CPU = torch.device("cpu")

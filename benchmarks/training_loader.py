@@ -17,9 +17,10 @@ import time
 import torch
 
 from lfxai.data.splits import Split
+from lfxai.devices import get_device, seed_everything
 from lfxai.models.images import AutoEncoderMnist, DecoderMnist, EncoderMnist
 from lfxai.models.pretext import GaussianNoise
-from lfxai.training import TrainingSettings, fit, get_device, seed_everything
+from lfxai.training import TrainingSettings, fit
 
 PATHS = ("dataloader", "split")
 

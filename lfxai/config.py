@@ -291,7 +291,7 @@ def check_device(device: str) -> None:
         return
     if re.fullmatch(r"cuda(:\d+)?", device) is None:
         raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}")
-    from lfxai.training import get_device  # the loop's own check, with its reasons
+    from lfxai.devices import get_device  # the loop's own check, with its reasons
 
     try:
         get_device(device)

@@ -16,6 +16,7 @@ from torch import nn
 from lfxai.config import BaseConfig, ConfigError, check_choices, check_positive
 from lfxai.data.provision import data_digest
 from lfxai.data.splits import Split
+from lfxai.devices import get_device
 from lfxai.metrics.claims import (
     CLAIMS,
     Claim,
@@ -37,7 +38,7 @@ from lfxai.tracking import (
     load_encoder,
     registered_name,
 )
-from lfxai.training import EpochCallback, FitResult, TrainingSettings, fit, get_device
+from lfxai.training import EpochCallback, FitResult, TrainingSettings, fit
 
 CLAIMS_EVIDENCE = "claims_evidence.npz"  # the values the claims are tested on (log_claims)
 

@@ -25,6 +25,7 @@ from lfxai.config import (
     check_positive,
 )
 from lfxai.data.splits import Split
+from lfxai.devices import get_device, seed_everything
 from lfxai.experiments.common import (
     AutoencoderConfig,
     fit_or_reuse,
@@ -42,7 +43,6 @@ from lfxai.metrics.consistency import similarity_per_example
 from lfxai.plotting.curves import method_curves
 from lfxai.plugins import DatasetPlugin
 from lfxai.tracking import Tracker
-from lfxai.training import get_device, seed_everything
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import torch
 from matplotlib.figure import Figure
 
 from lfxai.config import BaseConfig, ConfigError, check_choices, check_positive
+from lfxai.devices import get_device, seed_everything
 from lfxai.experiments.common import load_splits, log_claims, tracked_fit
 from lfxai.experiments.registry import register
 from lfxai.explanations.features import attribute_individual_dim, make_feature_method
@@ -35,7 +36,7 @@ from lfxai.models.vae import VAE, VAE_LOSSES
 from lfxai.plotting.disentanglement import close, loss_term_curves, metric_box_plots
 from lfxai.plugins import DatasetPlugin, Splits
 from lfxai.tracking import ENCODER_URI_TAG, Tracker, registered_name
-from lfxai.training import EpochCallback, get_device, seed_everything
+from lfxai.training import EpochCallback
 
 SWEEP = "sweep"  # lfxai.experiment of a sweep's trial runs (lfxai.cli.sweep.EXPERIMENT)
 

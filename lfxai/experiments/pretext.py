@@ -38,6 +38,7 @@ from torch import nn
 
 from lfxai.config import BaseConfig, ConfigError, check_choices, check_positive
 from lfxai.data.splits import Split
+from lfxai.devices import get_device, seed_everything
 from lfxai.experiments.common import (
     load_splits,
     log_claims,
@@ -68,7 +69,6 @@ from lfxai.models.scae import rmsprop_eps
 from lfxai.plotting.heatmaps import correlation_heatmaps
 from lfxai.plugins import DatasetPlugin
 from lfxai.tracking import Tracker
-from lfxai.training import get_device, seed_everything
 
 EXPLANATIONS = ("features", "examples")
 # What the example explainer's inputs are multiplied by: ``unit`` keeps the [0, 1] pixels the

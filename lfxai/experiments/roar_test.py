@@ -35,6 +35,7 @@ from lfxai.config import (
 )
 from lfxai.data.masking import apply_mask, top_k_mask
 from lfxai.data.splits import Split
+from lfxai.devices import get_device, seed_everything
 from lfxai.experiments.common import (
     AutoencoderConfig,
     load_splits,
@@ -54,7 +55,7 @@ from lfxai.plotting.curves import method_curves
 from lfxai.plugins import DatasetPlugin, Splits
 from lfxai.plugins.base import replacement_for
 from lfxai.tracking import Tracker
-from lfxai.training import TrainingSettings, get_device, seed_everything
+from lfxai.training import TrainingSettings
 
 N_EXAMPLES = 6  # training examples shown with their importance maps
 TAG = "lfxai.roar_test."  # prefix of the tags that record progress (read back on resume)

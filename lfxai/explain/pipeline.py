@@ -18,6 +18,7 @@ from torch import nn
 
 from lfxai.config import ConfigError
 from lfxai.data.splits import Split
+from lfxai.devices import get_device, seed_everything
 from lfxai.experiments.common import load_splits, log_claim_report
 from lfxai.experiments.consistency_examples import (
     balanced_subset,
@@ -51,7 +52,6 @@ from lfxai.tracking import (
     load_explained_model,
     record_explained_model,
 )
-from lfxai.training import get_device, seed_everything
 
 N_SHOWN = 6  # test examples shown beside their most and least important training examples
 # Why a registered model has no training loss, by kind (lfxai.tracking.LFXAI_MODEL / PT2_MODEL).

@@ -9,7 +9,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lfxai import training
 from lfxai.data.splits import Split
-from lfxai.training import TrainingSettings, evaluate, fit, seed_everything
+from lfxai.devices import seed_everything
+from lfxai.training import TrainingSettings, evaluate, fit
 from tests.training.helpers import Spy, labelled_split, small_ae
 
 

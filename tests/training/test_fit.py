@@ -9,16 +9,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lfxai import training
 from lfxai.data.splits import Split
+from lfxai.devices import seed_everything
 from lfxai.models.autoencoder import AutoEncoder
 from lfxai.models.pretext import make_pretext
-from lfxai.training import (
-    TrainingSettings,
-    evaluate,
-    fit,
-    make_optimizer,
-    make_schedule,
-    seed_everything,
-)
+from lfxai.training import TrainingSettings, evaluate, fit, make_optimizer, make_schedule
 from tests.training.helpers import (
     Scripted,
     Spy,

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from docs.reproduction.probes._common import ecg_model, ecg_splits
-from lfxai.training import TrainingSettings, fit, seed_everything
+from lfxai.devices import seed_everything
+from lfxai.training import TrainingSettings, fit
 
 
 def main(argv: list[str]) -> None:
