@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
@@ -17,14 +14,6 @@ from lfxai.config import BaseConfig, ConfigError, check_choices, check_positive
 from lfxai.data.provision import data_digest
 from lfxai.data.splits import Split
 from lfxai.devices import get_device
-from lfxai.metrics.claims import (
-    CLAIMS,
-    Claim,
-    claim_metrics,
-    claims_markdown,
-    claims_title,
-    epochs_label,
-)
 from lfxai.models.autoencoder import TrainableModel, load_state_strict
 from lfxai.models.pretext import PRETEXTS
 from lfxai.plugins import DatasetPlugin, Splits
@@ -39,8 +28,6 @@ from lfxai.tracking import (
     registered_name,
 )
 from lfxai.training import EpochCallback, FitResult, TrainingSettings, fit
-
-CLAIMS_EVIDENCE = "claims_evidence.npz"  # the values the claims are tested on (log_claims)
 
 
 @dataclass(frozen=True)
@@ -330,83 +317,6 @@ def log_encoder(
     return uri
 
 
-def log_claims(
-    tracker: Tracker,
-    experiment: str,
-    table: pd.DataFrame,
-    title: str,
-    evidence: dict[str, np.ndarray] | None = None,
-) -> list[Claim]:
-    """Checks the paper's claims on an experiment's result table and logs the verdicts.
-
-    Logs the evidence the claims are tested on (per-example or per-run values, see
-    :mod:`lfxai.metrics.claims`) as ``claims_evidence.npz``, ``claims.json`` (statements,
-    figures, verdicts, rules), ``claims.md`` (one line per claim, also appended to the run's
-    description; titled with the profile and epochs) and the metrics ``claims/holds/<claim>``
-    (1 holds, 0 otherwise), ``claims/verdict/<claim>`` (1 / 0 / -1: holds / inconclusive /
-    fails) and ``claims/all_hold``, so the runs table can filter the runs by verdict.
-    """
-    evidence = {k: np.asarray(v) for k, v in (evidence or {}).items()}
-    claims = CLAIMS[experiment](table, evidence)
-    params, metrics = tracker.params(), tracker.metrics()
-    title = claims_title(
-        title, tracker.tags().get("lfxai.profile", "?"), epochs_label(params, metrics)
-    )
-    log_claim_report(tracker, experiment, claims, title, evidence)
-    return claims
-
-
-def log_claim_report(
-    tracker: Tracker,
-    experiment: str,
-    claims: list[Claim],
-    title: str,
-    evidence: dict[str, np.ndarray],
-) -> None:
-    """Logs claims already judged, as :func:`log_claims` does (files, metrics, description).
-
-    Args:
-        tracker: the run to log to.
-        experiment: what ``claims.json`` says they are the claims of.
-        claims: the verdicts (e.g. of several experiments' rules, as ``explain`` checks).
-        title: the report's whole title (see :func:`lfxai.metrics.claims.claims_title`).
-        evidence: the values the claims were tested on (logged as ``claims_evidence.npz``).
-    """
-    if evidence:  # the report recomputes the verdicts from the same values
-        tracker.log_arrays(evidence, CLAIMS_EVIDENCE)
-    report = {"experiment": experiment, "title": title, "claims": [c.to_dict() for c in claims]}
-    tracker.log_text(json.dumps(report, indent=2, allow_nan=True), "claims.json")
-    markdown = claims_markdown(claims, title)
-    tracker.log_text(markdown, "claims.md")
-    metrics = claim_metrics(claims)
-    if metrics:
-        tracker.log_metrics(metrics)
-    tracker.append_description(markdown)
-
-
 def model_title(dataset: DatasetPlugin, config: AutoencoderConfig) -> str:
     """Figure title naming the data set and model, e.g. ``MNIST denoising AE (d=4)``."""
     return f"{dataset.title} {dataset.model_label(config.pretext)} (d={config.dim_latent})"
-
-
-def log_example_maps(
-    tracker: Tracker,
-    dataset: DatasetPlugin,
-    inputs: torch.Tensor,
-    maps: list[np.ndarray],
-    methods: list[str],
-    path: str,
-    title: str = "",
-) -> None:
-    """A figure of a few examples (top row) and one row of importance maps per method.
-
-    Args:
-        tracker: the run to log to.
-        dataset: draws the examples the way that suits them (images, time series).
-        inputs: ``(n, ...)`` examples.
-        maps: per method, ``(n, ...)`` importance of the same examples.
-        methods: the methods' names, in the order of ``maps``.
-        path: artifact path without extension (logged as PNG and PDF).
-        title: figure title.
-    """
-    tracker.log_figure(dataset.example_figure(inputs, maps, methods, title), path)

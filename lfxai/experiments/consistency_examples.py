@@ -30,13 +30,13 @@ from lfxai.experiments.common import (
     AutoencoderConfig,
     fit_or_reuse,
     load_splits,
-    log_claims,
     model_title,
     new_model,
     scratch_dir,
 )
 from lfxai.experiments.example_explainers import ExampleExplainerSettings, build_explainer
 from lfxai.experiments.registry import register
+from lfxai.experiments.verdicts import log_claims
 from lfxai.explanations.examples import EXAMPLE_METHODS, ExampleBasedExplainer
 from lfxai.metrics.claims import point_key
 from lfxai.metrics.consistency import similarity_per_example

@@ -25,12 +25,11 @@ from lfxai.experiments.common import (
     AutoencoderConfig,
     fit_or_reuse,
     load_splits,
-    log_claims,
-    log_example_maps,
     model_title,
     new_model,
 )
 from lfxai.experiments.registry import register
+from lfxai.experiments.verdicts import log_claims, log_example_maps
 from lfxai.explanations.features import FEATURE_METHODS, attribute_auxiliary, make_feature_method
 from lfxai.metrics.claims import point_key
 from lfxai.metrics.consistency import encode, representation_shifts

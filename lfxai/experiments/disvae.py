@@ -27,8 +27,9 @@ from matplotlib.figure import Figure
 
 from lfxai.config import BaseConfig, ConfigError, check_choices, check_positive
 from lfxai.devices import get_device, seed_everything
-from lfxai.experiments.common import load_splits, log_claims, tracked_fit
+from lfxai.experiments.common import load_splits, tracked_fit
 from lfxai.experiments.registry import register
+from lfxai.experiments.verdicts import log_claims
 from lfxai.explanations.features import attribute_individual_dim, make_feature_method
 from lfxai.metrics.disentanglement import SALIENCY_METRICS, saliency_metrics
 from lfxai.models.registry import ModelSpec, build_model

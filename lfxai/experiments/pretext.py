@@ -22,6 +22,9 @@ capsule-to-label accuracy, which needs a clustering of the capsules per epoch).
 References:
     Crabbé & van der Schaar, "Label-Free Explainability for Unsupervised Models", ICML 2022.
     Kosiorek et al., "Stacked Capsule Autoencoders", NeurIPS 2019.
+
+Length (~415 lines): one experiment, its settings and the per-task training and explanation
+it nests; the task models themselves are in :mod:`lfxai.experiments.pretext_models`.
 """
 
 from __future__ import annotations
@@ -39,12 +42,7 @@ from torch import nn
 from lfxai.config import BaseConfig, ConfigError, check_choices, check_positive
 from lfxai.data.splits import Split
 from lfxai.devices import get_device, seed_everything
-from lfxai.experiments.common import (
-    load_splits,
-    log_claims,
-    scratch_dir,
-    tracked_fit,
-)
+from lfxai.experiments.common import load_splits, scratch_dir, tracked_fit
 from lfxai.experiments.consistency_examples import balanced_subset
 from lfxai.experiments.example_explainers import ExampleExplainerSettings, build_explainer
 from lfxai.experiments.pretext_models import (
@@ -54,6 +52,7 @@ from lfxai.experiments.pretext_models import (
     resolve_pretrained,
 )
 from lfxai.experiments.registry import register
+from lfxai.experiments.verdicts import log_claims
 from lfxai.explanations.examples import EXAMPLE_METHODS
 from lfxai.explanations.features import FEATURE_METHODS, attribute_auxiliary, make_feature_method
 from lfxai.metrics.correlation import (

@@ -15,6 +15,9 @@ References:
     Hooker et al., "A Benchmark for Interpretability Methods in Deep Neural Networks",
     NeurIPS 2019. Crabbé & van der Schaar, "Label-Free Explainability for Unsupervised
     Models", ICML 2022.
+
+Length (~420 lines): one experiment with its resume and its reuse of identical retrainings,
+which share the run's state (tags, nested runs); split, each part would need all of it.
 """
 
 from __future__ import annotations
@@ -39,9 +42,7 @@ from lfxai.devices import get_device, seed_everything
 from lfxai.experiments.common import (
     AutoencoderConfig,
     load_splits,
-    log_claims,
     log_encoder,
-    log_example_maps,
     model_title,
     new_model,
     registered_name,
@@ -49,6 +50,7 @@ from lfxai.experiments.common import (
     tracked_fit,
 )
 from lfxai.experiments.registry import register
+from lfxai.experiments.verdicts import log_claims, log_example_maps
 from lfxai.explanations.features import FEATURE_METHODS, attribute_auxiliary, make_feature_method
 from lfxai.models.autoencoder import TrainableModel
 from lfxai.plotting.curves import method_curves

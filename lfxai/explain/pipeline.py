@@ -19,7 +19,7 @@ from torch import nn
 from lfxai.config import ConfigError
 from lfxai.data.splits import Split
 from lfxai.devices import get_device, seed_everything
-from lfxai.experiments.common import load_splits, log_claim_report
+from lfxai.experiments.common import load_splits
 from lfxai.experiments.consistency_examples import (
     balanced_subset,
     example_scores,
@@ -31,6 +31,7 @@ from lfxai.experiments.consistency_features import (
     feature_shifts,
     log_feature_shifts,
 )
+from lfxai.experiments.verdicts import log_claim_report
 from lfxai.explain.settings import (
     EXAMPLE_CHOICES,
     EXPLAIN,
