@@ -23,7 +23,7 @@ References:
     Crabbé & van der Schaar, "Label-Free Explainability for Unsupervised Models", ICML 2022.
     Kosiorek et al., "Stacked Capsule Autoencoders", NeurIPS 2019.
 
-Length (~415 lines): one experiment, its settings and the per-task training and explanation
+Length (~420 lines): one experiment, its settings and the per-task training and explanation
 it nests; the task models themselves are in :mod:`lfxai.experiments.pretext_models`.
 """
 
@@ -63,7 +63,7 @@ from lfxai.metrics.correlation import (
     off_diagonal_mean,
 )
 from lfxai.models.autoencoder import TrainableModel
-from lfxai.models.registry import ModelSpec, build_model
+from lfxai.models.registry import ModelSpec, build_model, training_defaults
 from lfxai.models.scae import rmsprop_eps
 from lfxai.plotting.heatmaps import correlation_heatmaps
 from lfxai.plugins import DatasetPlugin
@@ -160,15 +160,19 @@ def new_task_model(
     return model
 
 
-def task_settings(config: PretextConfig, task: str) -> PretextConfig:
-    """The training settings of one task: the SCAE has its own optimiser and schedule."""
-    if task != "scae":
+def task_settings(dataset: DatasetPlugin, config: PretextConfig, task: str) -> PretextConfig:
+    """The training settings of one task's model.
+
+    A model the registry gives its own training (:func:`training_defaults`: the SCAE's
+    RMSprop without weight decay) trains with it; the profile's ``scae_*`` settings then set
+    its size (learning rate, batch, epochs, patience: smaller than the paper's in ``quick``).
+    """
+    defaults = training_defaults(dataset.pretext_tasks[task][0])
+    if defaults is None:
         return config
     return dataclasses.replace(
-        config,
-        optimizer="rmsprop",
+        defaults.apply(config),
         lr=config.scae_lr,
-        weight_decay=0.0,
         batch_size=config.scae_batch_size,
         n_epochs=config.scae_n_epochs,
         patience=config.scae_patience,
@@ -214,7 +218,7 @@ def _explain_task(
         checkpoints = scratch_dir()
         try:
             if reused is None:
-                settings = task_settings(config, task)
+                settings = task_settings(dataset, config, task)
                 model = new_task_model(dataset, config, task, tuple(data.train.x.shape[1:]))
                 train = data.train.head(config.scae_n_train) if task == "scae" else data.train
                 every = config.checkpoint_every if config.example_attr_method == "TracIn" else 0

@@ -11,6 +11,7 @@ from lfxai.config import PROFILES, ConfigError, build_config, load_profile
 from lfxai.experiments.pretext import task_settings
 from lfxai.experiments.registry import entries, get_experiment
 from lfxai.models.registry import training_defaults
+from lfxai.plugins import get_dataset
 from lfxai.training import TrainingSettings
 from tests.config_cases import VALUES, Demo
 
@@ -76,8 +77,9 @@ def test_pretext_s_scae_trains_with_its_own_settings_others_with_the_experiment_
     config = build_config(
         get_experiment("mnist", "pretext").schema, load_profile("mnist", "pretext", "paper")
     )
-    assert task_settings(config, "denoising").training() == config.training()
-    scae = task_settings(config, "scae").training()
+    mnist = get_dataset("mnist")
+    assert task_settings(mnist, config, "denoising").training() == config.training()
+    scae = task_settings(mnist, config, "scae").training()
     assert (scae.optimizer, scae.lr, scae.weight_decay) == ("rmsprop", config.scae_lr, 0.0)
     assert (scae.batch_size, scae.n_epochs) == (config.scae_batch_size, config.scae_n_epochs)
     assert scae.patience == config.scae_patience and scae.seed == config.seed
