@@ -6,7 +6,7 @@ A task's encoder is registered as ``lfxai-<dataset>-<task>[-ae]-d<latent size>``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -18,8 +18,26 @@ from lfxai.models.autoencoder import TrainableModel
 from lfxai.plugins import DatasetPlugin
 from lfxai.tracking import Tracker, encoder_description
 
-if TYPE_CHECKING:
-    from lfxai.experiments.pretext import PretextConfig
+
+class PretextRuns(Protocol):
+    """What this module reads of the pretext settings (a ``PretextConfig`` has it all).
+
+    Typed here so that this module needs nothing of ``pretext.py``, which imports it.
+    """
+
+    @property
+    def tasks(self) -> tuple[str, ...]: ...  # noqa: D102
+    @property
+    def n_runs(self) -> int: ...  # noqa: D102
+    @property
+    def pretrained_version(self) -> str: ...  # noqa: D102
+    @property
+    def register_model(self) -> bool: ...  # noqa: D102
+    @property
+    def n_epochs(self) -> int: ...  # noqa: D102
+    @property
+    def seed(self) -> int: ...  # noqa: D102
+
 
 TITLES = {
     "reconstruction": "Reconstruction",
@@ -41,7 +59,7 @@ def model_name(dataset: DatasetPlugin, task: str, dim_latent: int) -> str:
 def resolve_pretrained(
     tracker: Tracker,
     dataset: DatasetPlugin,
-    config: PretextConfig,
+    config: PretextRuns,
     dim_latent: dict[str, int],
 ) -> list[dict[str, str]]:
     """Per run, ``task -> models:/<name>/<version>`` of the registered encoders to reuse.
@@ -119,7 +137,7 @@ def load_encoder(uri: str, example: torch.Tensor, dim_latent: int) -> nn.Module:
 def log_task_encoder(
     tracker: Tracker,
     dataset: DatasetPlugin,
-    config: PretextConfig,
+    config: PretextRuns,
     task: str,
     model: TrainableModel,
     example: torch.Tensor,
