@@ -195,9 +195,9 @@ def bench_size(n: int, model: nn.Module, states: list, args: argparse.Namespace)
     x_test = torch.rand(n, *shape, device=device)
 
     def ours(cls, **opts):
-        explainer = cls(model, progress=False)  # the model's own training loss
+        explainer = cls(model, progress=False, **opts)  # the model's own training loss
         return measure(
-            lambda: explainer.attribute_loader(device, [(x_train,)], [(x_test,)], **opts), device
+            lambda: explainer.attribute_loader(device, [(x_train,)], [(x_test,)]), device
         )
 
     jobs = {

@@ -41,10 +41,10 @@ from benchmarks.gpu_fixtures import (
     train,
 )
 from benchmarks.training_loader import epoch_seconds
+from lfxai.devices import get_device, seed_everything
 from lfxai.explanations import examples
 from lfxai.explanations.examples import InfluenceFunctions
 from lfxai.explanations.features import FEATURE_METHODS, attribute_auxiliary, make_feature_method
-from lfxai.training import get_device, seed_everything
 
 # Adam's per-coordinate normalisation turns rounding noise in near-zero gradients into
 # full-size steps, so CPU and CUDA weights drift apart slowly; losses stay much closer.
@@ -149,8 +149,9 @@ def explain(model, key: str, sizes: Sizes, x_train, x_test, device, loss_f=None)
     if name == "InfluenceFunctions":
         options["hvp_batch_size"] = len(x_train)  # LiSSA's resampled batches
     model = copy.deepcopy(model).to(device)  # checkpoints_files travel with the copy
-    explainer = examples.EXAMPLE_METHODS[name](model, loss_f or nn.MSELoss(), progress=False)
-    return explainer.attribute_loader(device, [(x_train,)], [(x_test,)], **options)
+    loss_f = loss_f or nn.MSELoss()
+    explainer = examples.EXAMPLE_METHODS[name](model, loss_f, progress=False, **options)
+    return explainer.attribute_loader(device, [(x_train,)], [(x_test,)])
 
 
 def example_method(state: Trained, key: str, cuda: bool) -> Outcome:
@@ -206,10 +207,17 @@ def timings(device: torch.device, sizes: Sizes) -> Outcome:
     x = images(n_lissa).x.to(device)
 
     def lissa(depth: int) -> float:
-        explainer = InfluenceFunctions(model, nn.MSELoss(), X_train=x, progress=False)
+        explainer = InfluenceFunctions(
+            model,
+            nn.MSELoss(),
+            X_train=x,
+            progress=False,
+            recursion_depth=depth,
+            hvp_batch_size=batch,
+        )
         _sync(device)
         start = time.perf_counter()
-        explainer.attribute(x[:10], recursion_depth=depth, hvp_batch_size=batch)
+        explainer.attribute(x[:10])
         _sync(device)
         return time.perf_counter() - start
 

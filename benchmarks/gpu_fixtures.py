@@ -10,9 +10,10 @@ import torch
 from torch import nn
 
 from lfxai.data.splits import Split
+from lfxai.devices import seed_everything
 from lfxai.models.images import AutoEncoderMnist, DecoderMnist, EncoderMnist
 from lfxai.models.pretext import GaussianNoise
-from lfxai.training import fit, seed_everything
+from lfxai.training import TrainingSettings, fit
 
 SEED = 0
 CPU = torch.device("cpu")
@@ -79,18 +80,8 @@ def train(make: Callable[[], nn.Module], data: tuple[Split, Split], device, fold
     """Seeds, builds and fits a model for 2 epochs with a checkpoint after each."""
     seed_everything(SEED)
     model = make()
-    result = fit(
-        model,
-        *data,
-        device,
-        2,
-        patience=0,
-        checkpoint_every=1,
-        checkpoint_dir=folder,
-        progress=False,
-        batch_size=64,
-        seed=SEED,
-    )
+    settings = TrainingSettings(2, batch_size=64, patience=0, checkpoint_every=1, seed=SEED)
+    result = fit(model, *data, device, settings, checkpoint_dir=folder, progress=False)
     return model, result
 
 

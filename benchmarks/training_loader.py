@@ -17,9 +17,10 @@ import time
 import torch
 
 from lfxai.data.splits import Split
+from lfxai.devices import get_device, seed_everything
 from lfxai.models.images import AutoEncoderMnist, DecoderMnist, EncoderMnist
 from lfxai.models.pretext import GaussianNoise
-from lfxai.training import fit, get_device, seed_everything
+from lfxai.training import TrainingSettings, fit
 
 PATHS = ("dataloader", "split")
 
@@ -55,7 +56,7 @@ def epoch_times(
         loaders = (train, test)
     _synchronize(device)
     start, cpu_start = time.perf_counter(), time.process_time()
-    fit(model, *loaders, device, 1, progress=False, batch_size=batch_size, seed=seed)
+    fit(model, *loaders, device, TrainingSettings(1, batch_size, seed=seed), progress=False)
     _synchronize(device)
     return time.perf_counter() - start, time.process_time() - cpu_start
 

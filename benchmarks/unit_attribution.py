@@ -18,9 +18,9 @@ import time
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from lfxai.devices import get_device
 from lfxai.explanations.features import attribute_individual_dim, make_feature_method
 from lfxai.models.vae import burgess_vae
-from lfxai.training import get_device
 
 PATHS = {"batched": True, "per-unit loop": False}
 

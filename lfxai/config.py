@@ -18,9 +18,12 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from lfxai.training import TrainingSettings
 
 PROFILES = ("paper", "quick", "smoke")
 DEFAULTS = "defaults"  # the section of a dataset's YAML file that every experiment inherits
@@ -61,6 +64,27 @@ class BaseConfig:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        self.training()  # the block's own checks (patience, checkpoint_every)
+
+    def training(self, **changes: Any) -> TrainingSettings:
+        """This experiment's training block, for :func:`lfxai.training.fit`.
+
+        Every member of :class:`~lfxai.training.TrainingSettings` that this schema declares
+        is taken from it (``patience`` and ``checkpoint_every`` are declared only by the
+        experiments that stop early or save checkpoints); the others keep the block's
+        defaults; ``changes`` replace members (a trial's seed, no checkpoints).
+
+        Raises:
+            ConfigError: the block refuses a value (the message names it).
+        """
+        from lfxai.training import TrainingSettings
+
+        names = [field.name for field in dataclasses.fields(TrainingSettings)]
+        values = {name: getattr(self, name) for name in names if hasattr(self, name)}
+        try:
+            return TrainingSettings(**{**values, **changes})
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
 
 
 def config_dir() -> Path:
@@ -267,7 +291,7 @@ def check_device(device: str) -> None:
         return
     if re.fullmatch(r"cuda(:\d+)?", device) is None:
         raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}")
-    from lfxai.training import get_device  # the loop's own check, with its reasons
+    from lfxai.devices import get_device  # the loop's own check, with its reasons
 
     try:
         get_device(device)

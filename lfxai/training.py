@@ -2,7 +2,8 @@
 
 The optimiser, learning rate, weight decay and schedule are settings (``OPTIMIZERS``,
 ``SCHEDULES``), not literals: the paper's autoencoders use Adam, SimCLR uses SGD with a
-cosine schedule and the SCAE RMSprop.
+cosine schedule and the SCAE RMSprop. :func:`fit` receives them whole, with the epochs,
+early stopping, checkpoints, batch size and seed, as one :class:`TrainingSettings`.
 
 Every model trained here exposes ``loss(x, y) -> scalar`` (its own training objective) and
 ``checkpoints_files`` / ``lr`` attributes that the loop fills when checkpoints are requested.
@@ -11,14 +12,10 @@ Every model trained here exposes ``loss(x, y) -> scalar`` (its own training obje
 from __future__ import annotations
 
 import copy
-import os
-import random
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -56,112 +53,6 @@ def make_schedule(
     if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(n_epochs, 1))
     return None
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seeds Python, NumPy and torch and makes CUDA as deterministic as PyTorch allows.
-
-    Besides the seeds, this selects deterministic cuDNN kernels (``deterministic = True``,
-    ``benchmark = False``), turns on ``torch.use_deterministic_algorithms(True,
-    warn_only=True)`` and sets ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` unless the user set it.
-    cuBLAS reads that variable when it creates its handle, at the process's first CUDA
-    matrix product, so call this before any CUDA work (the experiments call it first).
-
-    Where determinism still cannot hold:
-
-    - operations without a deterministic CUDA kernel (e.g. ``index_add_``, ``scatter_add_``
-      and ``index_put_(accumulate=True)`` in some configurations, ``histc``, the backward
-      passes of interpolation and adaptive pooling) only warn, because raising would stop
-      experiments that use them; their results may vary between runs;
-    - a different GPU, driver, CUDA/cuDNN version or the CPU runs different kernels (and
-      cuDNN may use TF32), so results match across machines only up to rounding;
-    - CUDA work done before this call may already have created the cuBLAS handle (we warn).
-
-    Args:
-        seed: the seed of every generator.
-
-    Returns:
-        A CPU generator seeded with ``seed``.
-    """
-    if "CUBLAS_WORKSPACE_CONFIG" not in os.environ:
-        if torch.cuda.is_initialized():
-            warnings.warn(
-                "CUDA was initialised before seed_everything set CUBLAS_WORKSPACE_CONFIG; "
-                "cuBLAS may not be deterministic in this process",
-                stacklevel=2,
-            )
-        os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.cuda.manual_seed_all(seed)
-    return torch.Generator().manual_seed(seed)
-
-
-def get_device(name: str = "auto") -> torch.device:
-    """The device to compute on.
-
-    Args:
-        name: ``auto`` (CUDA when torch can use it, else the CPU, with a warning when GPUs
-            exist that torch cannot use) or any torch device name (``cpu``, ``cuda:0``).
-
-    Returns:
-        The device.
-
-    Raises:
-        ValueError: a CUDA device was asked for and torch cannot use it.
-    """
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if driver_gpu_count() > 0:
-            warnings.warn(f"falling back to the CPU: {why_no_cuda()}", RuntimeWarning, stacklevel=2)
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} asked for, but {why_no_cuda()}")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device {name!r} asked for, but only {torch.cuda.device_count()} CUDA "
-                "device(s) are visible"
-            )
-    return device
-
-
-def driver_gpu_count() -> int:
-    """GPUs the NVIDIA driver reports, whether or not this torch build can use them.
-
-    ``torch.cuda.device_count()`` asks NVML, so it sees GPUs that CUDA itself failed to
-    initialise (e.g. a driver older than the CUDA runtime); a torch build without CUDA
-    always says 0, so the kernel driver's own list is read then.
-    """
-    count = torch.cuda.device_count()
-    if count == 0:
-        gpus = Path("/proc/driver/nvidia/gpus")
-        count = len(list(gpus.iterdir())) if gpus.is_dir() else 0
-    return count
-
-
-def why_no_cuda() -> str:
-    """Why torch cannot use CUDA here, in one line a user can act on."""
-    if torch.version.cuda is None:
-        return f"this torch build ({torch.__version__}) has no CUDA support"
-    if not torch.cuda.is_available():
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        if visible is not None and visible.strip() in ("", "-1"):
-            return f"CUDA_VISIBLE_DEVICES={visible!r} hides every GPU"
-        if driver_gpu_count() == 0:
-            return "no CUDA device was found"
-        return (
-            f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees "
-            f"{driver_gpu_count()} GPU(s) but cannot initialise CUDA (is the driver older "
-            "than this CUDA version needs? torch's own warning says more)"
-        )
-    return "CUDA is available"
 
 
 @dataclass
@@ -274,69 +165,118 @@ def evaluate(
     return _mean_loss(model, batches(data, device, batch_size, None), device)
 
 
-def fit(
-    model: nn.Module,
-    train_loader: TrainingData,
-    test_loader: TrainingData,
-    device: torch.device,
-    n_epochs: int,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-5,
-    optimizer: str = "adam",
-    lr_schedule: str = "constant",
-    patience: int = 10,
-    checkpoint_every: int = 0,
-    checkpoint_dir: Path | None = None,
-    on_epoch: EpochCallback | None = None,
-    progress: bool = True,
-    batch_size: int | None = None,
-    seed: int = 0,
-) -> FitResult:
-    """Trains ``model`` with early stopping; restores the best weights.
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How :func:`fit` trains, passed whole: one block built once from an experiment's settings.
 
-    The data are DataLoaders or ``Split``s. A split is moved to the device once and
-    batched by slicing a per-epoch permutation there, with no per-example Python work;
-    with ``batch_size`` and ``seed`` equal to those of ``Split.loader(batch_size,
-    shuffle=True, seed=seed)`` it trains on exactly the same batches as that loader.
+    An experiment builds it with :meth:`lfxai.config.BaseConfig.training`; a model that
+    needs its own training (the SCAE's RMSprop) replaces some members through
+    :meth:`lfxai.models.registry.TrainingDefaults.apply`. The checks are those of the loop
+    itself (it runs zero epochs or a zero learning rate); an experiment's settings are
+    stricter (:meth:`lfxai.config.BaseConfig.validate`).
 
-    Args:
-        model: module with a ``loss(x, y)`` method.
-        train_loader: a DataLoader of ``(x, y)`` training batches, or a ``Split``
-            (reshuffled every epoch).
-        test_loader: a DataLoader or ``Split`` (in order) for early stopping.
-        device: where to train.
+    Attributes:
         n_epochs: maximum number of epochs.
+        batch_size: batch size for ``Split`` data (required when either data is a split).
         lr: learning rate.
         weight_decay: weight decay.
         optimizer: name in ``OPTIMIZERS`` (default Adam, as the paper's autoencoders).
         lr_schedule: name in ``SCHEDULES``, stepped once per epoch.
         patience: epochs without test-loss improvement before stopping (0 disables).
         checkpoint_every: save a state dict every k epochs (0 disables); used by TracIn.
-            Checkpoints hold CPU tensors, so a machine without a GPU can load them.
-        checkpoint_dir: where checkpoints go (required when ``checkpoint_every > 0``).
+        seed: seed of the shuffling generator of a training split.
+
+    Raises:
+        ValueError: a member the loop cannot run, naming it and the valid values.
+    """
+
+    n_epochs: int
+    batch_size: int | None = None
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    optimizer: str = "adam"
+    lr_schedule: str = "constant"
+    patience: int = 10
+    checkpoint_every: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Refuses values the loop cannot run (one line naming the value and the choices)."""
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"unknown optimizer {self.optimizer!r}; valid choices: {sorted(OPTIMIZERS)}"
+            )
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(
+                f"unknown lr_schedule {self.lr_schedule!r}; valid choices: {list(SCHEDULES)}"
+            )
+        for name in ("n_epochs", "patience", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size}")
+        if not self.lr >= 0:  # also refuses NaN
+            raise ValueError(f"lr must be >= 0, got {self.lr}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+
+
+def fit(
+    model: nn.Module,
+    train_data: TrainingData,
+    test_data: TrainingData,
+    device: torch.device,
+    settings: TrainingSettings,
+    *,
+    checkpoint_dir: Path | None = None,
+    on_epoch: EpochCallback | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Trains ``model`` with early stopping; restores the best weights.
+
+    The data are DataLoaders or ``Split``s. A split is moved to the device once and
+    batched by slicing a per-epoch permutation there, with no per-example Python work;
+    with ``settings.batch_size`` and ``settings.seed`` equal to those of
+    ``Split.loader(batch_size, shuffle=True, seed=seed)`` it trains on exactly the same
+    batches as that loader.
+
+    Args:
+        model: module with a ``loss(x, y)`` method.
+        train_data: a DataLoader of ``(x, y)`` training batches, or a ``Split``
+            (reshuffled every epoch).
+        test_data: a DataLoader or ``Split`` (in order) for early stopping.
+        device: where to train.
+        settings: the optimiser, epochs, early stopping, checkpoints, batch size and seed.
+        checkpoint_dir: where checkpoints go (required when ``settings.checkpoint_every >
+            0``). Checkpoints hold CPU tensors, so a machine without a GPU can load them.
         on_epoch: called as ``on_epoch(epoch, {"train_loss": .., "test_loss": ..})``.
         progress: show a tqdm bar over epochs.
-        batch_size: batch size for splits (required when either data is a ``Split``).
-        seed: seed of the shuffling generator of a training split.
 
     Returns:
         The loss histories, the best epoch and the checkpoint files written.
     """
-    if checkpoint_every > 0 and checkpoint_dir is None:
+    every = settings.checkpoint_every
+    if every > 0 and checkpoint_dir is None:
         raise ValueError("checkpoint_every > 0 needs a checkpoint_dir")
+    batch_size = settings.batch_size
     model.to(device)
-    train_data, test_data = on_device(train_loader, device), on_device(test_loader, device)
+    train_data, test_data = on_device(train_data, device), on_device(test_data, device)
     # Created once, like the generator Split.loader hands its DataLoader.
-    shuffle = torch.Generator().manual_seed(seed) if isinstance(train_data, Split) else None
+    split = isinstance(train_data, Split)
+    shuffle = torch.Generator().manual_seed(settings.seed) if split else None
     # A model may add optimiser options of its own (the SCAE's RMSprop eps).
     options = getattr(model, "optimizer_options", {})
-    opt = make_optimizer(optimizer, model.parameters(), lr, weight_decay, **options)
-    schedule = make_schedule(lr_schedule, opt, n_epochs)
+    opt = make_optimizer(
+        settings.optimizer, model.parameters(), settings.lr, settings.weight_decay, **options
+    )
+    schedule = make_schedule(settings.lr_schedule, opt, settings.n_epochs)
     result = FitResult()
     best_state = copy.deepcopy(model.state_dict())
     stale = 0
     bar = tqdm(
-        range(n_epochs), desc=f"train {getattr(model, 'name', 'model')}", disable=not progress
+        range(settings.n_epochs),
+        desc=f"train {getattr(model, 'name', 'model')}",
+        disable=not progress,
     )
     for epoch in bar:
         model.train()
@@ -350,7 +290,7 @@ def fit(
         bar.set_postfix(train=f"{train_loss:.4g}", test=f"{test_loss:.4g}")
         if on_epoch is not None:
             on_epoch(epoch, {"train_loss": train_loss, "test_loss": test_loss})
-        if checkpoint_every > 0 and (epoch + 1) % checkpoint_every == 0:
+        if every > 0 and (epoch + 1) % every == 0:
             assert checkpoint_dir is not None
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
             path = checkpoint_dir / f"{getattr(model, 'name', 'model')}_checkpoint_{epoch + 1}.pt"
@@ -362,13 +302,13 @@ def fit(
             stale = 0
         else:
             stale += 1
-            if patience and stale >= patience:
+            if settings.patience and stale >= settings.patience:
                 break
     model.load_state_dict(best_state)
     model.eval()
     if hasattr(model, "checkpoints_files"):
         model.checkpoints_files = list(result.checkpoints)
-        model.lr = lr
+        model.lr = settings.lr
     return result
 
 

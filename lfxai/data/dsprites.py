@@ -16,6 +16,9 @@ A cache whose sha256, size or metadata do not match is reported and rebuilt (``r
 as the grid its metadata records, so a sub-grid stays the same sub-grid; a damaged cache
 without readable metadata is refused (its grid is unknown) unless it has the full grid's size.
 The cache is only ever read through a read-only memory map, decoded per batch.
+
+Length (~410 lines): the cache's three sources and its repair share one metadata format;
+the renderer is :mod:`lfxai.data.sprites`, the bit-packed reader :mod:`lfxai.data.packed`.
 """
 
 from __future__ import annotations

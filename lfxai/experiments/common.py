@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
 from lfxai.config import BaseConfig, ConfigError, check_choices, check_positive
 from lfxai.data.provision import data_digest
 from lfxai.data.splits import Split
-from lfxai.metrics.claims import (
-    CLAIMS,
-    Claim,
-    claim_metrics,
-    claims_markdown,
-    claims_title,
-    epochs_label,
-)
+from lfxai.devices import get_device
 from lfxai.models.autoencoder import TrainableModel, load_state_strict
 from lfxai.models.pretext import PRETEXTS
 from lfxai.plugins import DatasetPlugin, Splits
@@ -37,9 +27,7 @@ from lfxai.tracking import (
     load_encoder,
     registered_name,
 )
-from lfxai.training import FitResult, fit, get_device
-
-CLAIMS_EVIDENCE = "claims_evidence.npz"  # the values the claims are tested on (log_claims)
+from lfxai.training import EpochCallback, FitResult, TrainingSettings, fit
 
 
 @dataclass(frozen=True)
@@ -61,8 +49,6 @@ class AutoencoderConfig(BaseConfig):
         super().validate()
         check_choices("pretext", [self.pretext], PRETEXTS)
         check_positive(self, "n_train", "n_test")
-        if self.patience < 0:
-            raise ConfigError(f"patience must be >= 0, got {self.patience}")
 
 
 def load_splits(
@@ -131,41 +117,46 @@ def new_model(
 
 def tracked_fit(
     model: nn.Module,
-    config: BaseConfig,
+    training: TrainingSettings,
+    device: torch.device,
     tracker: Tracker,
     train: Split,
     test: Split,
     prefix: str = "fit",
-    patience: int = 10,
-    checkpoint_every: int = 0,
     checkpoint_dir: Path | None = None,
+    log_epoch: EpochCallback | None = None,
 ) -> FitResult:
-    """Trains with :func:`lfxai.training.fit`, logging ``<prefix>/{train,test}_loss`` per epoch.
+    """Trains with :func:`lfxai.training.fit` and logs the fit under ``<prefix>/``.
 
-    The optimiser, learning rate, weight decay and schedule come from ``config``.
+    Per epoch (step = epoch) ``log_epoch`` logs, by default ``<prefix>/{train,test}_loss``;
+    once trained, ``<prefix>/{best_test_loss,best_epoch,epochs}`` and
+    ``time/<prefix>_seconds[_per_epoch]``.
+
+    Args:
+        model: the model to train (its ``loss``).
+        training: the training block (:meth:`~lfxai.config.BaseConfig.training`).
+        device: where to train.
+        tracker: the run to log to.
+        train: what the model trains on.
+        test: what early stopping uses.
+        prefix: the metrics' prefix.
+        checkpoint_dir: where checkpoints go (when ``training.checkpoint_every > 0``).
+        log_epoch: what to log after each epoch instead of the losses (disvae logs its
+            loss terms), called as :func:`~lfxai.training.fit`'s ``on_epoch``.
+
+    Returns:
+        The fit.
     """
-    device = get_device(config.device)
+    if log_epoch is None:
+
+        def log_epoch(epoch: int, losses: dict[str, float]) -> None:
+            tracker.log_metrics({f"{prefix}/{k}": v for k, v in losses.items()}, step=epoch)
+
     start = time.perf_counter()
     # Splits stay on the device and are batched by slicing a seeded permutation: the same
     # batches as `train.loader(batch_size, shuffle=True, seed=seed)`, without its overhead.
     result = fit(
-        model,
-        train,
-        test,
-        device,
-        n_epochs=config.n_epochs,
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        optimizer=config.optimizer,
-        lr_schedule=config.lr_schedule,
-        patience=patience,
-        checkpoint_every=checkpoint_every,
-        checkpoint_dir=checkpoint_dir,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        on_epoch=lambda epoch, losses: tracker.log_metrics(
-            {f"{prefix}/{k}": v for k, v in losses.items()}, step=epoch
-        ),
+        model, train, test, device, training, checkpoint_dir=checkpoint_dir, on_epoch=log_epoch
     )
     seconds = time.perf_counter() - start
     epochs = len(result.train_loss)
@@ -189,11 +180,12 @@ def fit_or_reuse(
     train: Split,
     test: Split,
     example: torch.Tensor,
-    **fit_options,
+    checkpoint_dir: Path | None = None,
 ) -> FitResult | None:
     """Trains ``model`` and logs its encoder, or reuses the registered one when ``pretrained``.
 
-    Trained: the encoder is logged (:func:`log_encoder`); pretrained: the registered encoder is
+    Trained: with ``config``'s training block (:meth:`~lfxai.config.BaseConfig.training`),
+    the encoder then logged (:func:`log_encoder`); pretrained: the registered encoder is
     loaded into ``model.encoder`` instead.
 
     Args:
@@ -204,7 +196,7 @@ def fit_or_reuse(
         train: what the model trains on.
         test: what early stopping uses.
         example: a batch of inputs; its first two are the logged encoder's input example.
-        **fit_options: passed to :func:`tracked_fit` (checkpoints).
+        checkpoint_dir: where checkpoints go (when the settings' ``checkpoint_every > 0``).
 
     Returns:
         The fit, or None when the encoder was reused.
@@ -212,8 +204,9 @@ def fit_or_reuse(
     if getattr(config, "pretrained", False):
         reuse_encoder(tracker, dataset, config, model.encoder)
         return None
+    device = get_device(config.device)
     fitted = tracked_fit(
-        model, config, tracker, train, test, patience=config.patience, **fit_options
+        model, config.training(), device, tracker, train, test, checkpoint_dir=checkpoint_dir
     )
     log_encoder(tracker, dataset, config, model, example, fitted.best_test_loss)
     return fitted
@@ -324,83 +317,6 @@ def log_encoder(
     return uri
 
 
-def log_claims(
-    tracker: Tracker,
-    experiment: str,
-    table: pd.DataFrame,
-    title: str,
-    evidence: dict[str, np.ndarray] | None = None,
-) -> list[Claim]:
-    """Checks the paper's claims on an experiment's result table and logs the verdicts.
-
-    Logs the evidence the claims are tested on (per-example or per-run values, see
-    :mod:`lfxai.metrics.claims`) as ``claims_evidence.npz``, ``claims.json`` (statements,
-    figures, verdicts, rules), ``claims.md`` (one line per claim, also appended to the run's
-    description; titled with the profile and epochs) and the metrics ``claims/holds/<claim>``
-    (1 holds, 0 otherwise), ``claims/verdict/<claim>`` (1 / 0 / -1: holds / inconclusive /
-    fails) and ``claims/all_hold``, so the runs table can filter the runs by verdict.
-    """
-    evidence = {k: np.asarray(v) for k, v in (evidence or {}).items()}
-    claims = CLAIMS[experiment](table, evidence)
-    params, metrics = tracker.params(), tracker.metrics()
-    title = claims_title(
-        title, tracker.tags().get("lfxai.profile", "?"), epochs_label(params, metrics)
-    )
-    log_claim_report(tracker, experiment, claims, title, evidence)
-    return claims
-
-
-def log_claim_report(
-    tracker: Tracker,
-    experiment: str,
-    claims: list[Claim],
-    title: str,
-    evidence: dict[str, np.ndarray],
-) -> None:
-    """Logs claims already judged, as :func:`log_claims` does (files, metrics, description).
-
-    Args:
-        tracker: the run to log to.
-        experiment: what ``claims.json`` says they are the claims of.
-        claims: the verdicts (e.g. of several experiments' rules, as ``explain`` checks).
-        title: the report's whole title (see :func:`lfxai.metrics.claims.claims_title`).
-        evidence: the values the claims were tested on (logged as ``claims_evidence.npz``).
-    """
-    if evidence:  # the report recomputes the verdicts from the same values
-        tracker.log_arrays(evidence, CLAIMS_EVIDENCE)
-    report = {"experiment": experiment, "title": title, "claims": [c.to_dict() for c in claims]}
-    tracker.log_text(json.dumps(report, indent=2, allow_nan=True), "claims.json")
-    markdown = claims_markdown(claims, title)
-    tracker.log_text(markdown, "claims.md")
-    metrics = claim_metrics(claims)
-    if metrics:
-        tracker.log_metrics(metrics)
-    tracker.append_description(markdown)
-
-
 def model_title(dataset: DatasetPlugin, config: AutoencoderConfig) -> str:
     """Figure title naming the data set and model, e.g. ``MNIST denoising AE (d=4)``."""
     return f"{dataset.title} {dataset.model_label(config.pretext)} (d={config.dim_latent})"
-
-
-def log_example_maps(
-    tracker: Tracker,
-    dataset: DatasetPlugin,
-    inputs: torch.Tensor,
-    maps: list[np.ndarray],
-    methods: list[str],
-    path: str,
-    title: str = "",
-) -> None:
-    """A figure of a few examples (top row) and one row of importance maps per method.
-
-    Args:
-        tracker: the run to log to.
-        dataset: draws the examples the way that suits them (images, time series).
-        inputs: ``(n, ...)`` examples.
-        maps: per method, ``(n, ...)`` importance of the same examples.
-        methods: the methods' names, in the order of ``maps``.
-        path: artifact path without extension (logged as PNG and PDF).
-        title: figure title.
-    """
-    tracker.log_figure(dataset.example_figure(inputs, maps, methods, title), path)

@@ -13,12 +13,10 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from lfxai.config import (
     ConfigError,
@@ -27,62 +25,46 @@ from lfxai.config import (
     check_positive,
 )
 from lfxai.data.splits import Split
+from lfxai.devices import get_device, seed_everything
 from lfxai.experiments.common import (
     AutoencoderConfig,
     fit_or_reuse,
     load_splits,
-    log_claims,
     model_title,
     new_model,
     scratch_dir,
 )
+from lfxai.experiments.example_explainers import ExampleExplainerSettings, build_explainer
 from lfxai.experiments.registry import register
+from lfxai.experiments.verdicts import log_claims
 from lfxai.explanations.examples import EXAMPLE_METHODS, ExampleBasedExplainer
-from lfxai.explanations.examples.influence_functions import METHODS as INFLUENCE_METHODS
 from lfxai.metrics.claims import point_key
 from lfxai.metrics.consistency import similarity_per_example
 from lfxai.plotting.curves import method_curves
 from lfxai.plugins import DatasetPlugin
 from lfxai.tracking import Tracker
-from lfxai.training import get_device, seed_everything
 
 
 @dataclass(frozen=True)
-class ConsistencyExamplesConfig(AutoencoderConfig):
-    """Settings of ``consistency_examples`` (values in ``configs/<dataset>.yaml``)."""
+class ConsistencyExamplesConfig(ExampleExplainerSettings, AutoencoderConfig):
+    """Settings of ``consistency_examples`` (values in ``configs/<dataset>.yaml``).
+
+    The example explainers' options are the composed :class:`ExampleExplainerSettings`.
+    """
 
     checkpoint_every: int
     n_train_explained: int
     n_test_explained: int
     example_methods: tuple[str, ...]
     similarity_percentages: tuple[float, ...]
-    influence_method: str
-    recursion_depth: int
-    hvp_batch_size: int
-    damping: float
-    scale: float
-    hessian_size: int | None
-    arnoldi_iter: int
-    arnoldi_rank: int
-    simplex_steps: int
     pretrained: bool  # reuse the registered encoder of these settings instead of training
 
     def validate(self) -> None:
-        super().validate()
+        AutoencoderConfig.validate(self)
+        ExampleExplainerSettings.validate(self)
         check_choices("example_methods", self.example_methods, EXAMPLE_METHODS)
         check_percentages("similarity_percentages", self.similarity_percentages)
-        check_choices("influence_method", [self.influence_method], INFLUENCE_METHODS)
-        check_positive(
-            self,
-            "hessian_size",
-            "n_train_explained",
-            "n_test_explained",
-            "recursion_depth",
-            "hvp_batch_size",
-            "arnoldi_iter",
-            "arnoldi_rank",
-            "simplex_steps",
-        )
+        check_positive(self, "n_train_explained", "n_test_explained")
         needs_model = sorted({"InfluenceFunctions", "TracIn"} & set(self.example_methods))
         if self.pretrained and needs_model:
             raise ConfigError(
@@ -124,40 +106,6 @@ def balanced_subset(labels: torch.Tensor, size: int, generator: torch.Generator)
     return indices[torch.randperm(len(indices), generator=generator)]
 
 
-def _influence_loader(train: Split, config: ConsistencyExamplesConfig, seed: int) -> DataLoader:
-    """HVP batches drawn with replacement from the whole training set (as the reference)."""
-    sampler = RandomSampler(
-        train.x,
-        replacement=True,
-        num_samples=config.recursion_depth * config.hvp_batch_size,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    return DataLoader(
-        TensorDataset(train.x, train.y), batch_size=config.hvp_batch_size, sampler=sampler
-    )
-
-
-def explainer_options(train: Split, config: ConsistencyExamplesConfig) -> dict[str, Any]:
-    """The example explainers' options from the settings (same names on both sides).
-
-    Shared by every experiment with these settings (``consistency_examples``, ``pretext``):
-    whatever the method, it takes the options it needs and ignores the others.
-    """
-    return dict(
-        influence_method=config.influence_method,
-        train_loader_replacement=_influence_loader(train, config, config.seed),
-        recursion_depth=config.recursion_depth,
-        hvp_batch_size=config.hvp_batch_size,
-        damping=config.damping,
-        scale=config.scale,
-        hessian_size=config.hessian_size,
-        arnoldi_iter=config.arnoldi_iter,
-        arnoldi_rank=config.arnoldi_rank,
-        seed=config.seed,
-        simplex_steps=config.simplex_steps,
-    )
-
-
 @register("consistency_examples", ConsistencyExamplesConfig)
 def consistency_examples(
     dataset: DatasetPlugin, config: ConsistencyExamplesConfig, tracker: Tracker
@@ -183,8 +131,7 @@ def consistency_examples(
             train,
             splits.test,
             test.x[:2],
-            checkpoint_every=config.checkpoint_every,
-            checkpoint_dir=checkpoints,
+            checkpoint_dir=checkpoints,  # every config.checkpoint_every epochs (its training)
         )
         for path in model.checkpoints_files:
             tracker.log_file(path, "checkpoints")
@@ -196,14 +143,12 @@ def consistency_examples(
         explained_test = Split(test.x[test_idx], test.y[test_idx])
         tracker.log_array(train_idx, "subsets/train_idx.npy")
         tracker.log_array(test_idx, "subsets/test_idx.npy")
-        options = explainer_options(train, config)
         scores = example_scores(
-            lambda method: EXAMPLE_METHODS[method](model),  # the model's own loss
+            lambda method: build_explainer(method, model, config, train, config.seed),
             config.example_methods,
             explained_train,
             explained_test,
             config.batch_size,
-            options,
             device,
             tracker,
         )
@@ -225,7 +170,6 @@ def example_scores(
     explained_train: Split,
     explained_test: Split,
     batch_size: int,
-    options: dict[str, Any],
     device: torch.device | str,
     tracker: Tracker,
 ) -> dict[str, torch.Tensor]:
@@ -233,11 +177,11 @@ def example_scores(
     ``example_importance/<method>.npy`` with its time ``time/explainer_seconds/<method>``.
 
     Args:
-        make_explainer: the explainer of a method's name (bound to the explained model).
+        make_explainer: the explainer of a method's name (bound to the explained model, with
+            its options).
         methods: the methods' names.
         explained_train, explained_test: the examples scored against each other.
         batch_size: examples per loader batch (the explainers re-batch internally).
-        options: the explainers' options (each takes its own, see ``attribute_loader``).
         device: the model's device.
         tracker: the run to log to.
     """
@@ -249,7 +193,6 @@ def example_scores(
             device,
             explained_train.loader(batch_size),
             explained_test.loader(batch_size),
-            **options,
         )
         seconds = time.perf_counter() - start
         tracker.log_metrics({f"time/explainer_seconds/{method}": seconds})

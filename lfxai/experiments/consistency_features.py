@@ -20,16 +20,16 @@ from torch import nn
 from lfxai.config import check_choices, check_percentages, check_positive
 from lfxai.data.masking import apply_mask, top_k_mask
 from lfxai.data.splits import Split
+from lfxai.devices import get_device, seed_everything
 from lfxai.experiments.common import (
     AutoencoderConfig,
     fit_or_reuse,
     load_splits,
-    log_claims,
-    log_example_maps,
     model_title,
     new_model,
 )
 from lfxai.experiments.registry import register
+from lfxai.experiments.verdicts import log_claims, log_example_maps
 from lfxai.explanations.features import FEATURE_METHODS, attribute_auxiliary, make_feature_method
 from lfxai.metrics.claims import point_key
 from lfxai.metrics.consistency import encode, representation_shifts
@@ -37,7 +37,6 @@ from lfxai.plotting.curves import method_curves
 from lfxai.plugins import DatasetPlugin
 from lfxai.plugins.base import replacement_for
 from lfxai.tracking import Tracker
-from lfxai.training import get_device, seed_everything
 
 N_EXAMPLES = 6  # explained examples shown with their saliency maps
 

@@ -26,8 +26,10 @@ import torch
 from matplotlib.figure import Figure
 
 from lfxai.config import BaseConfig, ConfigError, check_choices, check_positive
-from lfxai.experiments.common import load_splits, log_claims
+from lfxai.devices import get_device, seed_everything
+from lfxai.experiments.common import load_splits, tracked_fit
 from lfxai.experiments.registry import register
+from lfxai.experiments.verdicts import log_claims
 from lfxai.explanations.features import attribute_individual_dim, make_feature_method
 from lfxai.metrics.disentanglement import SALIENCY_METRICS, saliency_metrics
 from lfxai.models.registry import ModelSpec, build_model
@@ -35,12 +37,12 @@ from lfxai.models.vae import VAE, VAE_LOSSES
 from lfxai.plotting.disentanglement import close, loss_term_curves, metric_box_plots
 from lfxai.plugins import DatasetPlugin, Splits
 from lfxai.tracking import ENCODER_URI_TAG, Tracker, registered_name
-from lfxai.training import EpochCallback, fit, get_device, seed_everything
+from lfxai.training import EpochCallback
 
 SWEEP = "sweep"  # lfxai.experiment of a sweep's trial runs (lfxai.cli.sweep.EXPERIMENT)
 
 MODEL = "burgess_vae"  # the registry key of the VAEs (lfxai.models.registry)
-ATTRIBUTION_METHOD = "GradientShap"
+FEATURE_METHOD = "GradientShap"  # a feature method (FEATURE_METHODS), per latent unit
 N_EXAMPLES = 6  # explained examples drawn with their per-unit saliency maps
 N_SAVED = 100  # explained examples whose saliency maps are logged as an array
 TAG = "lfxai.disvae."  # prefix of the nested runs' tags (loss, beta, run)
@@ -83,8 +85,6 @@ class DisvaeConfig(BaseConfig):
                 f"dim_latent must be >= 2 for disvae (its metrics compare latent units), "
                 f"got {self.dim_latent}"
             )
-        if self.patience < 0:
-            raise ConfigError(f"patience must be >= 0, got {self.patience}")
         check_positive(self, "n_train", "n_test", "n_explained", "attribution_batch_size")
 
 
@@ -198,43 +198,19 @@ def _run_trial(
     model = typing.cast(VAE, build_model(MODEL, spec, **options))
 
     rows: list[dict[str, float]] = []
-    start = time.perf_counter()
     with model.recording_terms() as recorder:
 
-        def after_epoch(epoch: int, _losses: dict[str, float]) -> None:
+        def log_terms(epoch: int, _losses: dict[str, float]) -> None:
             terms = recorder.pop()  # this epoch's train and test terms
             rows.append({"epoch": epoch, **terms})
             tracker.log_metrics({f"fit/{k}": v for k, v in terms.items()}, step=epoch)
             if on_epoch is not None:
                 on_epoch(epoch, dict(terms))
 
-        fitted = fit(
-            model,
-            train,
-            test,
-            device,
-            n_epochs=config.n_epochs,
-            lr=config.lr,
-            weight_decay=config.weight_decay,
-            optimizer=config.optimizer,
-            lr_schedule=config.lr_schedule,
-            patience=config.patience,
-            on_epoch=after_epoch,
-            batch_size=config.batch_size,
-            seed=seed,
-        )
-    fit_seconds = time.perf_counter() - start
+        training = config.training(seed=seed)  # each run shuffles with its own seed
+        fitted = tracked_fit(model, training, device, tracker, train, test, log_epoch=log_terms)
     history = pd.DataFrame(rows)
     best = history.iloc[fitted.best_epoch]
-    tracker.log_metrics(
-        {
-            "fit/best_test_loss": fitted.best_test_loss,
-            "fit/best_epoch": fitted.best_epoch,
-            "fit/epochs": len(history),
-            "time/fit_seconds": fit_seconds,
-            "time/fit_seconds_per_epoch": fit_seconds / max(len(history), 1),
-        }
-    )
     _log_figure(tracker, loss_term_curves(history, _title(dataset, trial)), "loss_terms")
 
     encoder = model.encoder.to(device).eval()
@@ -262,7 +238,7 @@ def _unit_saliency(
 ) -> np.ndarray:
     """``|f_j(x) * GradientShap_j(x)|`` of every unit on the explained split, logged."""
     explain = splits.explain
-    method = make_feature_method(ATTRIBUTION_METHOD, encoder, seed=config.seed)
+    method = make_feature_method(FEATURE_METHOD, encoder, seed=config.seed)
     start = time.perf_counter()
     saliency = attribute_individual_dim(
         encoder,
@@ -286,7 +262,7 @@ def _unit_saliency(
     d = saliency.shape[1]
     examples = explain.x[:N_EXAMPLES]
     maps = [saliency[:N_EXAMPLES, j : j + 1] for j in range(d)]
-    title = f"|f_j(x) x {ATTRIBUTION_METHOD}_j(x)| per latent unit j"
+    title = f"|f_j(x) x {FEATURE_METHOD}_j(x)| per latent unit j"
     figure = dataset.example_figure(examples, maps, [f"unit {j}" for j in range(d)], title)
     _log_figure(tracker, figure, "saliency_units")
     return saliency

@@ -22,6 +22,9 @@ capsule-to-label accuracy, which needs a clustering of the capsules per epoch).
 References:
     Crabbé & van der Schaar, "Label-Free Explainability for Unsupervised Models", ICML 2022.
     Kosiorek et al., "Stacked Capsule Autoencoders", NeurIPS 2019.
+
+Length (~420 lines): one experiment, its settings and the per-task training and explanation
+it nests; the task models themselves are in :mod:`lfxai.experiments.pretext_models`.
 """
 
 from __future__ import annotations
@@ -38,13 +41,10 @@ from torch import nn
 
 from lfxai.config import BaseConfig, ConfigError, check_choices, check_positive
 from lfxai.data.splits import Split
-from lfxai.experiments.common import (
-    load_splits,
-    log_claims,
-    scratch_dir,
-    tracked_fit,
-)
-from lfxai.experiments.consistency_examples import balanced_subset, explainer_options
+from lfxai.devices import get_device, seed_everything
+from lfxai.experiments.common import load_splits, scratch_dir, tracked_fit
+from lfxai.experiments.consistency_examples import balanced_subset
+from lfxai.experiments.example_explainers import ExampleExplainerSettings, build_explainer
 from lfxai.experiments.pretext_models import (
     TITLES,
     load_encoder,
@@ -52,8 +52,8 @@ from lfxai.experiments.pretext_models import (
     resolve_pretrained,
 )
 from lfxai.experiments.registry import register
+from lfxai.experiments.verdicts import log_claims
 from lfxai.explanations.examples import EXAMPLE_METHODS
-from lfxai.explanations.examples.influence_functions import METHODS as INFLUENCE_METHODS
 from lfxai.explanations.features import FEATURE_METHODS, attribute_auxiliary, make_feature_method
 from lfxai.metrics.correlation import (
     CORRELATIONS,
@@ -63,12 +63,11 @@ from lfxai.metrics.correlation import (
     off_diagonal_mean,
 )
 from lfxai.models.autoencoder import TrainableModel
-from lfxai.models.registry import ModelSpec, build_model
+from lfxai.models.registry import ModelSpec, build_model, training_defaults
 from lfxai.models.scae import rmsprop_eps
 from lfxai.plotting.heatmaps import correlation_heatmaps
 from lfxai.plugins import DatasetPlugin
 from lfxai.tracking import Tracker
-from lfxai.training import get_device, seed_everything
 
 EXPLANATIONS = ("features", "examples")
 # What the example explainer's inputs are multiplied by: ``unit`` keeps the [0, 1] pixels the
@@ -79,12 +78,13 @@ LOSS_BASED = ("InfluenceFunctions", "TracIn")
 
 
 @dataclass(frozen=True)
-class PretextConfig(BaseConfig):
+class PretextConfig(ExampleExplainerSettings, BaseConfig):
     """Settings of ``pretext`` (values in ``configs/<dataset>.yaml``).
 
     ``pretrained_version``: ``latest`` (run r reuses the r-th newest version of each
     model), a version number or an alias (``paper``, ``quick``, ``smoke``: every run reuses
-    that version). ``scae_*`` are the SCAE's own training settings.
+    that version). ``scae_*`` are the SCAE's own training settings. The example explainer's
+    options are the composed :class:`ExampleExplainerSettings`.
     """
 
     patience: int
@@ -108,26 +108,17 @@ class PretextConfig(BaseConfig):
     scae_batch_size: int
     scae_n_train: int | None
     scae_patience: int
-    influence_method: str
-    recursion_depth: int
-    hvp_batch_size: int
-    damping: float
-    scale: float
-    hessian_size: int | None
-    arnoldi_iter: int
-    arnoldi_rank: int
-    simplex_steps: int
     example_pixels: str
 
     def validate(self) -> None:
-        super().validate()
+        BaseConfig.validate(self)
+        ExampleExplainerSettings.validate(self)
         check_choices("tasks", self.tasks, TITLES)
         check_choices("example_pixels", [self.example_pixels], EXAMPLE_PIXELS)
         if len(self.tasks) < 2:
             raise ConfigError(f"tasks needs at least two tasks to correlate, got {self.tasks}")
         check_choices("feature_attr_method", [self.feature_attr_method], FEATURE_METHODS)
         check_choices("example_attr_method", [self.example_attr_method], EXAMPLE_METHODS)
-        check_choices("influence_method", [self.influence_method], INFLUENCE_METHODS)
         if self.n_runs < 1:
             raise ConfigError(f"n_runs must be >= 1, got {self.n_runs}")
         check_positive(
@@ -142,12 +133,6 @@ class PretextConfig(BaseConfig):
             "scae_lr",
             "scae_batch_size",
             "scae_n_train",
-            "recursion_depth",
-            "hvp_batch_size",
-            "hessian_size",
-            "arnoldi_iter",
-            "arnoldi_rank",
-            "simplex_steps",
         )
         if self.patience < 0 or self.scae_patience < 0:
             raise ConfigError("patience and scae_patience must be >= 0")
@@ -175,15 +160,19 @@ def new_task_model(
     return model
 
 
-def task_settings(config: PretextConfig, task: str) -> PretextConfig:
-    """The training settings of one task: the SCAE has its own optimiser and schedule."""
-    if task != "scae":
+def task_settings(dataset: DatasetPlugin, config: PretextConfig, task: str) -> PretextConfig:
+    """The training settings of one task's model.
+
+    A model the registry gives its own training (:func:`training_defaults`: the SCAE's
+    RMSprop without weight decay) trains with it; the profile's ``scae_*`` settings then set
+    its size (learning rate, batch, epochs, patience: smaller than the paper's in ``quick``).
+    """
+    defaults = training_defaults(dataset.pretext_tasks[task][0])
+    if defaults is None:
         return config
     return dataclasses.replace(
-        config,
-        optimizer="rmsprop",
+        defaults.apply(config),
         lr=config.scae_lr,
-        weight_decay=0.0,
         batch_size=config.scae_batch_size,
         n_epochs=config.scae_n_epochs,
         patience=config.scae_patience,
@@ -229,19 +218,13 @@ def _explain_task(
         checkpoints = scratch_dir()
         try:
             if reused is None:
-                settings = task_settings(config, task)
+                settings = task_settings(dataset, config, task)
                 model = new_task_model(dataset, config, task, tuple(data.train.x.shape[1:]))
                 train = data.train.head(config.scae_n_train) if task == "scae" else data.train
                 every = config.checkpoint_every if config.example_attr_method == "TracIn" else 0
+                training = settings.training(checkpoint_every=every)
                 fitted = tracked_fit(
-                    model,
-                    settings,
-                    child,
-                    train,
-                    data.test,
-                    patience=settings.patience,
-                    checkpoint_every=every,
-                    checkpoint_dir=checkpoints,
+                    model, training, device, child, train, data.test, checkpoint_dir=checkpoints
                 )
                 example = data.test.x[:2]
                 uri = log_task_encoder(
@@ -278,18 +261,16 @@ def _explanations(
     )
     saliency = np.abs(saliency)  # importance magnitude, as the reference compares them
     middle = time.perf_counter()
-    explainer = EXAMPLE_METHODS[config.example_attr_method](model)
     scale = EXAMPLE_PIXELS[config.example_pixels]
     # Influence functions draw their Hessian batches from the whole training split: scale it
     # too (a copy), so every input the explainer sees is on the same scale.
     hessian = config.example_attr_method == "InfluenceFunctions"
     train = scaled_inputs(data.train, scale) if hessian else data.train
-    options = explainer_options(train, config)  # type: ignore[arg-type]  (same names)
+    explainer = build_explainer(config.example_attr_method, model, config, train, config.seed)
     importance = explainer.attribute_loader(
         device,
         scaled_inputs(data.explained_train, scale).loader(batch),
         scaled_inputs(data.explained_test, scale).loader(batch),
-        **options,
     ).numpy()
     tracker.log_metrics(
         {
@@ -360,12 +341,12 @@ def pretext(dataset: DatasetPlugin, config: PretextConfig, tracker: Tracker) -> 
     if n_test > len(test):
         raise ConfigError(f"n_test_explained={n_test} but the test split has {len(test)} examples")
     tasks, shape = list(config.tasks), tuple(train.x.shape[1:])
-    latents = {t: new_task_model(dataset, config, t, shape).latent_dim for t in tasks}
+    dim_latent = {t: new_task_model(dataset, config, t, shape).latent_dim for t in tasks}
     reused: list[dict[str, tuple[str, nn.Module]]] = [{} for _ in range(config.n_runs)]
     if config.pretrained:  # every model is found and checked before any work
-        for run, uris in enumerate(resolve_pretrained(tracker, dataset, config, latents)):
+        for run, uris in enumerate(resolve_pretrained(tracker, dataset, config, dim_latent)):
             for task, uri in uris.items():
-                reused[run][task] = (uri, load_encoder(uri, test.x[:1], latents[task]))
+                reused[run][task] = (uri, load_encoder(uri, test.x[:1], dim_latent[task]))
 
     matrices = {
         (e, c): np.zeros((config.n_runs, len(tasks), len(tasks)))

@@ -30,16 +30,19 @@ TITLES = {
 }
 
 
-def model_name(dataset: DatasetPlugin, task: str, latent: int) -> str:
+def model_name(dataset: DatasetPlugin, task: str, dim_latent: int) -> str:
     """Registered name of a task's encoder: ``lfxai-mnist-denoising-ae-d4`` (the name the
     other experiments register their autoencoders under), ``lfxai-mnist-classification-d4``,
     ``lfxai-mnist-scae-d3456``."""
     suffix = "-ae" if dataset.pretext_tasks[task][0] == dataset.model else ""
-    return registered_name(dataset.name, f"{task}{suffix}-d{latent}")
+    return registered_name(dataset.name, f"{task}{suffix}-d{dim_latent}")
 
 
 def resolve_pretrained(
-    tracker: Tracker, dataset: DatasetPlugin, config: PretextConfig, latents: dict[str, int]
+    tracker: Tracker,
+    dataset: DatasetPlugin,
+    config: PretextConfig,
+    dim_latent: dict[str, int],
 ) -> list[dict[str, str]]:
     """Per run, ``task -> models:/<name>/<version>`` of the registered encoders to reuse.
 
@@ -50,7 +53,7 @@ def resolve_pretrained(
     wanted = config.pretrained_version
     chosen: list[dict[str, str]] = [{} for _ in range(config.n_runs)]
     for task in config.tasks:
-        name = model_name(dataset, task, latents[task])
+        name = model_name(dataset, task, dim_latent[task])
         versions = tracker.model_versions(name)
         if not versions:
             known = tracker.registered_models(registered_name(dataset.name, ""))
@@ -89,9 +92,9 @@ def resolve_pretrained(
     return chosen
 
 
-def load_encoder(uri: str, example: torch.Tensor, latent: int) -> nn.Module:
+def load_encoder(uri: str, example: torch.Tensor, dim_latent: int) -> nn.Module:
     """A registered encoder, loaded without pickle (:func:`lfxai.tracking.load_encoder`) and
-    checked on one example: inputs accepted, codes of size ``latent``."""
+    checked on one example: inputs accepted, codes of size ``dim_latent``."""
     try:
         encoder = tracking.load_encoder(uri)
     except tracking.EncoderRefused as error:
@@ -105,10 +108,10 @@ def load_encoder(uri: str, example: torch.Tensor, latent: int) -> nn.Module:
             f"registered model {uri} is incompatible: it does not accept inputs of shape "
             f"{shape} ({type(error).__name__}: {error})"
         ) from None
-    if codes.dim() != 2 or codes.shape[1] != latent:
+    if codes.dim() != 2 or codes.shape[1] != dim_latent:
         raise ConfigError(
             f"registered model {uri} is incompatible: its codes have shape "
-            f"{tuple(codes.shape[1:])}, this run needs ({latent},)"
+            f"{tuple(codes.shape[1:])}, this run needs ({dim_latent},)"
         )
     return encoder
 

@@ -15,6 +15,9 @@ References:
     Hooker et al., "A Benchmark for Interpretability Methods in Deep Neural Networks",
     NeurIPS 2019. Crabbé & van der Schaar, "Label-Free Explainability for Unsupervised
     Models", ICML 2022.
+
+Length (~420 lines): one experiment with its resume and its reuse of identical retrainings,
+which share the run's state (tags, nested runs); split, each part would need all of it.
 """
 
 from __future__ import annotations
@@ -35,12 +38,11 @@ from lfxai.config import (
 )
 from lfxai.data.masking import apply_mask, top_k_mask
 from lfxai.data.splits import Split
+from lfxai.devices import get_device, seed_everything
 from lfxai.experiments.common import (
     AutoencoderConfig,
     load_splits,
-    log_claims,
     log_encoder,
-    log_example_maps,
     model_title,
     new_model,
     registered_name,
@@ -48,13 +50,14 @@ from lfxai.experiments.common import (
     tracked_fit,
 )
 from lfxai.experiments.registry import register
+from lfxai.experiments.verdicts import log_claims, log_example_maps
 from lfxai.explanations.features import FEATURE_METHODS, attribute_auxiliary, make_feature_method
 from lfxai.models.autoencoder import TrainableModel
 from lfxai.plotting.curves import method_curves
 from lfxai.plugins import DatasetPlugin, Splits
 from lfxai.plugins.base import replacement_for
 from lfxai.tracking import Tracker
-from lfxai.training import get_device, seed_everything
+from lfxai.training import TrainingSettings
 
 N_EXAMPLES = 6  # training examples shown with their importance maps
 TAG = "lfxai.roar_test."  # prefix of the tags that record progress (read back on resume)
@@ -117,13 +120,13 @@ def roar_test(dataset: DatasetPlugin, config: RoarTestConfig, tracker: Tracker) 
     initial = _initial_weights(models, tracker, tags)
     tracker.log_metrics({"time/setup_seconds": time.perf_counter() - start})
 
-    base, base_loss = _base_model(config, models, tracker, tags, initial, splits)
+    training = config.training()  # the base model's and every retraining's
+    base, base_loss = _base_model(config, training, models, tracker, tags, initial, splits)
     encoder = base.encoder.to(device).eval()
     done, unfinished = _previous_retrainings(tracker)
     removed_value = replacement_for(dataset.baseline(train), train.x)
-    retrain = _Retrainer(
-        config, models, tracker, initial, splits, removed_value, _InterruptionHook.from_env()
-    )
+    hook = _InterruptionHook.from_env()
+    retrain = _Retrainer(config, training, models, tracker, initial, splits, removed_value, hook)
 
     rows, maps = [], []
     for method in config.feature_methods:
@@ -203,6 +206,7 @@ def _initial_weights(
 
 def _base_model(
     config: RoarTestConfig,
+    training: TrainingSettings,
     models: _ModelFactory,
     tracker: Tracker,
     tags: dict[str, str],
@@ -217,7 +221,7 @@ def _base_model(
         return model.eval(), float(tags[TAG + "base_test_loss"])
     model.load_state_dict(initial)
     # `fit/*` as in every experiment: the base model is this run's trained model.
-    result = tracked_fit(model, config, tracker, train, test, patience=config.patience)
+    result = tracked_fit(model, training, get_device(config.device), tracker, train, test)
     # fit() restores the best epoch and evaluates in eval mode: its best loss is the test loss.
     loss = result.best_test_loss
     tracker.log_metrics({"roar/base_test_loss": loss})
@@ -281,6 +285,7 @@ class _Retrainer:
     """
 
     config: RoarTestConfig
+    training: TrainingSettings
     models: _ModelFactory
     parent: Tracker
     initial: dict[str, torch.Tensor]
@@ -318,7 +323,8 @@ class _Retrainer:
             earlier = self.trained.get(digest)
             if earlier is None:
                 model.load_state_dict(self.initial)
-                result = tracked_fit(model, config, child, masked, test, patience=config.patience)
+                device = get_device(config.device)
+                result = tracked_fit(model, self.training, device, child, masked, test)
                 loss = result.best_test_loss
                 weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 self.trained[digest] = _Retrained(child.run_id, loss, weights)

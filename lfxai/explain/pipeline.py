@@ -11,12 +11,15 @@ instead of a freshly trained one.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from lfxai.config import ConfigError
 from lfxai.data.splits import Split
-from lfxai.experiments.common import load_splits, log_claim_report
+from lfxai.devices import get_device, seed_everything
+from lfxai.experiments.common import load_splits
 from lfxai.experiments.consistency_examples import (
     balanced_subset,
     example_scores,
@@ -28,6 +31,7 @@ from lfxai.experiments.consistency_features import (
     feature_shifts,
     log_feature_shifts,
 )
+from lfxai.experiments.verdicts import log_claim_report
 from lfxai.explain.settings import (
     EXAMPLE_CHOICES,
     EXPLAIN,
@@ -49,7 +53,6 @@ from lfxai.tracking import (
     load_explained_model,
     record_explained_model,
 )
-from lfxai.training import get_device, seed_everything
 
 N_SHOWN = 6  # test examples shown beside their most and least important training examples
 # Why a registered model has no training loss, by kind (lfxai.tracking.LFXAI_MODEL / PT2_MODEL).
@@ -172,9 +175,19 @@ def model_label(model: ExplainedModel) -> str:
     return f"{model.name} v{model.version}"
 
 
-def _explainer(method: str, module: nn.Module) -> ExampleBasedExplainer:
+def _explainer(method: str, module: nn.Module, config: ExplainConfig) -> ExampleBasedExplainer:
+    """The example explainer ``method`` of ``module`` with this entry point's options.
+
+    ``explain`` has two of the explainers' settings, ``simplex_steps`` and the seed; every
+    other option keeps its constructor default.
+    """
+    options: dict[str, dict[str, Any]] = {
+        "InfluenceFunctions": {"seed": config.seed},
+        "SimplEx": {"simplex_steps": config.simplex_steps},
+        RANDOM: {"seed": config.seed},
+    }
     cls = RandomExamples if method == RANDOM else EXAMPLE_METHODS[method]
-    return cls(module, progress=False)
+    return cls(module, progress=False, **options.get(method, {}))
 
 
 def _log_top_bottom(
@@ -224,8 +237,8 @@ def explain(
     refuse_loss_methods(config.example_methods, model)
     splits = load_splits(plugin, config, tracker)  # type: ignore[arg-type]  (same fields)
     explained = decoded(splits.explain)
-    dim = check_encoder(module, explained.x[:2].to(device), model, plugin.name)
-    tracker.log_params({"dim_latent": dim})
+    dim_latent = check_encoder(module, explained.x[:2].to(device), model, plugin.name)
+    tracker.log_params({"dim_latent": dim_latent})
     module.eval()
     title = f"{model_label(model)} on {plugin.title}"
 
@@ -248,14 +261,12 @@ def explain(
     tracker.log_array(test_idx, "subsets/test_idx.npy")  # positions in the explained examples
     train = decoded(splits.train.subset(train_idx))
     test = explained.subset(test_idx)
-    options = {"simplex_steps": config.simplex_steps, "seed": config.seed}
     scores = example_scores(
-        lambda method: _explainer(method, module),
+        lambda method: _explainer(method, module, config),
         config.example_methods,
         train,
         test,
         config.batch_size,
-        options,
         device,
         tracker,
     )
@@ -276,4 +287,4 @@ def explain(
     evidence_files = {f"features/{k}": v for k, v in features.evidence.items()}
     evidence_files |= {f"examples/{k}": v for k, v in evidence.items()}
     log_claim_report(tracker, EXPLAIN, claims, heading, evidence_files)
-    return {**final, **means, "dim_latent": float(dim)}
+    return {**final, **means, "dim_latent": float(dim_latent)}

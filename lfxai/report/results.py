@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from lfxai.experiments.common import CLAIMS_EVIDENCE
+from lfxai.experiments.verdicts import CLAIMS_EVIDENCE
 from lfxai.metrics.claims import CLAIMS, Claim
 from lfxai.tracking import RunRecord, StoreReader
 

@@ -265,7 +265,7 @@ def test_explains_a_users_module_as_the_library_would(store, users, data_dir, tm
     np.testing.assert_array_equal(random, expected_random.numpy())
     # SimplEx: 100 Adam steps have no a-priori rounding bound; the same call on the same
     # inputs (the graph loaded from the store) agrees far below the weights' scale (1/40).
-    simplex = SimplEx(loaded, X_train=train.x, progress=False).attribute(test.x, simplex_steps=100)
+    simplex = SimplEx(loaded, X_train=train.x, progress=False, simplex_steps=100).attribute(test.x)
     logged = _array(client, run_id, "example_importance/SimplEx.npy", tmp_path)
     np.testing.assert_allclose(logged, simplex.numpy(), rtol=0, atol=1e-5)
     np.testing.assert_allclose(logged.sum(axis=1), 1.0, rtol=1e-5)

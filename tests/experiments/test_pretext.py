@@ -163,31 +163,31 @@ def _register(
 def test_reuse_resolves_versions_and_names_what_is_missing(mlflow_store, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = _settings(tasks="reconstruction,denoising", pretrained="true", n_runs="2")
-    latents = {"reconstruction": 4, "denoising": 4}
+    dim_latent = {"reconstruction": 4, "denoising": 4}
     with mlflow.start_run() as run:
         tracker = Tracker(run.info.run_id)
         with pytest.raises(ConfigError, match=r"no registered model 'lfxai-mnist-reconstruction"):
-            resolve(tracker, MNIST, config, latents)
-        for task in latents:
+            resolve(tracker, MNIST, config, dim_latent)
+        for task in dim_latent:
             for _ in range(2):
                 _register(tracker, pretext_models.model_name(MNIST, task, 4), "smoke")
         # The newest denoising version is consistency_features': `latest` skips it.
         _register(tracker, "lfxai-mnist-denoising-ae-d4", experiment="consistency_features")
-        uris = resolve(tracker, MNIST, config, latents)
+        uris = resolve(tracker, MNIST, config, dim_latent)
         assert uris == [
-            {t: f"models:/lfxai-mnist-{t}-ae-d4/{v}" for t in latents} for v in ("2", "1")
+            {t: f"models:/lfxai-mnist-{t}-ae-d4/{v}" for t in dim_latent} for v in ("2", "1")
         ]  # latest: run r reuses the r-th newest version pretext trained
-        one = resolve(tracker, MNIST, _settings(**_reuse(pretrained_version="1")), latents)
+        one = resolve(tracker, MNIST, _settings(**_reuse(pretrained_version="1")), dim_latent)
         assert [u["denoising"] for u in one] == ["models:/lfxai-mnist-denoising-ae-d4/1"] * 2
-        alias = resolve(tracker, MNIST, _settings(**_reuse(pretrained_version="smoke")), latents)
+        alias = resolve(tracker, MNIST, _settings(**_reuse(pretrained_version="smoke")), dim_latent)
         assert alias[0]["reconstruction"] == "models:/lfxai-mnist-reconstruction-ae-d4/2"
         with pytest.raises(ConfigError, match=r"has 2; pass n_runs=2"):
-            resolve(tracker, MNIST, _settings(**_reuse(n_runs="3")), latents)
+            resolve(tracker, MNIST, _settings(**_reuse(n_runs="3")), dim_latent)
         nine = r"reconstruction-ae-d4' has no version 9; valid: \['2', '1'\]"
         with pytest.raises(ConfigError, match=nine):
-            resolve(tracker, MNIST, _settings(**_reuse(pretrained_version="9")), latents)
+            resolve(tracker, MNIST, _settings(**_reuse(pretrained_version="9")), dim_latent)
         with pytest.raises(ConfigError, match=r"no alias 'paper'; valid aliases: \['smoke'\]"):
-            resolve(tracker, MNIST, _settings(**_reuse(pretrained_version="paper")), latents)
+            resolve(tracker, MNIST, _settings(**_reuse(pretrained_version="paper")), dim_latent)
         example = torch.rand(1, 1, 28, 28)
         encoder = pretext_models.load_encoder(uris[0]["denoising"], example, 4)
         assert encoder(example).shape == (1, 4)

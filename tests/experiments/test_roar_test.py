@@ -113,10 +113,10 @@ def test_every_retraining_starts_from_the_logged_weights_on_masked_images(
     seen: list[tuple[str, dict[str, torch.Tensor], torch.Tensor]] = []
     original_fit = roar.tracked_fit
 
-    def spy(model, config, tracker, train, test, prefix="fit", **kwargs):
+    def spy(model, training, device, tracker, train, test, prefix="fit", **kwargs):
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         seen.append((prefix, state, train.x.clone()))
-        return original_fit(model, config, tracker, train, test, prefix=prefix, **kwargs)
+        return original_fit(model, training, device, tracker, train, test, prefix=prefix, **kwargs)
 
     monkeypatch.setattr(roar, "tracked_fit", spy)
     argv = ["--name", "roar_test", "--profile", "smoke", "--data_dir", str(data_dir)]
@@ -152,9 +152,9 @@ def test_a_retraining_on_identical_data_reuses_the_earlier_one(
     fitted: list[torch.Tensor] = []
     original_fit = roar.tracked_fit
 
-    def spy(model, config, tracker, train, test, prefix="fit", **kwargs):
+    def spy(model, training, device, tracker, train, test, prefix="fit", **kwargs):
         fitted.append(train.x.clone())
-        return original_fit(model, config, tracker, train, test, prefix=prefix, **kwargs)
+        return original_fit(model, training, device, tracker, train, test, prefix=prefix, **kwargs)
 
     monkeypatch.setattr(roar, "tracked_fit", spy)
     argv = ["--name", "roar_test", "--profile", "smoke", "--data_dir", str(data_dir)]

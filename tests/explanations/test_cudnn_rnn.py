@@ -61,21 +61,26 @@ def _explainers(model: nn.Module, x: torch.Tensor):
     state = {k: v.clone() for k, v in model.state_dict().items()}
     yield (
         "lissa",
-        lambda: InfluenceFunctions(model, nn.MSELoss(), progress=False).attribute_loader(
-            "cpu", [(x,)], [(x[:2],)], recursion_depth=2, hvp_batch_size=3
-        ),
+        lambda: InfluenceFunctions(
+            model, nn.MSELoss(), progress=False, recursion_depth=2, hvp_batch_size=3
+        ).attribute_loader("cpu", [(x,)], [(x[:2],)]),
     )
     yield (
         "arnoldi",
-        lambda: InfluenceFunctions(model, nn.MSELoss(), progress=False).attribute_loader(
-            "cpu", [(x,)], [(x[:2],)], influence_method="arnoldi", arnoldi_iter=3, arnoldi_rank=2
-        ),
+        lambda: InfluenceFunctions(
+            model,
+            nn.MSELoss(),
+            progress=False,
+            influence_method="arnoldi",
+            arnoldi_iter=3,
+            arnoldi_rank=2,
+        ).attribute_loader("cpu", [(x,)], [(x[:2],)]),
     )
     yield (
         "tracin",
-        lambda: TracIn(model, nn.MSELoss(), progress=False).attribute_loader(
-            "cpu", [(x,)], [(x[:2],)], checkpoints=[state], learning_rate=0.1
-        ),
+        lambda: TracIn(
+            model, nn.MSELoss(), progress=False, checkpoints=[state], learning_rate=0.1
+        ).attribute_loader("cpu", [(x,)], [(x[:2],)]),
     )
     yield (
         "features",

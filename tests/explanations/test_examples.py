@@ -137,13 +137,35 @@ def test_registry_names_and_duplicates() -> None:
         register(dict(EXAMPLE_METHODS), "TracIn", TracIn)
 
 
-def test_unknown_option_raises_and_foreign_options_are_ignored(model, data) -> None:
+# Each method's own option, and one that only another method takes.
+OWN_OPTION = {
+    "InfluenceFunctions": ("recursion_depth", 2),
+    "TracIn": ("learning_rate", 0.5),
+    "SimplEx": ("simplex_steps", 20),
+    "DKNN": ("n_neighbours", 3),
+}
+FOREIGN_OPTION = {
+    "InfluenceFunctions": ("simplex_steps", 20),
+    "TracIn": ("recursion_depth", 2),
+    "SimplEx": ("learning_rate", 0.1),
+    "DKNN": ("recursion_depth", 3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLE_METHODS))
+def test_an_option_of_another_method_is_a_type_error_not_dropped(model, data, name) -> None:
+    """Options go to the constructor, by name; the calls take only the examples."""
     x_train, x_test = data
-    explainer = DKNN(model, X_train=x_train)
-    with pytest.raises(TypeError):
-        explainer.attribute(x_test, [0, 1], n_neighbors=1)
-    out = explainer.attribute(x_test, [0, 1], recursion_depth=3, learning_rate=0.1)
-    assert out.shape == (N_TEST, 2)
+    cls = EXAMPLE_METHODS[name]
+    key, value = FOREIGN_OPTION[name]
+    with pytest.raises(TypeError, match=rf"unexpected keyword argument '{key}'"):
+        cls(model, nn.MSELoss(), X_train=x_train, **{key: value})
+    own, own_value = OWN_OPTION[name]
+    explainer = cls(model, nn.MSELoss(), X_train=x_train, progress=False, **{own: own_value})
+    with pytest.raises(TypeError, match=rf"unexpected keyword argument '{own}'"):
+        explainer.attribute(x_test, [0, 1], **{own: own_value})
+    with pytest.raises(TypeError, match=rf"unexpected keyword argument '{own}'"):
+        explainer.attribute_loader("cpu", [(x_train,)], [(x_test,)], **{own: own_value})
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLE_METHODS))
@@ -154,18 +176,16 @@ def test_attribute_loader_shapes_with_mismatched_batches(model, data, tmp_path, 
     labels = torch.zeros(N_TRAIN, dtype=torch.long), torch.zeros(N_TEST, dtype=torch.long)
     train_loader = DataLoader(TensorDataset(x_train, labels[0]), batch_size=4)
     test_loader = DataLoader(TensorDataset(x_test, labels[1]), batch_size=3)
-    opts = {"recursion_depth": 2, "simplex_steps": 20}
-    explainer = EXAMPLE_METHODS[name](model, nn.MSELoss(), X_train=x_train, progress=False)
-    scores = explainer.attribute_loader(torch.device("cpu"), train_loader, test_loader, **opts)
+    opts = dict([OWN_OPTION[name]])
+    explainer = EXAMPLE_METHODS[name](model, nn.MSELoss(), X_train=x_train, progress=False, **opts)
+    scores = explainer.attribute_loader(torch.device("cpu"), train_loader, test_loader)
     assert scores.shape == (N_TEST, N_TRAIN)
     assert torch.isfinite(scores).all()
     one_batch = explainer.attribute_loader(
-        "cpu", [(x_train, labels[0])], DataLoader(TensorDataset(x_test), batch_size=N_TEST), **opts
+        "cpu", [(x_train, labels[0])], DataLoader(TensorDataset(x_test), batch_size=N_TEST)
     )
     torch.testing.assert_close(scores, one_batch, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(
-        scores, explainer.attribute(x_test, None, **opts), rtol=1e-4, atol=1e-6
-    )
+    torch.testing.assert_close(scores, explainer.attribute(x_test, None), rtol=1e-4, atol=1e-6)
     assert model.training and model.encoder[1].training  # modes restored
     assert str(explainer) == name
 
@@ -215,9 +235,9 @@ def test_tracin_matches_pairwise_loop(model, data, tmp_path) -> None:
     torch.testing.assert_close(scores, expected, rtol=1e-4, atol=1e-9)
     for key, value in model.state_dict().items():  # the model itself is untouched
         torch.testing.assert_close(value, before[key])
-    rates = TracIn(model, nn.MSELoss(), X_train=x_train, progress=False).attribute(
-        x_test, [1, 3, 4], learning_rate=[0.0, 0.0, 1.0]
-    )
+    rates = TracIn(
+        model, nn.MSELoss(), X_train=x_train, progress=False, learning_rate=[0.0, 0.0, 1.0]
+    ).attribute(x_test, [1, 3, 4])
     g_last = copy.deepcopy(model)
     g_last.load_state_dict(states[-1])
     last = (
@@ -233,21 +253,40 @@ def test_tracin_supports_label_losses_and_lstms() -> None:
     clf = TinyClassifier()
     x, y = torch.rand(6, 1, 8, 8), torch.randint(0, 4, (6,))
     ce = nn.CrossEntropyLoss()
-    explainer = TracIn(clf, ce, X_train=x, Y_train=y, target="label", progress=False)
-    scores = explainer.attribute(x[:2], None, Y_test=y[:2], checkpoints=[clf.state_dict()])
+    explainer = TracIn(
+        clf,
+        ce,
+        X_train=x,
+        Y_train=y,
+        target="label",
+        progress=False,
+        checkpoints=[clf.state_dict()],
+    )
+    scores = explainer.attribute(x[:2], None, Y_test=y[:2])
     expected = naive_grads(clf, ce, x[:2], y[:2]) @ naive_grads(clf, ce, x, y).T
     torch.testing.assert_close(scores, expected, rtol=1e-4, atol=1e-9)
 
     lstm = LSTMAE()
     seqs = torch.randn(5, 12, 1)
-    scores = TracIn(lstm, nn.L1Loss(), X_train=seqs, progress=False).attribute(
-        seqs[:2], None, checkpoints=[lstm.state_dict()], learning_rate=1.0
-    )
+    scores = TracIn(
+        lstm,
+        nn.L1Loss(),
+        X_train=seqs,
+        progress=False,
+        checkpoints=[lstm.state_dict()],
+        learning_rate=1.0,
+    ).attribute(seqs[:2], None)
     g_test, g_train = naive_grads(lstm, nn.L1Loss(), seqs[:2]), naive_grads(lstm, nn.L1Loss(), seqs)
     torch.testing.assert_close(scores, g_test @ g_train.T, rtol=1e-4, atol=1e-9)
-    influence = InfluenceFunctions(lstm, nn.L1Loss(), X_train=seqs, progress=False).attribute(
-        seqs[:2], None, train_loader_replacement=[(seqs[1:4],)], recursion_depth=2, scale=2.0
-    )
+    influence = InfluenceFunctions(
+        lstm,
+        nn.L1Loss(),
+        X_train=seqs,
+        progress=False,
+        train_loader_replacement=[(seqs[1:4],)],
+        recursion_depth=2,
+        scale=2.0,
+    ).attribute(seqs[:2], None)
     ihvp = g_train.clone()
     for _ in range(2):
         ihvp = (
@@ -279,7 +318,7 @@ def test_dknn_matches_pairwise_loop(model, data) -> None:
     )
     # The direct difference of float32 codes and a sum of d squares: a few float32 epsilons.
     torch.testing.assert_close(scores.double(), expected, rtol=1e-5, atol=0)
-    top = explainer.attribute(x_test, None, n_neighbours=3)
+    top = DKNN(model, X_train=x_train, chunk_size=3, n_neighbours=3).attribute(x_test, None)
     assert ((top > 0).sum(1) == 3).all()
     kept = top > 0
     # The kept scores are the full matrix's own entries, bit for bit.
@@ -295,15 +334,16 @@ def test_lissa_matches_per_example_recursion(model, data) -> None:
     pool = torch.rand(40, 1, 8, 8, generator=gen)
     batches = [(pool[torch.randint(40, (8,), generator=gen)],) for _ in range(4)]
     damp, scale, depth = 0.01, 5.0, 6  # the batches are cycled: 6 steps use 4 batches
-    explainer = InfluenceFunctions(model, nn.MSELoss(), X_train=x_train, progress=False)
-    scores = explainer.attribute(
-        x_test,
-        [0, 2, 5],
+    scores = InfluenceFunctions(
+        model,
+        nn.MSELoss(),
+        X_train=x_train,
+        progress=False,
         train_loader_replacement=batches,
         recursion_depth=depth,
         damping=damp,
         scale=scale,
-    )
+    ).attribute(x_test, [0, 2, 5])
     g_train = naive_grads(model, nn.MSELoss(), x_train[[0, 2, 5]])
     g_test = naive_grads(model, nn.MSELoss(), x_test)
     expected = torch.zeros(N_TEST, 3)
@@ -316,7 +356,12 @@ def test_lissa_matches_per_example_recursion(model, data) -> None:
     torch.testing.assert_close(scores, expected, rtol=1e-4, atol=1e-8)
     # Without a loader, batches are resampled with a seed: deterministic, seed-dependent.
     opts = {"recursion_depth": 3, "damping": damp, "scale": scale}
-    again = [explainer.attribute(x_test, None, seed=s, **opts) for s in (0, 0, 1)]
+    again = [
+        InfluenceFunctions(
+            model, nn.MSELoss(), X_train=x_train, progress=False, seed=s, **opts
+        ).attribute(x_test, None)
+        for s in (0, 0, 1)
+    ]
     torch.testing.assert_close(again[0], again[1])
     assert not torch.allclose(again[0], again[2])
 
@@ -331,20 +376,18 @@ def test_exact_and_arnoldi_match_dense_damped_inverse(model, data) -> None:
         naive_grads(model, nn.MSELoss(), x_test),
     )
     expected = g_test @ inverse @ g_train.T
-    explainer = InfluenceFunctions(model, nn.MSELoss(), X_train=x_train, progress=False)
-    exact = explainer.attribute(
-        x_test, None, influence_method="exact", damping=damp, hvp_batch_size=4
+
+    def explainer(**options) -> InfluenceFunctions:
+        return InfluenceFunctions(model, nn.MSELoss(), X_train=x_train, progress=False, **options)
+
+    exact = explainer(influence_method="exact", damping=damp, hvp_batch_size=4).attribute(
+        x_test, None
     )
     torch.testing.assert_close(exact, expected, rtol=1e-3, atol=1e-6)
     n_params = len(hessian)
-    full = explainer.attribute(
-        x_test,
-        None,
-        influence_method="arnoldi",
-        damping=damp,
-        arnoldi_rank=n_params,
-        arnoldi_iter=n_params,
-    )
+    full = explainer(
+        influence_method="arnoldi", damping=damp, arnoldi_rank=n_params, arnoldi_iter=n_params
+    ).attribute(x_test, None)
     # Full rank: the same damped inverse as the dense one. Both apply (H + damp I)^-1 to
     # float32 gradients of P entries; rounding of order gamma(P) in the products is amplified
     # at most by the condition number of H + damp I (Higham 2002, Section 7.1), normwise.
@@ -352,9 +395,9 @@ def test_exact_and_arnoldi_match_dense_damped_inverse(model, data) -> None:
     condition = (eigenvalues.abs().max() / eigenvalues.abs().min()).item()
     bound = condition * gamma(n_params) * expected.abs().max().item()
     assert (full - expected).abs().max().item() <= bound
-    low = explainer.attribute(
-        x_test, None, influence_method="arnoldi", damping=damp, arnoldi_rank=30, arnoldi_iter=60
-    )
+    low = explainer(
+        influence_method="arnoldi", damping=damp, arnoldi_rank=30, arnoldi_iter=60
+    ).attribute(x_test, None)
     rho = spearmanr(low.flatten(), expected.flatten()).statistic
     assert rho > 0.9, rho
 
@@ -362,24 +405,25 @@ def test_exact_and_arnoldi_match_dense_damped_inverse(model, data) -> None:
 def test_lissa_converges_to_exact_with_effective_damping(model, data) -> None:
     """LiSSA's fixed point is (H + damp * scale * I)^-1 g with a fixed full-batch Hessian."""
     x_train, x_test = data
-    explainer = InfluenceFunctions(model, nn.MSELoss(), X_train=x_train, progress=False)
-    lissa = explainer.attribute(
-        x_test,
-        None,
+
+    def explainer(**options) -> InfluenceFunctions:
+        return InfluenceFunctions(model, nn.MSELoss(), X_train=x_train, progress=False, **options)
+
+    lissa = explainer(
         train_loader_replacement=[(x_train,)],
         recursion_depth=60,
         damping=0.5,  # with |eigenvalues| < 0.1 (this model) the recursion contracts by < 0.75
         scale=0.2,
-    )
-    exact = explainer.attribute(x_test, None, influence_method="exact", damping=0.1)
+    ).attribute(x_test, None)
+    exact = explainer(influence_method="exact", damping=0.1).attribute(x_test, None)
     torch.testing.assert_close(lissa, exact, rtol=1e-3, atol=1e-5 * exact.abs().max())
 
 
 def test_simplex_no_worse_than_reference_optimiser(model, data) -> None:
     x_train, x_test = data
     n_epoch = 300
-    weights = SimplEx(model, X_train=x_train, progress=False).attribute(
-        x_test, None, simplex_steps=n_epoch
+    weights = SimplEx(model, X_train=x_train, progress=False, simplex_steps=n_epoch).attribute(
+        x_test, None
     )
     assert weights.shape == (N_TEST, N_TRAIN) and (weights >= 0).all()
     torch.testing.assert_close(weights.sum(1), torch.ones(N_TEST))
@@ -400,10 +444,7 @@ def test_simplex_no_worse_than_reference_optimiser(model, data) -> None:
 def test_explainers_are_deterministic_in_train_mode(model, data) -> None:
     x_train, x_test = data
     for cls in (InfluenceFunctions, SimplEx, DKNN):
-        explainer = cls(model, nn.MSELoss(), X_train=x_train, progress=False)
-        opts = {"recursion_depth": 2, "simplex_steps": 10}
-        first, second = (
-            explainer.attribute(x_test, None, **opts),
-            explainer.attribute(x_test, None, **opts),
-        )
+        opts = dict([OWN_OPTION[cls.name]])
+        explainer = cls(model, nn.MSELoss(), X_train=x_train, progress=False, **opts)
+        first, second = explainer.attribute(x_test, None), explainer.attribute(x_test, None)
         torch.testing.assert_close(first, second, rtol=0, atol=0)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from lfxai.explanations.examples import InfluenceFunctions, influence_functions
+from lfxai.explanations.examples import InfluenceFunctions, influence_estimators
 from lfxai.explanations.examples.per_sample_grads import LossFunctional
 
 
@@ -53,19 +53,21 @@ def test_hvp_chunk_size_reaches_every_hvp_and_keeps_the_scores(options, monkeypa
         return recorded
 
     monkeypatch.setattr(LossFunctional, "hessian", spy)
-    explainer = InfluenceFunctions(model, nn.MSELoss(), X_train=x, progress=False)
-    default = explainer.attribute(x[:3], **options)
+    default = InfluenceFunctions(
+        model, nn.MSELoss(), X_train=x, progress=False, **options
+    ).attribute(x[:3])
     assert chunks and 1 not in chunks
     chunks.clear()
-    chunked = explainer.attribute(x[:3], hvp_chunk_size=1, **options)
+    chunked = InfluenceFunctions(
+        model, nn.MSELoss(), X_train=x, progress=False, hvp_chunk_size=1, **options
+    ).attribute(x[:3])
     assert chunks and set(chunks) == {1}
     torch.testing.assert_close(chunked, default, rtol=1e-4, atol=1e-6)
 
 
 def test_hvp_chunk_size_must_be_positive():
-    explainer = InfluenceFunctions(_AE(), nn.MSELoss(), X_train=torch.rand(4, 6), progress=False)
-    with pytest.raises(ValueError, match="hvp_chunk_size"):
-        explainer.attribute(torch.rand(2, 6), hvp_chunk_size=0)
+    with pytest.raises(ValueError, match="^hvp_chunk_size must be positive or None, got 0$"):
+        InfluenceFunctions(_AE(), nn.MSELoss(), X_train=torch.rand(4, 6), hvp_chunk_size=0)
 
 
 @pytest.mark.parametrize("influence_method", ["arnoldi", "exact"])
@@ -83,15 +85,15 @@ def test_small_hessian_data_builds_each_batchs_graph_once(influence_method, monk
         return real_hessian(self, params, fixed, xb, t)
 
     monkeypatch.setattr(LossFunctional, "hessian", spy)
-    explainer = InfluenceFunctions(model, nn.MSELoss(), X_train=x, progress=False)
     # The exact method's identity blocks are 256 columns: _AE's encoder fits in one block.
     options = {"influence_method": influence_method, "arnoldi_iter": 4, "hvp_batch_size": 4}
-    cached = explainer.attribute(x[:3], **options)
+    explainer = InfluenceFunctions(model, nn.MSELoss(), X_train=x, progress=False, **options)
+    cached = explainer.attribute(x[:3])
     products = 4 if influence_method == "arnoldi" else 1
     assert builds == [4, 4]
     builds.clear()
-    monkeypatch.setattr(influence_functions, "CACHED_HESSIAN_EXAMPLES", 7)
-    rebuilt = explainer.attribute(x[:3], **options)
+    monkeypatch.setattr(influence_estimators, "CACHED_HESSIAN_EXAMPLES", 7)
+    rebuilt = explainer.attribute(x[:3])
     assert builds == [4, 4] * products
     assert torch.equal(cached, rebuilt)
 

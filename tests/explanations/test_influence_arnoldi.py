@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call, hessian, jacrev
 
-from lfxai.explanations.examples import InfluenceFunctions, influence_functions
-from lfxai.explanations.examples.influence_functions import arnoldi
+from lfxai.explanations.examples import InfluenceFunctions, influence_estimators
+from lfxai.explanations.examples.influence_estimators import arnoldi
 from lfxai.explanations.examples.per_sample_grads import LossFunctional
 from tests.numerics import gamma
 
@@ -35,7 +36,7 @@ def _labelled(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _classifier_explainer(
-    model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor
+    model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, **options: Any
 ) -> InfluenceFunctions:
     """Influence of labelled training examples on the classifier's cross-entropy, no bar."""
     return InfluenceFunctions(
@@ -45,6 +46,7 @@ def _classifier_explainer(
         Y_train=y_train,
         target="label",
         progress=False,
+        **options,
     )
 
 
@@ -106,19 +108,20 @@ def test_a_classifiers_hessian_uses_the_labels_of_its_first_hessian_size_example
     expected, magnitude, condition = _reference(
         model, (x_train[:4], y_train[:4]), (x_train, y_train), test, damping
     )
-    explainer = _classifier_explainer(model, x_train, y_train)
     options = {"damping": damping, "hessian_size": 4, "hvp_batch_size": 3}
-    exact = explainer.attribute(test[0], None, test[1], influence_method="exact", **options)
+    exact = _classifier_explainer(
+        model, x_train, y_train, influence_method="exact", **options
+    ).attribute(test[0], None, test[1])
     _assert_matches(exact, expected, magnitude, condition)
-    full = explainer.attribute(
-        test[0],
-        None,
-        test[1],
+    full = _classifier_explainer(
+        model,
+        x_train,
+        y_train,
         influence_method="arnoldi",
         arnoldi_rank=8,
         arnoldi_iter=8,
         **options,
-    )
+    ).attribute(test[0], None, test[1])
     _assert_matches(full, expected, magnitude, condition)
     # The rule is visible: all six examples give another Hessian, far outside the bound.
     other, *_ = _reference(model, (x_train, y_train), (x_train, y_train), test, damping)
@@ -135,16 +138,15 @@ def test_hessian_examples_come_from_the_loader_across_its_batches() -> None:
     expected, magnitude, condition = _reference(
         model, (x_pool[:4], y_pool[:4]), (x_train, y_train), test, damping
     )
-    explainer = _classifier_explainer(model, x_train, y_train)
-    scores = explainer.attribute(
-        test[0],
-        None,
-        test[1],
+    scores = _classifier_explainer(
+        model,
+        x_train,
+        y_train,
         influence_method="exact",
         damping=damping,
         train_loader_replacement=loader,
         hessian_size=4,
-    )
+    ).attribute(test[0], None, test[1])
     _assert_matches(scores, expected, magnitude, condition)
     own, *_ = _reference(model, (x_train, y_train), (x_train, y_train), test, damping)
     assert not ((scores.double() - own).abs() <= 10 * condition * gamma(800) * magnitude).all()
@@ -155,7 +157,7 @@ def test_hessian_examples_come_from_the_loader_across_its_batches() -> None:
 
 def test_default_hvp_chunk_is_10000_examples_worth_of_vectors_and_at_least_one(monkeypatch):
     """Each batch of B Hessian examples gets ``max(1, 10000 // B)`` vectors per vmap chunk."""
-    assert influence_functions.HVP_TANGENTS == 10_000
+    assert influence_estimators.HVP_TANGENTS == 10_000
     seen: list[tuple[int, int | None]] = []
     real_hessian = LossFunctional.hessian
 
@@ -173,17 +175,22 @@ def test_default_hvp_chunk_is_10000_examples_worth_of_vectors_and_at_least_one(m
     # No encoder: all 7 parameters are explained.
     model = nn.Sequential(nn.Linear(2, 1), nn.Linear(1, 2))
     pool = torch.rand(12_000, 2, generator=torch.Generator().manual_seed(1))
-    explainer = InfluenceFunctions(model, nn.MSELoss(), X_train=pool[:2], progress=False)
-    options = {"influence_method": "exact", "train_loader_replacement": [(pool,)]}
-    explainer.attribute(pool[:1], **options, hessian_size=35, hvp_batch_size=17)
+
+    def explainer(**sizes: int) -> InfluenceFunctions:
+        options = {"influence_method": "exact", "train_loader_replacement": [(pool,)]}
+        return InfluenceFunctions(
+            model, nn.MSELoss(), X_train=pool[:2], progress=False, **options, **sizes
+        )
+
+    explainer(hessian_size=35, hvp_batch_size=17).attribute(pool[:1])
     # 35 examples in batches of 17: 588 vectors (17 * 588 = 9996), and 10000 for the last
     # single example.
     assert seen == [(17, 588), (17, 588), (1, 10_000)]
     seen.clear()
-    explainer.attribute(pool[:1], **options, hvp_batch_size=5000, hessian_size=10_000)
+    explainer(hvp_batch_size=5000, hessian_size=10_000).attribute(pool[:1])
     assert seen == [(5000, 2), (5000, 2)]
     seen.clear()
-    explainer.attribute(pool[:1], **options, hvp_batch_size=12_000)
+    explainer(hvp_batch_size=12_000).attribute(pool[:1])
     assert seen == [(12_000, 1)]  # 10000 // 12000 = 0 vectors: one
 
 

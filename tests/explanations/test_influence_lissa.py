@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from lfxai.explanations.examples import InfluenceFunctions, code_hvp, influence_functions
+from lfxai.explanations.examples import InfluenceFunctions, code_hvp, influence_estimators
 from lfxai.explanations.examples.per_sample_grads import LossFunctional
 from tests.numerics import U64, gamma
 
@@ -114,7 +114,7 @@ def _lissa_reference(
 def test_an_unknown_method_is_refused_with_the_four_names() -> None:
     x, y = _data(N_TRAIN)
     with pytest.raises(ValueError) as error:
-        _explainer(_regression(), x, y).attribute(x[:2], Y_test=y[:2], influence_method="newton")
+        _explainer(_regression(), x, y, influence_method="newton")
     expected = (
         "influence_method must be one of ('lissa', 'arnoldi', 'exact', 'lissa_arnoldi'), "
         "got 'newton'"
@@ -126,14 +126,15 @@ def test_exact_solves_the_damped_system_up_to_exactly_max_exact_params() -> None
     """``exact``: ``g_test (H + damping I)^-1 g_train^T``; P == max_exact_params is allowed."""
     model, (x, y), (x_test, y_test) = _regression(), _data(N_TRAIN), _data(N_TEST, seed=2)
     damping = 0.3
-    scores = _explainer(model, x, y).attribute(
-        x_test,
-        Y_test=y_test,
+    scores = _explainer(
+        model,
+        x,
+        y,
         influence_method="exact",
         damping=damping,
         max_exact_params=P,
         hvp_batch_size=3,  # batches of 3, 3 and 2: the mean over all eight examples
-    )
+    ).attribute(x_test, Y_test=y_test)
     damped = _hessian(x) + damping * torch.eye(P, dtype=torch.float64)
     expected = _grads(model, x_test, y_test) @ torch.linalg.solve(damped, _grads(model, x, y).T)
     _assert_within(scores, expected, _solve_bound(model, x, y, x_test, y_test, damped, 8 * P))
@@ -141,14 +142,14 @@ def test_exact_solves_the_damped_system_up_to_exactly_max_exact_params() -> None
 
 def test_exact_refuses_more_parameters_than_max_exact_params_and_names_arnoldi() -> None:
     x, y = _data(N_TRAIN)
-    explainer = _explainer(_regression(), x, y)
+    exact = _explainer(_regression(), x, y, influence_method="exact", max_exact_params=P - 1)
     with pytest.raises(ValueError) as error:
-        explainer.attribute(x[:2], Y_test=y[:2], influence_method="exact", max_exact_params=P - 1)
+        exact.attribute(x[:2], Y_test=y[:2])
     assert str(error.value) == "exact inverse of a 4^2 Hessian: use influence_method='arnoldi'"
     # The limit is the exact method's alone: Arnoldi never builds the dense Hessian.
-    arnoldi = explainer.attribute(
-        x[:2], Y_test=y[:2], influence_method="arnoldi", max_exact_params=P - 1
-    )
+    arnoldi = _explainer(
+        _regression(), x, y, influence_method="arnoldi", max_exact_params=P - 1
+    ).attribute(x[:2], Y_test=y[:2])
     assert arnoldi.shape == (2, N_TRAIN)
 
 
@@ -160,9 +161,9 @@ def test_exact_refuses_10001_parameters_by_default_before_any_hessian_product(
 
     monkeypatch.setattr(LossFunctional, "hvp", no_hvp)
     x, y = _data(2, n_in=10_000)
-    explainer = _explainer(_regression(10_000), x, y)
+    explainer = _explainer(_regression(10_000), x, y, influence_method="exact")
     with pytest.raises(ValueError, match=re.escape("exact inverse of a 10001^2 Hessian")):
-        explainer.attribute(x, Y_test=y, influence_method="exact")
+        explainer.attribute(x, Y_test=y)
 
 
 def test_exact_assembles_a_hessian_of_more_than_256_columns_block_by_block() -> None:
@@ -170,8 +171,8 @@ def test_exact_assembles_a_hessian_of_more_than_256_columns_block_by_block() -> 
     n_in = 299
     model, (x, y), (x_test, y_test) = _regression(n_in), _data(6, n_in), _data(2, n_in, seed=2)
     x, x_test = x / n_in**0.5, x_test / n_in**0.5  # keeps H + I well conditioned
-    scores = _explainer(model, x, y).attribute(
-        x_test, Y_test=y_test, influence_method="exact", damping=1.0
+    scores = _explainer(model, x, y, influence_method="exact", damping=1.0).attribute(
+        x_test, Y_test=y_test
     )
     damped = _hessian(x) + torch.eye(n_in + 1, dtype=torch.float64)
     expected = _grads(model, x_test, y_test) @ torch.linalg.solve(damped, _grads(model, x, y).T)
@@ -183,7 +184,6 @@ def test_exact_assembles_a_hessian_of_more_than_256_columns_block_by_block() -> 
 def test_exact_hessian_comes_from_the_replacement_loader_cut_at_hessian_size() -> None:
     model, (x, y), (x_test, y_test) = _regression(), _data(N_TRAIN), _data(N_TEST, seed=2)
     x_h, y_h = _data(10, seed=3)
-    explainer = _explainer(model, x, y)
     damping = 0.3
     loader = [(x_h[:6], y_h[:6]), (x_h[6:], y_h[6:])]  # two batches, gathered in one pass
     cases = [
@@ -192,9 +192,8 @@ def test_exact_hessian_comes_from_the_replacement_loader_cut_at_hessian_size() -
         ({"hessian_size": 5}, x[:5]),  # without a loader: the first explained examples
     ]
     for options, hessian_x in cases:
-        scores = explainer.attribute(
-            x_test, Y_test=y_test, influence_method="exact", damping=damping, **options
-        )
+        explainer = _explainer(model, x, y, influence_method="exact", damping=damping, **options)
+        scores = explainer.attribute(x_test, Y_test=y_test)
         damped = _hessian(hessian_x) + damping * torch.eye(P, dtype=torch.float64)
         g_train = _grads(model, x, y)
         expected = _grads(model, x_test, y_test) @ torch.linalg.solve(damped, g_train.T)
@@ -206,9 +205,9 @@ def test_arnoldi_keeps_the_arnoldi_rank_eigenpairs_of_largest_magnitude() -> Non
     """Rank 1: ``(g_test . u)(g_train . u) / (lambda + damping)`` with H's top eigenpair."""
     model, (x, y), (x_test, y_test) = _regression(), _data(N_TRAIN), _data(N_TEST, seed=2)
     damping = 0.3
-    scores = _explainer(model, x, y).attribute(
-        x_test, Y_test=y_test, influence_method="arnoldi", damping=damping, arnoldi_rank=1
-    )
+    scores = _explainer(
+        model, x, y, influence_method="arnoldi", damping=damping, arnoldi_rank=1
+    ).attribute(x_test, Y_test=y_test)
     eigenvalues, eigenvectors = torch.linalg.eigh(_hessian(x))
     top, u = eigenvalues[-1], eigenvectors[:, -1]  # all positive: the largest is the last
     g_test, g_train = _grads(model, x_test, y_test), _grads(model, x, y)
@@ -234,14 +233,15 @@ def test_lissa_with_a_full_batch_loader_converges_to_the_damped_inverse() -> Non
     # The recursion's matrix (1 - d) I - H / s has eigenvalues in [0.25, 0.75): it contracts.
     contraction = 1 - damping - torch.linalg.eigvalsh(hessian).min().item() / scale
     assert contraction < 0.75
-    scores = _explainer(model, x, y).attribute(
-        x_test,
-        Y_test=y_test,
+    scores = _explainer(
+        model,
+        x,
+        y,
         train_loader_replacement=[(x, y)],
         recursion_depth=depth,
         damping=damping,
         scale=scale,
-    )
+    ).attribute(x_test, Y_test=y_test)
     damped = hessian + damping * scale * torch.eye(P, dtype=torch.float64)
     expected = _grads(model, x_test, y_test) @ torch.linalg.solve(damped, _grads(model, x, y).T)
     # Rounding of each step (P + N_TRAIN + 8 roundings) summed over the contracting steps,
@@ -272,8 +272,7 @@ def test_lissa_arnoldi_is_lissas_truncated_series_on_the_kept_eigenpairs(float64
         scale=scale,
         arnoldi_iter=P,
     )
-    explainer = _explainer(model, x, y)
-    full = explainer.attribute(x_test, Y_test=y_test, arnoldi_rank=P, **options)
+    full = _explainer(model, x, y, arnoldi_rank=P, **options).attribute(x_test, Y_test=y_test)
     expected, magnitude = _lissa_reference(
         model, (x, y), (x_test, y_test), [x] * depth, damping, scale
     )
@@ -290,7 +289,7 @@ def test_lissa_arnoldi_is_lissas_truncated_series_on_the_kept_eigenpairs(float64
     g_test, g_train = _grads(model, x_test, y_test), _grads(model, x, y)
     rank1 = factor(0.0) * g_test @ g_train.T
     rank1 += (factor(top) - factor(0.0)) * torch.outer(g_test @ u, g_train @ u)
-    one = explainer.attribute(x_test, Y_test=y_test, arnoldi_rank=1, **options)
+    one = _explainer(model, x, y, arnoldi_rank=1, **options).attribute(x_test, Y_test=y_test)
     _assert_within(one, rank1, bound)
 
 
@@ -299,7 +298,7 @@ def test_lissa_filter_is_the_geometric_sum_near_and_far_from_a_unit_ratio() -> N
     1 (the expansion) and far from it (the closed form, including q < 0)."""
     damping, scale, depth = 1e-3, 1000.0, 100
     values = torch.tensor([-1.0, -0.999999, 0.0, 12.9, 3000.0], dtype=torch.float64)
-    factors = influence_functions.lissa_filter(values, depth, damping, scale)
+    factors = influence_estimators.lissa_filter(values, depth, damping, scale)
     for value, got in zip(values.tolist(), factors.tolist(), strict=True):
         q = 1 - damping - value / scale
         terms = range(depth + 1)  # the estimate starts at g: depth + 1 powers
@@ -312,15 +311,16 @@ def test_lissa_draws_hvp_batch_size_examples_with_replacement_from_the_seed() ->
     """Without a loader, step k's batch is the k-th ``randint(N, (B,))`` of a seeded generator."""
     model, (x, y), (x_test, y_test) = _regression(), _data(N_TRAIN), _data(N_TEST, seed=2)
     damping, scale, depth, batch, seed = 0.2, 20.0, 10, 3, 7
-    scores = _explainer(model, x, y).attribute(
-        x_test,
-        Y_test=y_test,
+    scores = _explainer(
+        model,
+        x,
+        y,
         recursion_depth=depth,
         damping=damping,
         scale=scale,
         hvp_batch_size=batch,
         seed=seed,
-    )
+    ).attribute(x_test, Y_test=y_test)
     generator = torch.Generator().manual_seed(seed)
     drawn = [x[torch.randint(N_TRAIN, (batch,), generator=generator)] for _ in range(depth)]
     expected, magnitude = _lissa_reference(model, (x, y), (x_test, y_test), drawn, damping, scale)
@@ -339,22 +339,22 @@ def test_lissa_defaults_are_the_references_100_steps_of_200_examples_from_seed_0
         return real_hvp(self, params, fixed, xb, tb, vectors, chunk_size)
 
     monkeypatch.setattr(LossFunctional, "hvp", spy)
-    explainer = _explainer(model, x, y)
-    default = explainer.attribute(x_test, Y_test=y_test)
+    default = _explainer(model, x, y).attribute(x_test, Y_test=y_test)
     generator = torch.Generator().manual_seed(0)
     assert len(batches) == 100
     for drawn in batches:
         assert torch.equal(drawn, x[torch.randint(N_TRAIN, (200,), generator=generator)])
-    explicit = explainer.attribute(
-        x_test,
-        Y_test=y_test,
+    explicit = _explainer(
+        model,
+        x,
+        y,
         influence_method="lissa",
         recursion_depth=100,
         damping=1e-3,
         scale=1000.0,
         hvp_batch_size=200,
         seed=0,
-    )
+    ).attribute(x_test, Y_test=y_test)
     assert torch.equal(default, explicit)
 
 
@@ -364,14 +364,15 @@ def test_lissa_cycles_a_loader_of_labelled_batches() -> None:
     x_h, y_h = _data(5, seed=3)
     loader = [(x_h[:3], y_h[:3]), (x_h[3:], y_h[3:])]
     damping, scale, depth = 0.2, 20.0, 5
-    scores = _explainer(model, x, y).attribute(
-        x_test,
-        Y_test=y_test,
+    scores = _explainer(
+        model,
+        x,
+        y,
         train_loader_replacement=loader,
         recursion_depth=depth,
         damping=damping,
         scale=scale,
-    )
+    ).attribute(x_test, Y_test=y_test)
     cycled = [loader[step % 2][0] for step in range(depth)]
     expected, magnitude = _lissa_reference(model, (x, y), (x_test, y_test), cycled, damping, scale)
     _assert_within(scores, expected, gamma(depth * (P + 3 + N_IN + 8)) * magnitude)
@@ -393,15 +394,16 @@ def test_lissa_over_min_vectors_train_examples_takes_the_code_split(monkeypatch)
         return split
 
     monkeypatch.setattr(code_hvp.CodeSplit, "prepare", spy)
-    scores = _explainer(model, x, y).attribute(
-        x_test,
-        Y_test=y_test,
+    scores = _explainer(
+        model,
+        x,
+        y,
         recursion_depth=depth,
         damping=damping,
         scale=scale,
         hvp_batch_size=batch,
         seed=seed,
-    )
+    ).attribute(x_test, Y_test=y_test)
     assert prepared == [True] * depth
     generator = torch.Generator().manual_seed(seed)
     drawn = [x[torch.randint(n_train, (batch,), generator=generator)] for _ in range(depth)]
@@ -424,8 +426,8 @@ class _EmptyLoader:
 def test_an_empty_replacement_loader_is_an_exact_error() -> None:
     x, y = _data(N_TRAIN)
     with pytest.raises(ValueError) as error:
-        _explainer(_regression(), x, y).attribute(
-            x[:2], Y_test=y[:2], train_loader_replacement=_EmptyLoader()
+        _explainer(_regression(), x, y, train_loader_replacement=_EmptyLoader()).attribute(
+            x[:2], Y_test=y[:2]
         )
     assert str(error.value) == "train_loader_replacement yields no batches"
 
@@ -435,8 +437,8 @@ def test_an_empty_replacement_loader_is_an_exact_error() -> None:
 
 def test_lissa_progress_bar_is_named_and_cleared(capsys) -> None:
     x, y = _data(N_TRAIN)
-    _explainer(_regression(), x, y, progress=True).attribute(
-        x[:2], Y_test=y[:2], recursion_depth=2, hvp_batch_size=2
+    _explainer(_regression(), x, y, progress=True, recursion_depth=2, hvp_batch_size=2).attribute(
+        x[:2], Y_test=y[:2]
     )
     err = capsys.readouterr().err
     assert "\rLiSSA:   0%" in err
@@ -448,16 +450,22 @@ def test_lissa_progress_bar_is_named_and_cleared(capsys) -> None:
 def test_arnoldi_progress_bar_follows_the_explainers_progress_flag(capsys) -> None:
     x, y = _data(N_TRAIN)
     options = {"influence_method": "arnoldi", "arnoldi_iter": 2}
-    _explainer(_regression(), x, y, progress=True).attribute(x[:2], Y_test=y[:2], **options)
+    _explainer(_regression(), x, y, progress=True, **options).attribute(x[:2], Y_test=y[:2])
     assert "\rArnoldi:   0%" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("method", ["lissa", "arnoldi", "exact"])
 def test_no_progress_bar_with_progress_false(method: str, capsys) -> None:
     x, y = _data(N_TRAIN)
-    _explainer(_regression(), x, y, progress=False).attribute(
-        x[:2], Y_test=y[:2], influence_method=method, recursion_depth=2, arnoldi_iter=2
-    )
+    _explainer(
+        _regression(),
+        x,
+        y,
+        progress=False,
+        influence_method=method,
+        recursion_depth=2,
+        arnoldi_iter=2,
+    ).attribute(x[:2], Y_test=y[:2])
     assert capsys.readouterr().err == ""
 
 
@@ -471,7 +479,7 @@ def test_arnoldi_defaults_keep_50_ritz_pairs_of_100_steps_on_the_models_device(
     n_in = 120
     model, (x, y), (x_test, y_test) = _regression(n_in), _data(200, n_in), _data(2, n_in, seed=2)
     calls: list[tuple] = []
-    real = influence_functions.arnoldi
+    real = influence_estimators.arnoldi
 
     def spy(*args):
         calls.append(args[2:])  # n_iter, device, seed, progress
@@ -479,16 +487,11 @@ def test_arnoldi_defaults_keep_50_ritz_pairs_of_100_steps_on_the_models_device(
         calls.append(len(values))
         return values, vectors
 
-    monkeypatch.setattr(influence_functions, "arnoldi", spy)
-    explainer = _explainer(model, x, y)
-    default = explainer.attribute(x_test, Y_test=y_test, influence_method="arnoldi")
+    monkeypatch.setattr(influence_estimators, "arnoldi", spy)
+    explainer = _explainer(model, x, y, influence_method="arnoldi")
+    default = explainer.attribute(x_test, Y_test=y_test)
     assert calls == [(100, explainer.device, 0, False), 100]
-    explicit = explainer.attribute(
-        x_test,
-        Y_test=y_test,
-        influence_method="arnoldi",
-        arnoldi_rank=50,
-        arnoldi_iter=100,
-        seed=0,
-    )
+    explicit = _explainer(
+        model, x, y, influence_method="arnoldi", arnoldi_rank=50, arnoldi_iter=100, seed=0
+    ).attribute(x_test, Y_test=y_test)
     assert torch.equal(default, explicit)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from lfxai.explanations.examples import simplex
-from lfxai.explanations.examples.influence_functions import arnoldi
+from lfxai.explanations.examples.influence_estimators import arnoldi
 from lfxai.explanations.examples.simplex import simplex_weights
 from tests.numerics import U64, gamma
 
@@ -113,23 +113,25 @@ def test_simplex_solves_all_test_rows_together_within_the_memory_bound(monkeypat
         return real(test_codes, *args)
 
     monkeypatch.setattr(simplex, "simplex_weights", spy)
-    explainer = simplex.SimplEx(nn.Flatten(), X_train=torch.rand(10, 2), progress=False)
-    weights = explainer.attribute(torch.rand(7, 2), None, simplex_steps=2)
+    x_train = torch.rand(10, 2)
+
+    def explainer(steps: int) -> simplex.SimplEx:
+        return simplex.SimplEx(nn.Flatten(), X_train=x_train, progress=False, simplex_steps=steps)
+
+    weights = explainer(2).attribute(torch.rand(7, 2), None)
     assert rows == [7] and weights.shape == (7, 10)
     monkeypatch.setattr(simplex, "MAX_ELEMENTS", 30)  # 3 rows of 10 per optimisation
     rows.clear()
-    assert torch.equal(
-        explainer.attribute(torch.rand(7, 2), None, simplex_steps=0), torch.full((7, 10), 0.1)
-    )
+    assert torch.equal(explainer(0).attribute(torch.rand(7, 2), None), torch.full((7, 10), 0.1))
     assert rows == [3, 3, 1]
     monkeypatch.setattr(simplex, "MAX_ELEMENTS", 5)  # fewer than one row: still one row
     rows.clear()
-    explainer.attribute(torch.rand(3, 2), None, simplex_steps=0)
+    explainer(0).attribute(torch.rand(3, 2), None)
     assert rows == [1, 1, 1]
     monkeypatch.setattr(simplex, "MAX_ELEMENTS", 3)  # one training example: 3 rows
     rows.clear()
-    one = simplex.SimplEx(nn.Flatten(), X_train=torch.rand(1, 2), progress=False)
-    one.attribute(torch.rand(7, 2), None, simplex_steps=0)
+    one = simplex.SimplEx(nn.Flatten(), X_train=torch.rand(1, 2), progress=False, simplex_steps=0)
+    one.attribute(torch.rand(7, 2), None)
     assert rows == [3, 3, 1]
 
 

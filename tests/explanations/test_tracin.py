@@ -40,23 +40,26 @@ def _scaled_state(model: nn.Module, scale: float) -> dict[str, torch.Tensor]:
 def _scores(model: nn.Module, checkpoint: Checkpoint) -> torch.Tensor:
     """TracIn's scores of ``_data()`` from one checkpoint."""
     x_train, x_test = _data()
-    explainer = TracIn(model, nn.MSELoss(), X_train=x_train, progress=False)
-    return explainer.attribute(x_test, None, checkpoints=[checkpoint])
+    explainer = TracIn(
+        model, nn.MSELoss(), X_train=x_train, progress=False, checkpoints=[checkpoint]
+    )
+    return explainer.attribute(x_test, None)
 
 
 # Where the checkpoints come from -------------------------------------------------------------
 
 
-def test_constructor_checkpoints_come_before_the_models_and_after_the_calls() -> None:
+def test_constructor_checkpoints_come_before_the_models() -> None:
     model = LinearAE()
-    own, given, called = (_scaled_state(model, scale) for scale in (0.5, 2.0, 3.0))
+    own, given = (_scaled_state(model, scale) for scale in (0.5, 2.0))
     model.checkpoints_files = [own]
     x_train, x_test = _data()
     explainer = TracIn(model, nn.MSELoss(), X_train=x_train, checkpoints=[given], progress=False)
     expected = _scores(model, given)
     assert not torch.equal(expected, _scores(model, own))  # the two sources are told apart
     assert torch.equal(explainer.attribute(x_test), expected)
-    assert torch.equal(explainer.attribute(x_test, checkpoints=[called]), _scores(model, called))
+    default = TracIn(model, nn.MSELoss(), X_train=x_train, progress=False)
+    assert torch.equal(default.attribute(x_test), _scores(model, own))  # the model's own list
     model.checkpoints_files = []  # the constructor's list alone suffices
     assert torch.equal(explainer.attribute(x_test), expected)
 
@@ -71,10 +74,17 @@ def test_no_checkpoint_anywhere_is_an_exact_error() -> None:
 def test_one_learning_rate_per_checkpoint_or_an_exact_error() -> None:
     model = LinearAE()
     x_train, x_test = _data()
-    explainer = TracIn(model, nn.MSELoss(), X_train=x_train, progress=False)
     states = [_scaled_state(model, 1.0)] * 3
+    explainer = TracIn(
+        model,
+        nn.MSELoss(),
+        X_train=x_train,
+        progress=False,
+        checkpoints=states,
+        learning_rate=[0.1, 0.2],
+    )
     with pytest.raises(ValueError) as error:
-        explainer.attribute(x_test, checkpoints=states, learning_rate=[0.1, 0.2])
+        explainer.attribute(x_test)
     assert str(error.value) == "2 learning rates for 3 checkpoints"
 
 
@@ -152,10 +162,10 @@ def test_everything_moves_to_the_models_device(tmp_path) -> None:
     torch.save(state, tmp_path / "cpu.pt")
     model = model.to("meta")
     x_train, x_test = (x.to("meta") for x in _data())
-    explainer = TracIn(model, nn.MSELoss(), progress=False)
-    scores = explainer._attribute(
-        x_train, None, x_test, None, checkpoints=[state, tmp_path / "cpu.pt"]
+    explainer = TracIn(
+        model, nn.MSELoss(), progress=False, checkpoints=[state, tmp_path / "cpu.pt"]
     )
+    scores = explainer._attribute(x_train, None, x_test, None)
     assert scores.device == torch.device("meta") and scores.shape == (N_TEST, N_TRAIN)
 
 
@@ -166,12 +176,12 @@ def test_the_progress_bar_names_tracin_leaves_no_trace_and_obeys_progress(capsys
     model = LinearAE()
     x_train, x_test = _data()
     states = [_scaled_state(model, 1.0), _scaled_state(model, 2.0)]
-    TracIn(model, nn.MSELoss(), X_train=x_train).attribute(x_test, checkpoints=states)
+    TracIn(model, nn.MSELoss(), X_train=x_train, checkpoints=states).attribute(x_test)
     err = capsys.readouterr().err
     assert err.startswith("\rTracIn checkpoints:   0%|")  # shown by default
     assert "| 0/2 [" in err  # counts the checkpoints
     assert "\n" not in err and err.split("\r")[-2].isspace()  # leave=False: the line is blanked
-    TracIn(model, nn.MSELoss(), X_train=x_train, progress=False).attribute(
-        x_test, checkpoints=states
+    TracIn(model, nn.MSELoss(), X_train=x_train, progress=False, checkpoints=states).attribute(
+        x_test
     )
     assert capsys.readouterr().err == ""

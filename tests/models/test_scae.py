@@ -152,18 +152,10 @@ def test_training_loop_clips_gradients_and_passes_the_optimiser_eps(monkeypatch)
         training, "make_optimizer", lambda *a, **k: made.append(make(*a, **k)) or made[-1]
     )
     data = Split(torch.rand(12, 1, 28, 28), torch.zeros(12, dtype=torch.long))
-    result = training.fit(
-        model,
-        data,
-        data,
-        torch.device("cpu"),
-        n_epochs=1,
-        optimizer="rmsprop",
-        lr=1e-5,
-        weight_decay=0.0,
-        batch_size=6,
-        progress=False,
+    settings = training.TrainingSettings(
+        n_epochs=1, batch_size=6, lr=1e-5, weight_decay=0.0, optimizer="rmsprop"
     )
+    result = training.fit(model, data, data, torch.device("cpu"), settings, progress=False)
     assert norms == [5.0, 5.0]  # once per batch
     group = made[0].param_groups[0]
     assert group["eps"] == pytest.approx(1 / 60**2) and group["momentum"] == 0.9

@@ -14,7 +14,7 @@ from lfxai.data.dsprites import CACHE_NAME, META_NAME, provision_dsprites
 from lfxai.data.packed import PackedImages
 from lfxai.data.splits import Split
 from lfxai.plugins import get_dataset
-from lfxai.training import fit
+from lfxai.training import TrainingSettings, fit
 
 SMALL = (1, 5, 8, 4, 4)
 
@@ -75,16 +75,8 @@ def test_packed_split_trains_like_its_decoded_tensor(data_dir):
         torch.manual_seed(0)
         model = nn.Sequential(nn.Flatten(), nn.Linear(64 * 64, 2))
         model.loss = lambda x, y: model(x).square().mean()
-        result = fit(
-            model,
-            train_split,
-            test_split,
-            torch.device("cpu"),
-            2,
-            batch_size=16,
-            progress=False,
-            seed=1,
-        )
+        settings = TrainingSettings(2, batch_size=16, seed=1)
+        result = fit(model, train_split, test_split, torch.device("cpu"), settings, progress=False)
         return result.train_loss + result.test_loss
 
     packed = train(splits.train, splits.test)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lfxai.experiments.common import log_claims
+from lfxai.experiments.verdicts import log_claims
 from lfxai.report.collect import profile_settings
 from lfxai.report.results import TABLES
 from lfxai.tracking import Tracker, ensure_experiment, experiment_name

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -39,10 +41,26 @@ class Scripted(nn.Module):
         return torch.tensor(self.script.pop(0))
 
 
-def fit_one_batch(model: nn.Module, n_epochs: int, **options) -> training.FitResult:
-    """``fit`` on the CPU, quietly, with :func:`one_batch` as both splits."""
+def fit_one_batch(
+    model: nn.Module,
+    n_epochs: int,
+    checkpoint_dir: Path | None = None,
+    on_epoch: training.EpochCallback | None = None,
+    **settings,
+) -> training.FitResult:
+    """``fit`` on the CPU, quietly, with :func:`one_batch` as both splits.
+
+    ``settings`` are members of :class:`~lfxai.training.TrainingSettings` besides ``n_epochs``.
+    """
     return training.fit(
-        model, one_batch(), one_batch(), torch.device("cpu"), n_epochs, progress=False, **options
+        model,
+        one_batch(),
+        one_batch(),
+        torch.device("cpu"),
+        training.TrainingSettings(n_epochs, **settings),
+        checkpoint_dir=checkpoint_dir,
+        on_epoch=on_epoch,
+        progress=False,
     )
 
 

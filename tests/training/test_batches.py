@@ -9,7 +9,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lfxai import training
 from lfxai.data.splits import Split
-from lfxai.training import evaluate, fit, seed_everything
+from lfxai.devices import seed_everything
+from lfxai.training import TrainingSettings, evaluate, fit
 from tests.training.helpers import Spy, labelled_split, small_ae
 
 
@@ -19,17 +20,8 @@ def test_split_batches_are_the_dataloaders_for_a_seed(n, batch_size):
     orders = []
     for data in (train.loader(batch_size, shuffle=True, seed=3), train):
         model = Spy()
-        fit(
-            model,
-            data,
-            test,
-            torch.device("cpu"),
-            3,
-            patience=0,
-            progress=False,
-            batch_size=batch_size,
-            seed=3,
-        )
+        settings = TrainingSettings(3, batch_size, patience=0, seed=3)
+        fit(model, data, test, torch.device("cpu"), settings, progress=False)
         orders.append(model.seen)
     assert len(orders[1]) == 3 * -(-n // batch_size)
     assert [b.tolist() for b in orders[0]] == [b.tolist() for b in orders[1]]
@@ -45,7 +37,13 @@ def test_fit_on_a_split_gives_the_dataloader_losses():
         seed_everything(0)
         model = small_ae()
         results.append(
-            fit(model, *loaders, torch.device("cpu"), 3, progress=False, batch_size=16, seed=5)
+            fit(
+                model,
+                *loaders,
+                torch.device("cpu"),
+                TrainingSettings(3, 16, seed=5),
+                progress=False,
+            )
         )
         weights.append(model.encoder(torch.ones(2, 1, 28, 28)).detach())
     torch.testing.assert_close(results[1].train_loss, results[0].train_loss, rtol=1e-5, atol=0)
@@ -69,7 +67,7 @@ def test_a_split_needs_a_positive_batch_size_and_takes_batches_of_one():
             evaluate(Mean(), split, torch.device("cpu"), batch_size=bad)
         assert str(error.value) == f"training on a Split needs a positive batch_size, got {bad}"
     with pytest.raises(ValueError, match="batch_size"):
-        fit(Spy(), labelled_split(8), labelled_split(4), torch.device("cpu"), 1, progress=False)
+        fit(Spy(), labelled_split(8), labelled_split(4), torch.device("cpu"), TrainingSettings(1))
 
 
 def test_batches_and_splits_are_moved_to_the_device():

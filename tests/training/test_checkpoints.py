@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lfxai.training import fit
+from lfxai.training import TrainingSettings, fit
 from tests.training.helpers import Scripted, fit_one_batch, mnist_like, small_ae
 
 
@@ -45,15 +45,14 @@ def test_checkpoints_hold_cpu_tensors(tmp_path, monkeypatch):
     real_save = torch.save
     monkeypatch.setattr(torch, "save", lambda obj, f: (saved.append(obj), real_save(obj, f)))
     model = small_ae()
+    settings = TrainingSettings(2, checkpoint_every=1)
     fit(
         model,
         mnist_like(32),
         mnist_like(16),
         torch.device("cpu"),
-        2,
-        checkpoint_every=1,
+        settings,
         checkpoint_dir=tmp_path,
-        progress=False,
     )
     assert len(saved) == 2
     for state in saved:

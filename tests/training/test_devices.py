@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from lfxai import training
-from lfxai.training import get_device, seed_everything
+from lfxai import devices
+from lfxai.devices import get_device, seed_everything
 
 
 def test_get_device():
@@ -63,14 +63,14 @@ def test_get_device_auto_falls_back_with_a_warning_naming_the_cause_and_the_call
     with pytest.warns(RuntimeWarning) as record:
         assert get_device("auto") == torch.device("cpu")
     (warning,) = record
-    assert str(warning.message) == f"falling back to the CPU: {training.why_no_cuda()}"
+    assert str(warning.message) == f"falling back to the CPU: {devices.why_no_cuda()}"
     assert warning.filename == _caller_file(get_device)  # the caller's line, not lfxai's
 
 
 def test_get_device_auto_is_silent_without_gpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
-    monkeypatch.setattr(training, "driver_gpu_count", lambda: 0)
+    monkeypatch.setattr(devices, "driver_gpu_count", lambda: 0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert get_device("auto") == torch.device("cpu")
@@ -125,37 +125,37 @@ def test_seed_everything_warns_the_caller_when_cuda_started_first(monkeypatch):
 def _no_cuda(monkeypatch, driver_gpus: int, cuda_version: str | None = "12.4") -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.version, "cuda", cuda_version)
-    monkeypatch.setattr(training, "driver_gpu_count", lambda: driver_gpus)
+    monkeypatch.setattr(devices, "driver_gpu_count", lambda: driver_gpus)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
 
 
 def test_why_no_cuda_names_the_cause(monkeypatch):
     _no_cuda(monkeypatch, driver_gpus=0, cuda_version=None)
-    assert training.why_no_cuda() == (f"this torch build ({torch.__version__}) has no CUDA support")
+    assert devices.why_no_cuda() == (f"this torch build ({torch.__version__}) has no CUDA support")
     _no_cuda(monkeypatch, driver_gpus=0)
-    assert training.why_no_cuda() == "no CUDA device was found"
+    assert devices.why_no_cuda() == "no CUDA device was found"
     for hidden in ("", " -1 "):
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
-        assert training.why_no_cuda() == f"CUDA_VISIBLE_DEVICES={hidden!r} hides every GPU"
+        assert devices.why_no_cuda() == f"CUDA_VISIBLE_DEVICES={hidden!r} hides every GPU"
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # a visible GPU: the driver is asked
-    assert training.why_no_cuda() == "no CUDA device was found"
+    assert devices.why_no_cuda() == "no CUDA device was found"
     _no_cuda(monkeypatch, driver_gpus=2)
-    assert training.why_no_cuda() == (
+    assert devices.why_no_cuda() == (
         f"torch {torch.__version__} (CUDA 12.4) sees 2 GPU(s) but cannot initialise CUDA (is "
         "the driver older than this CUDA version needs? torch's own warning says more)"
     )
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert training.why_no_cuda() == "CUDA is available"
+    assert devices.why_no_cuda() == "CUDA is available"
 
 
 def test_driver_gpu_count_reads_the_driver_only_when_torch_sees_none(monkeypatch, tmp_path):
     gpus = tmp_path / "proc/driver/nvidia/gpus"
-    monkeypatch.setattr(training, "Path", lambda path: tmp_path / path.lstrip("/"))
+    monkeypatch.setattr(devices, "Path", lambda path: tmp_path / path.lstrip("/"))
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
-    assert training.driver_gpu_count() == 0  # no driver folder
+    assert devices.driver_gpu_count() == 0  # no driver folder
     gpus.mkdir(parents=True)
     for bus in ("0000:01:00.0", "0000:02:00.0", "0000:03:00.0"):
         (gpus / bus).mkdir()
-    assert training.driver_gpu_count() == 3
+    assert devices.driver_gpu_count() == 3
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # NVML's count wins
-    assert training.driver_gpu_count() == 1
+    assert devices.driver_gpu_count() == 1

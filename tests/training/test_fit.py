@@ -9,9 +9,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lfxai import training
 from lfxai.data.splits import Split
+from lfxai.devices import seed_everything
 from lfxai.models.autoencoder import AutoEncoder
 from lfxai.models.pretext import make_pretext
-from lfxai.training import evaluate, fit, make_optimizer, make_schedule, seed_everything
+from lfxai.training import TrainingSettings, evaluate, fit, make_optimizer, make_schedule
 from tests.training.helpers import (
     Scripted,
     Spy,
@@ -32,8 +33,7 @@ def test_fit_learns_restores_best_and_writes_checkpoints(tmp_path):
         mnist_like(),
         mnist_like(32),
         torch.device("cpu"),
-        n_epochs=4,
-        checkpoint_every=2,
+        TrainingSettings(n_epochs=4, checkpoint_every=2),
         checkpoint_dir=tmp_path,
         on_epoch=lambda e, m: seen.append((e, sorted(m))),
         progress=False,
@@ -94,7 +94,10 @@ def test_no_finite_test_loss_restores_the_initial_weights():
     assert len(result.test_loss) == 2 and result.best_epoch == -1
     assert model.w.item() == 0.0  # trained for 2 epochs, then restored
     untouched = Scripted([])
-    assert fit(untouched, one_batch(), one_batch(), torch.device("cpu"), 0).test_loss == []
+    assert (
+        fit(untouched, one_batch(), one_batch(), torch.device("cpu"), TrainingSettings(0)).test_loss
+        == []
+    )
     assert untouched.w.item() == 0.0
 
 
@@ -114,7 +117,8 @@ def test_train_loss_is_the_sample_weighted_mean_over_batches():
     x = torch.tensor([[2.0], [2.0], [2.0], [10.0]])
     loader = DataLoader(TensorDataset(x, torch.zeros(4)), batch_size=3)
     model = Mean()
-    result = fit(model, loader, loader, torch.device("cpu"), n_epochs=1, lr=0.0, progress=False)
+    settings = TrainingSettings(n_epochs=1, lr=0.0)
+    result = fit(model, loader, loader, torch.device("cpu"), settings, progress=False)
     assert result.train_loss == [4.0] and result.test_loss == [4.0]  # exact in binary
     assert model.modes == [True, True, False, False]  # trained in train mode, tested in eval
     model.train()
@@ -151,12 +155,9 @@ def test_sgd_momentum_and_cosine_schedule_step_once_per_epoch():
         loader,
         one_batch(),
         torch.device("cpu"),
-        n_epochs=n_epochs,
-        lr=lr,
-        weight_decay=0.0,
-        optimizer="sgd",
-        lr_schedule="cosine",
-        patience=0,
+        TrainingSettings(
+            n_epochs, lr=lr, weight_decay=0.0, optimizer="sgd", lr_schedule="cosine", patience=0
+        ),
         on_epoch=lambda epoch, losses: trace.append(model.w.item()),
         progress=False,
     )
@@ -249,7 +250,8 @@ def test_a_parameter_without_gradient_in_a_step_is_not_stepped():
     x = torch.tensor([[1.0], [0.0]])  # batch 1 trains a only, batch 2 b only
     model = Alternating()
     loader = DataLoader(TensorDataset(x, torch.zeros(2)), batch_size=1)
-    fit(model, loader, loader, torch.device("cpu"), 1, lr=0.1, weight_decay=0.0, progress=False)
+    settings = TrainingSettings(1, lr=0.1, weight_decay=0.0)
+    fit(model, loader, loader, torch.device("cpu"), settings, progress=False)
     # One Adam step each, of size lr (the bias-corrected first step is lr * sign(grad)).
     assert abs(model.a.item() + 0.1) <= 1e-7 and abs(model.b.item() + 0.1) <= 1e-7
 
@@ -259,7 +261,14 @@ def test_fit_is_deterministic_on_cpu():
     for _ in range(2):
         seed_everything(7)
         model = small_ae()
-        fit(model, mnist_like(), mnist_like(32), torch.device("cpu"), n_epochs=2, progress=False)
+        fit(
+            model,
+            mnist_like(),
+            mnist_like(32),
+            torch.device("cpu"),
+            TrainingSettings(2),
+            progress=False,
+        )
         runs.append(model.encoder(torch.ones(2, 1, 28, 28)).detach())
     assert torch.equal(runs[0], runs[1])
 
@@ -287,7 +296,8 @@ def test_training_sees_perturbed_inputs_and_is_scored_against_clean_ones():
     model.input_pert.mask_proportion = 1.0
     x = torch.arange(1, 17, dtype=torch.float32).view(4, 1, 2, 2) / 2  # k/2: exact squares
     loader = DataLoader(TensorDataset(x, torch.zeros(4)), batch_size=4)
-    result = fit(model, loader, loader, torch.device("cpu"), n_epochs=1, lr=0.0, progress=False)
+    settings = TrainingSettings(n_epochs=1, lr=0.0)
+    result = fit(model, loader, loader, torch.device("cpu"), settings, progress=False)
     (train_mode, train_input), (eval_mode, eval_input) = seen
     assert train_mode and torch.equal(train_input, torch.zeros_like(x))
     assert not eval_mode and torch.equal(eval_input, x)
@@ -298,13 +308,22 @@ def test_training_sees_perturbed_inputs_and_is_scored_against_clean_ones():
 
 def test_fit_defaults_patience_ten_seed_zero_and_a_progress_bar(capsys):
     script = [1.0] * 20  # no improvement after epoch 0: 10 stale epochs end training
-    result = fit(Scripted(script), one_batch(), one_batch(), torch.device("cpu"), 20)
+    result = fit(
+        Scripted(script), one_batch(), one_batch(), torch.device("cpu"), TrainingSettings(20)
+    )
     assert len(result.test_loss) == 11
     assert "train model" in capsys.readouterr().err  # tqdm's bar, named after the model
     orders = []
     for data in (labelled_split(12).loader(5, shuffle=True, seed=0), labelled_split(12)):
         model = Spy()
-        fit(model, data, labelled_split(4), torch.device("cpu"), 1, progress=False, batch_size=5)
+        fit(
+            model,
+            data,
+            labelled_split(4),
+            torch.device("cpu"),
+            TrainingSettings(1, 5),
+            progress=False,
+        )
         orders.append([b.tolist() for b in model.seen])
     assert orders[0] == orders[1]
 
@@ -317,6 +336,6 @@ def test_progress_false_prints_nothing(capsys):
 def test_the_progress_bar_names_the_model_and_shows_the_losses(capsys):
     model = Scripted([1.0 / 3])
     model.name = "net"
-    fit(model, one_batch(), one_batch(), torch.device("cpu"), 1)
+    fit(model, one_batch(), one_batch(), torch.device("cpu"), TrainingSettings(1))
     err = capsys.readouterr().err
     assert "train net" in err and "test=0.3333, train=0]" in err  # the losses to 4 digits

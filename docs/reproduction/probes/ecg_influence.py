@@ -16,7 +16,7 @@ import torch
 
 from docs.reproduction.probes._common import ecg_model, ecg_splits, explained, print_rates
 from lfxai.explanations.examples import EXAMPLE_METHODS
-from lfxai.explanations.examples import influence_functions as influence
+from lfxai.explanations.examples import influence_estimators as influence
 from lfxai.explanations.examples.per_sample_grads import LossFunctional
 
 
@@ -49,14 +49,14 @@ def main(argv: list[str]) -> None:
         return values, vectors
 
     influence.arnoldi = keep_values
-    explainer = EXAMPLE_METHODS["InfluenceFunctions"](model, progress=False)
     loaders = [(train.x, train.y)], [(test.x, test.y)]
     options = dict(hessian_size=hessian_size, arnoldi_iter=iters, arnoldi_rank=rank)
     for method in ("arnoldi", "lissa_arnoldi"):
         start = time.process_time()
-        scores = explainer.attribute_loader(
-            "cpu", *loaders, influence_method=method, hvp_batch_size=50, **options
+        explainer = EXAMPLE_METHODS["InfluenceFunctions"](
+            model, progress=False, influence_method=method, hvp_batch_size=50, **options
         )
+        scores = explainer.attribute_loader("cpu", *loaders)
         seconds = time.process_time() - start
         print_rates(scores, train, test, f"influence {method} ({seconds:.0f} cpu s)")
         print(f"  correlation with the gradient product {correlation(scores, product):.3f}")
@@ -68,9 +68,9 @@ def main(argv: list[str]) -> None:
     if n_lissa:
         start = time.time()
         small = [(train.x[:n_lissa], train.y[:n_lissa])], [(test.x[:n_lissa], test.y[:n_lissa])]
-        lissa = explainer.attribute_loader(
-            "cpu", *small, influence_method="lissa", hvp_batch_size=50
-        )
+        lissa = EXAMPLE_METHODS["InfluenceFunctions"](
+            model, progress=False, influence_method="lissa", hvp_batch_size=50
+        ).attribute_loader("cpu", *small)
         part = product[:n_lissa, :n_lissa]
         print(
             f"LiSSA {n_lissa} x {n_lissa} ({time.time() - start:.0f} wall s): correlation with "

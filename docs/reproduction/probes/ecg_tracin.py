@@ -51,8 +51,10 @@ def main(argv: list[str]) -> None:
         explainer = EXAMPLE_METHODS[method](model, progress=False)
         print_rates(explainer.attribute_loader("cpu", *loaders), train, test, method)
     checkpoints = [str(cache / "ckpt" / f"ae_checkpoint_{e}.pt") for e in epochs]
-    tracin = EXAMPLE_METHODS["TracIn"](model, checkpoints=checkpoints, progress=False)
-    scores = tracin.attribute_loader("cpu", *loaders, learning_rate=1e-3)
+    tracin = EXAMPLE_METHODS["TracIn"](
+        model, checkpoints=checkpoints, learning_rate=1e-3, progress=False
+    )
+    scores = tracin.attribute_loader("cpu", *loaders)
     print_rates(scores, train, test, f"TracIn, checkpoints after epochs {','.join(epochs)}")
     print(f"wall {time.time() - start:.0f} s, cpu {time.process_time():.0f} s")
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from docs.reproduction.probes._common import ecg_model, ecg_splits
-from lfxai.training import fit, seed_everything
+from lfxai.devices import seed_everything
+from lfxai.training import TrainingSettings, fit
 
 
 def main(argv: list[str]) -> None:
@@ -26,17 +27,14 @@ def main(argv: list[str]) -> None:
     seed_everything(seed)
     model = ecg_model(dim, splits)
     wall, cpu = time.time(), time.process_time()
+    settings = TrainingSettings(epochs, batch, patience=10, checkpoint_every=1, seed=seed)
     result = fit(
         model,
         splits.train,
         splits.test,
         torch.device("cpu"),
-        n_epochs=epochs,
-        patience=10,
-        checkpoint_every=1,
+        settings,
         checkpoint_dir=out / "ckpt",
-        batch_size=batch,
-        seed=seed,
         progress=False,
     )
     torch.save(model.state_dict(), out / "best.pt")

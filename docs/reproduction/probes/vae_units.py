@@ -14,11 +14,11 @@ import time
 
 import torch
 
+from lfxai.devices import seed_everything
 from lfxai.explanations.features import attribute_individual_dim, make_feature_method
 from lfxai.metrics.disentanglement import saliency_metrics
 from lfxai.models.vae import burgess_vae
 from lfxai.plugins.base import get_dataset
-from lfxai.training import seed_everything
 
 
 def main(argv: list[str]) -> None:

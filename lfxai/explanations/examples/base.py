@@ -5,15 +5,19 @@ the examples of two loaders (whatever their batch sizes), so the result always h
 ``(number of test examples, number of train examples)``. Examples are re-batched internally in
 chunks sized for vectorised computation, never one at a time.
 
+As Captum's attribution methods, each explainer takes its options in its constructor (keyword
+arguments named as the experiments' settings, e.g. ``SimplEx(model, simplex_steps=100)``) and
+its ``attribute`` / ``attribute_loader`` take only the examples, so an option a method lacks
+is Python's own TypeError.
+
 References:
     Crabbé & van der Schaar. Label-Free Explainability for Unsupervised Models. ICML 2022.
 """
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -99,7 +103,6 @@ class ExampleBasedExplainer(ABC):
         X_test: torch.Tensor,
         train_idx: list[int] | torch.Tensor | None = None,
         Y_test: torch.Tensor | None = None,
-        **kwargs: Any,
     ) -> torch.Tensor:
         """Importance of ``X_train[train_idx]`` for each row of ``X_test``.
 
@@ -107,7 +110,6 @@ class ExampleBasedExplainer(ABC):
             X_test: test inputs ``(M, ...)``.
             train_idx: indices into the ``X_train`` given at construction (None: all).
             Y_test: test labels ``(M,)`` for ``target="label"``.
-            **kwargs: method options (see ``_attribute``).
 
         Returns:
             Importance scores ``(M, len(train_idx))`` on the CPU.
@@ -118,14 +120,13 @@ class ExampleBasedExplainer(ABC):
         x_train = self.X_train[idx].to(self.device)
         y_train = None if self.Y_train is None else self.Y_train[idx].to(self.device)
         y_test = None if Y_test is None else Y_test.to(self.device)
-        return self._run(x_train, y_train, X_test.to(self.device), y_test, kwargs)
+        return self._run(x_train, y_train, X_test.to(self.device), y_test)
 
     def attribute_loader(
         self,
         device: torch.device,
         train_loader: Iterable,
         test_loader: Iterable,
-        **kwargs: Any,
     ) -> torch.Tensor:
         """Importance of every train example for every test example of two loaders.
 
@@ -133,8 +134,6 @@ class ExampleBasedExplainer(ABC):
             device: the model's device (kept for compatibility with the reference API).
             train_loader: yields ``(x, y)`` batches (or bare ``x``) of training examples.
             test_loader: yields test batches the same way.
-            **kwargs: method options (see ``_attribute``); options meant for another
-                example method are ignored, so one call can drive every explainer.
 
         Returns:
             Importance scores ``(n_test, n_train)`` on the CPU, whatever the batch sizes.
@@ -143,22 +142,12 @@ class ExampleBasedExplainer(ABC):
             raise ValueError(f"model is on {self.device}, but device={device} was given")
         x_train, y_train = collect(train_loader, self.device)
         x_test, y_test = collect(test_loader, self.device)
-        return self._run(x_train, y_train, x_test, y_test, kwargs)
+        return self._run(x_train, y_train, x_test, y_test)
 
-    def _run(self, x_train, y_train, x_test, y_test, kwargs: Mapping[str, Any]) -> torch.Tensor:
+    def _run(self, x_train, y_train, x_test, y_test) -> torch.Tensor:
         with eval_mode(self.model):
-            scores = self._attribute(x_train, y_train, x_test, y_test, **self._options(kwargs))
+            scores = self._attribute(x_train, y_train, x_test, y_test)
         return scores.detach().cpu()
-
-    @classmethod
-    def _options(cls, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        """Keeps this method's options; drops other example methods'; rejects unknown names."""
-        own = _option_names(cls)
-        others = set().union(*(_option_names(c) for c in _all_subclasses(ExampleBasedExplainer)))
-        unknown = set(kwargs) - own - others - {"save_dir"}
-        if unknown:
-            raise TypeError(f"{cls.__name__} got unknown options {sorted(unknown)}")
-        return {k: v for k, v in kwargs.items() if k in own}
 
     @abstractmethod
     def _attribute(
@@ -167,7 +156,6 @@ class ExampleBasedExplainer(ABC):
         y_train: torch.Tensor | None,
         x_test: torch.Tensor,
         y_test: torch.Tensor | None,
-        **options: Any,
     ) -> torch.Tensor:
         """Scores ``(n_test, n_train)`` for examples already on the model's device."""
 
@@ -208,10 +196,10 @@ class GradientExplainer(ExampleBasedExplainer, ABC):
         super().__init__(model, loss_f, X_train, **kwargs)
         self.functional = LossFunctional(model, loss_f, self.target, params_module)
 
-    def _run(self, x_train, y_train, x_test, y_test, kwargs: Mapping[str, Any]) -> torch.Tensor:
+    def _run(self, x_train, y_train, x_test, y_test) -> torch.Tensor:
         # Gradients through an RNN in eval mode need PyTorch's own RNN kernels on CUDA.
         with rnn_differentiable(self.model):
-            return super()._run(x_train, y_train, x_test, y_test, kwargs)
+            return super()._run(x_train, y_train, x_test, y_test)
 
     def _grads(self, params, fixed, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """Per-example loss gradients ``(N, P)`` at the given parameters."""
@@ -233,21 +221,6 @@ class GradientExplainer(ExampleBasedExplainer, ABC):
             )
             rows.append(grads @ right.T)
         return torch.cat(rows)
-
-
-def _all_subclasses(cls: type) -> set[type]:
-    subs = set(cls.__subclasses__())
-    return subs.union(*(_all_subclasses(s) for s in subs))
-
-
-def _option_names(cls: type) -> set[str]:
-    params = inspect.signature(cls._attribute).parameters
-    skip = {"self", "x_train", "y_train", "x_test", "y_test"}
-    return {
-        name
-        for name, p in params.items()
-        if name not in skip and p.kind is not inspect.Parameter.VAR_KEYWORD
-    }
 
 
 def register(registry: dict[str, type], name: str, cls: type) -> None:

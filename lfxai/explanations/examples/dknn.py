@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import torch
+from typing import Any
 
-from lfxai.explanations.examples.base import ExampleBasedExplainer
+import torch
+from torch import nn
+
+from lfxai.explanations.examples.base import ExampleBasedExplainer, LossFn
 
 
 class DKNN(ExampleBasedExplainer):
@@ -20,6 +23,8 @@ class DKNN(ExampleBasedExplainer):
         model: model with an ``encoder`` (or an encoder itself).
         loss_f: ignored (kept for the reference's signature).
         X_train: see ``ExampleBasedExplainer``.
+        n_neighbours: keep only the k nearest training examples per test example (None: all).
+        **kwargs: ``Y_train``, ``target``, ``chunk_size``, ``progress``.
 
     References:
         Papernot & McDaniel. Deep k-Nearest Neighbors: Towards Confident, Interpretable and
@@ -28,15 +33,27 @@ class DKNN(ExampleBasedExplainer):
 
     name = "DKNN"
 
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_f: LossFn | None = None,
+        X_train: torch.Tensor | None = None,
+        *,
+        n_neighbours: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model, loss_f, X_train, **kwargs)
+        self.n_neighbours = n_neighbours
+
     def _attribute(
         self,
         x_train: torch.Tensor,
         y_train: torch.Tensor | None,
         x_test: torch.Tensor,
         y_test: torch.Tensor | None,
-        n_neighbours: int | None = None,
     ) -> torch.Tensor:
         """Scores ``(n_test, n_train)``; ``n_neighbours`` keeps only the k nearest per row."""
+        n_neighbours = self.n_neighbours
         train_codes = self.representations(x_train)
         test_codes = self.representations(x_test)
         rows = []

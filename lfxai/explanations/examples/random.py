@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import torch
+from typing import Any
 
-from lfxai.explanations.examples.base import ExampleBasedExplainer
+import torch
+from torch import nn
+
+from lfxai.explanations.examples.base import ExampleBasedExplainer, LossFn
 
 
 class RandomExamples(ExampleBasedExplainer):
@@ -17,9 +20,24 @@ class RandomExamples(ExampleBasedExplainer):
 
     Args:
         model: ignored except for its device (kept for the explainers' common signature).
+        loss_f, X_train: see ``ExampleBasedExplainer``.
+        seed: the generator's seed: the same scores for the same seed.
+        **kwargs: ``Y_train``, ``target``, ``chunk_size``, ``progress``.
     """
 
     name = "Random"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_f: LossFn | None = None,
+        X_train: torch.Tensor | None = None,
+        *,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model, loss_f, X_train, **kwargs)
+        self.seed = seed
 
     def _attribute(
         self,
@@ -27,9 +45,8 @@ class RandomExamples(ExampleBasedExplainer):
         y_train: torch.Tensor | None,
         x_test: torch.Tensor,
         y_test: torch.Tensor | None,
-        seed: int = 0,
     ) -> torch.Tensor:
         """Scores ``(n_test, n_train)`` uniform in [0, 1), the same for the same ``seed``."""
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator().manual_seed(self.seed)
         scores = torch.rand(len(x_test), len(x_train), generator=generator)
         return scores.to(self.device)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
-from lfxai.explanations.examples.base import ExampleBasedExplainer
+from lfxai.explanations.examples.base import ExampleBasedExplainer, LossFn
 
 # Rows of weights optimised together; (rows x n_train) floats times four buffers (weights,
 # gradient, two Adam moments) bounds the memory of one optimisation.
@@ -25,6 +28,9 @@ class SimplEx(ExampleBasedExplainer):
         model: model with an ``encoder`` (or an encoder itself).
         loss_f: ignored (kept for the reference's signature).
         X_train: see ``ExampleBasedExplainer``.
+        simplex_steps: Adam steps (the reference's 1000).
+        simplex_lr: Adam learning rate (the reference's PyTorch default, 1e-3).
+        **kwargs: ``Y_train``, ``target``, ``chunk_size``, ``progress``.
 
     References:
         Crabbé et al. Explaining Latent Representations with a Corpus of Examples.
@@ -33,30 +39,34 @@ class SimplEx(ExampleBasedExplainer):
 
     name = "SimplEx"
 
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_f: LossFn | None = None,
+        X_train: torch.Tensor | None = None,
+        *,
+        simplex_steps: int = 1000,
+        simplex_lr: float = 1e-3,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model, loss_f, X_train, **kwargs)
+        self.simplex_steps, self.simplex_lr = simplex_steps, simplex_lr
+
     def _attribute(
         self,
         x_train: torch.Tensor,
         y_train: torch.Tensor | None,
         x_test: torch.Tensor,
         y_test: torch.Tensor | None,
-        simplex_steps: int = 1000,
-        simplex_lr: float = 1e-3,
     ) -> torch.Tensor:
-        """Weights ``(n_test, n_train)``, non-negative, each row summing to 1.
-
-        Args:
-            simplex_steps: Adam steps (the reference's 1000).
-            simplex_lr: Adam learning rate (the reference's PyTorch default, 1e-3); named apart
-                from TracIn's ``learning_rate`` so one set of options can drive both.
-        """
+        """Weights ``(n_test, n_train)``, non-negative, each row summing to 1."""
+        steps, lr = self.simplex_steps, self.simplex_lr
         train_codes = self.representations(x_train)
         test_codes = self.representations(x_test)
         rows = max(1, MAX_ELEMENTS // max(1, len(train_codes)))
         return torch.cat(
             [
-                simplex_weights(
-                    test_codes[i : i + rows], train_codes, simplex_steps, simplex_lr, self.progress
-                )
+                simplex_weights(test_codes[i : i + rows], train_codes, steps, lr, self.progress)
                 for i in range(0, len(test_codes), rows)
             ]
         )

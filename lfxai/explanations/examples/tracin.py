@@ -24,8 +24,11 @@ class TracIn(GradientExplainer):
     ``lfxai.training.fit``) and the learning rate to ``model.lr``.
 
     Args:
-        See ``GradientExplainer``; ``checkpoints`` (paths or in-memory state dicts) overrides
-        the model's list.
+        model, loss_f, save_dir, X_train: see ``GradientExplainer``.
+        checkpoints: paths or in-memory state dicts; None: the model's ``checkpoints_files``.
+        learning_rate: one rate for all checkpoints or one per checkpoint; None: ``model.lr``
+            (1 when the model has none).
+        **kwargs: ``Y_train``, ``target``, ``chunk_size``, ``progress``, ``params_module``.
 
     References:
         Pruthi et al. Estimating Training Data Influence by Tracing Gradient Descent.
@@ -42,10 +45,11 @@ class TracIn(GradientExplainer):
         X_train: torch.Tensor | None = None,
         *,
         checkpoints: Sequence[Checkpoint] | None = None,
+        learning_rate: float | Sequence[float] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(model, loss_f, save_dir, X_train, **kwargs)
-        self.checkpoints = checkpoints
+        self.checkpoints, self.learning_rate = checkpoints, learning_rate
 
     def _attribute(
         self,
@@ -53,21 +57,13 @@ class TracIn(GradientExplainer):
         y_train: torch.Tensor | None,
         x_test: torch.Tensor,
         y_test: torch.Tensor | None,
-        learning_rate: float | Sequence[float] | None = None,
-        checkpoints: Sequence[Checkpoint] | None = None,
     ) -> torch.Tensor:
-        """Scores ``(n_test, n_train)``.
-
-        Args:
-            learning_rate: one rate for all checkpoints or one per checkpoint; defaults to
-                ``model.lr`` (1 when the model has none).
-            checkpoints: overrides the constructor's / model's checkpoints.
-        """
+        """Scores ``(n_test, n_train)``, summed over the checkpoints."""
         own = getattr(self.model, "checkpoints_files", None)
-        checkpoints = list(checkpoints or self.checkpoints or own or [])
+        checkpoints = list(self.checkpoints or own or [])
         if not checkpoints:
             raise ValueError("TracIn needs checkpoints: train with checkpoint_every > 0")
-        rates = self._rates(learning_rate, len(checkpoints))
+        rates = self._rates(self.learning_rate, len(checkpoints))
         scores = torch.zeros(len(x_test), len(x_train), device=self.device)
         bar = tqdm(checkpoints, desc="TracIn checkpoints", leave=False, disable=not self.progress)
         for rate, checkpoint in zip(rates, bar, strict=True):
