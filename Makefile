@@ -43,11 +43,14 @@ test-fast: install  ## the inner loop: unit tests only, in parallel on up to 4 c
 lint:
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-# Mutation testing of the numerical core (not in CI: CPU-heavy). mutmut mutates the modules
-# named in pyproject.toml's [tool.mutmut], records which fast unit test reaches which function,
-# and runs only those tests against each mutant. MODULES narrows a run, e.g.
-#   make mutation MODULES="lfxai.data.masking* lfxai.metrics.consistency*"
-MODULES ?= lfxai.data.masking* lfxai.metrics.consistency* lfxai.config* lfxai.training* lfxai.explanations.features* lfxai.explanations.examples.simplex* lfxai.explanations.examples.dknn*
+# Mutation testing (not in CI: CPU-heavy). Every module of lfxai/ can be mutated (pyproject.toml's
+# [tool.mutmut]); the tests run against a mutant are the fast tier, as `make test-fast` selects
+# them, so a mutant that only a slow, data or end-to-end test catches counts as surviving.
+# mutmut records which fast test reaches which function and runs only those per mutant.
+# MODULES picks the modules (default: the numerical core), e.g.
+#   make mutation MODULES="lfxai.plugins* lfxai.data.sprites*"
+#   make mutation MODULES="lfxai*"    # every module (long on 2 cores)
+# scripts/mutation_report.py [--survivors] [MODULE_PREFIX ...] prints the score per module.
 mutation: install
 	$(BIN)/mutmut run --max-children 2 $(foreach m,$(MODULES),'$(m)'); status=$$?; \
 	$(BIN)/python scripts/mutation_report.py; exit $$status

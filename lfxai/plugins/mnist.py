@@ -88,4 +88,4 @@ class Mnist(DatasetPlugin):
         """Digits and their importance maps in one grid."""
         # One channel: the grid shows (H, W) maps.
         grid = np.concatenate([inputs[:, 0].numpy()[None], np.stack([m[:, 0] for m in maps])])
-        return image_grid(grid, ["image", *methods])
+        return image_grid(grid, ["image", *methods], title)

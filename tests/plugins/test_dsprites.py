@@ -1,9 +1,10 @@
-"""The dSprites plugin on a small rendered sub-grid: splits, files, MIG of a known encoder."""
+"""The dSprites plugin on a small rendered sub-grid: splits, files, MIG, figure, names."""
 
 from __future__ import annotations
 
 import json
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -13,6 +14,8 @@ from lfxai.config import ConfigError
 from lfxai.data.dsprites import CACHE_NAME, META_NAME, provision_dsprites
 from lfxai.data.packed import PackedImages
 from lfxai.data.splits import Split
+from lfxai.data.sprites import FACTORS
+from lfxai.plugins import dsprites as plugin_module
 from lfxai.plugins import get_dataset
 from lfxai.training import TrainingSettings, fit
 
@@ -85,3 +88,55 @@ def test_packed_split_trains_like_its_decoded_tensor(data_dir):
     reference = decoded[0].loader(16, shuffle=True, seed=2)
     for (x, y), (x_ref, y_ref) in zip(loader, reference, strict=True):
         assert torch.equal(x, x_ref) and torch.equal(y, y_ref)
+
+
+class Recorder(nn.Module):
+    """Records each batch it encodes (size and device; the CPU ones themselves); two units."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[int, str]] = []
+        self.batches: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append((len(x), x.device.type))
+        if x.device.type == "cpu":
+            self.batches.append(x)
+        return torch.zeros(len(x), 2)
+
+
+def test_mig_encodes_the_first_test_images_in_batches_on_the_device(data_dir, monkeypatch):
+    plugin = get_dataset("dsprites")
+    splits = plugin.load(str(data_dir), "random", 0, None, None)
+    monkeypatch.setattr(plugin_module, "MIG_EXAMPLES", 50)
+    monkeypatch.setattr(plugin_module, "ENCODE_BATCH", 16)
+    encoder = Recorder()
+    scores = plugin.factor_scores(encoder, splits, "cpu")
+    assert encoder.seen == [(16, "cpu"), (16, "cpu"), (16, "cpu"), (2, "cpu")]
+    assert torch.equal(torch.cat(encoder.batches), splits.test.x[torch.arange(50)])
+    assert set(scores) == {"mig", *(f"mig/{f}" for f in FACTORS)}
+    monkeypatch.setattr(plugin_module, "MIG_EXAMPLES", 10_000)  # more than the 192 test images
+    meta = Recorder()
+    plugin.factor_scores(meta, splits, "meta")
+    assert [n for n, _ in meta.seen] == [16] * 12 and {d for _, d in meta.seen} == {"meta"}
+
+
+def test_example_figure_rows_are_the_sprites_then_each_unit():
+    inputs = torch.rand(3, 1, 64, 64)
+    maps = [np.random.default_rng(k).random((3, 1, 64, 64)) for k in range(2)]
+    figure = get_dataset("dsprites").example_figure(inputs, maps, ["unit 0", "unit 1"], "title")
+    axes = np.array(figure.axes).reshape(3, 3)
+    assert [row[0].get_ylabel() for row in axes] == ["image", "unit 0", "unit 1"]
+    assert figure.get_suptitle() == "title"
+    for c in range(3):
+        np.testing.assert_array_equal(axes[0, c].images[0].get_array(), inputs[c, 0].numpy())
+        np.testing.assert_array_equal(axes[2, c].images[0].get_array(), maps[1][c, 0])
+    plt.close(figure)
+
+
+def test_names_and_baseline():
+    plugin = get_dataset("dsprites")
+    assert (plugin.name, plugin.title, plugin.model) == ("dsprites", "dSprites", "burgess_vae")
+    assert plugin.experiments == ("disvae",) and plugin.feature_unit == "pixels"
+    baseline = plugin.baseline(Split(torch.rand(2, 1, 64, 64), torch.zeros(2, 5)))
+    assert baseline.shape == (1, 1, 64, 64) and not baseline.any()
