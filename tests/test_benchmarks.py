@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import gpu_check, gpu_compare, gpu_entry_points, training_loader, unit_attribution
+from benchmarks import (
+    gpu_check,
+    gpu_compare,
+    gpu_entry_points,
+    training_layout,
+    training_loader,
+    unit_attribution,
+)
 
 
 def test_entry_points_are_every_registered_pair():
@@ -81,3 +88,24 @@ def test_compare_dsprites_finds_rendered_frames_exactly(tmp_path, capsys):
     assert all(r["iou_mean"] == 1.0 and r["box_edges_off"] == 0.0 for r in rows)
     assert rows[0]["ref_area"] == rows[0]["our_area"] == frames[0].sum()
     assert "IoU mean" in capsys.readouterr().out
+
+
+def test_training_layout_benchmark_times_both_layouts(capsys):
+    training_layout.main(
+        [
+            "--n-train",
+            "120",
+            "--n-test",
+            "60",
+            "--batch-size",
+            "60",
+            "--epochs",
+            "1",
+            "--repeats",
+            "1",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert "default" in out and "channels_last" in out and "x faster" in out
+    drift = float(out.rsplit("relative ", 1)[1].split()[0])
+    assert drift < 1e-3  # the two layouts train the same model
