@@ -12,10 +12,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
+import optuna
 import yaml
 
 from lfxai.config import BaseConfig
+from lfxai.plugins import get_dataset
 from lfxai.sweep.backend import Sample
+from lfxai.sweep.objective import SweepObjective
+from lfxai.sweep.settings import resolve_sweep
+from lfxai.tracking import Tracker
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_PROFILE = {
@@ -134,3 +140,15 @@ def write_configs(folder: Path) -> Path:
     document = {"disvae": {"paper": FAKE_PROFILE, "quick": {}, "smoke": {"n_epochs": 2}}}
     (folder / "mnist.yaml").write_text(yaml.safe_dump(document))
     return folder
+
+
+def in_process_objective(train: FakeTrain | None = None, **overrides: str):
+    """An objective of the smoke profile under a fresh parent run, an in-memory study and
+    the fake training (for tests in this process, inside ``sweep_env``)."""
+    backend = fake_backend(train)
+    settings = resolve_sweep("mnist", "smoke", {"n_trials": "2", **overrides}, backend)
+    config = settings.config
+    parent = Tracker(mlflow.start_run(run_name="sweep").info.run_id)
+    objective = SweepObjective(config, get_dataset("mnist"), settings.base, parent, None, backend)
+    study = optuna.create_study(directions=config.directions, study_name="s")
+    return objective, study, backend.trainer

@@ -89,3 +89,64 @@ def test_pareto_figure_draws_every_trial_and_the_front():
     points = sum(len(c.get_offsets()) for c in ax.collections)
     assert points == 4 + 3  # every trial, and a ring around each trial on the front
     assert [line.get_label() for line in ax.get_lines()] == ["Pareto front"]
+
+
+def test_the_parent_run_reports_the_study_as_it_stands(sweep_env, tmp_path):
+    import mlflow
+
+    from lfxai.sweep.objective import PARETO_TAG, RUN_ATTR
+    from lfxai.sweep.optimize import optimize
+    from lfxai.sweep.report import BEST_RUNS_TAG, log_report, trials_table
+    from tests.sweep.fakes import FakeTrain, in_process_objective
+
+    train = FakeTrain()
+    train.raise_at = (1, RuntimeError("trial 1 breaks"))
+    objective, study, _ = in_process_objective(train, n_startup_trials="5")
+    optimize(study, objective, 5)
+    parent, config = objective.parent, objective.config
+    summary = log_report(parent, study, config, "MNIST sweep")
+
+    table = trials_table(study, config)
+    assert table["number"].tolist() == [0, 1, 2, 3, 4]
+    assert table["state"].tolist() == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE", "COMPLETE"]
+    done = table[table["state"] == "COMPLETE"]
+    for _, row in done.iterrows():
+        trial = study.trials[row["number"]]
+        assert (row["loss"], row["beta"], row["dim_latent"]) == tuple(trial.params.values())
+        assert row["objective/pearson"] == trial.values[0] == row["pearson"]
+        assert row["objective/test_reconstruction"] == trial.values[1]
+        assert row["run_id"] == trial.user_attrs[RUN_ATTR]
+        assert row["parent_run_id"] == parent.run_id and row["duration_s"] >= 0
+    assert table["retry_of"].isna().all()
+    front = {t.number for t in study.best_trials}
+    assert set(table.loc[table["pareto"], "number"]) == front
+
+    client = mlflow.MlflowClient()
+
+    def artifact(path: str) -> pd.DataFrame:
+        return pd.read_csv(client.download_artifacts(parent.run_id, path, str(tmp_path)))
+
+    assert artifact("trials.csv")["number"].tolist() == [0, 1, 2, 3, 4]
+    best = artifact("best_trials.csv")
+    assert set(best["number"]) == front
+    run = client.get_run(parent.run_id)
+    best_ids = [study.trials[n].user_attrs[RUN_ATTR] for n in sorted(front)]
+    assert sorted(run.data.tags[BEST_RUNS_TAG].split(",")) == sorted(best_ids)
+    for number, trial in enumerate(study.trials):
+        if number == 1:
+            continue
+        tags = client.get_run(trial.user_attrs[RUN_ATTR]).data.tags
+        assert (tags.get(PARETO_TAG) == "true") == (number in front)
+    metrics = run.data.metrics
+    assert metrics["trials/complete"] == 4 and metrics["trials/fail"] == 1
+    assert metrics["best/pearson"] == min(study.trials[n].values[0] for n in front)
+    assert metrics["best/test_reconstruction"] == min(study.trials[n].values[1] for n in front)
+    assert summary["trials"] == {"COMPLETE": 4, "FAIL": 1}
+    assert sorted(summary["best_run_ids"]) == sorted(best_ids)
+    artifacts = {a.path for a in client.list_artifacts(parent.run_id)}
+    assert {"trials.csv", "best_trials.csv", "pareto.png", "claims.json", "claims.md"} <= artifacts
+    optuna_plots = {a.path for a in client.list_artifacts(parent.run_id, "optuna")}
+    assert "optuna/pareto_front.png" in optuna_plots
+    assert "optuna/history_pearson.png" in optuna_plots
+    assert {c.key for c in summary["claims"]} >= {"correlation_not_falling/all/pearson"}
+    assert any(k.startswith("claims/") for k in metrics)
