@@ -83,9 +83,10 @@ def test_a_share_runs_its_trials_in_the_jobs_study_under_the_jobs_parent_run(swe
 
 def test_a_share_continues_the_study_it_finds_and_refuses_another_sweeps(sweep_env):
     backend = _RecordingBackend()
-    run_share(_job(sweep_env, backend), 1)
-    run_share(_job(sweep_env, backend), 1)  # a second worker: the same study, one more trial
-    assert len(_study(_job(sweep_env, backend)).get_trials()) == 2
+    job = _job(sweep_env, backend)
+    run_share(job, 1)
+    run_share(job, 1)  # a second worker: the same study, one more trial
+    assert len(_study(job).get_trials()) == 2
     other = _job(sweep_env, backend, {**TRIAL_SETTINGS, "n_epochs": "5"})
     with pytest.raises(ConfigError, match="trial setting n_epochs: the study has '2'"):
         run_share(other, 1)
