@@ -16,6 +16,7 @@ from lfxai.config import ConfigError
 from lfxai.tracking import (
     HEARTBEAT_TAG,
     MOVED_TO_TAG,
+    RESUMED_INTO_TAG,
     STALE_AFTER_TAG,
     STOPPED_TAG,
     Heartbeat,
@@ -82,9 +83,12 @@ def test_a_pointer_follows_its_run_s_end_not_its_own_age(mlflow_store):
     finished = _run(EXPERIMENT, {**OURS, STALE_AFTER_TAG: "300"}, beat_ago=0)
     client.set_terminated(finished, "FINISHED")  # `mlflow run` is about to end its pointer
     pointer = _run("Default", {**PROJECT, MOVED_TO_TAG: finished}, started_ago=3600)
+    # `mlflow run` of a resume: its run continued an earlier one, which is alive
+    resumed = {**PROJECT, RESUMED_INTO_TAG: finished}
+    resumer = _run("Default", resumed, started_ago=tracking.UNCLAIMED_STALE_S * 2)
     with tracked_run("next invocation") as tracker:
         assert end_stale_runs(tracker) == []
-    assert _status(pointer) == "RUNNING"
+    assert _status(pointer) == _status(resumer) == "RUNNING"
 
 
 def test_a_mlflow_run_run_our_code_never_reached_ends_after_an_hour(mlflow_store):

@@ -143,6 +143,38 @@ def test_a_run_left_running_is_resumable_once_its_heartbeat_is_stale(mlflow_stor
     assert client.get_run(run_id).data.tags[HEARTBEAT_TAG] == beat.isoformat()  # read only
 
 
+def test_a_run_alive_up_to_its_bound_is_not_resumed(mlflow_store):
+    client = MlflowClient()
+    tags = {f"lfxai.{k}": v for k, v in IDENTITY.items()}
+    beat = datetime(2030, 1, 1, tzinfo=UTC)
+    run_id = _run(client, {**tags, HEARTBEAT_TAG: beat.isoformat(), tracking.STALE_AFTER_TAG: "60"})
+    message = (
+        f"resume_run_id {run_id} is RUNNING and alive (last heartbeat 60 s ago; a run is taken "
+        "for dead after 60 s without one): let it finish, or stop it (SIGTERM / Ctrl-C), then "
+        "resume"
+    )
+    with pytest.raises(ResumeRefused) as refused:
+        check_resumable(run_id, IDENTITY, _same_settings, now=beat + timedelta(seconds=60))
+    assert str(refused.value) == message
+    assert check_resumable(run_id, IDENTITY, _same_settings, now=beat + timedelta(seconds=61))
+
+
+def test_a_deleted_run_or_another_kind_of_run_is_refused_naming_why(mlflow_store):
+    client = MlflowClient()
+    other = {"lfxai.dataset": "ecg5000", "lfxai.experiment": "roar_test", "lfxai.profile": "paper"}
+    run_id = _run(client, other)
+    with pytest.raises(ResumeRefused) as refused:
+        check_resumable(run_id, IDENTITY, _same_settings)
+    assert str(refused.value) == (
+        f"resume_run_id {run_id} is a run of another kind, not resumed: dataset: the run is "
+        "'ecg5000', this command 'mnist'; profile: the run is 'paper', this command 'smoke'"
+    )
+    client.delete_run(run_id)
+    with pytest.raises(ResumeRefused) as refused:
+        check_resumable(run_id, IDENTITY, _same_settings)
+    assert str(refused.value) == f"resume_run_id {run_id}: the run is deleted"
+
+
 def test_resume_check_names_every_differing_setting(mlflow_store):
     client = MlflowClient()
     run_id = _run(client, {f"lfxai.{k}": v for k, v in IDENTITY.items()})
@@ -153,8 +185,12 @@ def test_resume_check_names_every_differing_setting(mlflow_store):
         assert logged == {"n_epochs": "1", "lr": "0.001"}  # the config.* params, unprefixed
         return ["n_epochs: the run has '1', this command '2'", "lr: ..."]
 
-    with pytest.raises(ResumeRefused, match=r"other settings.*n_epochs: the run has '1'.*; lr"):
+    with pytest.raises(ResumeRefused) as refused:
         check_resumable(run_id, IDENTITY, differ)
+    assert str(refused.value) == (
+        f"resume_run_id {run_id} was started with other settings, not resumed (resume with the "
+        "run's settings, or start a new run): n_epochs: the run has '1', this command '2'; lr: ..."
+    )
 
 
 def test_a_resumed_run_loses_its_stale_outcome_and_keeps_its_params(mlflow_store):

@@ -11,10 +11,12 @@ import sys
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
+from packaging.version import Version
 
 import lfxai
 from lfxai.models.registry import ModelSpec, build_model
@@ -55,7 +57,11 @@ def test_logging_leaves_the_callers_module_as_it_was(mlflow_store):
     params = {name: (p, p.data_ptr()) for name, p in model.named_parameters()}
     uri = _log(model)
     assert uri == f"models:/{NAME}/1"
-    assert model.training and model.encoder.training and not model.decoder.training
+    assert all(m.training for m in model.encoder.modules()) and model.training
+    assert not any(m.training for m in model.decoder.modules())
+    with pytest.raises(RuntimeError) as outside:  # the model would land in another run
+        Tracker("not-the-active-run").log_encoder_model(model, torch.rand(2, 1, 28, 28))
+    assert str(outside.value) == "log_encoder_model needs this tracker's run to be the active run"
     for name, p in model.named_parameters():  # the same tensors, not moved copies
         assert params[name][0] is p and params[name][1] == p.data_ptr()
     loaded = load_encoder(uri)
@@ -85,6 +91,10 @@ def test_the_model_is_pt2_with_signature_and_input_example(mlflow_store, tmp_pat
     example = mlmodel["saved_input_example_info"]["artifact_path"]
     assert len(json.loads((folder / example).read_text())) == 2  # a batch of two rows
     assert not list(folder.rglob("*.pth")) and not list(folder.rglob("*.pkl"))
+    # The environment it was made in, pinned (not inferred by importing the model).
+    requirements = (folder / "requirements.txt").read_text().split()
+    assert f"torch=={Version(torch.__version__).public}" in requirements
+    assert f"numpy=={np.__version__}" in requirements
 
     monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
     graph = mlflow.pytorch.load_model(uri)
@@ -95,8 +105,8 @@ def test_the_model_is_pt2_with_signature_and_input_example(mlflow_store, tmp_pat
 
 def test_load_encoder_takes_every_model_uri_form(mlflow_store, tmp_path):
     model = _model().eval()
-    with mlflow.start_run() as run:
-        uri = Tracker(run.info.run_id).log_encoder_model(model, torch.rand(2, 1, 28, 28), NAME)
+    with mlflow.start_run() as run:  # one row: the input example repeats it (export needs 2)
+        uri = Tracker(run.info.run_id).log_encoder_model(model, torch.rand(1, 1, 28, 28), NAME)
     client = MlflowClient()
     client.set_registered_model_alias(NAME, "smoke", "1")
     model_id = mlflow.last_logged_model().model_id

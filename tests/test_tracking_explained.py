@@ -7,11 +7,15 @@ from __future__ import annotations
 import io
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import mlflow
+import numpy as np
 import pytest
 import torch
+from mlflow.models.signature import ModelSignature
 from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, Schema, TensorSpec
 from torch import nn
 
 from lfxai.models.exported import ExportedEncoder
@@ -25,6 +29,7 @@ from lfxai.tracking import (
     load_explained_model,
     record_explained_model,
 )
+from lfxai.tracking.explained import _signature_input_shape
 
 USER = "user-encoder"  # registered by "the user's own code": not an lfxai model
 
@@ -64,6 +69,7 @@ def test_a_users_pt2_module_loads_as_a_differentiable_encoder(mlflow_store) -> N
     module = _user_module()
     uri = _register_user(module, serialization_format="pt2")
     MlflowClient().set_registered_model_alias(USER, "prod", "1")
+    assert load_explained_model(f"models:/{USER}@prod/")[1].alias == "prod"
     loaded, found = load_explained_model(f"models:/{USER}@prod")
     assert isinstance(loaded, ExportedEncoder)
     assert (found.kind, found.resolved, found.name, found.version, found.alias) == (
@@ -113,14 +119,37 @@ def test_the_run_records_the_version_it_consumes(mlflow_store) -> None:
     [
         (f"models:/{USER}/7", f"models:/{USER}/7: Registered Model with name={USER} not found"),
         (f"models:/{USER}@paper", f"models:/{USER}@paper: Registered Model with name={USER}"),
-        ("runs:/0123456789abcdef/encoder", "runs:/0123456789abcdef/encoder: no MLflow model"),
-        ("/no/such/folder", "/no/such/folder: no such model folder; expected models:/"),
+        (
+            "runs:/0123456789abcdef/encoder",
+            "runs:/0123456789abcdef/encoder: no MLflow model there (Run with id=0123456789abcdef "
+            "not found)",
+        ),
+        (
+            "/no/such/folder",
+            "/no/such/folder: no such model folder; expected models:/<name>@<alias>, "
+            "models:/<name>/<version>, runs:/<run id>/<path> or a downloaded model folder",
+        ),
     ],
 )
 def test_a_uri_that_does_not_resolve_is_one_line(mlflow_store, uri, message) -> None:
     with pytest.raises(EncoderRefused) as error:
         load_explained_model(uri)
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "expected"),
+    [
+        (Schema([TensorSpec(np.dtype("float32"), (-1, 1, 28, 28))]), (1, 28, 28)),
+        (Schema([TensorSpec(np.dtype("float32"), (8, 140))]), None),  # a fixed batch
+        (Schema([TensorSpec(np.dtype("float32"), (-1, 3), n) for n in "ab"]), None),  # two
+        (Schema([ColSpec("double", "x")]), None),  # columns, not a tensor
+        (None, None),
+    ],
+)
+def test_the_input_shape_is_read_from_one_batched_tensor_input(inputs, expected) -> None:
+    signature = None if inputs is None else ModelSignature(inputs=inputs)
+    assert _signature_input_shape(SimpleNamespace(signature=signature)) == expected
 
 
 def test_a_missing_alias_is_one_line(mlflow_store) -> None:
@@ -174,3 +203,17 @@ def test_a_pickle_slipped_into_the_pt2_archive_never_runs(mlflow_store, tmp_path
         f"{uri}: Deserializing model using pickle is disallowed, but record '{inputs}'"
     )
     assert "\n" not in str(error.value) and not marker.exists()
+
+
+def test_a_graph_this_torch_cannot_load_is_refused_in_one_line(mlflow_store, monkeypatch) -> None:
+    uri = _register_user(_user_module(), serialization_format="pt2")
+
+    def newer_torch(path: str) -> None:  # as torch.export.load fails on an unknown operator
+        raise RuntimeError("\n  unknown operator aten::future_op  \nwhile reading the graph")
+
+    monkeypatch.setattr(mlflow.pytorch, "load_model", newer_torch)
+    with pytest.raises(EncoderRefused) as error:
+        load_explained_model(uri)
+    assert str(error.value) == (
+        f"{uri}: its pt2 graph does not load (RuntimeError: unknown operator aten::future_op)"
+    )

@@ -33,12 +33,16 @@ def storage(tmp_path):
 def test_a_queued_trial_is_claimed_once_and_the_trial_id_addresses_it(storage):
     study = optuna.create_study(study_name="s", storage=storage)
     study.enqueue_trial({"x": 1.0})
-    (queued,) = study.get_trials()
+    study.enqueue_trial({"x": 2.0})
+    queued, other = study.get_trials()
     trial_id = compat.storage_trial_id(queued)
     assert storage.get_trial(trial_id).number == queued.number
     assert compat.claim_waiting_trial(storage, trial_id)
     assert not compat.claim_waiting_trial(storage, trial_id)  # RUNNING now: not WAITING
-    assert storage.get_trial(trial_id).state.name == "RUNNING"
+    claimed = storage.get_trial(trial_id)
+    assert claimed.state.name == "RUNNING" and claimed.datetime_start is not None
+    waiting = storage.get_trial(compat.storage_trial_id(other))  # another queued trial
+    assert waiting.state.name == "WAITING" and waiting.datetime_start is None
 
 
 def test_stale_trials_are_seen_without_being_changed(tmp_path):

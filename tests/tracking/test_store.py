@@ -1,20 +1,24 @@
-"""The store: URIs made absolute, artifacts of a store the suite creates beside its database."""
+"""The store: URIs made absolute, artifacts beside the database, experiments created and marked."""
 
 from __future__ import annotations
 
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import unquote, urlparse
 
 import mlflow
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.tracking import MlflowClient
 
+import lfxai.tracking.store
 from lfxai.cli.launch import launch, placed_run
 from lfxai.tracking import absolute_uri, ensure_experiment
-from lfxai.tracking.store import ui_command
+from lfxai.tracking.store import _new_location, ui_command
+from lfxai.tracking.tags import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
 
 
 def test_absolute_uri_resolves_a_relative_sqlite_path_only(tmp_path: Path, monkeypatch) -> None:
@@ -131,3 +135,65 @@ def test_the_ui_command_opens_the_store_with_its_artifact_root(tmp_path: Path) -
     ]
     server = ui_command("https://user:s3cret@tracking-host:5000")
     assert "s3cret" not in server and "--default-artifact-root" not in server
+
+
+class _Client:
+    """What ``_new_location`` asks of a client: ``Default``'s artifact location."""
+
+    def __init__(self, default: str | None | Exception) -> None:
+        self.default = default
+
+    def get_experiment_by_name(self, name: str):
+        assert name == "Default"
+        if isinstance(self.default, Exception):
+            raise self.default
+        return None if self.default is None else SimpleNamespace(artifact_location=self.default)
+
+
+@pytest.mark.parametrize(
+    ("default", "expected"),
+    [
+        # a folder the user chose, as a URI (quoted) or a plain path: the new one beside Default
+        ("file:///data/my%20runs/0", "file:///data/my%20runs/mnist-pretext"),
+        ("/data/my runs/0", "/data/my runs/mnist-pretext"),
+        # MLflow's implicit <somewhere>/mlruns/0: beside the database instead
+        ("/somewhere/mlruns/0", "/db/mlruns/mnist-pretext"),
+        ("file:///somewhere/mlruns/0", "file:///db/mlruns/mnist-pretext"),
+        # relative, remote, or no Default at all: the store's own default
+        ("mlruns/0", None),
+        ("s3://bucket/0", None),
+        (None, None),
+        (MlflowException("unreachable"), None),
+    ],
+)
+def test_a_new_experiment_s_folder_follows_default_s_form(monkeypatch, default, expected):
+    monkeypatch.setattr(lfxai.tracking.store, "tracking_uri", lambda: "sqlite:////db/mlflow.db")
+    assert _new_location(_Client(default), "mnist/pretext") == expected
+
+
+def test_an_experiment_is_created_marked_or_found_even_when_another_worker_wins(
+    mlflow_store, monkeypatch
+):
+    client = MlflowClient()
+    new = ensure_experiment("mnist-new")
+    assert client.get_experiment(new).tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND
+    assert ensure_experiment("mnist-new") == new
+    mine = client.create_experiment("mine", tags={EXPERIMENT_KIND_TAG: "genai_development"})
+    assert ensure_experiment("mine") == mine
+    assert client.get_experiment(mine).tags[EXPERIMENT_KIND_TAG] == "genai_development"
+    bare = client.create_experiment("bare")  # e.g. made beforehand by a test: marked now
+    assert ensure_experiment("bare") == bare
+    assert client.get_experiment(bare).tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND
+    # Another worker creates "raced" between our look-up and our create.
+    raced = client.create_experiment("raced")
+    real_get = MlflowClient.get_experiment_by_name
+    looks = []
+
+    def late_get(self, name):
+        looks.append(name)
+        return None if len(looks) == 1 else real_get(self, name)
+
+    monkeypatch.setattr(MlflowClient, "get_experiment_by_name", late_get)
+    assert ensure_experiment("raced") == raced
+    assert looks[0] == looks[-1] == "raced"
+    assert client.get_experiment(raced).tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND
