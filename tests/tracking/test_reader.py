@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 
+import mlflow
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
@@ -94,3 +95,19 @@ def test_artifacts_are_read_as_data_and_nothing_is_left_behind(store, tmp_path, 
         assert read(run, "missing.txt") is None
         assert read(run, "sub") is None  # a folder is not a file
     assert list(leftovers.iterdir()) == []
+
+
+def test_an_array_holding_objects_is_refused_not_unpickled(store, tmp_path):
+    pickled = tmp_path / "objects.npy"
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    MlflowClient().log_artifact(store["new"], str(pickled))
+    with pytest.raises(ValueError, match="allow_pickle=False"):
+        StoreReader().read_arrays(store["new"], "objects.npy")
+
+
+def test_the_reader_reads_the_store_it_was_given(store, tmp_path):
+    uri = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'another.db'}")  # runs would go elsewhere
+    assert [r.run_id for r in StoreReader(uri).runs("reader-a", "tags.kind = 'x'")] == [
+        store["old"]
+    ]
