@@ -171,3 +171,14 @@ def run_experiment(entry_point: str, params: dict[str, str], store_uri: str):
     top = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(top) == 1, [r.info.run_id for r in top]
     return client, top[0]
+
+
+def open_run(experiment: str = "Default", **kwargs):
+    """A RUNNING run created straight in the current store (no process behind it).
+
+    ``kwargs`` go to ``MlflowClient.create_run`` (``tags``, ``start_time``, ``run_name``).
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    return client.create_run(client.get_experiment_by_name(experiment).experiment_id, **kwargs)

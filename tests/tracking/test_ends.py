@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from lfxai.tracking import STOPPED_TAG, Stopped, tracked_run
 from lfxai.tracking.lifecycle import terminate_run
 from lfxai.tracking.stops import stop_reason
+from tests.helpers import open_run
 
 
 def test_a_stop_names_its_signal_and_a_shell_s_exit_code():
@@ -29,20 +30,17 @@ def test_ctrl_c_ends_the_run_killed_with_its_reason(mlflow_store):
     assert run.data.tags[STOPPED_TAG] == "KeyboardInterrupt: the run was stopped"
 
 
-def _open_run(client: MlflowClient) -> tuple[str, int]:
-    run = client.create_run(client.get_experiment_by_name("Default").experiment_id)
-    return run.info.run_id, run.info.start_time
-
-
 def test_a_dead_run_ends_at_its_last_sign_of_life_never_before_its_start(mlflow_store):
     client = MlflowClient()
-    run_id, start = _open_run(client)
+    dead = open_run().info
+    run_id, start = dead.run_id, dead.start_time
     last = datetime.fromtimestamp(start / 1000 + 90.5, tz=UTC)
     terminate_run(run_id, "KILLED", {STOPPED_TAG: "dead"}, end_time=last)
     run = client.get_run(run_id)
     assert (run.info.status, run.info.end_time) == ("KILLED", start + 90_500)
     assert run.data.tags[STOPPED_TAG] == "dead"
-    early_id, early_start = _open_run(client)
+    early = open_run().info
+    early_id, early_start = early.run_id, early.start_time
     terminate_run(early_id, "FAILED", end_time=datetime(2000, 1, 1, tzinfo=UTC))
     assert client.get_run(early_id).info.end_time == early_start
     # An ended run is left as it is: status, end and tags.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-
 import mlflow
 import numpy as np
 import pytest
@@ -74,10 +72,7 @@ def test_children_are_the_nested_runs_oldest_first(store):
     assert StoreReader().children(store["old"]) == []
 
 
-def test_artifacts_are_read_as_data_and_nothing_is_left_behind(store, tmp_path, monkeypatch):
-    leftovers = tmp_path / "temp"
-    leftovers.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(leftovers))
+def test_artifacts_are_read_as_data_and_nothing_is_left_behind(store, temp_leftovers):
     reader, run = StoreReader(), store["old"]
     assert sorted(reader.artifact_paths(run)) == [
         "many.npz", "note.txt", "one.npy", "sub", "table.csv"
@@ -94,7 +89,7 @@ def test_artifacts_are_read_as_data_and_nothing_is_left_behind(store, tmp_path, 
     for read in (reader.read_text, reader.read_table, reader.read_arrays, reader.read_bytes):
         assert read(run, "missing.txt") is None
         assert read(run, "sub") is None  # a folder is not a file
-    assert list(leftovers.iterdir()) == []
+    assert list(temp_leftovers.iterdir()) == []
 
 
 def test_an_array_holding_objects_is_refused_not_unpickled(store, tmp_path):

@@ -23,6 +23,7 @@ from lfxai.tracking.registry import (
     registered_name,
 )
 from lfxai.tracking.tags import DATA_DIGEST_TAG, PARENT_TAG, RUN_NAME_TAG
+from tests.helpers import open_run
 
 
 def test_names_and_aliases_have_one_spelling():
@@ -63,12 +64,10 @@ class _QuickTracker(Tracker):
 
 
 def _register(run_tags: dict[str, str], parent: str | None = None, **kwargs) -> tuple[str, str]:
-    client = MlflowClient()
-    experiment = client.get_experiment_by_name("Default").experiment_id
     tags = {**run_tags, **({PARENT_TAG: parent} if parent else {})}
-    run_id = client.create_run(experiment, tags=tags).info.run_id
+    run_id = open_run(tags=tags).info.run_id
     if RUN_NAME_TAG not in run_tags:  # MLflow names every new run; a run may have no name
-        client.delete_tag(run_id, RUN_NAME_TAG)
+        MlflowClient().delete_tag(run_id, RUN_NAME_TAG)
     with mlflow.start_run(run_id=run_id):
         uri = _QuickTracker(run_id).register_encoder(
             torch.nn.Identity(), torch.zeros(2, 1), kwargs.pop("name", "m"), 0.1234567, **kwargs
@@ -201,13 +200,11 @@ def test_registered_models_are_listed_by_prefix(mlflow_store):
 
 
 def test_a_run_tags_every_version_it_registered_and_no_other(mlflow_store):
-    client = MlflowClient()
-    experiment = client.get_experiment_by_name("Default").experiment_id
-    mine, other = (_QuickTracker(client.create_run(experiment).info.run_id) for _ in range(2))
+    mine, other = (_QuickTracker(open_run().info.run_id) for _ in range(2))
     for tracker, name in ((mine, "a"), (mine, "b"), (other, "a")):
         tracker.log_encoder_model(torch.nn.Identity(), torch.zeros(2, 1), name)
     assert mine.tag_model_versions({"lfxai.verdict": "holds", "k": "v"}) == 2
-    tagged = {(v.name, v.version): v.tags for v in client.search_model_versions()}
+    tagged = {(v.name, v.version): v.tags for v in MlflowClient().search_model_versions()}
     assert tagged == {
         ("a", 1): {"lfxai.verdict": "holds", "k": "v"},
         ("b", 1): {"lfxai.verdict": "holds", "k": "v"},

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import pickle
 import struct
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -18,12 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from lfxai.tracking import ResumedTracker, Tracker, ensure_experiment
 from lfxai.tracking.tags import MOVED_TO_TAG, NOTE_TAG, RUN_NAME_TAG
-
-
-def _run(experiment: str = "Default", **kwargs) -> str:
-    client = MlflowClient()
-    experiment_id = client.get_experiment_by_name(experiment).experiment_id
-    return client.create_run(experiment_id, **kwargs).info.run_id
+from tests.helpers import open_run
 
 
 class _Payload:
@@ -34,7 +28,7 @@ class _Payload:
 
 
 def test_files_and_folders_land_where_asked(mlflow_store, tmp_path):
-    tracker = Tracker(_run())
+    tracker = Tracker(open_run().info.run_id)
     (tmp_path / "tree" / "deep").mkdir(parents=True)
     (tmp_path / "tree" / "deep" / "a.txt").write_text("a")
     (tmp_path / "b.txt").write_text("b")
@@ -50,18 +44,15 @@ def test_files_and_folders_land_where_asked(mlflow_store, tmp_path):
 
 
 def test_logged_tensors_and_arrays_come_back_as_data_and_nothing_is_left_behind(
-    mlflow_store, tmp_path, monkeypatch
+    mlflow_store, tmp_path, temp_leftovers
 ):
-    tracker = Tracker(_run())
+    tracker = Tracker(open_run().info.run_id)
     tracker.log_state_dict(torch.nn.Linear(2, 1), "models/state.pt")
     tracker.log_array(torch.arange(3), "arrays/a.npy")
-    leftovers = tmp_path / "temp"
-    leftovers.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(leftovers))
     state = tracker.load_state_dict("models/state.pt")
     assert sorted(state) == ["bias", "weight"] and state["weight"].shape == (1, 2)
     assert tracker.load_array("arrays/a.npy").tolist() == [0, 1, 2]
-    assert list(leftovers.iterdir()) == []
+    assert list(temp_leftovers.iterdir()) == []
     bad = tmp_path / "bad.pt"
     torch.save({"weight": _Payload()}, bad)
     tracker.log_file(bad, "models")
@@ -70,11 +61,11 @@ def test_logged_tensors_and_arrays_come_back_as_data_and_nothing_is_left_behind(
 
 
 def test_a_launched_run_points_to_the_run_that_did_the_work(mlflow_store):
-    launched = _run(tags={"mlflow.source.name": "file:///project", "other": "x"})
+    launched = open_run(tags={"mlflow.source.name": "file:///project", "other": "x"}).info.run_id
     client = MlflowClient()
     client.log_param(launched, "storage", "postgresql://me:secret@db/optuna")
     ensure_experiment("mnist-roar_test")
-    worker = Tracker(_run("mnist-roar_test"))
+    worker = Tracker(open_run("mnist-roar_test").info.run_id)
     with mlflow.start_run(run_id=worker.run_id):
         worker.take_over(launched)
     work = client.get_run(worker.run_id).data
@@ -91,7 +82,7 @@ def test_a_launched_run_points_to_the_run_that_did_the_work(mlflow_store):
 
 
 def test_a_resumed_run_logs_only_the_prefixed_params_it_lacks(mlflow_store):
-    run_id = _run()
+    run_id = open_run().info.run_id
     Tracker(run_id).log_params({"seed": 1}, prefix="config.")
     ResumedTracker(run_id).log_params({"seed": 2, "lr": 0.5}, prefix="config.")
     assert MlflowClient().get_run(run_id).data.params == {"config.seed": "1", "config.lr": "0.5"}
@@ -101,7 +92,7 @@ def test_a_figure_is_logged_cropped_at_150_dpi(mlflow_store, tmp_path):
     matplotlib.use("Agg")
     figure, axis = plt.subplots(figsize=(2, 1))
     axis.plot([0, 1], [1, 0])
-    tracker = Tracker(_run())
+    tracker = Tracker(open_run().info.run_id)
     tracker.log_figure(figure, "figs/curve")
     expected = io.BytesIO()
     figure.savefig(expected, format="png", bbox_inches="tight", dpi=150)
