@@ -175,7 +175,9 @@ def model_label(model: ExplainedModel) -> str:
     return f"{model.name} v{model.version}"
 
 
-def _explainer(method: str, module: nn.Module, config: ExplainConfig) -> ExampleBasedExplainer:
+def example_explainer(
+    method: str, module: nn.Module, config: ExplainConfig
+) -> ExampleBasedExplainer:
     """The example explainer ``method`` of ``module`` with this entry point's options.
 
     ``explain`` has two of the explainers' settings, ``simplex_steps`` and the seed; every
@@ -262,7 +264,7 @@ def explain(
     train = decoded(splits.train.subset(train_idx))
     test = explained.subset(test_idx)
     scores = example_scores(
-        lambda method: _explainer(method, module, config),
+        lambda method: example_explainer(method, module, config),
         config.example_methods,
         train,
         test,

@@ -15,10 +15,10 @@ from mlflow.tracking import MlflowClient
 from lfxai.cli.experiment import main
 from lfxai.cli.launch import EXIT_BAD_INPUT
 from lfxai.data.masking import apply_mask, top_k_mask
-from lfxai.data.mnist import mnist_split
 from lfxai.experiments import roar_test as roar
 from lfxai.tracking import ERROR_TAG, RESUMED_INTO_TAG, STOPPED_TAG, Tracker
 from tests.helpers import EXPERIMENT
+from tests.synthetic import digits, use_synthetic
 
 
 def test_masks_remove_exactly_the_top_k_pixels_of_each_image() -> None:
@@ -105,11 +105,10 @@ def test_bad_input_fails_before_any_training(mlflow_store, capsys, tmp_path, mon
         assert "lfxai.roar_test.initial_weights" not in run.data.tags
 
 
-@pytest.mark.slow
 def test_every_retraining_starts_from_the_logged_weights_on_masked_images(
-    mlflow_store, data_dir, monkeypatch, tmp_path
+    mlflow_store, monkeypatch, tmp_path
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # a SQLite store's artifacts go to ./mlruns
+    data_dir = use_synthetic(monkeypatch, tmp_path)
     seen: list[tuple[str, dict[str, torch.Tensor], torch.Tensor]] = []
     original_fit = roar.tracked_fit
 
@@ -122,7 +121,7 @@ def test_every_retraining_starts_from_the_logged_weights_on_masked_images(
     argv = ["--name", "roar_test", "--profile", "smoke", "--data_dir", str(data_dir)]
     argv += ["--n_train", "40", "--n_test", "20", "--feature_methods", "IntegratedGradients"]
     argv += ["--remove_percentages", "10,70", "--batch_size", "20"]
-    assert main("mnist", argv) == 0
+    assert main("synthetic", argv) == 0
     runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     tracker = Tracker(parent.info.run_id)
@@ -130,7 +129,7 @@ def test_every_retraining_starts_from_the_logged_weights_on_masked_images(
     scores = torch.from_numpy(tracker.load_array("attributions/IntegratedGradients.npy"))
     assert [prefix for prefix, _, _ in seen] == ["fit", "fit", "fit"]
     base_images = seen[0][2]
-    assert torch.equal(base_images, mnist_split(data_dir / "mnist", train=True, size=40).x)
+    assert torch.equal(base_images, digits(200, seed=1).x[:40])
     assert scores.shape == base_images.shape == (40, 1, 28, 28)
     for _, state, _ in seen:
         assert state.keys() == initial.keys()
@@ -142,13 +141,12 @@ def test_every_retraining_starts_from_the_logged_weights_on_masked_images(
         assert int(changed.max()) <= round(pct / 100 * 784)  # never more than k pixels
 
 
-@pytest.mark.slow
 def test_a_retraining_on_identical_data_reuses_the_earlier_one(
-    mlflow_store, data_dir, monkeypatch, tmp_path
+    mlflow_store, monkeypatch, tmp_path
 ) -> None:
     """k = 100 % masks every pixel whatever the method: the second method's nested run
     reuses the first one's model and loss (tagged) instead of training again."""
-    monkeypatch.chdir(tmp_path)  # a SQLite store's artifacts go to ./mlruns
+    data_dir = use_synthetic(monkeypatch, tmp_path)
     fitted: list[torch.Tensor] = []
     original_fit = roar.tracked_fit
 
@@ -161,7 +159,7 @@ def test_a_retraining_on_identical_data_reuses_the_earlier_one(
     argv += ["--n_train", "40", "--n_test", "20", "--batch_size", "20"]
     argv += ["--feature_methods", "Saliency,Random", "--remove_percentages", "50,100"]
     argv += ["--log_retrained_models", "true", "--register_model", "false"]
-    assert main("mnist", argv) == 0
+    assert main("synthetic", argv) == 0
     # base, Saliency 50 and 100, Random 50: Random 100 trains on the same all-zero images.
     assert len(fitted) == 4
     assert all(not torch.equal(a, b) for i, a in enumerate(fitted) for b in fitted[i + 1 :])

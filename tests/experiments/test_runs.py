@@ -1,0 +1,135 @@
+"""The consistency experiments end to end in-process, on generated digits (seconds each).
+
+``main("synthetic", argv)`` is what ``mlflow run . -e mnist`` calls, on MNIST's settings and a
+generated data set (:mod:`tests.synthetic`); the store is read back as a user would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from lfxai.cli.experiment import main
+from lfxai.experiments.consistency_examples import balanced_subset
+from tests.synthetic import digits, use_synthetic
+
+SMALL = ["--profile", "smoke", "--n_train", "100", "--n_test", "30", "--dim_latent", "3"]
+
+
+def _argv(experiment: str, data: Path, settings: dict[str, str]) -> list[str]:
+    """The command line of a small smoke run of ``experiment`` on the generated digits."""
+    argv = ["--name", experiment, "--data_dir", str(data), *SMALL]
+    return argv + [item for key, value in settings.items() for item in (f"--{key}", value)]
+
+
+def _runs(experiment: str) -> list[Run]:
+    """The top-level runs of ``experiment``, oldest first."""
+    runs = mlflow.search_runs(
+        search_all_experiments=True, output_format="list", order_by=["attributes.start_time"]
+    )
+    return [
+        r
+        for r in runs
+        if r.data.tags.get("lfxai.experiment") == experiment
+        and "mlflow.parentRunId" not in r.data.tags
+    ]
+
+
+def _array(run: Run, path: str, folder: Path) -> np.ndarray:
+    return np.load(
+        mlflow.artifacts.download_artifacts(
+            run_id=run.info.run_id, artifact_path=path, dst_path=str(folder)
+        )
+    )
+
+
+def _curve(run: Run, key: str) -> dict[int, float]:
+    return {m.step: m.value for m in MlflowClient().get_metric_history(run.info.run_id, key)}
+
+
+def test_consistency_features_trains_registers_then_reuses_its_encoder(
+    mlflow_store, monkeypatch, tmp_path
+) -> None:
+    settings = {"feature_methods": "Saliency,Random", "perturbation_percentages": "20,100"}
+    settings["attribution_batch_size"] = "15"
+    argv = _argv("consistency_features", use_synthetic(monkeypatch, tmp_path), settings)
+    assert main("synthetic", argv) == 0
+    assert main("synthetic", [*argv, "--pretrained", "true"]) == 0
+    trained, reused = _runs("consistency_features")
+    for run in (trained, reused):
+        assert run.info.status == "FINISHED"
+        assert run.data.params["n_train_used"] == "100" and run.data.params["n_test_used"] == "30"
+        # At 100 % every pixel is black whatever the ranking: one shift for every method.
+        shifts = [_curve(run, f"representation_shift/{m}") for m in ("Saliency", "Random")]
+        assert [sorted(s) for s in shifts] == [[20, 100], [20, 100]]
+        assert shifts[0][100] == pytest.approx(shifts[1][100], rel=1e-6)
+        for method, curve in zip(("Saliency", "Random"), shifts, strict=True):
+            mean = run.data.metrics[f"representation_shift_mean/{method}"]
+            assert mean == pytest.approx(np.mean(list(curve.values())), rel=1e-6)
+    metrics = trained.data.metrics
+    assert metrics["fit/epochs"] == 1 and metrics["fit/best_epoch"] == 0
+    assert metrics["fit/best_test_loss"] == metrics["fit/test_loss"]
+    name = "lfxai-synthetic-denoising-ae-d3"
+    assert trained.data.tags["lfxai.encoder_uri"] == f"models:/{name}/1"
+    version = MlflowClient().get_model_version_by_alias(name, "consistency_features-smoke")
+    assert int(version.version) == 1 and version.run_id == trained.info.run_id
+    assert sorted(version.aliases) == ["consistency_features-smoke", "smoke"]
+    assert version.description.endswith(
+        f"Test loss {metrics['fit/best_test_loss']:.6f}; data digest "
+        f"{trained.data.tags['lfxai.data_digest']}; trained on synthetic split 'standard', "
+        "n_epochs=1, seed=42."
+    )
+    assert reused.data.tags["lfxai.pretrained"] == f"models:/{name}/1"
+    assert not [k for k in reused.data.metrics if k.startswith("fit/")]  # nothing trained
+    # The reused encoder is the trained one: the same codes of the same explained examples.
+    np.testing.assert_array_equal(
+        _array(trained, "codes/test.npy", tmp_path / "a"),
+        _array(reused, "codes/test.npy", tmp_path / "b"),
+    )
+
+
+def test_consistency_examples_scores_its_balanced_subsets(
+    mlflow_store, monkeypatch, tmp_path
+) -> None:
+    settings = {"example_methods": "TracIn,DKNN", "similarity_percentages": "10,50"}
+    settings |= {"n_train_explained": "20", "n_test_explained": "10", "register_model": "false"}
+    argv = _argv("consistency_examples", use_synthetic(monkeypatch, tmp_path), settings)
+    assert main("synthetic", argv) == 0
+    (run,) = _runs("consistency_examples")
+    assert run.info.status == "FINISHED"
+    # Not registered: the encoder is a logged model of the run only.
+    assert run.data.tags["lfxai.encoder_uri"].startswith("models:/m-")
+    assert MlflowClient().search_registered_models() == []
+    # TracIn's checkpoints: one per epoch (checkpoint_every=1, n_epochs=2).
+    checkpoints = MlflowClient().list_artifacts(run.info.run_id, "checkpoints")
+    assert len(checkpoints) == 2
+    # The subsets: class-balanced training examples, then random test examples, both from
+    # the run's seeded generator (seed 42), in that order.
+    train, test = digits(200, seed=1).head(100), digits(60, seed=2).head(30)
+    generator = torch.Generator().manual_seed(42)
+    train_idx = balanced_subset(train.y, 20, generator)
+    test_idx = torch.randperm(30, generator=generator)[:10]
+    np.testing.assert_array_equal(_array(run, "subsets/train_idx.npy", tmp_path), train_idx)
+    np.testing.assert_array_equal(_array(run, "subsets/test_idx.npy", tmp_path), test_idx)
+    scores = {m: _array(run, f"example_importance/{m}.npy", tmp_path) for m in ("TracIn", "DKNN")}
+    assert {s.shape for s in scores.values()} == {(10, 20)}
+    # TracIn's scores have no ties: each rate is the share of the top (bottom) k% training
+    # examples with the test example's label, averaged over the test examples.
+    tracin = torch.from_numpy(scores["TracIn"])
+    for kind, largest in (("top", True), ("bottom", False)):
+        curve = _curve(run, f"similarity_rate/TracIn/{kind}")
+        assert sorted(curve) == [10, 50]
+        for pct, k in ((10, 2), (50, 10)):
+            picked = train.y[train_idx][tracin.topk(k, dim=1, largest=largest).indices]
+            rate = (picked == test.y[test_idx][:, None]).float().mean().item()
+            assert curve[pct] == pytest.approx(rate), (kind, pct)
+    for method in scores:  # the summary: the top rate at the smallest k
+        top = _curve(run, f"similarity_rate/{method}/top")[10]
+        assert run.data.metrics[f"similarity_rate_top_min_pct/{method}"] == pytest.approx(top)
+    assert run.data.metrics["similarity_rate_top_min_pct/DKNN"] > 0.9  # a bar's class is found
