@@ -200,15 +200,13 @@ def _kill_at_retraining(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
     monkeypatch.setattr(roar._InterruptionHook, "check", check)
 
 
-@pytest.mark.slow
-@pytest.mark.data
 def test_a_resume_killed_between_retrainings_keeps_every_run_in_place(
-    mlflow_store, data_dir, monkeypatch, tmp_path
+    mlflow_store, monkeypatch, tmp_path
 ) -> None:
     """Killed, resumed and killed again, then resumed to the end, each time under a run of
     its own made by `mlflow run` (MLFLOW_RUN_ID): every retraining is a child of the one
     parent, the launchers' runs end with the parent's status, no stale tag stays."""
-    monkeypatch.chdir(tmp_path)  # a SQLite store's artifacts go to ./mlruns
+    data_dir = use_synthetic(monkeypatch, tmp_path)
     client = MlflowClient()
     experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
     argv = ["--name", "roar_test", "--profile", "smoke", "--data_dir", str(data_dir)]
@@ -223,7 +221,7 @@ def test_a_resume_killed_between_retrainings_keeps_every_run_in_place(
             monkeypatch.setattr(roar._InterruptionHook, "check", lambda self: None)
         else:
             _kill_at_retraining(monkeypatch, kill_at)
-        return main("mnist", [*argv, "--resume_run_id", resume]), launcher
+        return main("synthetic", [*argv, "--resume_run_id", resume]), launcher
 
     def children(run_id: str) -> dict[str, tuple[str, dict]]:
         runs = client.search_runs(

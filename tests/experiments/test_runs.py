@@ -133,3 +133,59 @@ def test_consistency_examples_scores_its_balanced_subsets(
         top = _curve(run, f"similarity_rate/{method}/top")[10]
         assert run.data.metrics[f"similarity_rate_top_min_pct/{method}"] == pytest.approx(top)
     assert run.data.metrics["similarity_rate_top_min_pct/DKNN"] > 0.9  # a bar's class is found
+
+
+def test_roar_test_logs_each_retraining_and_the_summary(
+    mlflow_store, monkeypatch, tmp_path
+) -> None:
+    settings = {"feature_methods": "Saliency,Random", "remove_percentages": "50,100"}
+    settings |= {"register_model": "false", "batch_size": "50"}
+    assert (
+        main("synthetic", _argv("roar_test", use_synthetic(monkeypatch, tmp_path), settings)) == 0
+    )
+    (parent,) = _runs("roar_test")
+    metrics, tags = parent.data.metrics, parent.data.tags
+    base = metrics["roar/base_test_loss"]
+    assert base == metrics["fit/best_test_loss"] and tags["lfxai.roar_test.base_test_loss"] == repr(
+        base
+    )
+    children = MlflowClient().search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+    )
+    nested = {
+        (r.data.tags["lfxai.roar_test.method"], r.data.tags["lfxai.roar_test.k"]): r
+        for r in children
+    }
+    assert sorted(nested) == [
+        ("Random", "100"),
+        ("Random", "50"),
+        ("Saliency", "100"),
+        ("Saliency", "50"),
+    ]
+    losses = {}
+    for (method, k), run in nested.items():
+        assert run.info.status == "FINISHED"
+        assert run.data.params == {
+            "method": method,
+            "k": k,
+            "n_pixels_removed": str(784 * int(k) // 100),
+        }
+        inputs = sorted(d.dataset.name for d in run.inputs.dataset_inputs)
+        assert inputs == [
+            "synthetic-standard-test",
+            f"synthetic-standard-train-without-top{k}-{method}",
+        ]
+        losses[method, int(k)] = run.data.metrics["roar/test_loss"]
+    for method in ("Saliency", "Random"):  # the curve: the base loss at 0, then each retraining
+        assert _curve(parent, f"roar/test_loss/{method}") == pytest.approx(
+            {0: base, 50: losses[method, 50], 100: losses[method, 100]}
+        )
+        mean = (losses[method, 50] + losses[method, 100]) / 2
+        assert metrics[f"roar/test_loss_mean/{method}"] == pytest.approx(mean)
+        assert metrics[f"time/retraining_seconds/{method}"] > 0
+    excess = (losses["Saliency", 50] - losses["Random", 50]) / 2  # equal at 100 %: all removed
+    assert metrics["roar/excess_over_random/Saliency"] == pytest.approx(excess)
+    assert "roar/excess_over_random/Random" not in metrics
+    table = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/roar_test.csv").splitlines()
+    assert table[0] == "method,pct_removed,test_loss,run_id" and len(table) == 1 + 6
