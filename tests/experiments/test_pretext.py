@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import mlflow
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
@@ -214,33 +213,3 @@ def test_reuse_without_registered_models_fails_the_run_before_any_work(
     assert "no registered model" in run.data.tags["lfxai.error"]
     artifacts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id)}
     assert artifacts == {"config.yaml"}  # no half-written results
-
-
-@pytest.mark.slow
-@pytest.mark.data
-def test_reused_encoders_give_the_trained_runs_correlations(
-    mlflow_store, data_dir, tmp_path, monkeypatch
-) -> None:
-    """Train two tasks, then reuse them from the registry: the same explanations (Saliency
-    and DKNN are deterministic), and the run records the versions it used."""
-    monkeypatch.chdir(tmp_path)
-    argv = ["--name", "pretext", "--profile", "smoke", "--data_dir", str(data_dir)]
-    argv += ["--tasks", "reconstruction,classification", "--n_train", "200"]
-    assert main("mnist", argv) == 0
-    assert main("mnist", [*argv, "--pretrained", "true", "--pretrained_version", "smoke"]) == 0
-    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
-    trained, reused = sorted(
-        (r for r in runs if "mlflow.parentRunId" not in r.data.tags),
-        key=lambda r: r.info.start_time,
-    )
-    client = MlflowClient()
-    models = pd.read_csv(client.download_artifacts(reused.info.run_id, "pretext_models.csv"))
-    assert list(models.model_uri) == [
-        "models:/lfxai-mnist-reconstruction-ae-d4/1",
-        "models:/lfxai-mnist-classification-d4/1",
-    ]
-    assert list(models.reused) == [True, True]
-    assert reused.data.tags["lfxai.pretext.models_used"] == " ".join(models.model_uri)
-    for key in ("features/pearson/off_diagonal_mean", "examples/spearman/off_diagonal_mean"):
-        assert reused.data.metrics[key] == pytest.approx(trained.data.metrics[key], abs=1e-6)
-    assert len(client.search_model_versions("name = 'lfxai-mnist-classification-d4'")) == 1

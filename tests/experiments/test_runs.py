@@ -10,6 +10,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from mlflow.entities import Run
@@ -189,3 +190,79 @@ def test_roar_test_logs_each_retraining_and_the_summary(
     assert "roar/excess_over_random/Random" not in metrics
     table = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/roar_test.csv").splitlines()
     assert table[0] == "method,pct_removed,test_loss,run_id" and len(table) == 1 + 6
+
+
+def _children(parent: Run) -> dict[str, Run]:
+    """``parent``'s nested runs by run name."""
+    runs = MlflowClient().search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+    )
+    return {r.info.run_name: r for r in runs}
+
+
+def test_pretext_correlates_its_tasks_per_run_then_reuses_a_registered_version(
+    mlflow_store, monkeypatch, tmp_path
+) -> None:
+    settings = {"tasks": "reconstruction,classification", "n_runs": "2", "n_plots": "3"}
+    settings |= {"n_train_explained": "20", "n_test_explained": "10"}
+    argv = _argv("pretext", use_synthetic(monkeypatch, tmp_path), settings)
+    assert main("synthetic", argv) == 0
+    reuse = ["--pretrained", "true", "--pretrained_version", "1"]
+    assert main("synthetic", [*argv, *reuse]) == 0
+    trained, reused = _runs("pretext")
+    client = MlflowClient()
+    tasks = ("reconstruction", "classification")
+    names = {"reconstruction": "lfxai-synthetic-reconstruction-ae-d3"}
+    names["classification"] = "lfxai-synthetic-classification-d3"
+    for task in tasks:  # one version per training run, none added by reuse
+        versions = client.search_model_versions(f"name = '{names[task]}'")
+        assert sorted(int(v.version) for v in versions) == [1, 2]
+    train = digits(200, seed=1).head(100)
+    for parent in (trained, reused):
+        assert parent.info.status == "FINISHED"
+        children = _children(parent)
+        assert sorted(children) == sorted(f"run{r}-{t}" for r in (0, 1) for t in tasks)
+        for run in (0, 1):
+            # Each run explains its own subsets, drawn from the seed + run.
+            generator = torch.Generator().manual_seed(42 + run)
+            train_idx = balanced_subset(train.y, 20, generator)
+            test_idx = torch.randperm(30, generator=generator)[:10]
+            logged = _array(parent, f"subsets/run{run}/train_idx.npy", tmp_path)
+            np.testing.assert_array_equal(logged, train_idx)
+            logged = _array(parent, f"subsets/run{run}/test_idx.npy", tmp_path)
+            np.testing.assert_array_equal(logged, test_idx)
+            # The per-run correlation is the one between the tasks' logged explanations.
+            runs = [children[f"run{run}-{t}"] for t in tasks]
+            saliency = [
+                _array(r, "attributions/Saliency.npy", tmp_path / r.info.run_id) for r in runs
+            ]
+            assert saliency[0].shape == (10, 1, 28, 28) and (saliency[0] >= 0).all()
+            pearson = np.corrcoef(saliency[0].ravel(), saliency[1].ravel())[0, 1]
+            metric = _curve(parent, "per_run/features/pearson/off_diagonal_mean")[run]
+            assert metric == pytest.approx(pearson, abs=1e-5)
+            dknn = _array(runs[0], "example_importance/DKNN.npy", tmp_path / "e")
+            assert dknn.shape == (10, 20)
+        for task in tasks:
+            child = children[f"run0-{task}"]
+            assert child.data.tags["lfxai.pretext.task"] == task
+            assert child.data.params["source"] == ("registry" if parent is reused else "trained")
+        models = pd.read_csv(client.download_artifacts(parent.info.run_id, "pretext_models.csv"))
+        assert list(models.run) == [0, 0, 1, 1] and list(models.task) == list(tasks) * 2
+        assert parent.data.tags["lfxai.pretext.models_used"] == " ".join(models.model_uri)
+        artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+        figures = {f"pretext_{f}.png" for f in ("saliency", "top_examples", "correlations")}
+        assert figures | {"pretext_correlations.csv", "claims.md"} <= artifacts
+    # Training registered run r's encoders as version r + 1; version 1 is run 0's encoders.
+    uris = pd.read_csv(client.download_artifacts(trained.info.run_id, "pretext_models.csv"))
+    assert list(uris.model_uri) == [f"models:/{names[t]}/{v}" for v in (1, 2) for t in tasks]
+    uris = pd.read_csv(client.download_artifacts(reused.info.run_id, "pretext_models.csv"))
+    assert list(uris.model_uri) == [f"models:/{names[t]}/1" for _ in (0, 1) for t in tasks]
+    assert list(uris.reused) == [True] * 4
+    for key in ("features/pearson/off_diagonal_mean", "examples/spearman/off_diagonal_mean"):
+        curves = [_curve(parent, f"per_run/{key}") for parent in (trained, reused)]
+        # Run 0 reused run 0's encoders on run 0's subsets: the same explanations.
+        assert curves[1][0] == pytest.approx(curves[0][0], abs=1e-6)
+        for parent, curve in zip((trained, reused), curves, strict=True):  # 2 tasks: 1 pair
+            assert parent.data.metrics[key] == pytest.approx(np.mean([curve[0], curve[1]]))
+    assert curves[1][1] != pytest.approx(curves[0][1], abs=1e-6)  # run 1: other encoders
