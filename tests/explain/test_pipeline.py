@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from lfxai.config import ConfigError
+from lfxai.data.packed import PackedImages, pack_images
 from lfxai.data.splits import Split
 from lfxai.explain.pipeline import (
     check_encoder,
@@ -43,6 +44,8 @@ def test_another_declared_input_shape_is_refused_before_running() -> None:
         "models:/enc/3 takes inputs (N, 3, 32, 32) by its signature, but dataset 'mnist' gives "
         "(N, 1, 28, 28); explain it on a data set of its input shape"
     )
+    with pytest.raises(ConfigError, match=r"takes inputs \(N, 1, \*, 32\) by its signature"):
+        check_encoder(_conv(1), MNIST, _model(shape=(1, -1, 32)), "mnist")  # -1: open
 
 
 def test_inputs_the_module_cannot_take_are_one_line() -> None:
@@ -53,6 +56,14 @@ def test_inputs_the_module_cannot_take_are_one_line() -> None:
         "models:/enc/3 does not take the inputs of dataset 'mnist' (N, 1, 28, 28): "
     )
     assert "RuntimeError" in message and "\n" not in message
+
+    class Refusing(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise ValueError("\n  wrong input size  \n(details on the next line)")
+
+    with pytest.raises(ConfigError) as error:
+        check_encoder(Refusing(), MNIST, _model(), "mnist")  # its first non-blank line
+    assert str(error.value).endswith("(N, 1, 28, 28): ValueError: wrong input size")
 
 
 @pytest.mark.parametrize(
@@ -108,6 +119,9 @@ def test_multi_factor_labels_compare_their_first_factor() -> None:
     assert class_labels(digits) is digits
     split = decoded(Split(torch.zeros(2, 1, 4, 4), factors))
     assert split.y.tolist() == [2, 0] and isinstance(split.x, torch.Tensor)
+    images = (torch.rand(3, 1, 4, 4) > 0.5).float()
+    packed = decoded(Split(PackedImages(pack_images(images), (1, 4, 4)), factors[[0, 1, 0]]))
+    assert isinstance(packed.x, torch.Tensor) and torch.equal(packed.x, images)  # decoded
 
 
 def test_titles_name_the_version_explained() -> None:

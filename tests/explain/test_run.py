@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import signal
+import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,16 +17,31 @@ import torch
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from lfxai.cli.explain import main
+from lfxai.cli import explain as explain_cli
+from lfxai.cli.explain import _parser, differences, main
 from lfxai.cli.launch import EXIT_BAD_INPUT
+from lfxai.config import PROFILES
 from lfxai.data.masking import apply_mask, top_k_mask
 from lfxai.experiments.consistency_examples import balanced_subset
+from lfxai.experiments.consistency_features import log_feature_shifts
 from lfxai.explain import pipeline
 from lfxai.explain.pipeline import example_explainer
+from lfxai.explain.settings import resolve
 from lfxai.explanations.examples import DKNN
 from lfxai.models.registry import ModelSpec, build_model
 from lfxai.plotting.examples import top_bottom_examples
-from lfxai.tracking import Tracker, load_explained_model
+from lfxai.plugins import DATASETS
+from lfxai.redact import redact
+from lfxai.tracking import (
+    MOVED_TO_TAG,
+    STOPPED_TAG,
+    UNCLAIMED_STALE_S,
+    Stopped,
+    Tracker,
+    load_explained_model,
+    tracking_uri,
+)
+from tests.helpers import EXPERIMENT
 from tests.synthetic import digits, use_synthetic
 
 NAME = "digits-encoder"
@@ -71,7 +91,12 @@ def test_an_explain_run_logs_both_families_and_their_claims(
         figures["top_bottom"] = args
         return top_bottom_examples(*args)
 
+    def shifts_logged(*args):
+        figures["saliency_title"] = args[-1]
+        return log_feature_shifts(*args)
+
     monkeypatch.setattr(pipeline, "top_bottom_examples", recorded)
+    monkeypatch.setattr(pipeline, "log_feature_shifts", shifts_logged)
     code, run = _explain(registered, use_synthetic(monkeypatch, tmp_path))
     assert code == 0 and run.info.status == "FINISHED"
     client = MlflowClient()
@@ -84,7 +109,9 @@ def test_an_explain_run_logs_both_families_and_their_claims(
     final = {k: float(v) for k, v in printed.items()}
     summary = [f"representation_shift_mean/{m}" for m in methods["feature"]]
     summary += [f"similarity_rate_top_min_pct/{m}" for m in methods["example"]]
-    assert sorted(final) == sorted([*summary, "dim_latent"]) and final["dim_latent"] == 3
+    order = [f"similarity_rate_top_min_pct/{m}" for m in methods["example"]]
+    order += [f"representation_shift_mean/{m}" for m in methods["feature"]]
+    assert list(final) == [*order, "dim_latent"] and final["dim_latent"] == 3  # methods' order
     for key in summary:
         assert final[key] == pytest.approx(logged.metrics[key], rel=1e-5)
     assert logged.params["config.model_uri"] == registered
@@ -98,6 +125,13 @@ def test_an_explain_run_logs_both_families_and_their_claims(
         "claims/holds/shift_above_random/Saliency",
         "claims/holds/top_above_bottom/DKNN",
     ]
+    report = json.loads(
+        Path(client.download_artifacts(run.info.run_id, "claims.json", str(tmp_path))).read_text()
+    )
+    assert report["experiment"] == "explain"
+    # Each point tested on the per-example evidence: 60 explained, 20 of them scored.
+    sizes = {c["key"]: {f["n"] for f in c["figures"]} for c in report["claims"]}
+    assert sizes == {"shift_above_random/Saliency": {60}, "top_above_bottom/DKNN": {20}}
     for method in methods["feature"]:  # the mean over k of the logged curve
         curve = client.get_metric_history(run.info.run_id, f"representation_shift/{method}")
         assert sorted(m.step for m in curve) == [5, 10, 20, 50, 80, 100]
@@ -203,6 +237,7 @@ def test_an_explain_run_logs_both_families_and_their_claims(
                 same["top"].mean().item()
             )
 
+    assert figures["saliency_title"] == f"{NAME}@prod (v1) on Synthetic digits"
     # The figure: the first 6 test examples beside each method's top and bottom example.
     shown, labels, columns, title = figures["top_bottom"]
     np.testing.assert_array_equal(shown, test.x[test_idx[:6]].numpy())
@@ -235,3 +270,101 @@ def test_each_example_method_gets_the_runs_settings(tiny_encoder) -> None:
     assert simplex.simplex_steps == 13 and not simplex.progress
     assert example_explainer("Random", tiny_encoder, config).seed == 7
     assert isinstance(example_explainer("DKNN", tiny_encoder, config), DKNN)
+
+
+def test_the_command_line_requires_the_model_and_data_set_and_names_the_choices() -> None:
+    parser = _parser()
+    for missing in (["--dataset", "mnist"], ["--model_uri", "models:/m@a"]):
+        with pytest.raises(SystemExit) as exit_:
+            parser.parse_known_args(missing)
+        assert exit_.value.code == EXIT_BAD_INPUT
+    args, extra = parser.parse_known_args(["--model_uri", "m", "--dataset", "d", "--seed", "1"])
+    assert (args.profile, extra) == ("quick", ["--seed", "1"])
+    text = " ".join(parser.format_help().split())  # unwrapped
+    assert text.startswith("usage: entrypoints/explain.py ")
+    assert "configs/explain.yaml" in text and "models:/<name>@<alias>" in text
+    assert f"one of {sorted(DATASETS)}" in text and f"one of {list(PROFILES)}" in text
+
+
+def test_differences_are_the_settings_off_the_profile_with_both_values() -> None:
+    profile = resolve("mnist", "models:/m@a", "smoke", {})[1]
+    config = dataclasses.replace(profile, seed=7, n_test=profile.n_test)
+    assert differences(config, profile) == {"seed": (7, profile.seed)}
+    assert differences(profile, profile) == {}
+
+
+def test_under_mlflow_run_the_run_moves_to_its_experiment_and_is_named_by_what_differs(
+    registered, tmp_path, monkeypatch, capsys
+) -> None:
+    """As ``mlflow run . -e explain`` starts it: ``MLFLOW_RUN_ID`` names the run it made in
+    ``Default``, the command line is ``sys.argv``; a run of the same project that never
+    reached our code an hour ago is ended KILLED by this one."""
+    data = use_synthetic(monkeypatch, tmp_path)
+    client = MlflowClient()
+    project = {"mlflow.source.type": "PROJECT", "mlflow.source.name": "file:///work/lfxai"}
+    long_ago = int((time.time() - UNCLAIMED_STALE_S - 60) * 1000)
+    orphan = client.create_run("0", start_time=long_ago, tags=project).info.run_id
+    launcher = client.create_run("0", tags=project).info.run_id
+    monkeypatch.setenv("MLFLOW_RUN_ID", launcher)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "0")  # what `mlflow run` sets, not the name
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME")
+    argv = ["--model_uri", registered, "--dataset", "synthetic", "--profile", "smoke"]
+    argv += ["--data_dir", str(data), "--n_train", "200", "--seed", "42"]  # 42: smoke's own
+    argv += ["--feature_methods", "Saliency", "--example_methods", "DKNN"]
+    monkeypatch.setattr(sys, "argv", ["entrypoints/explain.py", *argv])
+    start = time.perf_counter()
+    assert main() == 0
+    wall = time.perf_counter() - start
+    assert client.get_run(orphan).info.status == "KILLED"
+    (run,) = client.search_runs([client.get_experiment_by_name("synthetic-explain").experiment_id])
+    assert client.get_run(launcher).data.tags[MOVED_TO_TAG] == run.info.run_id
+    name = f"#1 {NAME}@prod smoke n_train=200 feature_methods=Saliency,Random "
+    name += "example_methods=DKNN,Random · explain"
+    assert run.info.run_name == name  # neither the seed (the profile's) nor data_dir
+    note = run.data.tags["mlflow.note.content"]
+    assert "run #1: label-free feature and example importance of a registered encoder" in note
+    assert "Settings that differ from the `smoke` profile:" in note
+    assert "| n_train | 200 | 600 |" in note and "| seed |" not in note
+    assert "--seed 42" in note  # as given, in the command line
+    assert 0 < run.data.metrics["time/total_seconds"] <= wall
+    out = capsys.readouterr().out
+    assert f"[lfxai] ended KILLED: run {orphan} " in out
+    assert f"[lfxai] '{name}' in experiment 'synthetic-explain'\n" in out
+    assert f"[lfxai] store: {redact(tracking_uri())}\n" in out
+
+
+def test_a_stop_before_the_run_is_placed_ends_mlflow_run_s_run_killed(
+    mlflow_store, monkeypatch
+) -> None:
+    launcher = MlflowClient().create_run("0").info.run_id
+    monkeypatch.setenv("MLFLOW_RUN_ID", launcher)
+
+    def stopped(*_args):
+        raise Stopped(signal.SIGTERM)
+
+    monkeypatch.setattr(explain_cli, "placed_run", stopped)
+    assert main(["--model_uri", "models:/m@a", "--dataset", "mnist"]) == 128 + signal.SIGTERM
+    run = MlflowClient().get_run(launcher)
+    assert run.info.status == "KILLED" and run.data.tags[STOPPED_TAG].startswith("SIGTERM")
+
+
+def test_an_unknown_data_set_fails_in_the_default_experiment_naming_the_choices(
+    registered, capsys
+) -> None:
+    assert main(["--model_uri", registered, "--dataset", "nope"]) == EXIT_BAD_INPUT
+    client = MlflowClient()
+    assert client.get_experiment_by_name("nope-explain") is None  # no experiment for a typo
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name(EXPERIMENT).experiment_id],
+        filter_string="attributes.status = 'FAILED'",
+    )
+    assert "nope" in run.data.tags["lfxai.error"]
+    err = capsys.readouterr().err
+    assert all(d in err for d in DATASETS), err
+
+
+def test_a_model_uri_that_does_not_resolve_fails_naming_it(mlflow_store, tmp_path, monkeypatch):
+    code, run = _explain("models:/nobody@prod", use_synthetic(monkeypatch, tmp_path))
+    assert code == EXIT_BAD_INPUT and run.info.status == "FAILED"
+    assert run.data.tags["lfxai.error"].startswith("ConfigError: ")
+    assert "models:/nobody@prod" in run.data.tags["lfxai.error"]

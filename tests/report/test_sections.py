@@ -6,7 +6,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.collections import PolyCollection
+from matplotlib.collections import LineCollection, PolyCollection
 
 from lfxai.plotting.reference import OURS, reference_comparison
 from lfxai.report import sections
@@ -241,3 +241,43 @@ def test_the_comparison_figure_draws_each_source_its_std_and_the_spread() -> Non
     assert (xs.min(), xs.max()) == pytest.approx((0.38, 0.42))
     assert (ys.min(), ys.max()) == pytest.approx((0.65, 1.35))
     assert figure.get_size_inches()[1] == pytest.approx(0.42 * 2 + 1.3)
+
+
+def test_the_comparison_figure_s_bars_are_each_std_and_its_legend_matches_the_markers() -> None:
+    rows = [("a", {"R1": (0.4, 0.02), OURS: (0.5, None)}), ("b", {OURS: (0.15, 0.01)})]
+    axes = reference_comparison(rows, "r", spreads=[(0.38, 0.42), None]).axes[0]
+    assert axes.get_title() == ""
+    # Each marker's horizontal bar spans mean ± std (no std: a bar of no width).
+    bars = sorted(
+        tuple(segment[:, 0])
+        for collection in axes.collections
+        if isinstance(collection, LineCollection)
+        for segment in collection.get_segments()
+    )
+    np.testing.assert_allclose(bars, [(0.14, 0.16), (0.38, 0.42), (0.5, 0.5)])
+    # The legend's entries are drawn as the data: R1 in its colour as a circle, ours black
+    # diamonds, the spread as the band's grey.
+    handles = dict(zip(*reversed(axes.get_legend_handles_labels()), strict=True))
+    markers = {
+        line.get_color(): line.get_marker()
+        for line in axes.get_lines()
+        if line.get_marker() in ("D", "o")
+    }
+    assert markers[handles["R1"].get_color()] == handles["R1"].get_marker() == "o"
+    assert handles[OURS].get_color() == "black" and handles[OURS].get_marker() == "D"
+    assert handles["R1"].get_color() != "black"
+    (band,) = [c for c in axes.collections if isinstance(c, PolyCollection) and c.get_paths()]
+    grey = (0.85, 0.85, 0.85, 1.0)
+    np.testing.assert_allclose(band.get_facecolor()[0], grey)
+    np.testing.assert_allclose(handles["published spread"].get_facecolor()[0], grey)
+
+
+def test_the_comparison_figure_without_published_values_centres_ours_on_each_row() -> None:
+    rows = [("a", {OURS: (0.5, None)}), ("b", {OURS: (0.2, 0.1)})]
+    axes = reference_comparison(rows, "r").axes[0]
+    points = sorted(
+        (line.get_ydata()[0], line.get_xdata()[0])
+        for line in axes.get_lines()
+        if line.get_marker() == "D" and len(line.get_xdata())
+    )
+    assert points == [(0.0, 0.2), (1.0, 0.5)]
