@@ -141,7 +141,7 @@ def roar_test(dataset: str, results: list[RunResult]) -> Section:
     return Section([Paragraph(note), table], [("roar", figure, caption)])
 
 
-def _comparison(
+def comparison(
     rows: list[tuple[str, tuple[float, float, int] | None, list[reference.Published]]],
     unit: str,
     title: str,
@@ -214,7 +214,7 @@ def pretext(dataset: str, results: list[RunResult]) -> Section:
                 rows.append((f"{TITLES[a]}-{TITLES[b]}", ours, reference.published(entry)))
         title = f"Pearson correlation of {label} between pretext tasks"
         differ = _differs(results, setting, ref["conditions"][setting])
-        table_block, figure = _comparison(rows, "Pearson r", title, comparable=not differ)
+        table_block, figure = comparison(rows, "Pearson r", title, comparable=not differ)
         note = f"**{title}** (ours: mean ± std over {_plural(len(per_run), 'run')})."
         if differ:
             note += f" Not comparable: this run used {differ}."
@@ -249,8 +249,8 @@ def disvae(dataset: str, results: list[RunResult]) -> Section:
         entry = ref.get(dataset, {}).get(loss, {}).get(int(beta)) or {}
         rows.append((f"{loss}, beta = {beta:g}", ours, reference.published(entry, outliers)))
     title = f"{get_dataset(dataset).title}: mean Pearson correlation between units' saliency"
-    comparison, figure = _comparison(rows, "Pearson r", title)
-    notes = [Paragraph(f"**{title}** (ours: mean ± std over the models of each beta)."), comparison]
+    compared, figure = comparison(rows, "Pearson r", title)
+    notes = [Paragraph(f"**{title}** (ours: mean ± std over the models of each beta)."), compared]
     for source, why in ref.get("outliers", {}).get(dataset, {}).items():
         notes.append(Paragraph(f"Left out of the spread: [{source}]: {why}", css="note"))
     notes += [Paragraph(note, css="note") for note in ref.get("notes", [])]

@@ -9,8 +9,9 @@ import pytest
 from matplotlib.collections import LineCollection, PolyCollection
 
 from lfxai.plotting.reference import OURS, reference_comparison
-from lfxai.report import sections
+from lfxai.report import reference, sections
 from lfxai.report.document import Paragraph, Table
+from lfxai.report.reference import Published
 from lfxai.report.results import RunResult
 from lfxai.tracking import RunRecord
 
@@ -281,3 +282,136 @@ def test_the_comparison_figure_without_published_values_centres_ours_on_each_row
         if line.get_marker() == "D" and len(line.get_xdata())
     )
     assert points == [(0.0, 0.2), (1.0, 0.5)]
+
+
+def test_the_curve_sections_label_their_axes_and_draw_bottom_rates_dashed() -> None:
+    features = sections.consistency_features("mnist", [_result(_curves(0.0))])
+    assert features.figures[0][1].axes[0].get_ylabel() == "representation shift"
+    rates = pd.DataFrame(
+        [("DKNN", "top", 5, 0.9), ("DKNN", "bottom", 5, 0.1), ("DKNN", "top", 50, 0.4)],
+        columns=["method", "type", "pct_examples", "similarity_rate"],
+    )
+    axes = sections.consistency_examples("mnist", [_result(rates)]).figures[0][1].axes[0]
+    assert axes.get_xlabel() == "% most (solid) / least (dashed) important train examples"
+    assert axes.get_ylabel() == "similarity rate"
+    styles = {tuple(line.get_ydata()): line.get_linestyle() for line in axes.get_lines()}
+    assert styles[(0.9, 0.4)] == "-" and styles[(0.1,)] == "--"
+    losses = pd.DataFrame([("Saliency", 0, 0.02)], columns=["method", "pct_removed", "test_loss"])
+    axes = sections.roar_test("mnist", [_result(losses)]).figures[0][1].axes[0]
+    assert (axes.get_ylabel(), axes.get_title()) == ("test loss", "MNIST: ROAR")
+
+
+@pytest.fixture()
+def drawn(monkeypatch) -> dict[str, tuple]:
+    """What the comparison, heatmap and box-plot figures were asked to draw, by figure."""
+    calls: dict[str, tuple] = {}
+
+    def recorder(name: str):
+        def record(*args, **kwargs):
+            calls[name] = (*args, kwargs)
+            return name
+
+        return record
+
+    for name in ("reference_comparison", "correlation_heatmaps", "metric_box_plots"):
+        monkeypatch.setattr(sections, name, recorder(name))
+    return calls
+
+
+def test_a_comparison_row_shows_ours_or_a_dash_and_the_spread_to_three_digits(drawn) -> None:
+    published = [Published("R1", 0.41234, 0.01111)]
+    rows = [
+        ("a", None, published),  # not measured by us
+        ("b", (0.5, float("nan"), 1), []),  # one run: no std; nothing published
+        ("c", (0.3, 0.1, 2), published),
+    ]
+    table, figure = sections.comparison(rows, "Pearson r", "the title")
+    assert table.rows == [
+        ["a", "-", "0.412 ± 0.0111 [R1]", "0.401 to 0.423", "-"],
+        ["b", "0.5", "", "-", "-"],
+        ["c", "0.3 ± 0.1", "0.412 ± 0.0111 [R1]", "0.401 to 0.423", "no"],
+    ]
+    assert figure == "reference_comparison"
+    plot_rows, unit, title, spreads, _ = drawn["reference_comparison"]
+    assert (unit, title) == ("Pearson r", "the title")
+    assert plot_rows == [
+        ("a", {"R1": (0.41234, 0.01111)}),
+        ("b", {OURS: (0.5, None)}),
+        ("c", {"R1": (0.41234, 0.01111), OURS: (0.3, 0.1)}),
+    ]
+    assert spreads[1] is None and spreads[0] == spreads[2] == pytest.approx((0.40123, 0.42345))
+    drawn.clear()
+    empty, figure = sections.comparison([], "Pearson r", "t")
+    assert (empty.rows, figure) == ([], None)
+    assert not drawn  # no figure of nothing
+
+
+def test_pretext_keeps_the_pairs_of_its_tasks_and_maps_every_correlation(drawn) -> None:
+    # Two tasks, in the table's order; the reference's first pair (reconstruction-denoising)
+    # is not among them, its later scae-reconstruction pair is.
+    runs = np.array([[[1.0, 0.2], [0.2, 1.0]], [[1.0, 0.4], [0.4, 1.0]]])
+    evidence = {
+        "features_pearson": runs,
+        "features_spearman": runs * 0.5,
+        "examples_pearson": runs * 0.25,
+        "examples_spearman": runs * 0.125,
+    }
+    table = pd.DataFrame({"task_a": ["scae", "reconstruction"], "task_b": ["x", "y"]})
+    section = sections.pretext("mnist", [_result(table, **evidence)])
+    assert section.blocks[1].rows == []  # no published pair of saliency between them
+    (row,) = section.blocks[3].rows
+    assert row[:2] == ["SCAE-Reconstruction", "0.075 ± 0.025"]
+    _, unit, title, _, _ = drawn["reference_comparison"]
+    assert (unit, title) == (
+        "Pearson r",
+        "Pearson correlation of example importance between pretext tasks",
+    )
+    panels, labels, heading, _ = drawn["correlation_heatmaps"]
+    assert (labels, heading) == (["SCAE", "Reconstruction"], "Correlation between tasks")
+    scales = {
+        "feature importance, Pearson": 1.0,
+        "feature importance, Spearman": 0.5,
+        "example importance, Pearson": 0.25,
+        "example importance, Spearman": 0.125,
+    }
+    assert list(panels) == list(scales)
+    for label, scale in scales.items():  # the mean and std over runs of each cell
+        mean, std = panels[label]
+        np.testing.assert_allclose(mean, [[scale, 0.3 * scale], [0.3 * scale, scale]])
+        np.testing.assert_allclose(std, [[0, 0.1 * scale], [0.1 * scale, 0]], atol=1e-12)
+    assert section.figures[0] == (
+        "correlations",
+        "correlation_heatmaps",
+        "Correlation between the pretext tasks' explanations (mean ± std over runs)",
+    )
+    drawn.clear()
+    without_table = sections.pretext("mnist", [_result(None, **evidence)])
+    assert without_table.figures == [] and not drawn  # no tasks to label a heatmap with
+
+
+def test_disvae_of_a_data_set_or_loss_without_outliers_or_values_shows_dashes(drawn) -> None:
+    table = pd.DataFrame(
+        {
+            "loss": ["vae", "beta_vae"],
+            "beta": [1.0, 1.0],
+            "pearson": [0.3, 0.2],
+            "spearman": [0.9] * 2,
+        }
+    )
+    section = sections.disvae("dsprites", [_result(table)])
+    ref = reference.load()["disvae"]
+    title, comparison, *notes = section.blocks
+    assert title.text.startswith("**dSprites: mean Pearson correlation between units' saliency**")
+    assert comparison.rows[0] == ["vae, beta = 1", "0.3", "", "-", "-"]  # nothing published
+    assert notes == [Paragraph(note, css="note") for note in ref["notes"]]  # no outliers
+    rows, unit, heading, _, _ = drawn["reference_comparison"]
+    assert (unit, heading) == ("Pearson r", title.text.split("**")[1])
+    boxed, metrics, options = drawn["metric_box_plots"]
+    pd.testing.assert_frame_equal(boxed, table)
+    assert (metrics, options) == (["pearson", "spearman"], {"title": "dSprites"})
+    assert section.figures[0] == (
+        "box_plots",
+        "metric_box_plots",
+        "Saliency correlation between latent units per beta and loss",
+    )
+    assert sections.disvae("mnist", [_result(None)]).blocks == []
