@@ -134,7 +134,7 @@ def check_encoder(
         first = next((ln.strip() for ln in str(error).splitlines() if ln.strip()), "")
         raise ConfigError(
             f"{model.resolved} does not take the inputs of dataset {dataset!r} ({_shape(shape)}): "
-            f"{type(error).__name__}: {first}"
+            f"{type(error).__name__}{': ' + first if first else ''}"
         ) from None
     found = tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
     if not isinstance(codes, torch.Tensor) or codes.dim() != 2 or len(codes) != len(inputs):

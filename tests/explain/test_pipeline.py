@@ -65,6 +65,14 @@ def test_inputs_the_module_cannot_take_are_one_line() -> None:
         check_encoder(Refusing(), MNIST, _model(), "mnist")  # its first non-blank line
     assert str(error.value).endswith("(N, 1, 28, 28): ValueError: wrong input size")
 
+    class Silent(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError()
+
+    with pytest.raises(ConfigError) as error:
+        check_encoder(Silent(), MNIST, _model(), "mnist")  # no message: the type alone
+    assert str(error.value).endswith("(N, 1, 28, 28): RuntimeError")
+
 
 @pytest.mark.parametrize(
     ("module", "found"),
@@ -76,8 +84,11 @@ def test_inputs_the_module_cannot_take_are_one_line() -> None:
 def test_output_that_is_not_one_code_per_input_is_refused(module, found) -> None:
     with pytest.raises(ConfigError) as error:
         check_encoder(module, MNIST, _model(), "mnist")
-    assert str(error.value).startswith(f"models:/enc/3 gives {found} for 2 inputs of dataset")
-    assert "need one code per input, (N, d)" in str(error.value)
+    assert str(error.value) == (
+        f"models:/enc/3 gives {found} for 2 inputs of dataset 'mnist': label-free explanations "
+        "need one code per input, (N, d); register an encoder that returns them (e.g. flatten "
+        "its output)"
+    )
 
 
 def test_a_tuple_or_non_finite_output_is_refused() -> None:

@@ -22,7 +22,7 @@ from lfxai.cli.explain import _parser, differences, main
 from lfxai.cli.launch import EXIT_BAD_INPUT
 from lfxai.config import PROFILES
 from lfxai.data.masking import apply_mask, top_k_mask
-from lfxai.experiments.consistency_examples import balanced_subset
+from lfxai.experiments.consistency_examples import balanced_subset, log_similarity_rates
 from lfxai.experiments.consistency_features import log_feature_shifts
 from lfxai.explain import pipeline
 from lfxai.explain.pipeline import example_explainer
@@ -41,7 +41,6 @@ from lfxai.tracking import (
     load_explained_model,
     tracking_uri,
 )
-from tests.helpers import EXPERIMENT
 from tests.synthetic import digits, use_synthetic
 
 NAME = "digits-encoder"
@@ -96,7 +95,13 @@ def test_an_explain_run_logs_both_families_and_their_claims(
         return log_feature_shifts(*args)
 
     monkeypatch.setattr(pipeline, "top_bottom_examples", recorded)
+
+    def rates_logged(*args):
+        figures["similarity_title"] = args[-1]
+        return log_similarity_rates(*args)
+
     monkeypatch.setattr(pipeline, "log_feature_shifts", shifts_logged)
+    monkeypatch.setattr(pipeline, "log_similarity_rates", rates_logged)
     code, run = _explain(registered, use_synthetic(monkeypatch, tmp_path))
     assert code == 0 and run.info.status == "FINISHED"
     client = MlflowClient()
@@ -237,6 +242,7 @@ def test_an_explain_run_logs_both_families_and_their_claims(
                 same["top"].mean().item()
             )
 
+    assert figures["saliency_title"] == figures["similarity_title"]
     assert figures["saliency_title"] == f"{NAME}@prod (v1) on Synthetic digits"
     # The figure: the first 6 test examples beside each method's top and bottom example.
     shown, labels, columns, title = figures["top_bottom"]
@@ -282,7 +288,11 @@ def test_the_command_line_requires_the_model_and_data_set_and_names_the_choices(
     assert (args.profile, extra) == ("quick", ["--seed", "1"])
     text = " ".join(parser.format_help().split())  # unwrapped
     assert text.startswith("usage: entrypoints/explain.py ")
-    assert "configs/explain.yaml" in text and "models:/<name>@<alias>" in text
+    assert (
+        "Label-free explanations of a registered encoder; other --key value pairs override "
+        "settings of configs/explain.yaml."
+    ) in text
+    assert "--model_uri MODEL_URI e.g. models:/<name>@<alias>" in text
     assert f"one of {sorted(DATASETS)}" in text and f"one of {list(PROFILES)}" in text
 
 
@@ -325,7 +335,12 @@ def test_under_mlflow_run_the_run_moves_to_its_experiment_and_is_named_by_what_d
     assert "run #1: label-free feature and example importance of a registered encoder" in note
     assert "Settings that differ from the `smoke` profile:" in note
     assert "| n_train | 200 | 600 |" in note and "| seed |" not in note
-    assert "--seed 42" in note  # as given, in the command line
+    declared = f"model_uri {registered} --dataset synthetic --profile smoke"
+    assert f"Command line: `python -m entrypoints.explain --{declared} --data_dir " in note
+    rerun = f"mlflow run . -e explain -P model_uri={registered} -P dataset=synthetic "
+    assert f"Rerun with: `{rerun}-P profile=smoke -P data_dir=" in note
+    assert "--seed 42" in note  # as given, in the command line and the rerun command
+    assert "-P seed=42 -P feature_methods=Saliency -P example_methods=DKNN`" in note
     assert 0 < run.data.metrics["time/total_seconds"] <= wall
     out = capsys.readouterr().out
     assert f"[lfxai] ended KILLED: run {orphan} " in out
@@ -349,15 +364,13 @@ def test_a_stop_before_the_run_is_placed_ends_mlflow_run_s_run_killed(
 
 
 def test_an_unknown_data_set_fails_in_the_default_experiment_naming_the_choices(
-    registered, capsys
+    registered, capsys, monkeypatch
 ) -> None:
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME")  # where it goes is then the command's choice
     assert main(["--model_uri", registered, "--dataset", "nope"]) == EXIT_BAD_INPUT
     client = MlflowClient()
     assert client.get_experiment_by_name("nope-explain") is None  # no experiment for a typo
-    (run,) = client.search_runs(
-        [client.get_experiment_by_name(EXPERIMENT).experiment_id],
-        filter_string="attributes.status = 'FAILED'",
-    )
+    (run,) = client.search_runs(["0"], filter_string="attributes.status = 'FAILED'")  # Default
     assert "nope" in run.data.tags["lfxai.error"]
     err = capsys.readouterr().err
     assert all(d in err for d in DATASETS), err
@@ -368,3 +381,20 @@ def test_a_model_uri_that_does_not_resolve_fails_naming_it(mlflow_store, tmp_pat
     assert code == EXIT_BAD_INPUT and run.info.status == "FAILED"
     assert run.data.tags["lfxai.error"].startswith("ConfigError: ")
     assert "models:/nobody@prod" in run.data.tags["lfxai.error"]
+
+
+def test_an_encoder_of_other_inputs_is_refused_naming_the_data_set(
+    mlflow_store, tmp_path, monkeypatch
+) -> None:
+    torch.manual_seed(0)
+    sprites = build_model("burgess_vae", ModelSpec(3, (1, 32, 32), "reconstruction", "vae"))
+    with mlflow.start_run():
+        Tracker(mlflow.active_run().info.run_id).log_encoder_model(
+            sprites.eval(), torch.rand(2, 1, 32, 32), "sprite-encoder"
+        )
+    code, run = _explain("models:/sprite-encoder/1", use_synthetic(monkeypatch, tmp_path))
+    assert code == EXIT_BAD_INPUT and run.info.status == "FAILED"
+    assert run.data.tags["lfxai.error"] == (
+        "ConfigError: models:/sprite-encoder/1 takes inputs (N, 1, 32, 32) by its signature, but "
+        "dataset 'synthetic' gives (N, 1, 28, 28); explain it on a data set of its input shape"
+    )

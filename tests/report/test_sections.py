@@ -241,7 +241,27 @@ def test_the_comparison_figure_draws_each_source_its_std_and_the_spread() -> Non
     xs, ys = band.get_paths()[0].vertices.T
     assert (xs.min(), xs.max()) == pytest.approx((0.38, 0.42))
     assert (ys.min(), ys.max()) == pytest.approx((0.65, 1.35))
-    assert figure.get_size_inches()[1] == pytest.approx(0.42 * 2 + 1.3)
+    np.testing.assert_allclose(figure.get_size_inches(), [6.4, 0.42 * 2 + 1.3])
+
+
+def test_the_comparison_figure_s_legend_sits_right_of_the_axes_at_their_top() -> None:
+    rows = [("a", {"R1": (0.4, 0.02), OURS: (0.5, 0.01)})]
+    figure = reference_comparison(rows, "r", spreads=[(0.38, 0.42)])
+    (axes,) = figure.axes
+    figure.canvas.draw()
+    box, legend = axes.get_window_extent(), axes.get_legend()
+    frame = legend.get_window_extent()
+    assert frame.x0 > box.x1  # outside: it never hides a marker
+    pad = legend.borderaxespad * 8 * figure.dpi / 72  # matplotlib's pad, in pixels
+    assert frame.y1 == pytest.approx(box.y1 - pad, abs=0.5)  # hung from the axes' top
+    assert {t.get_fontsize() for t in legend.get_texts()} == {8}
+    # Small markers with small caps: several sources share a row; the band has no edge.
+    markers = [line for line in axes.get_lines() if line.get_marker() in ("D", "o")]
+    caps = [line for line in axes.get_lines() if line.get_marker() == "|"]
+    assert {line.get_markersize() for line in markers if len(line.get_xdata())} == {4}
+    assert caps and {line.get_markersize() for line in caps} == {4}  # 2 x capsize
+    (band,) = [c for c in axes.collections if isinstance(c, PolyCollection) and c.get_paths()]
+    assert list(band.get_linewidths()) == [0]
 
 
 def test_the_comparison_figure_s_bars_are_each_std_and_its_legend_matches_the_markers() -> None:
@@ -384,6 +404,10 @@ def test_pretext_keeps_the_pairs_of_its_tasks_and_maps_every_correlation(drawn) 
         "correlation_heatmaps",
         "Correlation between the pretext tasks' explanations (mean ± std over runs)",
     )
+    examples_only = {k: v for k, v in evidence.items() if k.startswith("examples")}
+    blocks = sections.pretext("mnist", [_result(table, **examples_only)]).blocks
+    assert blocks[0].text.startswith("**Pearson correlation of example importance")
+    assert blocks[1].rows[0][:2] == ["SCAE-Reconstruction", "0.075 ± 0.025"]
     drawn.clear()
     without_table = sections.pretext("mnist", [_result(None, **evidence)])
     assert without_table.figures == [] and not drawn  # no tasks to label a heatmap with
