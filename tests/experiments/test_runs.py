@@ -17,7 +17,10 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from lfxai.cli.experiment import main
+from lfxai.experiments import pretext
+from lfxai.experiments.common import tracked_fit
 from lfxai.experiments.consistency_examples import balanced_subset
+from lfxai.models.scae import rmsprop_eps
 from tests.synthetic import digits, use_synthetic
 
 SMALL = ["--profile", "smoke", "--n_train", "100", "--n_test", "30", "--dim_latent", "3"]
@@ -215,9 +218,22 @@ def test_pretext_correlates_its_tasks_per_run_then_reuses_a_registered_version(
     tasks = ("reconstruction", "classification")
     names = {"reconstruction": "lfxai-synthetic-reconstruction-ae-d3"}
     names["classification"] = "lfxai-synthetic-classification-d3"
+    what = {"reconstruction": "reconstruction AE", "classification": "Classification model"}
     for task in tasks:  # one version per training run, none added by reuse
         versions = client.search_model_versions(f"name = '{names[task]}'")
         assert sorted(int(v.version) for v in versions) == [1, 2]
+        about = client.get_registered_model(names[task]).description
+        assert about.startswith(
+            f"Encoder of the Synthetic digits {what[task]}: inputs (N, 1, 28, 28) to codes "
+            "(N, 3), registered by lfxai's experiments."
+        )
+        assert f"`lfxai.load_encoder('models:/{names[task]}@paper')`" in about
+        first = client.get_model_version(names[task], "1")
+        assert first.tags["lfxai.pretext"] == task and first.tags["lfxai.dim_latent"] == "3"
+        assert first.tags["lfxai.run_name"] == f"run0-{task}"
+        assert first.description.endswith(
+            f"; pretext task {task.capitalize()}, n_epochs=1, seed=42."
+        )
     train = digits(200, seed=1).head(100)
     for parent in (trained, reused):
         assert parent.info.status == "FINISHED"
@@ -243,10 +259,20 @@ def test_pretext_correlates_its_tasks_per_run_then_reuses_a_registered_version(
             assert metric == pytest.approx(pearson, abs=1e-5)
             dknn = _array(runs[0], "example_importance/DKNN.npy", tmp_path / "e")
             assert dknn.shape == (10, 20)
-        for task in tasks:
-            child = children[f"run0-{task}"]
-            assert child.data.tags["lfxai.pretext.task"] == task
-            assert child.data.params["source"] == ("registry" if parent is reused else "trained")
+        model = {"reconstruction": "mnist_ae", "classification": "mnist_classifier"}
+        for run in (0, 1):
+            for task in tasks:
+                child = children[f"run{run}-{task}"]
+                tags = child.data.tags
+                assert (tags["lfxai.pretext.task"], tags["lfxai.pretext.run"]) == (task, str(run))
+                params = {k: v for k, v in child.data.params.items() if k != "model_uri"}
+                source = "registry" if parent is reused else "trained"
+                assert params == {
+                    "task": task,
+                    "run": str(run),
+                    "model": model[task],
+                    "source": source,
+                }
         models = pd.read_csv(client.download_artifacts(parent.info.run_id, "pretext_models.csv"))
         assert list(models.run) == [0, 0, 1, 1] and list(models.task) == list(tasks) * 2
         assert parent.data.tags["lfxai.pretext.models_used"] == " ".join(models.model_uri)
@@ -266,3 +292,37 @@ def test_pretext_correlates_its_tasks_per_run_then_reuses_a_registered_version(
         for parent, curve in zip((trained, reused), curves, strict=True):  # 2 tasks: 1 pair
             assert parent.data.metrics[key] == pytest.approx(np.mean([curve[0], curve[1]]))
     assert curves[1][1] != pytest.approx(curves[0][1], abs=1e-6)  # run 1: other encoders
+
+
+def test_pretext_trains_the_scae_on_its_own_subset_with_checkpoints_for_tracin(
+    mlflow_store, monkeypatch, tmp_path
+) -> None:
+    """The SCAE trains on the first ``scae_n_train`` examples with its batch size's RMSprop
+    eps; TracIn's checkpoints go to a scratch folder removed after; nothing is registered
+    with ``register_model=false``."""
+    fits = {}
+
+    def recorded(model, training, device, tracker, train, test, checkpoint_dir):
+        fitted = tracked_fit(
+            model, training, device, tracker, train, test, checkpoint_dir=checkpoint_dir
+        )
+        task = tracker.tags()["lfxai.pretext.task"]
+        kept = sorted(p.name for p in Path(checkpoint_dir).iterdir())
+        fits[task] = (model, training, len(train), Path(checkpoint_dir), kept)
+        return fitted
+
+    monkeypatch.setattr(pretext, "tracked_fit", recorded)
+    settings = {"tasks": "reconstruction,scae", "n_runs": "1", "example_attr_method": "TracIn"}
+    settings |= {"n_train_explained": "20", "n_test_explained": "10", "scae_n_train": "40"}
+    settings |= {"n_epochs": "2", "scae_n_epochs": "2", "register_model": "false"}
+    assert main("synthetic", _argv("pretext", use_synthetic(monkeypatch, tmp_path), settings)) == 0
+    assert MlflowClient().search_registered_models() == []
+    (parent,) = _runs("pretext")
+    uris = pd.read_csv(MlflowClient().download_artifacts(parent.info.run_id, "pretext_models.csv"))
+    assert all(uri.startswith("models:/m-") for uri in uris.model_uri)  # logged only
+    scae, training, n_train, folder, kept = fits["scae"]
+    assert n_train == 40 and fits["reconstruction"][2] == 100
+    assert scae.optimizer_options == {"eps": rmsprop_eps(100)}  # smoke's scae_batch_size
+    assert not hasattr(fits["reconstruction"][0], "optimizer_options")  # Adam as configured
+    for _, training, _, folder, kept in fits.values():  # one checkpoint per epoch, then gone
+        assert training.checkpoint_every == 1 and len(kept) == 2 and not folder.exists()
