@@ -21,6 +21,7 @@ from lfxai.experiments import pretext
 from lfxai.experiments.common import tracked_fit
 from lfxai.experiments.consistency_examples import balanced_subset
 from lfxai.models.scae import rmsprop_eps
+from lfxai.plotting.heatmaps import correlation_heatmaps
 from tests.synthetic import digits, use_synthetic
 
 SMALL = ["--profile", "smoke", "--n_train", "100", "--n_test", "30", "--dim_latent", "3"]
@@ -207,6 +208,13 @@ def _children(parent: Run) -> dict[str, Run]:
 def test_pretext_correlates_its_tasks_per_run_then_reuses_a_registered_version(
     mlflow_store, monkeypatch, tmp_path
 ) -> None:
+    heatmaps = []  # what the correlation figure was asked to draw, per invocation
+
+    def drawn(panels, labels, title):
+        heatmaps.append((panels, labels, title))
+        return correlation_heatmaps(panels, labels, title)
+
+    monkeypatch.setattr(pretext, "correlation_heatmaps", drawn)
     settings = {"tasks": "reconstruction,classification", "n_runs": "2", "n_plots": "3"}
     settings |= {"n_train_explained": "20", "n_test_explained": "10"}
     argv = _argv("pretext", use_synthetic(monkeypatch, tmp_path), settings)
@@ -275,10 +283,32 @@ def test_pretext_correlates_its_tasks_per_run_then_reuses_a_registered_version(
                 }
         models = pd.read_csv(client.download_artifacts(parent.info.run_id, "pretext_models.csv"))
         assert list(models.run) == [0, 0, 1, 1] and list(models.task) == list(tasks) * 2
+        for row in models.itertuples():  # each nested run names the encoder it explained
+            child = children[f"run{row.run}-{row.task}"]
+            assert child.data.tags["lfxai.encoder_uri"] == row.model_uri
+        # The per-run correlation matrices (runs, tasks, tasks), logged and drawn as their
+        # mean and std over runs.
+        folder = tmp_path / f"correlations-{parent.info.run_id}"
+        panels, labels, title = heatmaps[0 if parent is trained else 1]
+        assert (labels, title) == (
+            ["Reconstruction", "Classification"],
+            "Correlation between pretext tasks",
+        )
+        kinds = {"features": "feature importance", "examples": "example importance"}
+        for explanation in ("features", "examples"):
+            for correlation in ("pearson", "spearman"):
+                runs = _array(parent, f"correlations/{explanation}_{correlation}.npy", folder)
+                assert runs.shape == (2, 2, 2)
+                curve = _curve(parent, f"per_run/{explanation}/{correlation}/off_diagonal_mean")
+                np.testing.assert_allclose(runs[:, 0, 1], [curve[0], curve[1]], rtol=1e-5)
+                mean, std = panels[f"{kinds[explanation]}, {correlation.capitalize()}"]
+                np.testing.assert_allclose(mean, runs.mean(0), rtol=1e-6)
+                np.testing.assert_allclose(std, runs.std(0), rtol=1e-6, atol=1e-9)
         assert parent.data.tags["lfxai.pretext.models_used"] == " ".join(models.model_uri)
         artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
         figures = {f"pretext_{f}.png" for f in ("saliency", "top_examples", "correlations")}
-        assert figures | {"pretext_correlations.csv", "claims.md"} <= artifacts
+        tables = {"pretext_correlations.csv", "pretext_correlations.tex", "claims.md"}
+        assert figures | tables <= artifacts
     # Training registered run r's encoders as version r + 1; version 1 is run 0's encoders.
     uris = pd.read_csv(client.download_artifacts(trained.info.run_id, "pretext_models.csv"))
     assert list(uris.model_uri) == [f"models:/{names[t]}/{v}" for v in (1, 2) for t in tasks]
@@ -324,5 +354,18 @@ def test_pretext_trains_the_scae_on_its_own_subset_with_checkpoints_for_tracin(
     assert n_train == 40 and fits["reconstruction"][2] == 100
     assert scae.optimizer_options == {"eps": rmsprop_eps(100)}  # smoke's scae_batch_size
     assert not hasattr(fits["reconstruction"][0], "optimizer_options")  # Adam as configured
+    # The SCAE's own training block: the profile's scae_* settings size it.
+    params = {k.removeprefix("config."): v for k, v in parent.data.params.items()}
+    assert (
+        (training.lr, training.batch_size)
+        == (1e-5, 100)
+        == (
+            float(params["scae_lr"]),
+            int(params["scae_batch_size"]),
+        )
+    )
+    assert (training.n_epochs, training.patience) == (2, int(params["scae_patience"]))
+    recon = fits["reconstruction"][1]
+    assert (recon.lr, recon.batch_size) == (float(params["lr"]), int(params["batch_size"]))
     for _, training, _, folder, kept in fits.values():  # one checkpoint per epoch, then gone
         assert training.checkpoint_every == 1 and len(kept) == 2 and not folder.exists()
