@@ -134,8 +134,8 @@ class PretextConfig(ExampleExplainerSettings, BaseConfig):
             "scae_batch_size",
             "scae_n_train",
         )
-        if self.patience < 0 or self.scae_patience < 0:
-            raise ConfigError("patience and scae_patience must be >= 0")
+        if self.scae_patience < 0:  # patience: BaseConfig.validate checked it
+            raise ConfigError(f"scae_patience must be >= 0, got {self.scae_patience}")
         if self.example_attr_method == "TracIn" and self.checkpoint_every <= 0:
             raise ConfigError(
                 "TracIn needs checkpoint_every > 0 (checkpoints saved while training)"

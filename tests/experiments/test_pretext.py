@@ -76,20 +76,62 @@ def _settings(**overrides: str):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"feature_attr_method": "Shap"}, r"'Shap'.*valid choices.*GradientShap"),
-        ({"example_attr_method": "KNN"}, r"'KNN'.*valid choices.*DKNN.*TracIn"),
+        (
+            {"feature_attr_method": "Shap"},
+            r"^unknown feature_attr_method entry 'Shap'; valid choices: \[.*'GradientShap'",
+        ),
+        (
+            {"example_attr_method": "KNN"},
+            r"^unknown example_attr_method entry 'KNN'; valid choices: \[.*'DKNN'.*'TracIn'",
+        ),
         ({"n_runs": "0"}, r"n_runs must be >= 1"),
         ({"tasks": "scae"}, r"at least two tasks"),
         ({"tasks": "reconstruction,vae"}, r"unknown tasks entry 'vae'.*valid choices"),
-        ({"pretrained": "true", "example_attr_method": "TracIn"}, r"registered encoders carry"),
-        ({"example_attr_method": "TracIn", "checkpoint_every": "0"}, r"TracIn needs"),
-        ({"scae_lr": "0"}, r"scae_lr must be positive"),
-        ({"example_pixels": "bytes"}, r"'bytes'.*valid choices.*\['raw', 'unit'\]"),
+        (
+            {"pretrained": "true", "example_attr_method": "TracIn"},
+            r"^pretrained=true cannot explain with TracIn: registered encoders carry no training "
+            r"loss \(nor checkpoints\) to differentiate; use example_attr_method DKNN or "
+            r"SimplEx, or pretrained=false$",
+        ),
+        (
+            {"example_attr_method": "TracIn", "checkpoint_every": "0"},
+            r"^TracIn needs checkpoint_every > 0 \(checkpoints saved while training\)$",
+        ),
+        (
+            {"example_pixels": "bytes"},
+            r"^unknown example_pixels entry 'bytes'; valid choices: \['raw', 'unit'\]$",
+        ),
+        ({"patience": "-1"}, r"^patience must be >= 0, got -1$"),
+        ({"scae_patience": "-1"}, r"^scae_patience must be >= 0, got -1$"),
+        (
+            {"pretrained_version": ""},
+            r"^pretrained_version must be 'latest', a version number or an alias$",
+        ),
+    ]
+    + [  # every size, zero or negative
+        ({key: bad}, rf"^{key} must be positive, got {bad}")
+        for key, bad in {
+            "scae_n_train": "0",
+            "scae_batch_size": "-64",
+            "scae_lr": "0",
+            "scae_n_epochs": "-1",
+            "n_plots": "0",
+            "attribution_batch_size": "-1",
+            "n_test_explained": "0",
+            "n_train_explained": "-10",
+            "n_test": "0",
+            "n_train": "-1",
+        }.items()
     ],
 )
 def test_bad_settings_name_the_value_and_the_choices(overrides, message) -> None:
     with pytest.raises(ConfigError, match=message):
         _settings(**overrides)
+
+
+def test_no_patience_at_all_is_allowed() -> None:
+    settings = _settings(patience="0", scae_patience="0")  # 0: train every epoch
+    assert (settings.patience, settings.scae_patience) == (0, 0)
 
 
 def test_every_profile_builds_with_every_task_of_the_plugin() -> None:
