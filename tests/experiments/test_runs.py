@@ -369,3 +369,20 @@ def test_pretext_trains_the_scae_on_its_own_subset_with_checkpoints_for_tracin(
     assert (recon.lr, recon.batch_size) == (float(params["lr"]), int(params["batch_size"]))
     for _, training, _, folder, kept in fits.values():  # one checkpoint per epoch, then gone
         assert training.checkpoint_every == 1 and len(kept) == 2 and not folder.exists()
+
+
+def test_pretext_reuse_of_an_unregistered_task_names_the_data_set_s_models(
+    mlflow_store, monkeypatch, tmp_path
+) -> None:
+    client = MlflowClient()
+    for name in ("lfxai-synthetic-other-d3", "lfxai-mnist-reconstruction-ae-d3"):
+        client.create_registered_model(name)  # no version needed to be listed
+    settings = {"tasks": "reconstruction,classification", "pretrained": "true"}
+    argv = _argv("pretext", use_synthetic(monkeypatch, tmp_path), settings)
+    assert main("synthetic", argv) == 2
+    (run,) = _runs("pretext")
+    assert run.data.tags["lfxai.error"] == (
+        "ConfigError: pretrained=true but no registered model "
+        "'lfxai-synthetic-reconstruction-ae-d3' (task reconstruction); train it first with "
+        "pretrained=false. Registered lfxai models: ['lfxai-synthetic-other-d3']"
+    )
