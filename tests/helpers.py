@@ -182,3 +182,16 @@ def open_run(experiment: str = "Default", **kwargs):
 
     client = MlflowClient()
     return client.create_run(client.get_experiment_by_name(experiment).experiment_id, **kwargs)
+
+
+def spy(monkeypatch, owner: object, name: str) -> list[tuple]:
+    """Records the positional arguments of each call of ``owner.name``, which still runs."""
+    calls: list[tuple] = []
+    original = getattr(owner, name)
+
+    def recorded(*args):
+        calls.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(owner, name, recorded)
+    return calls

@@ -21,7 +21,7 @@ from lfxai.experiments import pretext
 from lfxai.experiments.common import tracked_fit
 from lfxai.experiments.consistency_examples import balanced_subset
 from lfxai.models.scae import rmsprop_eps
-from lfxai.plotting.heatmaps import correlation_heatmaps
+from tests.helpers import spy
 from tests.synthetic import digits, use_synthetic
 
 SMALL = ["--profile", "smoke", "--n_train", "100", "--n_test", "30", "--dim_latent", "3"]
@@ -208,13 +208,7 @@ def _children(parent: Run) -> dict[str, Run]:
 def test_pretext_correlates_its_tasks_per_run_then_reuses_a_registered_version(
     mlflow_store, monkeypatch, tmp_path
 ) -> None:
-    heatmaps = []  # what the correlation figure was asked to draw, per invocation
-
-    def drawn(panels, labels, title):
-        heatmaps.append((panels, labels, title))
-        return correlation_heatmaps(panels, labels, title)
-
-    monkeypatch.setattr(pretext, "correlation_heatmaps", drawn)
+    heatmaps = spy(monkeypatch, pretext, "correlation_heatmaps")  # per invocation
     settings = {"tasks": "reconstruction,classification", "n_runs": "2", "n_plots": "3"}
     settings |= {"n_train_explained": "20", "n_test_explained": "10"}
     argv = _argv("pretext", use_synthetic(monkeypatch, tmp_path), settings)

@@ -22,14 +22,12 @@ from lfxai.cli.explain import _parser, differences, main
 from lfxai.cli.launch import EXIT_BAD_INPUT
 from lfxai.config import PROFILES
 from lfxai.data.masking import apply_mask, top_k_mask
-from lfxai.experiments.consistency_examples import balanced_subset, log_similarity_rates
-from lfxai.experiments.consistency_features import log_feature_shifts
+from lfxai.experiments.consistency_examples import balanced_subset
 from lfxai.explain import pipeline
 from lfxai.explain.pipeline import example_explainer
 from lfxai.explain.settings import resolve
 from lfxai.explanations.examples import DKNN
 from lfxai.models.registry import ModelSpec, build_model
-from lfxai.plotting.examples import top_bottom_examples
 from lfxai.plugins import DATASETS
 from lfxai.redact import redact
 from lfxai.tracking import (
@@ -41,6 +39,7 @@ from lfxai.tracking import (
     load_explained_model,
     tracking_uri,
 )
+from tests.helpers import spy
 from tests.synthetic import digits, use_synthetic
 
 NAME = "digits-encoder"
@@ -84,24 +83,10 @@ def _explain(uri: str, data_dir: Path, *extra: str) -> tuple[int, Run]:
 def test_an_explain_run_logs_both_families_and_their_claims(
     registered, tmp_path, monkeypatch, capsys
 ) -> None:
-    figures = {}  # what the top/bottom figure was asked to draw
-
-    def recorded(*args):
-        figures["top_bottom"] = args
-        return top_bottom_examples(*args)
-
-    def shifts_logged(*args):
-        figures["saliency_title"] = args[-1]
-        return log_feature_shifts(*args)
-
-    monkeypatch.setattr(pipeline, "top_bottom_examples", recorded)
-
-    def rates_logged(*args):
-        figures["similarity_title"] = args[-1]
-        return log_similarity_rates(*args)
-
-    monkeypatch.setattr(pipeline, "log_feature_shifts", shifts_logged)
-    monkeypatch.setattr(pipeline, "log_similarity_rates", rates_logged)
+    # What the figures were asked to draw.
+    top_bottom_calls = spy(monkeypatch, pipeline, "top_bottom_examples")
+    shift_calls = spy(monkeypatch, pipeline, "log_feature_shifts")
+    rate_calls = spy(monkeypatch, pipeline, "log_similarity_rates")
     code, run = _explain(registered, use_synthetic(monkeypatch, tmp_path))
     assert code == 0 and run.info.status == "FINISHED"
     client = MlflowClient()
@@ -242,10 +227,10 @@ def test_an_explain_run_logs_both_families_and_their_claims(
                 same["top"].mean().item()
             )
 
-    assert figures["saliency_title"] == figures["similarity_title"]
-    assert figures["saliency_title"] == f"{NAME}@prod (v1) on Synthetic digits"
+    ((*_, saliency_title),), ((*_, similarity_title),) = shift_calls, rate_calls
+    assert saliency_title == similarity_title == f"{NAME}@prod (v1) on Synthetic digits"
     # The figure: the first 6 test examples beside each method's top and bottom example.
-    shown, labels, columns, title = figures["top_bottom"]
+    ((shown, labels, columns, title),) = top_bottom_calls
     np.testing.assert_array_equal(shown, test.x[test_idx[:6]].numpy())
     np.testing.assert_array_equal(labels, test.y[test_idx[:6]].numpy())
     assert title == f"{NAME}@prod (v1) on Synthetic digits: training examples"
