@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import inspect
 import os
 import shutil
 import signal
@@ -192,6 +193,20 @@ def spy(monkeypatch, owner: object, name: str) -> list[tuple]:
     def recorded(*args):
         calls.append(args)
         return original(*args)
+
+    monkeypatch.setattr(owner, name, recorded)
+    return calls
+
+
+def spy_named(monkeypatch, owner: object, name: str) -> list[dict[str, object]]:
+    """As :func:`spy`, each call's arguments by parameter name (keyword arguments too)."""
+    calls: list[dict[str, object]] = []
+    original = getattr(owner, name)
+    signature = inspect.signature(original)
+
+    def recorded(*args, **kwargs):
+        calls.append(dict(signature.bind(*args, **kwargs).arguments))
+        return original(*args, **kwargs)
 
     monkeypatch.setattr(owner, name, recorded)
     return calls

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+from types import SimpleNamespace
 
 import mlflow
 import pandas as pd
@@ -17,8 +18,8 @@ from lfxai.cli.launch import EXIT_BAD_INPUT
 from lfxai.data.masking import apply_mask, top_k_mask
 from lfxai.experiments import roar_test as roar
 from lfxai.tracking import ERROR_TAG, RESUMED_INTO_TAG, STOPPED_TAG, Tracker
-from tests.helpers import EXPERIMENT
-from tests.synthetic import digits, use_synthetic
+from tests.helpers import EXPERIMENT, spy
+from tests.synthetic import SyntheticDigits, digits, use_synthetic
 
 
 def test_masks_remove_exactly_the_top_k_pixels_of_each_image() -> None:
@@ -67,6 +68,34 @@ def test_summary_compares_each_method_with_random() -> None:
     assert summary["roar/test_loss_mean/IG"] == pytest.approx(0.4)
     assert summary["roar/test_loss_mean/Random"] == pytest.approx(0.2)
     assert summary["roar/excess_over_random/IG"] == pytest.approx(0.2)
+    table.loc[table.pct_removed == 10, "pct_removed"] = 1  # 1 % is a removal too, 0 % is not
+    assert roar._summary(table) == pytest.approx(summary)
+
+
+def _run(status: str, loss: float | None = None, **tags: str) -> SimpleNamespace:
+    """A nested run as :meth:`Tracker.child_runs` lists it (what _previous_retrainings reads)."""
+    tags = {roar.TAG + key: value for key, value in tags.items()}
+    metrics = {} if loss is None else {"roar/test_loss": loss}
+    info = SimpleNamespace(status=status, run_id=f"{status}-{tags}")
+    return SimpleNamespace(info=info, data=SimpleNamespace(tags=tags, metrics=metrics))
+
+
+def test_a_resume_skips_finished_retrainings_with_a_loss_and_reopens_the_others() -> None:
+    runs = [
+        _run("FINISHED", 0.5, method="Random"),  # no k: not a retraining (e.g. someone's run)
+        _run("FINISHED", 0.1, k="10"),  # no method: neither
+        _run("FINISHED", 0.2, method="IG", k="10"),
+        _run("FAILED", 0.3, method="IG", k="50"),  # a loss, but the run did not finish
+        _run("FINISHED", None, method="IG", k="100"),  # finished without its loss
+        _run("KILLED", None, method="Random", k="10"),
+    ]
+    done, unfinished = roar._previous_retrainings(SimpleNamespace(child_runs=lambda: runs))
+    assert done == {("IG", "10"): (runs[2].info.run_id, 0.2)}
+    assert unfinished == {
+        ("IG", "50"): runs[3].info.run_id,
+        ("IG", "100"): runs[4].info.run_id,
+        ("Random", "10"): runs[5].info.run_id,
+    }
 
 
 BAD_INPUT = [
@@ -81,8 +110,9 @@ BAD_INPUT = [
     (["--feature_methods", "Random,Random"], r"feature_methods lists \['Random'\] more than once"),
     (
         ["--register_retrained", "true", "--log_retrained_models", "false"],
-        r"needs log_retrained_models=true",
+        r": register_retrained=true needs log_retrained_models=true$",
     ),
+    (["--attribution_batch_size", "0"], r": attribution_batch_size must be positive, got 0$"),
 ]
 
 
@@ -112,12 +142,15 @@ def test_every_retraining_starts_from_the_logged_weights_on_masked_images(
     seen: list[tuple[str, dict[str, torch.Tensor], torch.Tensor]] = []
     original_fit = roar.tracked_fit
 
-    def spy(model, training, device, tracker, train, test, prefix="fit", **kwargs):
+    def recorded(model, training, device, tracker, train, test, prefix="fit", **kwargs):
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         seen.append((prefix, state, train.x.clone()))
         return original_fit(model, training, device, tracker, train, test, prefix=prefix, **kwargs)
 
-    monkeypatch.setattr(roar, "tracked_fit", spy)
+    monkeypatch.setattr(roar, "tracked_fit", recorded)
+    # A grey baseline, so that a removed pixel's value is seen (MNIST's is 0, as no pixel).
+    grey = torch.full((1, 1, 28, 28), 0.25)
+    monkeypatch.setattr(SyntheticDigits, "baseline", lambda self, train: grey)
     argv = ["--name", "roar_test", "--profile", "smoke", "--data_dir", str(data_dir)]
     argv += ["--n_train", "40", "--n_test", "20", "--feature_methods", "IntegratedGradients"]
     argv += ["--remove_percentages", "10,70", "--batch_size", "20"]
@@ -135,7 +168,7 @@ def test_every_retraining_starts_from_the_logged_weights_on_masked_images(
         assert state.keys() == initial.keys()
         assert all(torch.equal(state[k], initial[k]) for k in initial)
     for pct, (_, _, images) in zip((10, 70), seen[1:], strict=True):
-        expected = apply_mask(base_images, top_k_mask(scores, pct / 100), 0.0)
+        expected = apply_mask(base_images, top_k_mask(scores, pct / 100), grey)
         assert torch.equal(images, expected)
         changed = (images != base_images).flatten(1).sum(1)
         assert int(changed.max()) <= round(pct / 100 * 784)  # never more than k pixels
@@ -150,15 +183,16 @@ def test_a_retraining_on_identical_data_reuses_the_earlier_one(
     fitted: list[torch.Tensor] = []
     original_fit = roar.tracked_fit
 
-    def spy(model, training, device, tracker, train, test, prefix="fit", **kwargs):
+    def recorded(model, training, device, tracker, train, test, prefix="fit", **kwargs):
         fitted.append(train.x.clone())
         return original_fit(model, training, device, tracker, train, test, prefix=prefix, **kwargs)
 
-    monkeypatch.setattr(roar, "tracked_fit", spy)
+    monkeypatch.setattr(roar, "tracked_fit", recorded)
     argv = ["--name", "roar_test", "--profile", "smoke", "--data_dir", str(data_dir)]
     argv += ["--n_train", "40", "--n_test", "20", "--batch_size", "20"]
     argv += ["--feature_methods", "Saliency,Random", "--remove_percentages", "50,100"]
-    argv += ["--log_retrained_models", "true", "--register_model", "false"]
+    argv += ["--log_retrained_models", "true", "--register_retrained", "true"]
+    argv += ["--register_model", "false"]
     assert main("synthetic", argv) == 0
     # base, Saliency 50 and 100, Random 50: Random 100 trains on the same all-zero images.
     assert len(fitted) == 4
@@ -184,6 +218,16 @@ def test_a_retraining_on_identical_data_reuses_the_earlier_one(
         filter_string=f"source_run_id = '{reused.info.run_id}'",
     )
     assert len(models) == 1  # its encoder is logged like every other retraining's
+    # register_retrained: each retraining's encoder under its data set, method and k.
+    registered = {
+        v.name: v.run_id
+        for m in client.search_registered_models()
+        for v in client.search_model_versions(f"name = '{m.name}'")
+    }
+    assert registered == {
+        f"lfxai-synthetic-roar-test-ae-{method.lower()}-{k}": run.info.run_id
+        for (method, k), run in nested.items()
+    }
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     history = client.get_metric_history(parent.info.run_id, "roar/test_loss/Random")
     assert {m.step: m.value for m in history}[100] == source.data.metrics[loss]
@@ -209,6 +253,8 @@ def test_a_resume_killed_between_retrainings_keeps_every_run_in_place(
     data_dir = use_synthetic(monkeypatch, tmp_path)
     client = MlflowClient()
     experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    saved = spy(monkeypatch, Tracker, "log_state_dict")  # (tracker, model, path) per call
+    fitted = spy(monkeypatch, roar, "tracked_fit")  # (model, training, device, tracker, ...)
     argv = ["--name", "roar_test", "--profile", "smoke", "--data_dir", str(data_dir)]
     argv += ["--n_train", "40", "--n_test", "20", "--batch_size", "20"]
     argv += ["--feature_methods", "Random", "--remove_percentages", "10,50,100"]
@@ -258,3 +304,11 @@ def test_a_resume_killed_between_retrainings_keeps_every_run_in_place(
     assert len(everything) == 3 + 3  # three launchers (the first is the parent), three children
     history = client.get_metric_history(parent, "roar/test_loss/Random")
     assert sorted(m.step for m in history) == [0, 10, 50, 100]
+    # A resume reloads the initial weights and the base model: each is logged once, the
+    # base trained once (first launch), then one fit per retraining: 10, 50, 100.
+    assert [call[2] for call in saved] == [roar.INITIAL_WEIGHTS, roar.BASE_WEIGHTS]
+    nested = client.search_runs(
+        [experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'"
+    )
+    ids = {r.data.tags[roar.TAG + "k"]: r.info.run_id for r in nested}
+    assert [call[3].run_id for call in fitted] == [parent, ids["10"], ids["50"], ids["100"]]

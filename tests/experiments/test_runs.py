@@ -7,6 +7,7 @@ generated data set (:mod:`tests.synthetic`); the store is read back as a user wo
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import mlflow
 import numpy as np
@@ -17,12 +18,14 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from lfxai.cli.experiment import main
-from lfxai.experiments import pretext
-from lfxai.experiments.common import tracked_fit
+from lfxai.experiments import consistency_examples, pretext, roar_test
+from lfxai.experiments.common import split_digest, tracked_fit
 from lfxai.experiments.consistency_examples import balanced_subset
+from lfxai.experiments.example_explainers import build_explainer
+from lfxai.explanations.features import make_feature_method
 from lfxai.models.scae import rmsprop_eps
-from tests.helpers import spy
-from tests.synthetic import digits, use_synthetic
+from tests.helpers import spy, spy_named
+from tests.synthetic import SyntheticDigits, digits, use_synthetic
 
 SMALL = ["--profile", "smoke", "--n_train", "100", "--n_test", "30", "--dim_latent", "3"]
 
@@ -102,12 +105,28 @@ def test_consistency_features_trains_registers_then_reuses_its_encoder(
 def test_consistency_examples_scores_its_balanced_subsets(
     mlflow_store, monkeypatch, tmp_path
 ) -> None:
+    curves = spy_named(monkeypatch, consistency_examples, "method_curves")
     settings = {"example_methods": "TracIn,DKNN", "similarity_percentages": "10,50"}
     settings |= {"n_train_explained": "20", "n_test_explained": "10", "register_model": "false"}
     argv = _argv("consistency_examples", use_synthetic(monkeypatch, tmp_path), settings)
     assert main("synthetic", argv) == 0
     (run,) = _runs("consistency_examples")
     assert run.info.status == "FINISHED"
+    seconds = (run.info.end_time - run.info.start_time) / 1000
+    for method in ("TracIn", "DKNN"):  # each explainer's own time, a part of the run's
+        assert 0 < run.data.metrics[f"time/explainer_seconds/{method}"] < seconds
+    ((table, x, y), style) = (list(curves[0].values())[:3], curves[0]["style"])
+    assert (x, y, style, set(table.type)) == (
+        "pct_examples",
+        "similarity_rate",
+        "type",
+        {"top", "bottom"},
+    )
+    assert (curves[0]["xlabel"], curves[0]["ylabel"]) == (
+        "% most (solid) / least (dashed) important train examples",
+        "similarity rate",
+    )
+    assert curves[0]["title"] == "Synthetic digits denoising AE (d=3)"
     # Not registered: the encoder is a logged model of the run only.
     assert run.data.tags["lfxai.encoder_uri"].startswith("models:/m-")
     assert MlflowClient().search_registered_models() == []
@@ -143,11 +162,21 @@ def test_consistency_examples_scores_its_balanced_subsets(
 def test_roar_test_logs_each_retraining_and_the_summary(
     mlflow_store, monkeypatch, tmp_path
 ) -> None:
+    built = spy_named(monkeypatch, roar_test, "new_model")
+    methods = spy_named(monkeypatch, roar_test, "make_feature_method")
+    attributed = spy_named(monkeypatch, roar_test, "attribute_auxiliary")
     settings = {"feature_methods": "Saliency,Random", "remove_percentages": "50,100"}
     settings |= {"register_model": "false", "batch_size": "50"}
     assert (
         main("synthetic", _argv("roar_test", use_synthetic(monkeypatch, tmp_path), settings)) == 0
     )
+    # Each model's name (stored with a logged encoder's spec): the initial weights', the
+    # base model's, then one per retraining.
+    assert [call["name"] for call in built] == [
+        "roar_test_initial",
+        "roar_test_base",
+        *(f"roar_{method}_{k}" for method in ("Saliency", "Random") for k in (50, 100)),
+    ]
     (parent,) = _runs("roar_test")
     metrics, tags = parent.data.metrics, parent.data.tags
     base = metrics["roar/base_test_loss"]
@@ -168,9 +197,38 @@ def test_roar_test_logs_each_retraining_and_the_summary(
         ("Saliency", "100"),
         ("Saliency", "50"),
     ]
+    # Each method explains the base encoder with the run's seed, the plugin's black image as
+    # baseline, every training image in order; its time and throughput are logged.
+    assert [(c["name"], c["seed"]) for c in methods] == [("Saliency", 42), ("Random", 42)]
+    for method, call in zip(("Saliency", "Random"), attributed, strict=True):
+        assert call["encoder"] is methods[0]["forward_func"] and call["device"].type == "cpu"
+        assert call["baseline"].shape == (1, 1, 28, 28) and not call["baseline"].any()
+        assert torch.equal(torch.cat([x for x, _ in call["data_loader"]]), digits(200, 1).x[:100])
+        seconds = metrics[f"time/attribution_seconds/{method}"]
+        assert 0 < seconds < (parent.info.end_time - parent.info.start_time) / 1000
+        assert metrics[f"throughput/{method}_images_per_second"] == pytest.approx(100 / seconds)
+    plugin = SyntheticDigits()
+    config = SimpleNamespace(
+        data_dir=parent.data.params["config.data_dir"], split="standard", seed=42
+    )
     losses = {}
     for (method, k), run in nested.items():
-        assert run.info.status == "FINISHED"
+        assert run.info.status == "FINISHED" and run.info.run_name == f"{method}-{k}"
+        # Each retraining's data: its own digest of the masked training set, the test split's.
+        digests = {
+            d.dataset.name: (d.dataset.digest, {t.key: t.value for t in d.tags})
+            for d in run.inputs.dataset_inputs
+        }
+        assert digests == {
+            f"synthetic-standard-train-without-top{k}-{method}": (
+                split_digest(plugin, config, f"train-{method}-{k}", 100),
+                {"mlflow.data.context": "train"},
+            ),
+            "synthetic-standard-test": (
+                split_digest(plugin, config, "test", 30),
+                {"mlflow.data.context": "test"},
+            ),
+        }
         assert run.data.params == {
             "method": method,
             "k": k,
@@ -380,3 +438,52 @@ def test_pretext_reuse_of_an_unregistered_task_names_the_data_set_s_models(
         "'lfxai-synthetic-reconstruction-ae-d3' (task reconstruction); train it first with "
         "pretrained=false. Registered lfxai models: ['lfxai-synthetic-other-d3']"
     )
+
+
+def test_pretext_explains_on_the_chosen_pixel_scale_with_the_run_s_seed_and_baseline(
+    mlflow_store, monkeypatch, tmp_path
+) -> None:
+    """GradientShap gets the run's seed and the plugin's baseline; with ``example_pixels=raw``
+    InfluenceFunctions sees every input (its Hessian batches' training split too) times 255."""
+    methods, scaled = [], spy(monkeypatch, pretext, "scaled_inputs")
+    saliency, explainers = spy(monkeypatch, pretext, "attribute_auxiliary"), []
+
+    def feature_method(name, encoder, *, seed):
+        methods.append((name, encoder, seed))
+        return make_feature_method(name, encoder, seed=seed)
+
+    def explainer(method, model, config, train, seed):
+        explainers.append((method, model, config, train, seed))
+        return build_explainer(method, model, config, train, seed)
+
+    monkeypatch.setattr(pretext, "make_feature_method", feature_method)
+    monkeypatch.setattr(pretext, "build_explainer", explainer)
+    settings = {"tasks": "reconstruction,denoising", "n_runs": "1", "seed": "7"}
+    settings |= {"feature_attr_method": "GradientShap", "example_attr_method": "InfluenceFunctions"}
+    settings |= {"example_pixels": "raw", "n_train_explained": "20", "n_test_explained": "10"}
+    settings |= {"register_model": "false", "attribution_batch_size": "4"}
+    data = use_synthetic(monkeypatch, tmp_path)
+    assert main("synthetic", _argv("pretext", data, settings)) == 0
+    (parent,) = _runs("pretext")
+    assert [(m[0], m[2]) for m in methods] == [("GradientShap", 7)] * 2
+    for (_, encoder, _), call in zip(methods, saliency, strict=True):
+        assert call[0] is encoder and call[1].batch_size == 4
+        assert call[4].shape == (1, 1, 28, 28) and not call[4].any()  # MNIST's black image
+    # Per task: the training split (Hessian batches), then the explained train and test sets.
+    assert [(len(call[0]), call[1]) for call in scaled] == [
+        (100, 255.0),
+        (20, 255.0),
+        (10, 255.0),
+    ] * 2
+    for (method, _, config, split, seed), call in zip(explainers, scaled[::3], strict=True):
+        assert (method, seed, config.example_pixels) == ("InfluenceFunctions", 7, "raw")
+        assert float(call[0].x.max()) <= 1.0 and torch.equal(split.x, call[0].x * 255)
+    for task in ("reconstruction", "denoising"):
+        (run,) = [
+            r for r in _children(parent).values() if r.data.tags["lfxai.pretext.task"] == task
+        ]
+        assert {"attributions/GradientShap.npy", "example_importance/InfluenceFunctions.npy"} <= {
+            f.path
+            for folder in ("attributions", "example_importance")
+            for f in MlflowClient().list_artifacts(run.info.run_id, folder)
+        }
