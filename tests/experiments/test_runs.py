@@ -487,3 +487,8 @@ def test_pretext_explains_on_the_chosen_pixel_scale_with_the_run_s_seed_and_base
             for folder in ("attributions", "example_importance")
             for f in MlflowClient().list_artifacts(run.info.run_id, folder)
         }
+        seconds = (run.info.end_time - run.info.start_time) / 1000  # each phase: a part of it
+        times = [
+            run.data.metrics[f"time/{kind}_attribution_seconds"] for kind in ("feature", "example")
+        ]
+        assert all(0 < t < seconds for t in times) and sum(times) < seconds
