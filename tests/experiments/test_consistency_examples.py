@@ -17,6 +17,12 @@ def test_balanced_subset_has_equal_class_counts_and_no_repeats():
     assert counts.max() - counts.min() <= 1
 
 
+def test_balanced_subset_may_take_every_member_of_a_class():
+    labels = torch.tensor([0, 1, 1, 0, 2, 2])
+    idx = balanced_subset(labels, 6, torch.Generator().manual_seed(0))
+    assert sorted(idx.tolist()) == list(range(6))
+
+
 def test_balanced_subset_is_seeded():
     labels = torch.arange(4).repeat(50)
     a = balanced_subset(labels, 20, torch.Generator().manual_seed(1))
