@@ -65,3 +65,37 @@ def test_series_importance_scales_each_map_to_zero_one():
     assert colours == [[0.0, 1.0, 0.5], [0.0, 0.0, 0.0]]  # a constant map stays 0, no NaN
     with pytest.raises(ValueError):
         series_importance(series, maps, ["IG", "extra"])  # one name per map
+
+
+def test_series_importance_draws_a_band_a_line_and_coloured_points_per_series():
+    """Two methods x two beats: the figure's size, shared time axis, each panel's grey band
+    from the lowest value up to the beat, its dark line and its points coloured on [0, 1]."""
+    series = np.array([[0.0, 1.0, 0.5, 2.0], [-1.0, 0.0, 1.0, 0.0]])
+    maps = [np.arange(8.0).reshape(2, 4), np.ones((2, 4))]
+    figure = series_importance(series, maps, ["IG", "Random"], title="beats", cmap="magma")
+    np.testing.assert_allclose(figure.get_size_inches(), (2.2 * 2, 1.6 * 2))
+    axes = np.array(figure.axes).reshape(2, 2)
+    assert axes[0, 0].get_shared_x_axes().joined(axes[0, 0], axes[1, 1])
+    for r, c in np.ndindex(2, 2):
+        ax = axes[r, c]
+        band, points = ax.collections  # in drawing order
+        (line,) = ax.get_lines()
+        # The band: from the lowest value of all beats (-1) up to this beat, grey, no edge.
+        vertices = band.get_paths()[0].vertices
+        assert vertices[:, 1].min() == -1.0 and vertices[:, 1].max() == series[c].max()
+        np.testing.assert_allclose(band.get_facecolor()[0][:3], [0.85] * 3)
+        assert band.get_linewidth()[0] == 0
+        assert line.get_xdata().tolist() == [0, 1, 2, 3]
+        assert line.get_ydata().tolist() == series[c].tolist()
+        assert (line.get_color(), line.get_linewidth()) == ("0.3", 0.8)
+        np.testing.assert_array_equal(points.get_offsets(), np.c_[np.arange(4), series[c]])
+        assert points.get_cmap().name == "magma" and points.get_clim() == (0, 1)
+        assert points.get_sizes().tolist() == [5] and points.get_zorder() == 3
+        assert ax.get_yticks().size == 0
+        assert ax.get_xlabel() == ("time step" if r == 1 else "")
+        assert ax.xaxis.get_major_ticks()[0].label1.get_fontsize() == 6
+    assert axes[1, 0].xaxis.label.get_fontsize() == 7
+    assert [ax.get_ylabel() for ax in axes[:, 0]] == ["IG", "Random"]
+    assert axes[0, 0].yaxis.label.get_fontsize() == 8
+    (suptitle,) = figure.texts
+    assert (suptitle.get_text(), suptitle.get_fontsize()) == ("beats", 9)
