@@ -21,8 +21,6 @@ from lfxai.cli.experiment import main
 from lfxai.experiments import consistency_examples, pretext, roar_test
 from lfxai.experiments.common import split_digest, tracked_fit
 from lfxai.experiments.consistency_examples import balanced_subset
-from lfxai.experiments.example_explainers import build_explainer
-from lfxai.explanations.features import make_feature_method
 from lfxai.models.scae import rmsprop_eps
 from tests.helpers import spy, spy_named
 from tests.synthetic import SyntheticDigits, digits, use_synthetic
@@ -115,18 +113,14 @@ def test_consistency_examples_scores_its_balanced_subsets(
     seconds = (run.info.end_time - run.info.start_time) / 1000
     for method in ("TracIn", "DKNN"):  # each explainer's own time, a part of the run's
         assert 0 < run.data.metrics[f"time/explainer_seconds/{method}"] < seconds
-    ((table, x, y), style) = (list(curves[0].values())[:3], curves[0]["style"])
-    assert (x, y, style, set(table.type)) == (
-        "pct_examples",
-        "similarity_rate",
-        "type",
-        {"top", "bottom"},
-    )
-    assert (curves[0]["xlabel"], curves[0]["ylabel"]) == (
+    (call,) = curves  # the plot: top (solid) and bottom (dashed) rates per method
+    assert (call["x"], call["y"], call["style"]) == ("pct_examples", "similarity_rate", "type")
+    assert set(call["frame"].type) == {"top", "bottom"}
+    assert (call["xlabel"], call["ylabel"], call["title"]) == (
         "% most (solid) / least (dashed) important train examples",
         "similarity rate",
+        "Synthetic digits denoising AE (d=3)",
     )
-    assert curves[0]["title"] == "Synthetic digits denoising AE (d=3)"
     # Not registered: the encoder is a logged model of the run only.
     assert run.data.tags["lfxai.encoder_uri"].startswith("models:/m-")
     assert MlflowClient().search_registered_models() == []
@@ -445,19 +439,10 @@ def test_pretext_explains_on_the_chosen_pixel_scale_with_the_run_s_seed_and_base
 ) -> None:
     """GradientShap gets the run's seed and the plugin's baseline; with ``example_pixels=raw``
     InfluenceFunctions sees every input (its Hessian batches' training split too) times 255."""
-    methods, scaled = [], spy(monkeypatch, pretext, "scaled_inputs")
-    saliency, explainers = spy(monkeypatch, pretext, "attribute_auxiliary"), []
-
-    def feature_method(name, encoder, *, seed):
-        methods.append((name, encoder, seed))
-        return make_feature_method(name, encoder, seed=seed)
-
-    def explainer(method, model, config, train, seed):
-        explainers.append((method, model, config, train, seed))
-        return build_explainer(method, model, config, train, seed)
-
-    monkeypatch.setattr(pretext, "make_feature_method", feature_method)
-    monkeypatch.setattr(pretext, "build_explainer", explainer)
+    methods = spy_named(monkeypatch, pretext, "make_feature_method")
+    saliency = spy(monkeypatch, pretext, "attribute_auxiliary")
+    scaled = spy(monkeypatch, pretext, "scaled_inputs")
+    explainers = spy_named(monkeypatch, pretext, "build_explainer")
     settings = {"tasks": "reconstruction,denoising", "n_runs": "1", "seed": "7"}
     settings |= {"feature_attr_method": "GradientShap", "example_attr_method": "InfluenceFunctions"}
     settings |= {"example_pixels": "raw", "n_train_explained": "20", "n_test_explained": "10"}
@@ -465,9 +450,9 @@ def test_pretext_explains_on_the_chosen_pixel_scale_with_the_run_s_seed_and_base
     data = use_synthetic(monkeypatch, tmp_path)
     assert main("synthetic", _argv("pretext", data, settings)) == 0
     (parent,) = _runs("pretext")
-    assert [(m[0], m[2]) for m in methods] == [("GradientShap", 7)] * 2
-    for (_, encoder, _), call in zip(methods, saliency, strict=True):
-        assert call[0] is encoder and call[1].batch_size == 4
+    assert [(m["name"], m["seed"]) for m in methods] == [("GradientShap", 7)] * 2
+    for method, call in zip(methods, saliency, strict=True):
+        assert call[0] is method["forward_func"] and call[1].batch_size == 4
         assert call[4].shape == (1, 1, 28, 28) and not call[4].any()  # MNIST's black image
     # Per task: the training split (Hessian batches), then the explained train and test sets.
     assert [(len(call[0]), call[1]) for call in scaled] == [
@@ -475,9 +460,10 @@ def test_pretext_explains_on_the_chosen_pixel_scale_with_the_run_s_seed_and_base
         (20, 255.0),
         (10, 255.0),
     ] * 2
-    for (method, _, config, split, seed), call in zip(explainers, scaled[::3], strict=True):
-        assert (method, seed, config.example_pixels) == ("InfluenceFunctions", 7, "raw")
-        assert float(call[0].x.max()) <= 1.0 and torch.equal(split.x, call[0].x * 255)
+    for explainer, call in zip(explainers, scaled[::3], strict=True):
+        assert (explainer["method"], explainer["seed"]) == ("InfluenceFunctions", 7)
+        assert explainer["settings"].example_pixels == "raw"
+        assert float(call[0].x.max()) <= 1.0 and torch.equal(explainer["train"].x, call[0].x * 255)
     for task in ("reconstruction", "denoising"):
         (run,) = [
             r for r in _children(parent).values() if r.data.tags["lfxai.pretext.task"] == task
