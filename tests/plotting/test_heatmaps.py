@@ -43,6 +43,7 @@ def test_the_grid_its_size_fonts_and_colour_map() -> None:
         for ax, sign in zip(drawn, (1, -1), strict=True):
             image = ax.images[0]
             assert image.get_cmap().name == "coolwarm"
+            assert image.get_clim() == (-1, 1)  # also for "b", whose largest value is 0.5
             np.testing.assert_array_equal(image.get_array(), sign * mean)
             cell = ax.texts[1]  # row 0, column 1
             assert cell.get_position() == (1, 0) and cell.get_text() == f"{sign * 0.5:.2f}\n±0.00"
