@@ -50,9 +50,9 @@ def epochs(
     return wall / args.epochs, cpu / args.epochs, result.test_loss
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Parses the command line and prints both layouts' epoch times and loss drift."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def training_options(description: str) -> argparse.ArgumentParser:
+    """The options of a benchmark that trains a registered model on random images."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--model", default="mnist_ae", choices=sorted(SHAPES))
     parser.add_argument("--n-train", type=int, default=12_000)
     parser.add_argument("--n-test", type=int, default=2_000)
@@ -60,13 +60,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def model_and_data(args: argparse.Namespace) -> tuple[torch.nn.Module, Split, Split]:
+    """Sets torch's threads; the model (seeded) and its random training and test images."""
     if args.threads:
         torch.set_num_threads(args.threads)
     shape = SHAPES[args.model]
     seed_everything(0)
     model = build_model(args.model, ModelSpec(dim_latent=4, input_shape=shape))
-    train, test = data(shape, args.n_train, args.n_test)
+    return (model, *data(shape, args.n_train, args.n_test))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parses the command line and prints both layouts' epoch times and loss drift."""
+    args = training_options(__doc__.splitlines()[0]).parse_args(argv)
+    model, train, test = model_and_data(args)
     warm = argparse.Namespace(**{**vars(args), "epochs": 1})
     for flag in LAYOUTS.values():
         epochs(model, train.head(4 * args.batch_size), test.head(300), flag, warm)

@@ -10,6 +10,7 @@ from benchmarks import (
     gpu_check,
     gpu_compare,
     gpu_entry_points,
+    parallel_training,
     training_layout,
     training_loader,
     unit_attribution,
@@ -109,3 +110,13 @@ def test_training_layout_benchmark_times_both_layouts(capsys):
     assert "default" in out and "channels_last" in out and "x faster" in out
     drift = float(out.rsplit("relative ", 1)[1].split()[0])
     assert drift < 1e-3  # the two layouts train the same model
+
+
+def test_parallel_training_benchmark_times_both_ways_on_the_same_models(capsys):
+    argv = "--n-train 120 --n-test 60 --batch-size 60 --epochs 1 --repeats 1 --models 3"
+    parallel_training.main(argv.split())
+    out = capsys.readouterr().out
+    assert "one after the other" in out and "2 at a time" in out and "x faster" in out
+    assert "3 x mnist_ae" in out
+    drift = float(out.rsplit("relative ", 1)[1].split()[0])
+    assert drift < 1e-3  # the same three trainings either way, up to float rounding

@@ -75,9 +75,12 @@ def test_parent_logs_curves_table_figures_and_phase_times(smoke_run) -> None:
             assert curve[pct] == pytest.approx(rows[pct])
         assert f"time/attribution_seconds/{method}" in parent.data.metrics
         assert f"time/retraining_seconds/{method}" in parent.data.metrics
-    assert {"time/fit_seconds", "time/setup_seconds", "time/total_seconds"} <= set(
-        parent.data.metrics
-    )
+    assert {
+        "time/fit_seconds",
+        "time/setup_seconds",
+        "time/retraining_wall_seconds",
+        "time/total_seconds",
+    } <= set(parent.data.metrics)
     assert len(client.get_metric_history(parent.info.run_id, "fit/train_loss")) == 1  # as others
     claims = [k for k in parent.data.metrics if k.startswith("claims/holds/")]
     assert sorted(claims) == [f"claims/holds/loss_above_random/{m}" for m in METHODS[:2]]
@@ -179,7 +182,11 @@ def test_an_interrupted_run_resumes_without_redoing_finished_work(tmp_path, data
     parent = _parent(client)
     assert parent.info.status == "FAILED"
     before = {r.info.run_id: r for r in _children(client, parent)}
-    assert sorted(r.info.status for r in before.values()) == ["FAILED", "FINISHED", "FINISHED"]
+    statuses = [r.info.status for r in before.values()]
+    # Two retrainings at a time (the default): the first two finish; the third fails as
+    # it starts, and so does a fourth if it started before the failure was seen.
+    assert statuses.count("FINISHED") == 2 and statuses.count("FAILED") in (1, 2)
+    assert len(statuses) in (3, 4)
 
     resumed = _mlflow_run(store, {**params, "resume_run_id": parent.info.run_id})
     assert resumed.returncode == 0, resumed.stderr[-4000:]

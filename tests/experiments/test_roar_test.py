@@ -5,20 +5,24 @@ from __future__ import annotations
 import os
 import re
 import signal
+import time
 from types import SimpleNamespace
 
 import mlflow
 import pandas as pd
 import pytest
 import torch
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from lfxai.cli.experiment import main
 from lfxai.cli.launch import EXIT_BAD_INPUT
+from lfxai.concurrency import CpuWorkers
 from lfxai.data.masking import apply_mask, top_k_mask
 from lfxai.experiments import roar_test as roar
 from lfxai.tracking import ERROR_TAG, RESUMED_INTO_TAG, STOPPED_TAG, Tracker
-from tests.helpers import EXPERIMENT, spy
+from tests.experiments.runs import top_runs
+from tests.helpers import EXPERIMENT, spy, spy_named
 from tests.synthetic import SyntheticDigits, digits, use_synthetic
 
 
@@ -113,6 +117,7 @@ BAD_INPUT = [
         r": register_retrained=true needs log_retrained_models=true$",
     ),
     (["--attribution_batch_size", "0"], r": attribution_batch_size must be positive, got 0$"),
+    (["--retraining_workers", "0"], r": retraining_workers must be positive, got 0$"),
 ]
 
 
@@ -167,9 +172,18 @@ def test_every_retraining_starts_from_the_logged_weights_on_masked_images(
     for _, state, _ in seen:
         assert state.keys() == initial.keys()
         assert all(torch.equal(state[k], initial[k]) for k in initial)
-    for pct, (_, _, images) in zip((10, 70), seen[1:], strict=True):
-        expected = apply_mask(base_images, top_k_mask(scores, pct / 100), grey)
-        assert torch.equal(images, expected)
+    expected = {
+        pct: apply_mask(base_images, top_k_mask(scores, pct / 100), grey) for pct in (10, 70)
+    }
+    # Two retrainings run at once: their fits may start in either order.
+    trained = {
+        pct: images
+        for _, _, images in seen[1:]
+        for pct in expected
+        if torch.equal(images, expected[pct])
+    }
+    assert sorted(trained) == [10, 70]
+    for pct, images in trained.items():
         changed = (images != base_images).flatten(1).sum(1)
         assert int(changed.max()) <= round(pct / 100 * 784)  # never more than k pixels
 
@@ -254,11 +268,12 @@ def test_a_resume_killed_between_retrainings_keeps_every_run_in_place(
     client = MlflowClient()
     experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
     saved = spy(monkeypatch, Tracker, "log_state_dict")  # (tracker, model, path) per call
-    fitted = spy(monkeypatch, roar, "tracked_fit")  # (model, training, device, tracker, ...)
+    fitted = spy_named(monkeypatch, roar, "tracked_fit")
     argv = ["--name", "roar_test", "--profile", "smoke", "--data_dir", str(data_dir)]
     argv += ["--n_train", "40", "--n_test", "20", "--batch_size", "20"]
     argv += ["--feature_methods", "Random", "--remove_percentages", "10,50,100"]
-    argv += ["--register_model", "false"]
+    # One at a time, so that each kill finds exactly one retraining running.
+    argv += ["--register_model", "false", "--retraining_workers", "1"]
 
     def launch(kill_at: int | None, resume: str = "none") -> tuple[int, str]:
         launcher = client.create_run(experiment_id).info.run_id
@@ -311,4 +326,101 @@ def test_a_resume_killed_between_retrainings_keeps_every_run_in_place(
         [experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'"
     )
     ids = {r.data.tags[roar.TAG + "k"]: r.info.run_id for r in nested}
-    assert [call[3].run_id for call in fitted] == [parent, ids["10"], ids["50"], ids["100"]]
+    assert [call["tracker"].run_id for call in fitted] == [parent, ids["10"], ids["50"], ids["100"]]
+
+
+def _nested_runs(client: MlflowClient, parent: str) -> dict[str, Run]:
+    """``parent``'s retrainings by ``<method>-<k>``."""
+    experiment_id = client.get_run(parent).info.experiment_id
+    runs = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
+    return {f"{r.data.tags[roar.TAG + 'method']}-{r.data.tags[roar.TAG + 'k']}": r for r in runs}
+
+
+def test_retrainings_at_once_are_the_computation_of_one_after_the_other(
+    mlflow_store, monkeypatch, tmp_path
+) -> None:
+    """One torch thread per retraining either way: two at a time changes nothing but time."""
+    data_dir = use_synthetic(monkeypatch, tmp_path)
+    workers = spy_named(monkeypatch, roar, "CpuWorkers")
+    argv = ["--name", "roar_test", "--profile", "smoke", "--data_dir", str(data_dir)]
+    argv += ["--n_train", "40", "--n_test", "20", "--batch_size", "20", "--n_epochs", "2"]
+    argv += ["--feature_methods", "Saliency,Random", "--remove_percentages", "10,50"]
+    argv += ["--register_model", "false"]
+    client, parents = MlflowClient(), []
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # 1 // 2 workers: each runs on one thread too
+    try:
+        for n in (1, 2):
+            assert main("synthetic", [*argv, "--retraining_workers", str(n)]) == 0
+            (parent,) = [r for r in top_runs("roar_test") if r.info.run_id not in parents]
+            parents.append(parent.info.run_id)
+    finally:
+        torch.set_num_threads(previous)
+    assert [call["workers"] for call in workers] == [1, 2]
+    one, two = (_nested_runs(client, p) for p in parents)
+    assert sorted(one) == sorted(two) == ["Random-10", "Random-50", "Saliency-10", "Saliency-50"]
+    for key, run in one.items():
+        assert run.info.status == two[key].info.status == "FINISHED"
+        metrics = [
+            {k: v for k, v in r.data.metrics.items() if not k.startswith("time/")}
+            for r in (run, two[key])
+        ]
+        assert metrics[0] == metrics[1] and "roar/test_loss" in metrics[0]  # bit for bit
+        history = [
+            [m.value for m in client.get_metric_history(r.info.run_id, "fit/train_loss")]
+            for r in (run, two[key])
+        ]
+        assert history[0] == history[1] and len(history[0]) == 2
+    for parent in parents:
+        metrics = client.get_run(parent).data.metrics
+        wall = metrics["time/retraining_wall_seconds"]
+        assert 0 < wall < metrics["time/total_seconds"]
+        assert all(metrics[f"time/retraining_seconds/{m}"] > 0 for m in ("Saliency", "Random"))
+
+
+def test_a_stop_while_retrainings_run_at_once_kills_them_and_a_resume_finishes(
+    mlflow_store, monkeypatch, tmp_path
+) -> None:
+    data_dir = use_synthetic(monkeypatch, tmp_path)
+    created: list[CpuWorkers] = []
+    real = roar.CpuWorkers
+    monkeypatch.setattr(roar, "CpuWorkers", lambda n: created.append(real(n)) or created[-1])
+
+    def check(self: roar._InterruptionHook) -> None:
+        if self.count >= 1:  # the second retraining to start stops the process ...
+            os.kill(os.getpid(), signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # ... and ends KILLED once the stop is seen
+                created[-1].stop_point()
+                time.sleep(0.01)
+            raise AssertionError("the stop never reached the retraining")
+        self.count += 1
+
+    monkeypatch.setattr(roar._InterruptionHook, "check", check)
+    argv = ["--name", "roar_test", "--profile", "smoke", "--data_dir", str(data_dir)]
+    argv += ["--n_train", "40", "--n_test", "20", "--batch_size", "20"]
+    argv += ["--feature_methods", "Random", "--remove_percentages", "10,50,100"]
+    argv += ["--register_model", "false", "--retraining_workers", "2"]
+    assert main("synthetic", argv) == 128 + signal.SIGTERM
+    (parent,) = top_runs("roar_test")
+    client, parent_id = MlflowClient(), parent.info.run_id
+    assert client.get_run(parent_id).info.status == "KILLED"
+    stopped = _nested_runs(client, parent_id)
+    assert stopped["Random-50"].info.status == "KILLED"
+    # The first one was killed at its epoch's end or had finished; the third, if it was
+    # drawn before the stop, was killed: none is left RUNNING or FAILED.
+    assert {r.info.status for r in stopped.values()} <= {"KILLED", "FINISHED"}
+    for run in stopped.values():
+        if run.info.status == "KILLED":
+            assert run.data.tags[STOPPED_TAG].startswith("SIGTERM received")
+
+    monkeypatch.setattr(roar._InterruptionHook, "check", lambda self: None)
+    assert main("synthetic", [*argv, "--resume_run_id", parent_id]) == 0
+    resumed = _nested_runs(client, parent_id)
+    assert sorted(resumed) == ["Random-10", "Random-100", "Random-50"]
+    assert all(r.info.status == "FINISHED" for r in resumed.values())
+    assert {k: r.info.run_id for k, r in stopped.items()}.items() <= {
+        k: r.info.run_id for k, r in resumed.items()
+    }.items()  # reopened, not duplicated
+    history = client.get_metric_history(parent_id, "roar/test_loss/Random")
+    assert sorted(m.step for m in history) == [0, 10, 50, 100]

@@ -1,0 +1,184 @@
+"""CpuWorkers: jobs at once on threads sharing torch's, drawn lazily, errors and stops passed on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import torch
+
+from lfxai.cli.launch import stop_signals
+from lfxai.concurrency import CpuWorkers
+from lfxai.tracking import Stopped
+
+WAIT = 30.0  # seconds a job waits for another before the test fails (never hangs)
+
+
+def _drawn(jobs: list[Callable[[], object]], log: list[str]) -> Iterator[Callable[[], object]]:
+    """``jobs`` one by one, noting in ``log`` when each is drawn."""
+    for i, job in enumerate(jobs):
+        log.append(f"draw {i}")
+        yield job
+
+
+def test_one_worker_runs_each_job_in_the_callers_thread_in_order() -> None:
+    threads: list[threading.Thread] = []
+    log: list[str] = []
+
+    def job(i: int) -> Callable[[], int]:
+        def run() -> int:
+            threads.append(threading.current_thread())
+            log.append(f"run {i}")
+            return i * 10
+
+        return run
+
+    assert CpuWorkers(1).run(_drawn([job(0), job(1), job(2)], log)) == [0, 10, 20]
+    assert threads == [threading.main_thread()] * 3
+    assert log == ["draw 0", "run 0", "draw 1", "run 1", "draw 2", "run 2"]
+
+
+def test_two_workers_run_jobs_at_once_sharing_torchs_threads() -> None:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        both = threading.Barrier(2, timeout=WAIT)  # breaks (an error) unless both run at once
+        seen: list[tuple[str, int]] = []
+
+        def job(value: str) -> Callable[[], str]:
+            def run() -> str:
+                both.wait()
+                seen.append((threading.current_thread().name, torch.get_num_threads()))
+                return value
+
+            return run
+
+        assert CpuWorkers(2).run([job("a"), job("b")]) == ["a", "b"]
+        assert sorted(n for _, n in seen) == [2, 2]  # 4 threads shared by 2 workers
+        assert all(name.startswith("lfxai-worker") for name, _ in seen)
+        assert torch.get_num_threads() == 4  # restored
+        assert CpuWorkers(3).run([lambda: torch.get_num_threads()]) == [1]  # at least one
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_results_come_in_the_order_drawn_and_jobs_are_drawn_as_workers_free_up() -> None:
+    log: list[str] = []
+    release = [threading.Event() for _ in range(4)]
+
+    def job(i: int) -> Callable[[], int]:
+        def run() -> int:
+            assert release[i].wait(WAIT)
+            log.append(f"done {i}")
+            return i
+
+        return run
+
+    def conductor() -> None:  # finishes the jobs in the order 1, 0, 3, 2
+        for i in (1, 0, 3, 2):
+            deadline = time.monotonic() + WAIT
+            while f"draw {i}" not in log and time.monotonic() < deadline:
+                time.sleep(0.01)
+            release[i].set()
+            while f"done {i}" not in log and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+    helper = threading.Thread(target=conductor)
+    helper.start()
+    results = CpuWorkers(2).run(_drawn([job(i) for i in range(4)], log))
+    helper.join()
+    assert results == [0, 1, 2, 3]
+    # Never more than two drawn and unfinished: job 2 is drawn once job 1 is done.
+    assert log.index("draw 2") > log.index("done 1")
+    assert log.index("draw 3") > log.index("done 0")
+
+
+def test_after_an_error_nothing_more_is_drawn_the_running_job_finishes_and_it_is_raised() -> None:
+    log: list[str] = []
+    failed = threading.Event()
+
+    def broken() -> None:
+        failed.set()
+        raise ValueError("job 0 broke")
+
+    def slow() -> str:
+        assert failed.wait(WAIT)
+        time.sleep(0.2)  # still running when the error is seen
+        log.append("slow finished")
+        return "kept"
+
+    jobs = [broken, slow, lambda: log.append("never")]
+    with pytest.raises(ValueError, match="job 0 broke"):
+        CpuWorkers(2).run(_drawn(jobs, log))
+    assert log == ["draw 0", "draw 1", "slow finished"]
+
+
+def _until_stopped(
+    workers: CpuWorkers, log: list[str], name: str, started: threading.Barrier
+) -> Callable[[], None]:
+    """A job that, once the others have started, calls ``stop_point`` until it raises."""
+
+    def run() -> None:
+        started.wait()
+        deadline = time.monotonic() + WAIT
+        try:
+            while time.monotonic() < deadline:
+                workers.stop_point()
+                time.sleep(0.01)
+        except BaseException as stop:
+            log.append(f"{name}: {type(stop).__name__} {stop}")
+            raise
+        log.append(f"{name}: never stopped")
+
+    return run
+
+
+def test_a_stop_signal_reaches_every_running_job_then_the_caller() -> None:
+    workers, log = CpuWorkers(2), []
+    started = threading.Barrier(2, timeout=WAIT)
+    waiting = _until_stopped(workers, log, "waiting", started)
+
+    def killer() -> None:
+        started.wait()  # both jobs are running
+        os.kill(os.getpid(), signal.SIGTERM)  # the main thread gets it, as from outside
+        _until_stopped(workers, log, "killer", threading.Barrier(1))()
+
+    with stop_signals(follow_parent=False), pytest.raises(Stopped) as stop:
+        workers.run(_drawn([waiting, killer, lambda: log.append("never")], log))
+    assert stop.value.signum == signal.SIGTERM
+    assert sorted(log[2:]) == [
+        "killer: Stopped stopped by SIGTERM",
+        "waiting: Stopped stopped by SIGTERM",
+    ]
+    assert log[:2] == ["draw 0", "draw 1"]  # nothing drawn after the stop
+    with pytest.raises(Stopped):  # the workers stay stopped: the process is ending
+        workers.stop_point()
+
+
+def test_ctrl_c_in_the_caller_reaches_the_running_jobs_as_keyboard_interrupt() -> None:
+    workers, log = CpuWorkers(2), []
+    started = threading.Barrier(2, timeout=WAIT)
+
+    def interrupter() -> None:
+        started.wait()  # both jobs are running
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C
+        _until_stopped(workers, log, "interrupter", threading.Barrier(1))()
+
+    # Python's own Ctrl-C handler (a test runner's worker may have replaced it).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            workers.run([interrupter, _until_stopped(workers, log, "other", started)])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert sorted(log) == ["interrupter: KeyboardInterrupt ", "other: KeyboardInterrupt "]
+
+
+def test_workers_must_be_at_least_one() -> None:
+    with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
+        CpuWorkers(0)
