@@ -23,6 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lfxai.explanations.examples.per_sample_grads import rnn_differentiable
+from lfxai.training import channels_last_on_cpu
 
 
 class AuxiliaryFunction(nn.Module):
@@ -196,13 +197,16 @@ def attribute_auxiliary(
     encoder.eval()
     _use_auxiliary(attr_method, encoder)
     attributions = []
-    # Captum differentiates the encoder in eval mode: an RNN on CUDA needs cuDNN off.
-    with rnn_differentiable(encoder, torch.device(device)):
+    device = torch.device(device)
+    # Captum differentiates the encoder in eval mode: an RNN on CUDA needs cuDNN off. On
+    # the CPU, convolutions in the channels-last layout are faster (see the training loop).
+    with rnn_differentiable(encoder, device), channels_last_on_cpu(encoder, device):
         for batch in tqdm(data_loader, desc=_name(attr_method), disable=not progress, leave=False):
             inputs = _inputs_of(batch).to(device)
             with torch.no_grad():
                 reference = encoder(inputs)
-            attributions.append(_attribute_batch(attr_method, inputs, reference, baseline).cpu())
+            scores = _attribute_batch(attr_method, inputs, reference, baseline)
+            attributions.append(scores.cpu().contiguous())  # the default layout, as the inputs
     return torch.cat(attributions).numpy()
 
 
@@ -245,7 +249,8 @@ def attribute_individual_dim(
     _use_auxiliary(attr_method, encoder)
     eye = torch.eye(dim_latent, device=device)
     attributions = []
-    with rnn_differentiable(encoder, torch.device(device)):  # as in attribute_auxiliary
+    device = torch.device(device)
+    with rnn_differentiable(encoder, device), channels_last_on_cpu(encoder, device):  # as above
         for batch in tqdm(data_loader, desc=_name(attr_method), disable=not progress, leave=False):
             inputs = _inputs_of(batch).to(device)
             with torch.no_grad():
@@ -265,7 +270,8 @@ def attribute_individual_dim(
             # attr: (B, d, *input_shape); scale each unit's map by its code value.
             weights = codes.view(*codes.shape, *[1] * (attr.dim() - 2))
             scaled = torch.abs(weights * attr)
-            attributions.append((scaled.sum(dim=2) if attr.dim() == 5 else scaled).cpu())
+            scores = scaled.sum(dim=2) if attr.dim() == 5 else scaled
+            attributions.append(scores.cpu().contiguous())
     return torch.cat(attributions).numpy()
 
 
@@ -279,7 +285,7 @@ def _attribute_all_units(
     d, batch = len(eye), len(inputs)
     repeated = inputs.repeat(d, *[1] * (inputs.dim() - 1))  # row u * B + i = inputs[i]
     references = eye.repeat_interleave(batch, dim=0)  # row u * B + i = e_u
-    attr = _attribute_batch(attr_method, repeated, references, baseline)
+    attr = _attribute_batch(attr_method, repeated, references, baseline).contiguous()
     return attr.view(d, batch, *attr.shape[1:]).transpose(0, 1)
 
 
