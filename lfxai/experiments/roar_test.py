@@ -16,8 +16,8 @@ References:
     NeurIPS 2019. Crabbé & van der Schaar, "Label-Free Explainability for Unsupervised
     Models", ICML 2022.
 
-Length (~420 lines): one experiment with its resume and its reuse of identical retrainings,
-which share the run's state (tags, nested runs); split, each part would need all of it.
+Length (~510 lines): one experiment with its resume, its reuse of identical retrainings and
+its retrainings run several at a time, which share the run's state (tags, nested runs).
 """
 
 from __future__ import annotations
