@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -138,6 +138,17 @@ def _until_stopped(
     return run
 
 
+@contextmanager
+def _deliverable() -> Iterator[None]:
+    """SIGINT and SIGTERM not blocked in this thread, nor in the workers it starts (they
+    inherit its mask): a test runner's worker process may block them."""
+    previous = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def test_a_stop_signal_reaches_every_running_job_then_the_caller() -> None:
     workers, log = CpuWorkers(2), []
     started = threading.Barrier(2, timeout=WAIT)
@@ -145,10 +156,12 @@ def test_a_stop_signal_reaches_every_running_job_then_the_caller() -> None:
 
     def killer() -> None:
         started.wait()  # both jobs are running
-        os.kill(os.getpid(), signal.SIGTERM)  # the main thread gets it, as from outside
+        # To this worker thread, as a signal from outside may be: the caller, waiting,
+        # must still run Python's handler (in the main thread) soon.
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
         _until_stopped(workers, log, "killer", threading.Barrier(1))()
 
-    with stop_signals(follow_parent=False), pytest.raises(Stopped) as stop:
+    with _deliverable(), stop_signals(follow_parent=False), pytest.raises(Stopped) as stop:
         workers.run(_drawn([waiting, killer, lambda: log.append("never")], log))
     assert stop.value.signum == signal.SIGTERM
     assert sorted(log[2:]) == [
@@ -166,13 +179,13 @@ def test_ctrl_c_in_the_caller_reaches_the_running_jobs_as_keyboard_interrupt() -
 
     def interrupter() -> None:
         started.wait()  # both jobs are running
-        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # Ctrl-C, here too
         _until_stopped(workers, log, "interrupter", threading.Barrier(1))()
 
     # Python's own Ctrl-C handler (a test runner's worker may have replaced it).
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        with pytest.raises(KeyboardInterrupt):
+        with _deliverable(), pytest.raises(KeyboardInterrupt):
             workers.run([interrupter, _until_stopped(workers, log, "other", started)])
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -182,3 +195,94 @@ def test_ctrl_c_in_the_caller_reaches_the_running_jobs_as_keyboard_interrupt() -
 def test_workers_must_be_at_least_one() -> None:
     with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
         CpuWorkers(0)
+
+
+class _Computing:
+    """How many jobs are computing (between two stop points), and what exclusive blocks saw."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now = 0
+        self.seen: list[int] = []
+
+    def add(self, n: int) -> None:
+        with self.lock:
+            self.now += n
+
+    def job(self, workers: CpuWorkers, steps: int) -> Callable[[], str]:
+        """Computes ``steps`` times (a few ms each), calling ``stop_point`` in between."""
+
+        def run() -> str:
+            for _ in range(steps):
+                self.add(1)
+                time.sleep(0.005)
+                self.add(-1)
+                workers.stop_point()
+            return f"trained, {len(self.seen) // 2} exclusive blocks meanwhile"
+
+        return run
+
+    def look(self, workers: CpuWorkers) -> None:
+        """An exclusive block: notes how many jobs compute as it starts and as it ends."""
+        with workers.exclusive():
+            self.seen.append(self.now)
+            time.sleep(0.02)
+            self.seen.append(self.now)
+
+
+def test_no_job_computes_beside_an_exclusive_block_in_a_job_or_in_the_caller() -> None:
+    workers, computing = CpuWorkers(2), _Computing()
+
+    def exporting_job() -> str:
+        computing.job(workers, 5)()
+        computing.look(workers)  # as a job logs its model
+        return "exported"
+
+    def on_result(i: int, result: str) -> None:
+        computing.look(workers)  # as the caller logs a finished job's model
+
+    jobs = [exporting_job, computing.job(workers, 200), exporting_job, computing.job(workers, 50)]
+    results = workers.run(jobs, on_result)
+    assert results[0] == results[2] == "exported"
+    # The long job paused for the blocks that came while it ran (not only after it).
+    assert int(results[1].split(", ")[1].split()[0]) >= 2
+    assert len(computing.seen) == 2 * (2 + 4) and set(computing.seen) == {0}
+    assert computing.now == 0
+
+
+def test_results_are_handed_over_in_the_callers_thread_as_they_come() -> None:
+    for n in (1, 2):
+        handed: list[tuple[int, str, bool]] = []
+
+        def on_result(i: int, result: str, into: list = handed) -> None:
+            into.append((i, result, threading.current_thread() is threading.main_thread()))
+
+        jobs = [lambda: "a", lambda: "b", lambda: "c"]
+        assert CpuWorkers(n).run(jobs, on_result) == ["a", "b", "c"]
+        assert sorted(handed) == [(0, "a", True), (1, "b", True), (2, "c", True)]
+
+
+def test_an_error_in_on_result_ends_the_run_after_the_running_jobs() -> None:
+    log: list[str] = []
+    started = threading.Event()
+
+    def on_result(i: int, result: str) -> None:
+        assert started.wait(WAIT)  # the second job runs: the error must wait for it
+        raise RuntimeError(f"logging result {i} failed")
+
+    def slow() -> str:
+        started.set()
+        time.sleep(0.2)
+        log.append("slow finished")
+        return "b"
+
+    jobs = [lambda: "a", slow, lambda: log.append("never") or "c"]
+    with pytest.raises(RuntimeError, match="logging result 0 failed"):
+        CpuWorkers(2).run(_drawn(jobs, log), on_result)
+    assert log == ["draw 0", "draw 1", "slow finished"]
+
+
+def test_one_worker_needs_no_exclusion() -> None:
+    workers = CpuWorkers(1)
+    with workers.exclusive():
+        assert workers.run([lambda: 1]) == [1]  # would wait forever if it excluded itself

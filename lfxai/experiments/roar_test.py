@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import pandas as pd
 import torch
@@ -57,13 +58,18 @@ from lfxai.experiments.common import (
 )
 from lfxai.experiments.registry import register
 from lfxai.experiments.verdicts import log_claims, log_example_maps
-from lfxai.explanations.features import FEATURE_METHODS, attribute_auxiliary, make_feature_method
+from lfxai.explanations.features import (
+    FEATURE_METHODS,
+    MODEL_FREE_METHODS,
+    attribute_auxiliary,
+    make_feature_method,
+)
 from lfxai.models.autoencoder import TrainableModel
 from lfxai.plotting.curves import method_curves
 from lfxai.plugins import DatasetPlugin, Splits
 from lfxai.plugins.base import replacement_for
 from lfxai.tracking import Tracker
-from lfxai.training import TrainingSettings
+from lfxai.training import EpochCallback, TrainingSettings
 
 N_EXAMPLES = 6  # training examples shown with their importance maps
 TAG = "lfxai.roar_test."  # prefix of the tags that record progress (read back on resume)
@@ -73,6 +79,8 @@ BASE_WEIGHTS = "weights/base.pt"
 # environment variable rather than a setting, because settings are logged as params and a
 # resumed run must log the same values as the interrupted one.
 FAIL_AFTER_ENV = "LFXAI_FAIL_AFTER_RETRAININGS"
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -132,28 +140,46 @@ def roar_test(dataset: DatasetPlugin, config: RoarTestConfig, tracker: Tracker) 
     tracker.log_metrics({"time/setup_seconds": time.perf_counter() - start})
 
     training = config.training()  # the base model's and every retraining's
-    base, base_loss = _base_model(config, training, models, tracker, tags, initial, splits)
-    encoder = base.encoder.to(device).eval()
     done, unfinished = _previous_retrainings(tracker)
     removed_value = replacement_for(dataset.baseline(train), train.x)
     hook = _InterruptionHook.from_env()
     retrain = _Retrainer(config, training, models, tracker, initial, splits, removed_value, hook)
 
-    # Every method's importance first (all threads), then the retrainings, several at once.
-    scores, maps = {}, []
-    for method in config.feature_methods:
-        scores[method] = _importance(config, dataset, tracker, tags, method, encoder, train, device)
-        maps.append(scores[method][:N_EXAMPLES].numpy())
-    todo = [
-        _Task(method, pct, unfinished.get((method, _k(pct))))
-        for method in config.feature_methods
-        for pct in config.remove_percentages
-        if (method, _k(pct)) not in done
-    ]
+    def todo(methods: list[str]) -> list[_Task]:
+        return [
+            _Task(method, pct, unfinished.get((method, _k(pct))))
+            for method in methods
+            for pct in config.remove_percentages
+            if (method, _k(pct)) not in done
+        ]
+
+    # A model-free method's scores (Random's) need no trained model: its retrainings train
+    # beside the base model (the base model is one of the workers' jobs, so that its
+    # numbers do not depend on what else runs); then every other method's importance (all
+    # threads), then their retrainings, several at a time.
+    free = [m for m in config.feature_methods if m in MODEL_FREE_METHODS]
+    scores = {m: _importance(config, dataset, tracker, tags, m, None, train, device) for m in free}
+
+    def base_model(trained: tuple[TrainableModel, float] | None) -> tuple[TrainableModel, float]:
+        with retrain.workers.exclusive():  # its encoder's export must not overlap a training
+            return _base_model(config, models, tracker, tags, splits, trained)
+
+    base_job = _base_training(config, training, models, tracker, tags, initial, splits, retrain)
     tick = time.perf_counter()
-    outcomes = retrain.all(todo, scores)
+    # The base model is logged as soon as it is trained, while Random's retrainings go on.
+    outcomes, logged = retrain.all(todo(free), scores, beside=base_job, then=base_model)
+    seconds = time.perf_counter() - tick  # of the phases that retrain (the first: and the base)
+    base, base_loss = base_model(None) if logged is None else logged
+    encoder = base.encoder.to(device).eval()
+    others = [m for m in config.feature_methods if m not in free]
+    for method in others:
+        scores[method] = _importance(config, dataset, tracker, tags, method, encoder, train, device)
+    tick = time.perf_counter()
+    outcomes |= retrain.all(todo(others), scores)[0]
     if outcomes:  # a resumed run that skipped them all must not overwrite the times
-        tracker.log_metrics({"time/retraining_wall_seconds": time.perf_counter() - tick})
+        seconds += time.perf_counter() - tick
+        tracker.log_metrics({"time/retraining_wall_seconds": seconds})
+    maps = [scores[method][:N_EXAMPLES].numpy() for method in config.feature_methods]
     del scores  # 188 MB per method in the paper profile
 
     rows = []
@@ -224,7 +250,7 @@ def _initial_weights(
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _base_model(
+def _base_training(
     config: RoarTestConfig,
     training: TrainingSettings,
     models: _ModelFactory,
@@ -232,21 +258,44 @@ def _base_model(
     tags: dict[str, str],
     initial: dict[str, torch.Tensor],
     splits: Splits,
-) -> tuple[TrainableModel, float]:
-    """Trains (or, on resume, reloads) the base model; its test loss is the 0% point."""
-    train, test = splits.train, splits.test
+    retrain: _Retrainer,
+) -> Callable[[], tuple[TrainableModel, float]] | None:
+    """The job that trains the base model (``None`` on a resume that has it)."""
+    if TAG + "base_test_loss" in tags:  # set last, so its presence means "all done"
+        return None
     model = models("roar_test_base")
-    if TAG + "base_test_loss" in tags:  # set last below, so its presence means "all done"
+
+    def job() -> tuple[TrainableModel, float]:
+        model.load_state_dict(initial)
+        # `fit/*` as in every experiment: the base model is this run's trained model.
+        device, log_epoch = get_device(config.device), retrain.epoch_logger(tracker)
+        result = tracked_fit(
+            model, training, device, tracker, splits.train, splits.test, log_epoch=log_epoch
+        )
+        # fit() restores the best epoch and evaluates in eval mode: its best loss is the
+        # test loss.
+        return model, result.best_test_loss
+
+    return job
+
+
+def _base_model(
+    config: RoarTestConfig,
+    models: _ModelFactory,
+    tracker: Tracker,
+    tags: dict[str, str],
+    splits: Splits,
+    trained: tuple[TrainableModel, float] | None,
+) -> tuple[TrainableModel, float]:
+    """The base model, logged once trained (or, on resume, reloaded); its loss is the 0% point."""
+    if trained is None:
+        model = models("roar_test_base")
         model.load_state_dict(tracker.load_state_dict(BASE_WEIGHTS))
         return model.eval(), float(tags[TAG + "base_test_loss"])
-    model.load_state_dict(initial)
-    # `fit/*` as in every experiment: the base model is this run's trained model.
-    result = tracked_fit(model, training, get_device(config.device), tracker, train, test)
-    # fit() restores the best epoch and evaluates in eval mode: its best loss is the test loss.
-    loss = result.best_test_loss
+    model, loss = trained
     tracker.log_metrics({"roar/base_test_loss": loss})
     tracker.log_state_dict(model, BASE_WEIGHTS)
-    log_encoder(tracker, models.dataset, config, model, test.x[:2], loss)
+    log_encoder(tracker, models.dataset, config, model, splits.test.x[:2], loss)
     tracker.set_tags({TAG + "base_test_loss": repr(loss)})
     return model, loss
 
@@ -257,14 +306,18 @@ def _importance(
     tracker: Tracker,
     tags: dict[str, str],
     method: str,
-    encoder: torch.nn.Module,
+    encoder: torch.nn.Module | None,
     train: Split,
     device: torch.device,
 ) -> torch.Tensor:
-    """Label-free importance ``(N, ...)`` of every training feature (reloaded on resume)."""
+    """Label-free importance ``(N, ...)`` of every training feature (reloaded on resume).
+
+    ``encoder`` is None for a method in ``MODEL_FREE_METHODS``, which explains no model.
+    """
     path = f"attributions/{method}.npy"
     if TAG + f"attributions.{method}" in tags:
         return torch.from_numpy(tracker.load_array(path))
+    encoder = torch.nn.Identity() if encoder is None else encoder
     attr_method = make_feature_method(method, encoder, seed=config.seed)
     baseline = dataset.baseline(train)
     start = time.perf_counter()
@@ -343,31 +396,57 @@ class _Retrainer:
 
     def __post_init__(self) -> None:
         self.workers = CpuWorkers(self.config.retraining_workers)
+        self.digests: set[str] = set()  # of the training sets this process trains
 
     def all(
-        self, tasks: list[_Task], scores: dict[str, torch.Tensor]
-    ) -> dict[tuple[str, str], _Outcome]:
-        """Every task's outcome by (method, k); ``scores`` holds each method's importance."""
+        self,
+        tasks: list[_Task],
+        scores: dict[str, torch.Tensor],
+        beside: Callable[[], T] | None = None,
+        then: Callable[[T], R] | None = None,
+    ) -> tuple[dict[tuple[str, str], _Outcome], R | None]:
+        """Every task's outcome by (method, k), and what ``then`` made of ``beside``'s result.
+
+        ``scores`` holds each method's importance. ``beside`` (the base model's training)
+        starts first and runs beside the retrainings, as one of the workers' jobs; ``then``
+        (its logging) runs in this thread as soon as it has ended.
+        """
         reuses: list[_Task] = []
-        digests: set[str] = set()
 
         def trainings() -> Iterator[Callable[[], _Outcome]]:
             # Drawn one at a time as a worker frees up, in order, so that a training set
             # exists only while it is trained and a duplicate is known before it starts.
             for task in tasks:
                 masked = self._masked(task, scores[task.method])
-                if masked.digest in digests:
+                if masked.digest in self.digests:
                     reuses.append(task)  # its training set is made again when it runs
                     continue
-                digests.add(masked.digest)
+                self.digests.add(masked.digest)
                 yield functools.partial(self._train, task, masked, self._model(task))
 
-        outcomes = self.workers.run(trainings())
+        first = [] if beside is None else [beside]
+        made: list[R] = []
+
+        def on_result(i: int, result: object) -> None:
+            if first and i == 0 and then is not None:
+                made.append(then(result))  # type: ignore[arg-type]
+
+        results = self.workers.run(itertools.chain(first, trainings()), on_result)
+        side, outcomes = (made[0] if made else None), results[len(first) :]
         for task in reuses:
             masked = self._masked(task, scores[task.method])
             outcomes.append(self._reuse(task, masked, self._model(task)))
         order = [t for t in tasks if t not in reuses] + reuses
-        return {(t.method, _k(t.pct)): o for t, o in zip(order, outcomes, strict=True)}
+        return {(t.method, _k(t.pct)): o for t, o in zip(order, outcomes, strict=True)}, side
+
+    def epoch_logger(self, tracker: Tracker) -> EpochCallback:
+        """Logs an epoch's ``fit/*`` losses; where a stop reaches a running training."""
+
+        def log_epoch(epoch: int, losses: dict[str, float]) -> None:
+            tracker.log_metrics({f"fit/{k}": v for k, v in losses.items()}, step=epoch)
+            self.workers.stop_point()
+
+        return log_epoch
 
     def _masked(self, task: _Task, scores: torch.Tensor) -> _Masked:
         """The training set without each image's top pct% features (by ``scores``)."""
@@ -394,14 +473,9 @@ class _Retrainer:
         """One nested run: retrain ``model`` from the initial weights on ``masked``."""
         start = time.perf_counter()
         with self._nested(task, masked) as child:
-
-            def log_epoch(epoch: int, losses: dict[str, float]) -> None:
-                child.log_metrics({f"fit/{k}": v for k, v in losses.items()}, step=epoch)
-                self.workers.stop_point()  # where a stop reaches a running retraining
-
             model.load_state_dict(self.initial)
-            device = get_device(self.config.device)
-            test = self.splits.test
+            device, test = get_device(self.config.device), self.splits.test
+            log_epoch = self.epoch_logger(child)
             result = tracked_fit(
                 model, self.training, device, child, masked.split, test, log_epoch=log_epoch
             )
@@ -428,7 +502,8 @@ class _Retrainer:
             if self.config.register_retrained:
                 key = f"roar-test-ae-{task.method}-{_k(task.pct)}".lower()
                 name = registered_name(self.models.dataset.name, key)
-            child.log_encoder_model(model, self.splits.test.x[:2], registered_model_name=name)
+            with self.workers.exclusive():  # an export must not overlap a training
+                child.log_encoder_model(model, self.splits.test.x[:2], registered_model_name=name)
 
     def _log_inputs(self, child: Tracker, masked: Split, method: str, pct: float) -> None:
         """The retraining's data: the masked training split and the (unmasked) test split."""

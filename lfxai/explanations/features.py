@@ -69,6 +69,8 @@ FEATURE_METHODS: dict[str, type[Attribution]] = {
     "Saliency": Saliency,
     "Random": RandomAttribution,
 }
+# Methods whose scores do not depend on the model they are given (a seeded generator's).
+MODEL_FREE_METHODS = frozenset({"Random"})
 
 
 def summed_gradients(

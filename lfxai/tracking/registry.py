@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +31,6 @@ from lfxai.models.stored import (
 from lfxai.tracking.tags import DATA_DIGEST_TAG, RUN_NAME_TAG
 
 REGISTERED_PREFIX = "lfxai"  # every registered model's name starts with it
-# torch.export is not documented as thread-safe: one export at a time in this process
-# (roar_test logs its retrained encoders from several threads).
-_EXPORT_LOCK = threading.Lock()
 
 
 def registered_name(dataset: str, model: str, dim_latent: int | None = None) -> str:
@@ -144,7 +140,7 @@ class RegisteredModels:
             rows = torch.cat([rows, rows])
         with torch.no_grad():
             output = encoder(rows).numpy()
-        with _EXPORT_LOCK, tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp:
             files = write_encoder_files(model, module, Path(tmp))
             info = mlflow.pytorch.log_model(
                 encoder,

@@ -69,6 +69,9 @@ def test_sigterm_ends_the_run_and_its_open_nested_run_killed(tmp_path, data_dir)
     marker = tmp_path / "blocked"
     argv = ["--name", "roar_test", "--profile", "smoke", "--data_dir", str(data_dir), *TINY]
     argv += ["--feature_methods", "Random", "--remove_percentages", "10,50"]
+    # One at a time: the blocked retraining is then in the main thread, where the signal
+    # lands (retrainings at once meet a stop at their next epoch, tested in-process).
+    argv += ["--retraining_workers", "1"]
     env = {**venv_env(store), "MLFLOW_EXPERIMENT_NAME": EXPERIMENT}
     command = [sys.executable, "-c", BLOCKING_CHILD, str(marker), *argv]
     log = tmp_path / "output.log"

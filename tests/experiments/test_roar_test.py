@@ -191,8 +191,9 @@ def test_every_retraining_starts_from_the_logged_weights_on_masked_images(
 def test_a_retraining_on_identical_data_reuses_the_earlier_one(
     mlflow_store, monkeypatch, tmp_path
 ) -> None:
-    """k = 100 % masks every pixel whatever the method: the second method's nested run
-    reuses the first one's model and loss (tagged) instead of training again."""
+    """k = 100 % masks every pixel whatever the method: Saliency's nested run reuses the
+    model and loss of Random's (trained first, beside the base model), tagged, instead of
+    training again."""
     data_dir = use_synthetic(monkeypatch, tmp_path)
     fitted: list[torch.Tensor] = []
     original_fit = roar.tracked_fit
@@ -208,7 +209,7 @@ def test_a_retraining_on_identical_data_reuses_the_earlier_one(
     argv += ["--log_retrained_models", "true", "--register_retrained", "true"]
     argv += ["--register_model", "false"]
     assert main("synthetic", argv) == 0
-    # base, Saliency 50 and 100, Random 50: Random 100 trains on the same all-zero images.
+    # base, Random 50 and 100, Saliency 50: Saliency 100 trains on the same all-zero images.
     assert len(fitted) == 4
     assert all(not torch.equal(a, b) for i, a in enumerate(fitted) for b in fitted[i + 1 :])
     client = MlflowClient()
@@ -219,14 +220,14 @@ def test_a_retraining_on_identical_data_reuses_the_earlier_one(
         if roar.TAG + "method" in r.data.tags
     }
     assert len(nested) == 4 and all(r.info.status == "FINISHED" for r in nested.values())
-    reused, source = nested[("Random", "100")], nested[("Saliency", "100")]
+    reused, source = nested[("Saliency", "100")], nested[("Random", "100")]
     same = roar.TAG + "same_training_data_as"
     assert reused.data.tags[same] == source.info.run_id
     assert [r for r in nested.values() if same in r.data.tags] == [reused]
     loss = "roar/test_loss"
     assert reused.data.metrics[loss] == source.data.metrics[loss]
     assert not any(m.startswith("fit/") for m in reused.data.metrics)  # nothing trained
-    assert nested[("Random", "50")].data.metrics[loss] != source.data.metrics[loss]
+    assert nested[("Saliency", "50")].data.metrics[loss] != source.data.metrics[loss]
     models = client.search_logged_models(
         experiment_ids=[reused.info.experiment_id],
         filter_string=f"source_run_id = '{reused.info.run_id}'",
@@ -243,7 +244,7 @@ def test_a_retraining_on_identical_data_reuses_the_earlier_one(
         for (method, k), run in nested.items()
     }
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    history = client.get_metric_history(parent.info.run_id, "roar/test_loss/Random")
+    history = client.get_metric_history(parent.info.run_id, "roar/test_loss/Saliency")
     assert {m.step: m.value for m in history}[100] == source.data.metrics[loss]
 
 
@@ -339,13 +340,15 @@ def _nested_runs(client: MlflowClient, parent: str) -> dict[str, Run]:
 def test_retrainings_at_once_are_the_computation_of_one_after_the_other(
     mlflow_store, monkeypatch, tmp_path
 ) -> None:
-    """One torch thread per retraining either way: two at a time changes nothing but time."""
+    """One torch thread per retraining either way: two at a time changes nothing but time,
+    also with the encoders exported while other models train (an export beside a training
+    changes its rounding, so exports wait for the others' epochs to end)."""
     data_dir = use_synthetic(monkeypatch, tmp_path)
     workers = spy_named(monkeypatch, roar, "CpuWorkers")
     argv = ["--name", "roar_test", "--profile", "smoke", "--data_dir", str(data_dir)]
     argv += ["--n_train", "40", "--n_test", "20", "--batch_size", "20", "--n_epochs", "2"]
     argv += ["--feature_methods", "Saliency,Random", "--remove_percentages", "10,50"]
-    argv += ["--register_model", "false"]
+    argv += ["--register_model", "false", "--log_retrained_models", "true"]
     client, parents = MlflowClient(), []
     previous = torch.get_num_threads()
     torch.set_num_threads(1)  # 1 // 2 workers: each runs on one thread too
@@ -365,7 +368,7 @@ def test_retrainings_at_once_are_the_computation_of_one_after_the_other(
             {k: v for k, v in r.data.metrics.items() if not k.startswith("time/")}
             for r in (run, two[key])
         ]
-        assert metrics[0] == metrics[1] and "roar/test_loss" in metrics[0]  # bit for bit
+        assert metrics[0] == metrics[1] and "roar/test_loss" in metrics[0], key  # bit for bit
         history = [
             [m.value for m in client.get_metric_history(r.info.run_id, "fit/train_loss")]
             for r in (run, two[key])

@@ -19,6 +19,7 @@ from lfxai.cli.experiment import main
 from lfxai.experiments import consistency_examples, roar_test
 from lfxai.experiments.common import split_digest
 from lfxai.experiments.consistency_examples import balanced_subset
+from lfxai.tracking import Tracker
 from tests.experiments.runs import logged_array, metric_curve, small_argv, top_runs
 from tests.helpers import spy_named
 from tests.synthetic import SyntheticDigits, digits, use_synthetic
@@ -133,11 +134,12 @@ def test_roar_test_logs_each_retraining_and_the_summary(
         == 0
     )
     # Each model's name (stored with a logged encoder's spec): the initial weights', the
-    # base model's, then one per retraining.
+    # base model's, then one per retraining: Random's first (they train beside the base
+    # model: Random needs none), then Saliency's.
     assert [call["name"] for call in built] == [
         "roar_test_initial",
         "roar_test_base",
-        *(f"roar_{method}_{k}" for method in ("Saliency", "Random") for k in (50, 100)),
+        *(f"roar_{method}_{k}" for method in ("Random", "Saliency") for k in (50, 100)),
     ]
     (parent,) = top_runs("roar_test")
     metrics, tags = parent.data.metrics, parent.data.tags
@@ -159,11 +161,16 @@ def test_roar_test_logs_each_retraining_and_the_summary(
         ("Saliency", "100"),
         ("Saliency", "50"),
     ]
-    # Each method explains the base encoder with the run's seed, the plugin's black image as
+    # Random draws its scores without a model, before the base model is trained; Saliency
+    # explains the base encoder. Each with the run's seed, the plugin's black image as
     # baseline, every training image in order; its time and throughput are logged.
-    assert [(c["name"], c["seed"]) for c in methods] == [("Saliency", 42), ("Random", 42)]
-    for method, call in zip(("Saliency", "Random"), attributed, strict=True):
-        assert call["encoder"] is methods[0]["forward_func"] and call["device"].type == "cpu"
+    assert [(c["name"], c["seed"]) for c in methods] == [("Random", 42), ("Saliency", 42)]
+    assert isinstance(attributed[0]["encoder"], torch.nn.Identity)
+    weights = Tracker(parent.info.run_id).load_state_dict(roar_test.BASE_WEIGHTS)
+    explained = attributed[1]["encoder"].state_dict()
+    assert explained and all(torch.equal(v, weights[f"encoder.{k}"]) for k, v in explained.items())
+    for method, call, made in zip(("Random", "Saliency"), attributed, methods, strict=True):
+        assert call["encoder"] is made["forward_func"] and call["device"].type == "cpu"
         assert call["baseline"].shape == (1, 1, 28, 28) and not call["baseline"].any()
         assert torch.equal(torch.cat([x for x, _ in call["data_loader"]]), digits(200, 1).x[:100])
         seconds = metrics[f"time/attribution_seconds/{method}"]
