@@ -16,7 +16,7 @@ References:
     NeurIPS 2019. Crabbé & van der Schaar, "Label-Free Explainability for Unsupervised
     Models", ICML 2022.
 
-Length (~510 lines): one experiment with its resume, its reuse of identical retrainings and
+Length (~590 lines): one experiment with its resume, its reuse of identical retrainings and
 its retrainings run several at a time, which share the run's state (tags, nested runs).
 """
 
