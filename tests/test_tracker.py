@@ -17,7 +17,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from lfxai.models.registry import ModelSpec, build_model
-from lfxai.tracking import IDENTITY_TAGS, tracked_run
+from lfxai.tracking import IDENTITY_TAGS, Tracker, tracked_run
 from lfxai.tracking.tracker import MAX_METRICS_PER_BATCH
 
 matplotlib.use("Agg")
@@ -164,6 +164,28 @@ def test_an_alias_race_lost_to_another_worker_ends_on_the_newest_version(
     assert str(MlflowClient().get_model_version_by_alias("m", "smoke").version) == expected
     # written again only when the other worker's version was the older one
     assert calls == ([ours] if winner > ours else [ours, ours])
+
+
+def test_an_alias_write_landing_after_a_newer_worker_s_is_undone(
+    mlflow_store, tmp_path, monkeypatch
+):
+    # Seen on CI with two workers on one tracking server: worker 1 read the alias, worker 2
+    # then set it to version 2, and worker 1's write (an update now) moved it back to 1.
+    with tracked_run("alias") as tracker:
+        _two_versions(tracker.client, "m", tmp_path)
+        real_set = tracker.client.set_registered_model_alias
+        calls = []
+
+        def late_set(name, alias, version):
+            calls.append(version)
+            if len(calls) == 1:  # the other worker claims, sets and finishes in between
+                Tracker(tracker.run_id).move_alias(name, alias, "2")
+            real_set(name, alias, version)
+
+        monkeypatch.setattr(tracker.client, "set_registered_model_alias", late_set)
+        tracker.move_alias("m", "smoke", "1")
+    assert str(MlflowClient().get_model_version_by_alias("m", "smoke").version) == "2"
+    assert calls == ["1", "2"]  # its own version while the newest claim, then the newer one
 
 
 def test_a_data_set_race_lost_to_another_worker_still_links_the_data_set(mlflow_store, monkeypatch):

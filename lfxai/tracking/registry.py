@@ -67,6 +67,11 @@ def default_aliases(experiment: str, profile: str | None) -> tuple[str, ...]:
     return (profile, experiment_alias(experiment, profile))
 
 
+def alias_claim_tag(alias: str) -> str:
+    """The version tag by which a version claims ``alias`` (``lfxai.alias.paper``)."""
+    return f"lfxai.alias.{alias}"
+
+
 def encoder_description(name: str, inputs: str, dim_latent: int, what: str) -> str:
     """A registered encoder's own description: what every version of ``name`` is.
 
@@ -254,27 +259,48 @@ class RegisteredModels:
         for alias in aliases:
             self.move_alias(name, alias, version)
 
-    def move_alias(self, name: str, alias: str, version: str, attempts: int = 3) -> None:
-        """Points ``alias`` of ``name`` at ``version`` unless a newer version holds it.
+    def move_alias(self, name: str, alias: str, version: str, attempts: int = 5) -> None:
+        """Claims ``alias`` of ``name`` for ``version``; points it at the newest claimant.
 
-        Workers sharing a tracking server register versions of one model at once. The SQL
-        store writes an alias by reading it and then inserting or updating, so when two
-        workers set a new alias together the slower insert fails on the alias's unique key
-        (PostgreSQL: ``UniqueViolation``). Such a failure is a lost race, not an error: the
-        alias is read again and, if it still points at an older version, written again.
-        The alias ends on the newest version, whichever worker finishes last.
+        Workers sharing a tracking server register versions of one model at once, and the
+        store has no compare-and-set for an alias: a write (read, then insert or update) can
+        land after another worker's newer one and move the alias back, and two first
+        inserts collide on the alias's unique key (PostgreSQL ``UniqueViolation``, a lost
+        race, not an error). So a version first claims the alias with a tag
+        (:func:`alias_claim_tag`); a worker writes the newest claimant, not its own version,
+        and reads the claims again after writing. The worker that writes last saw every
+        claim made before its final read, and a later claim's own worker writes after it,
+        so the alias ends on the newest claimant. An older version finishing late never
+        takes the alias from a newer one.
         """
+        self.client.set_model_version_tag(name, version, alias_claim_tag(alias), "true")
         for attempt in range(1, attempts + 1):
+            target = self.newest_claimant(name, alias)
             current = self.model_version_by_alias(name, alias)
-            if current is not None and int(current.version) >= int(version):
-                return  # this version, or a newer one another worker registered
-            try:
-                self.client.set_registered_model_alias(name, alias, version)
+            if current is None or int(current.version) < target:
+                try:
+                    self.client.set_registered_model_alias(name, alias, str(target))
+                except MlflowException:
+                    lost_race = current is None and self.model_version_by_alias(name, alias)
+                    if not lost_race or attempt == attempts:
+                        raise
+                    continue
+            if self.newest_claimant(name, alias) == target:
                 return
-            except MlflowException:
-                lost_race = self.model_version_by_alias(name, alias) is not None
-                if current is not None or not lost_race or attempt == attempts:
-                    raise
+        raise MlflowException(
+            f"Alias {alias!r} of registered model {name!r}: new versions kept claiming it "
+            f"while version {version} set it ({attempts} attempts); it points at "
+            f"version {self.model_version_by_alias(name, alias).version}."
+        )
+
+    def newest_claimant(self, name: str, alias: str) -> int:
+        """The newest version of ``name`` that claimed ``alias`` (see :meth:`move_alias`)."""
+        claims = self.client.search_model_versions(
+            f"name = '{name}' and tags.`{alias_claim_tag(alias)}` = 'true'",
+            max_results=1,
+            order_by=["version_number DESC"],
+        )
+        return int(claims[0].version)
 
     def tag_model_versions(self, tags: dict[str, str]) -> int:
         """Sets ``tags`` on every model version this run registered; returns how many."""

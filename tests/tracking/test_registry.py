@@ -8,6 +8,7 @@ here ``log_encoder_model`` is replaced by a bare model version, so that what
 from __future__ import annotations
 
 import contextlib
+from types import SimpleNamespace
 
 import mlflow
 import pytest
@@ -105,6 +106,9 @@ def test_a_version_says_which_run_made_it_and_takes_its_aliases(mlflow_store):
         "lfxai.data_digest": "dg1",
         "lfxai.pretext": "denoising",
         "test_loss": "0.123457",
+        # the aliases it claimed (``move_alias``)
+        "lfxai.alias.paper": "true",
+        "lfxai.alias.consistency_features-paper": "true",
     }
     model = MlflowClient().get_registered_model("m")
     assert model.description == "what m is"
@@ -145,49 +149,62 @@ def test_without_a_name_the_encoder_is_logged_only(mlflow_store):
 
 
 class _Races(Tracker):
-    """``move_alias`` against a scripted registry: what each read of the alias returns, and
-    a write that always fails as a lost race would."""
+    """``move_alias`` against a scripted registry: what each read of the alias and of the
+    newest claimant returns, and a write that always fails as a lost race would."""
 
-    def __init__(self, run_id: str, reads: list[str | None]) -> None:
+    def __init__(self, run_id: str, reads: list[str | None], claims: list[int]) -> None:
         super().__init__(run_id)
-        self.reads, self.writes = list(reads), 0
+        self.reads, self.claims, self.writes, self.claimed = list(reads), list(claims), 0, []
+        self.client = SimpleNamespace(
+            set_registered_model_alias=self.set_alias,
+            set_model_version_tag=lambda *args: self.claimed.append(args),
+        )
 
     def model_version_by_alias(self, name, alias):
         version = self.reads.pop(0)
         return None if version is None else type("V", (), {"version": version})()
+
+    def newest_claimant(self, name, alias):
+        return self.claims.pop(0)
 
     def set_alias(self, name, alias, version):
         self.writes += 1
         raise MlflowException("duplicate key value violates unique constraint")
 
 
-def _races(reads: list[str | None]) -> _Races:
-    tracker = _Races("r", reads)
-    tracker.client = type("C", (), {"set_registered_model_alias": tracker.set_alias})()
-    return tracker
-
-
 def test_an_alias_race_is_retried_a_bounded_number_of_times():
     # Each write loses to another worker, whose alias then disappears again.
-    tracker = _races([None, "1"] * 3)
+    tracker = _Races("r", [None, "1"] * 5, [5] * 5)
     with pytest.raises(MlflowException):
         tracker.move_alias("m", "paper", "5")
-    assert tracker.writes == 3 and tracker.reads == []
-    tracker = _races([None, "1"] * 2)
+    assert tracker.writes == 5 and tracker.reads == [] and tracker.claims == []
+    assert tracker.claimed == [("m", "5", "lfxai.alias.paper", "true")]
+    tracker = _Races("r", [None, "1"] * 2, [5] * 2)
     with pytest.raises(MlflowException):
         tracker.move_alias("m", "paper", "5", attempts=2)
     assert tracker.writes == 2
 
 
 def test_an_alias_is_not_rewritten_and_a_real_failure_is_not_retried():
-    same = _races(["5"])
-    same.move_alias("m", "paper", "5")  # already on this version: no write
-    assert same.writes == 0
-    for reads in ([None, None], ["3", "4"]):  # no alias appeared; an older one was there
-        tracker = _races(reads)
+    same = _Races("r", ["5"], [5, 5])
+    same.move_alias("m", "paper", "5")  # already on the newest claimant: no write
+    assert same.writes == 0 and same.claims == []
+    newer = _Races("r", ["6"], [6, 6])
+    newer.move_alias("m", "paper", "5")  # a newer version holds it: left there
+    assert newer.writes == 0
+    for reads in ([None, None], ["3"]):  # no alias appeared; an older one was there
+        tracker = _Races("r", reads, [5])
         with pytest.raises(MlflowException):
             tracker.move_alias("m", "paper", "5")
         assert tracker.writes == 1 and tracker.reads == []
+
+
+def test_claims_that_keep_coming_end_in_an_error_that_names_the_alias():
+    tracker = _Races("r", [None, "6", "7", "7"], [5, 6, 6, 7, 7, 8])
+    tracker.set_alias = lambda *args: None  # every write lands, then a newer claim appears
+    tracker.client.set_registered_model_alias = tracker.set_alias
+    with pytest.raises(MlflowException, match="'paper' of registered model 'm'.*version 7"):
+        tracker.move_alias("m", "paper", "5", attempts=3)
 
 
 def test_registered_models_are_listed_by_prefix(mlflow_store):
