@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -266,54 +266,57 @@ def fit(
         raise ValueError("checkpoint_every > 0 needs a checkpoint_dir")
     batch_size = settings.batch_size
     model.to(device)
-    channels_last = settings.channels_last and _channels_last(model, device)
-    train_data, test_data = on_device(train_data, device), on_device(test_data, device)
-    # Created once, like the generator Split.loader hands its DataLoader.
-    split = isinstance(train_data, Split)
-    shuffle = torch.Generator().manual_seed(settings.seed) if split else None
-    # A model may add optimiser options of its own (the SCAE's RMSprop eps).
-    options = getattr(model, "optimizer_options", {})
-    opt = make_optimizer(
-        settings.optimizer, model.parameters(), settings.lr, settings.weight_decay, **options
-    )
-    schedule = make_schedule(settings.lr_schedule, opt, settings.n_epochs)
-    result = FitResult()
-    best_state = copy.deepcopy(model.state_dict())
-    stale = 0
-    bar = tqdm(
-        range(settings.n_epochs),
-        desc=f"train {getattr(model, 'name', 'model')}",
-        disable=not progress,
-    )
-    for epoch in bar:
-        model.train()
-        epoch_batches = batches(train_data, device, batch_size, shuffle)
-        train_loss = _mean_loss(model, epoch_batches, device, opt)
-        if schedule is not None:
-            schedule.step()
-        test_loss = evaluate(model, test_data, device, batch_size)
-        result.train_loss.append(train_loss)
-        result.test_loss.append(test_loss)
-        bar.set_postfix(train=f"{train_loss:.4g}", test=f"{test_loss:.4g}")
-        if on_epoch is not None:
-            on_epoch(epoch, {"train_loss": train_loss, "test_loss": test_loss})
-        if every > 0 and (epoch + 1) % every == 0:
-            assert checkpoint_dir is not None
-            checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            path = checkpoint_dir / f"{getattr(model, 'name', 'model')}_checkpoint_{epoch + 1}.pt"
-            torch.save(cpu_state_dict(model), path)
-            result.checkpoints.append(str(path))
-        if test_loss < result.best_test_loss:
-            result.best_test_loss, result.best_epoch = test_loss, epoch
-            best_state = copy.deepcopy(model.state_dict())
-            stale = 0
-        else:
-            stale += 1
-            if settings.patience and stale >= settings.patience:
-                break
-    model.load_state_dict(best_state)
-    if channels_last:  # what comes next (attribution, export, saving) sees the usual layout
-        model.to(memory_format=torch.contiguous_format)
+    # Trained channels-last on the CPU; what comes next (attribution, export, saving) sees
+    # the usual layout again, also when training raises.
+    layout = channels_last_on_cpu(model, device) if settings.channels_last else nullcontext()
+    with layout:
+        train_data, test_data = on_device(train_data, device), on_device(test_data, device)
+        # Created once, like the generator Split.loader hands its DataLoader.
+        split = isinstance(train_data, Split)
+        shuffle = torch.Generator().manual_seed(settings.seed) if split else None
+        # A model may add optimiser options of its own (the SCAE's RMSprop eps).
+        options = getattr(model, "optimizer_options", {})
+        opt = make_optimizer(
+            settings.optimizer, model.parameters(), settings.lr, settings.weight_decay, **options
+        )
+        schedule = make_schedule(settings.lr_schedule, opt, settings.n_epochs)
+        result = FitResult()
+        best_state = copy.deepcopy(model.state_dict())
+        stale = 0
+        bar = tqdm(
+            range(settings.n_epochs),
+            desc=f"train {getattr(model, 'name', 'model')}",
+            disable=not progress,
+        )
+        for epoch in bar:
+            model.train()
+            epoch_batches = batches(train_data, device, batch_size, shuffle)
+            train_loss = _mean_loss(model, epoch_batches, device, opt)
+            if schedule is not None:
+                schedule.step()
+            test_loss = evaluate(model, test_data, device, batch_size)
+            result.train_loss.append(train_loss)
+            result.test_loss.append(test_loss)
+            bar.set_postfix(train=f"{train_loss:.4g}", test=f"{test_loss:.4g}")
+            if on_epoch is not None:
+                on_epoch(epoch, {"train_loss": train_loss, "test_loss": test_loss})
+            if every > 0 and (epoch + 1) % every == 0:
+                assert checkpoint_dir is not None
+                checkpoint_dir.mkdir(parents=True, exist_ok=True)
+                path = (
+                    checkpoint_dir / f"{getattr(model, 'name', 'model')}_checkpoint_{epoch + 1}.pt"
+                )
+                torch.save(cpu_state_dict(model), path)
+                result.checkpoints.append(str(path))
+            if test_loss < result.best_test_loss:
+                result.best_test_loss, result.best_epoch = test_loss, epoch
+                best_state = copy.deepcopy(model.state_dict())
+                stale = 0
+            else:
+                stale += 1
+                if settings.patience and stale >= settings.patience:
+                    break
+        model.load_state_dict(best_state)
     model.eval()
     if hasattr(model, "checkpoints_files"):
         model.checkpoints_files = list(result.checkpoints)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -57,6 +58,21 @@ def test_the_model_and_its_checkpoints_come_back_in_the_default_layout(tmp_path)
     for path in checkpoints:
         for name, value in torch.load(path, weights_only=True).items():
             assert value.is_contiguous(), (path, name)
+
+
+def test_a_training_that_raises_leaves_the_model_in_the_default_layout():
+    seed_everything(0)
+    model = small_ae()
+
+    def stop(epoch, losses):
+        assert any(_is_channels_last(p) for p in model.parameters())  # it did train so
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        settings = TrainingSettings(3, 16)
+        fit(model, *_splits(), torch.device("cpu"), settings, on_epoch=stop, progress=False)
+    for name, value in model.state_dict().items():
+        assert value.is_contiguous(), name
 
 
 def test_a_model_without_convolutions_keeps_its_layout():
