@@ -27,7 +27,7 @@ BLOCKING_CHILD = """
 import sys, time
 from pathlib import Path
 from lfxai.cli.experiment import main
-from lfxai.experiments import roar_test
+from lfxai.experiments import roar_retraining
 
 def check(self):
     if self.count >= 1:
@@ -36,7 +36,7 @@ def check(self):
             time.sleep(0.05)
     self.count += 1
 
-roar_test._InterruptionHook.check = check
+roar_retraining.InterruptionHook.check = check
 sys.exit(main("mnist", sys.argv[2:]))
 """
 

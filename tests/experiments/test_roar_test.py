@@ -19,6 +19,7 @@ from lfxai.cli.experiment import main
 from lfxai.cli.launch import EXIT_BAD_INPUT
 from lfxai.concurrency import CpuWorkers
 from lfxai.data.masking import apply_mask, top_k_mask
+from lfxai.experiments import roar_retraining as retraining
 from lfxai.experiments import roar_test as roar
 from lfxai.tracking import ERROR_TAG, RESUMED_INTO_TAG, STOPPED_TAG, Tracker
 from tests.experiments.runs import top_runs
@@ -48,14 +49,14 @@ def test_masks_remove_exactly_the_top_k_pixels_of_each_image() -> None:
 
 
 def test_interruption_hook_counts_retrainings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(roar.FAIL_AFTER_ENV, "2")
-    hook = roar._InterruptionHook.from_env()
+    monkeypatch.setenv(retraining.FAIL_AFTER_ENV, "2")
+    hook = retraining.InterruptionHook.from_env()
     hook.check()
     hook.check()
     with pytest.raises(RuntimeError, match="after 2 retrainings"):
         hook.check()
-    monkeypatch.delenv(roar.FAIL_AFTER_ENV)
-    never = roar._InterruptionHook.from_env()
+    monkeypatch.delenv(retraining.FAIL_AFTER_ENV)
+    never = retraining.InterruptionHook.from_env()
     for _ in range(10):
         never.check()
 
@@ -78,7 +79,7 @@ def test_summary_compares_each_method_with_random() -> None:
 
 def _run(status: str, loss: float | None = None, **tags: str) -> SimpleNamespace:
     """A nested run as :meth:`Tracker.child_runs` lists it (what _previous_retrainings reads)."""
-    tags = {roar.TAG + key: value for key, value in tags.items()}
+    tags = {retraining.TAG + key: value for key, value in tags.items()}
     metrics = {} if loss is None else {"roar/test_loss": loss}
     info = SimpleNamespace(status=status, run_id=f"{status}-{tags}")
     return SimpleNamespace(info=info, data=SimpleNamespace(tags=tags, metrics=metrics))
@@ -93,7 +94,7 @@ def test_a_resume_skips_finished_retrainings_with_a_loss_and_reopens_the_others(
         _run("FINISHED", None, method="IG", k="100"),  # finished without its loss
         _run("KILLED", None, method="Random", k="10"),
     ]
-    done, unfinished = roar._previous_retrainings(SimpleNamespace(child_runs=lambda: runs))
+    done, unfinished = retraining.previous_retrainings(SimpleNamespace(child_runs=lambda: runs))
     assert done == {("IG", "10"): (runs[2].info.run_id, 0.2)}
     assert unfinished == {
         ("IG", "50"): runs[3].info.run_id,
@@ -145,14 +146,14 @@ def test_every_retraining_starts_from_the_logged_weights_on_masked_images(
 ) -> None:
     data_dir = use_synthetic(monkeypatch, tmp_path)
     seen: list[tuple[str, dict[str, torch.Tensor], torch.Tensor]] = []
-    original_fit = roar.tracked_fit
+    original_fit = retraining.tracked_fit
 
     def recorded(model, training, device, tracker, train, test, prefix="fit", **kwargs):
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         seen.append((prefix, state, train.x.clone()))
         return original_fit(model, training, device, tracker, train, test, prefix=prefix, **kwargs)
 
-    monkeypatch.setattr(roar, "tracked_fit", recorded)
+    monkeypatch.setattr(retraining, "tracked_fit", recorded)
     # A grey baseline, so that a removed pixel's value is seen (MNIST's is 0, as no pixel).
     grey = torch.full((1, 1, 28, 28), 0.25)
     monkeypatch.setattr(SyntheticDigits, "baseline", lambda self, train: grey)
@@ -196,13 +197,13 @@ def test_a_retraining_on_identical_data_reuses_the_earlier_one(
     training again."""
     data_dir = use_synthetic(monkeypatch, tmp_path)
     fitted: list[torch.Tensor] = []
-    original_fit = roar.tracked_fit
+    original_fit = retraining.tracked_fit
 
     def recorded(model, training, device, tracker, train, test, prefix="fit", **kwargs):
         fitted.append(train.x.clone())
         return original_fit(model, training, device, tracker, train, test, prefix=prefix, **kwargs)
 
-    monkeypatch.setattr(roar, "tracked_fit", recorded)
+    monkeypatch.setattr(retraining, "tracked_fit", recorded)
     argv = ["--name", "roar_test", "--profile", "smoke", "--data_dir", str(data_dir)]
     argv += ["--n_train", "40", "--n_test", "20", "--batch_size", "20"]
     argv += ["--feature_methods", "Saliency,Random", "--remove_percentages", "50,100"]
@@ -215,13 +216,13 @@ def test_a_retraining_on_identical_data_reuses_the_earlier_one(
     client = MlflowClient()
     runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
     nested = {
-        (r.data.tags[roar.TAG + "method"], r.data.tags[roar.TAG + "k"]): r
+        (r.data.tags[retraining.TAG + "method"], r.data.tags[retraining.TAG + "k"]): r
         for r in runs
-        if roar.TAG + "method" in r.data.tags
+        if retraining.TAG + "method" in r.data.tags
     }
     assert len(nested) == 4 and all(r.info.status == "FINISHED" for r in nested.values())
     reused, source = nested[("Saliency", "100")], nested[("Random", "100")]
-    same = roar.TAG + "same_training_data_as"
+    same = retraining.TAG + "same_training_data_as"
     assert reused.data.tags[same] == source.info.run_id
     assert [r for r in nested.values() if same in r.data.tags] == [reused]
     loss = "roar/test_loss"
@@ -251,12 +252,12 @@ def test_a_retraining_on_identical_data_reuses_the_earlier_one(
 def _kill_at_retraining(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
     """SIGTERM this process as its (n+1)-th retraining starts (inside its nested run)."""
 
-    def check(self: roar._InterruptionHook) -> None:
+    def check(self: retraining.InterruptionHook) -> None:
         if self.count >= n:
             os.kill(os.getpid(), signal.SIGTERM)
         self.count += 1
 
-    monkeypatch.setattr(roar._InterruptionHook, "check", check)
+    monkeypatch.setattr(retraining.InterruptionHook, "check", check)
 
 
 def test_a_resume_killed_between_retrainings_keeps_every_run_in_place(
@@ -269,7 +270,7 @@ def test_a_resume_killed_between_retrainings_keeps_every_run_in_place(
     client = MlflowClient()
     experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
     saved = spy(monkeypatch, Tracker, "log_state_dict")  # (tracker, model, path) per call
-    fitted = spy_named(monkeypatch, roar, "tracked_fit")
+    fitted = spy_named(monkeypatch, retraining, "tracked_fit")
     argv = ["--name", "roar_test", "--profile", "smoke", "--data_dir", str(data_dir)]
     argv += ["--n_train", "40", "--n_test", "20", "--batch_size", "20"]
     argv += ["--feature_methods", "Random", "--remove_percentages", "10,50,100"]
@@ -280,7 +281,7 @@ def test_a_resume_killed_between_retrainings_keeps_every_run_in_place(
         launcher = client.create_run(experiment_id).info.run_id
         monkeypatch.setenv("MLFLOW_RUN_ID", launcher)
         if kill_at is None:
-            monkeypatch.setattr(roar._InterruptionHook, "check", lambda self: None)
+            monkeypatch.setattr(retraining.InterruptionHook, "check", lambda self: None)
         else:
             _kill_at_retraining(monkeypatch, kill_at)
         return main("synthetic", [*argv, "--resume_run_id", resume]), launcher
@@ -289,7 +290,7 @@ def test_a_resume_killed_between_retrainings_keeps_every_run_in_place(
         runs = client.search_runs(
             [experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'"
         )
-        return {r.data.tags[roar.TAG + "k"]: (r.info.status, r.data.tags) for r in runs}
+        return {r.data.tags[retraining.TAG + "k"]: (r.info.status, r.data.tags) for r in runs}
 
     code, parent = launch(kill_at=1)  # not a resume: the launcher's run is the parent
     assert code == 128 + signal.SIGTERM
@@ -326,7 +327,7 @@ def test_a_resume_killed_between_retrainings_keeps_every_run_in_place(
     nested = client.search_runs(
         [experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'"
     )
-    ids = {r.data.tags[roar.TAG + "k"]: r.info.run_id for r in nested}
+    ids = {r.data.tags[retraining.TAG + "k"]: r.info.run_id for r in nested}
     assert [call["tracker"].run_id for call in fitted] == [parent, ids["10"], ids["50"], ids["100"]]
 
 
@@ -334,7 +335,8 @@ def _nested_runs(client: MlflowClient, parent: str) -> dict[str, Run]:
     """``parent``'s retrainings by ``<method>-<k>``."""
     experiment_id = client.get_run(parent).info.experiment_id
     runs = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
-    return {f"{r.data.tags[roar.TAG + 'method']}-{r.data.tags[roar.TAG + 'k']}": r for r in runs}
+    tag = retraining.TAG
+    return {f"{r.data.tags[tag + 'method']}-{r.data.tags[tag + 'k']}": r for r in runs}
 
 
 def test_retrainings_at_once_are_the_computation_of_one_after_the_other(
@@ -344,7 +346,7 @@ def test_retrainings_at_once_are_the_computation_of_one_after_the_other(
     also with the encoders exported while other models train (an export beside a training
     changes its rounding, so exports wait for the others' epochs to end)."""
     data_dir = use_synthetic(monkeypatch, tmp_path)
-    workers = spy_named(monkeypatch, roar, "CpuWorkers")
+    workers = spy_named(monkeypatch, retraining, "CpuWorkers")
     argv = ["--name", "roar_test", "--profile", "smoke", "--data_dir", str(data_dir)]
     argv += ["--n_train", "40", "--n_test", "20", "--batch_size", "20", "--n_epochs", "2"]
     argv += ["--feature_methods", "Saliency,Random", "--remove_percentages", "10,50"]
@@ -386,10 +388,10 @@ def test_a_stop_while_retrainings_run_at_once_kills_them_and_a_resume_finishes(
 ) -> None:
     data_dir = use_synthetic(monkeypatch, tmp_path)
     created: list[CpuWorkers] = []
-    real = roar.CpuWorkers
-    monkeypatch.setattr(roar, "CpuWorkers", lambda n: created.append(real(n)) or created[-1])
+    real = retraining.CpuWorkers
+    monkeypatch.setattr(retraining, "CpuWorkers", lambda n: created.append(real(n)) or created[-1])
 
-    def check(self: roar._InterruptionHook) -> None:
+    def check(self: retraining.InterruptionHook) -> None:
         if self.count >= 1:  # the second retraining to start stops the process ...
             os.kill(os.getpid(), signal.SIGTERM)
             deadline = time.monotonic() + 30
@@ -399,7 +401,7 @@ def test_a_stop_while_retrainings_run_at_once_kills_them_and_a_resume_finishes(
             raise AssertionError("the stop never reached the retraining")
         self.count += 1
 
-    monkeypatch.setattr(roar._InterruptionHook, "check", check)
+    monkeypatch.setattr(retraining.InterruptionHook, "check", check)
     argv = ["--name", "roar_test", "--profile", "smoke", "--data_dir", str(data_dir)]
     argv += ["--n_train", "40", "--n_test", "20", "--batch_size", "20"]
     argv += ["--feature_methods", "Random", "--remove_percentages", "10,50,100"]
@@ -417,7 +419,7 @@ def test_a_stop_while_retrainings_run_at_once_kills_them_and_a_resume_finishes(
         if run.info.status == "KILLED":
             assert run.data.tags[STOPPED_TAG].startswith("SIGTERM received")
 
-    monkeypatch.setattr(roar._InterruptionHook, "check", lambda self: None)
+    monkeypatch.setattr(retraining.InterruptionHook, "check", lambda self: None)
     assert main("synthetic", [*argv, "--resume_run_id", parent_id]) == 0
     resumed = _nested_runs(client, parent_id)
     assert sorted(resumed) == ["Random-10", "Random-100", "Random-50"]
