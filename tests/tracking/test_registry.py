@@ -21,6 +21,7 @@ from lfxai.tracking.registry import (
     default_aliases,
     encoder_description,
     experiment_alias,
+    first_line,
     registered_name,
 )
 from lfxai.tracking.tags import DATA_DIGEST_TAG, PARENT_TAG, RUN_NAME_TAG
@@ -161,6 +162,7 @@ class _Races(Tracker):
         )
 
     def model_version_by_alias(self, name, alias):
+        assert (name, alias) == ("m", "paper")
         version = self.reads.pop(0)
         return None if version is None else type("V", (), {"version": version})()
 
@@ -205,6 +207,24 @@ def test_claims_that_keep_coming_end_in_an_error_that_names_the_alias():
     tracker.client.set_registered_model_alias = tracker.set_alias
     with pytest.raises(MlflowException, match="'paper' of registered model 'm'.*version 7"):
         tracker.move_alias("m", "paper", "5", attempts=3)
+
+
+def test_the_newest_claimant_is_the_highest_version_not_the_last_updated(mlflow_store, tmp_path):
+    client = MlflowClient()
+    client.create_registered_model("m")
+    for _ in range(3):
+        client.create_model_version("m", source=str(tmp_path), run_id=None)
+    tracker = Tracker("r")
+    for version in ("3", "1"):  # version 1's run finishes last: its version is updated last
+        tracker.annotate_model_version("m", version, "m", f"v{version}", {}, ("paper",))
+    assert tracker.newest_claimant("m", "paper") == 3
+    assert str(client.get_model_version_by_alias("m", "paper").version) == "3"
+    assert "lfxai.alias.paper" not in client.get_model_version("m", "2").tags
+
+
+def test_an_error_s_first_line_is_empty_for_an_empty_message():
+    assert first_line(MlflowException("")) == ""
+    assert first_line(MlflowException("  refused\nsecond line")) == "refused"
 
 
 def test_registered_models_are_listed_by_prefix(mlflow_store):
