@@ -286,3 +286,29 @@ def test_one_worker_needs_no_exclusion() -> None:
     workers = CpuWorkers(1)
     with workers.exclusive():
         assert workers.run([lambda: 1]) == [1]  # would wait forever if it excluded itself
+
+
+def test_a_stop_point_inside_a_job_s_exclusive_block_goes_on() -> None:
+    # The block holds the exclusivity: pausing there for another waiting block (here the
+    # caller's, logging the first job's result) would wait for itself.
+    workers, log = CpuWorkers(2), []
+    inside = threading.Event()
+
+    def holder() -> str:
+        with workers.exclusive():
+            inside.set()
+            deadline = time.monotonic() + 0.3  # the caller's block starts waiting meanwhile
+            while time.monotonic() < deadline:
+                workers.stop_point()
+                time.sleep(0.01)
+            log.append("holder's block")
+        return "held"
+
+    def on_result(i: int, result: str) -> None:
+        if i == 0:
+            assert inside.wait(WAIT)
+            with workers.exclusive():
+                log.append("caller's block")
+
+    assert workers.run([lambda: "quick", holder], on_result) == ["quick", "held"]
+    assert log == ["holder's block", "caller's block"]
