@@ -16,7 +16,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from lfxai.cli.experiment import main
-from lfxai.experiments import consistency_examples, roar_test
+from lfxai.experiments import consistency_examples, roar_retraining, roar_test
 from lfxai.experiments.common import split_digest
 from lfxai.experiments.consistency_examples import balanced_subset
 from lfxai.tracking import Tracker
@@ -124,7 +124,7 @@ def test_consistency_examples_scores_its_balanced_subsets(
 def test_roar_test_logs_each_retraining_and_the_summary(
     mlflow_store, monkeypatch, tmp_path
 ) -> None:
-    built = spy_named(monkeypatch, roar_test, "new_model")
+    built = spy_named(monkeypatch, roar_retraining, "new_model")
     methods = spy_named(monkeypatch, roar_test, "make_feature_method")
     attributed = spy_named(monkeypatch, roar_test, "attribute_auxiliary")
     settings = {"feature_methods": "Saliency,Random", "remove_percentages": "50,100"}
