@@ -61,7 +61,6 @@ class CpuWorkers:
         self.workers = workers
         self._stop: BaseException | None = None
         self._closed = False  # no job starts any more
-        self._running = 0  # jobs started and not ended
         self._computing = 0  # jobs between two stop points
         self._queued = 0  # exclusive blocks waiting for the jobs to stop computing
         self._exclusive = False  # an exclusive block runs
@@ -182,35 +181,29 @@ class CpuWorkers:
                     elif error is None:
                         on_result(order.index(future), future.result())
         except BaseException as interruption:  # a stop, or an error drawing or in on_result
-            # It may come while a job is being handed over (even while its thread starts),
-            # so what is waited for is every job that started, not the futures known here.
+            # It may come while a job is being handed over (even while its thread starts):
+            # a job not started yet never starts. The pool's exit (``run``) then waits for
+            # every job that did.
             with self._changed:
                 self._closed = True
                 if not isinstance(interruption, Exception):
                     self._stop = interruption
-                self._changed.wait_for(lambda: self._running == 0)
             raise
         if error is not None:
             raise error
         return [f.result() for f in order]
 
     def _counted(self, job: Callable[[], T]) -> Callable[[], T | None]:
-        """``job``, counted while it runs; not started once the workers are closed."""
+        """``job``, counted as computing while it runs; not started once the workers close."""
 
         def run() -> T | None:
             with self._changed:
                 if self._closed:
                     return None  # handed over as the caller stopped: never started
-                self._running += 1
+            self._resume()
             try:
-                self._resume()
-                try:
-                    return job()
-                finally:
-                    self._pause()
+                return job()
             finally:
-                with self._changed:
-                    self._running -= 1
-                    self._changed.notify_all()
+                self._pause()
 
         return run

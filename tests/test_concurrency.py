@@ -118,10 +118,34 @@ def test_after_an_error_nothing_more_is_drawn_the_running_job_finishes_and_it_is
     assert log == ["draw 0", "draw 1", "slow finished"]
 
 
+def test_of_two_errors_the_first_job_s_is_raised() -> None:
+    def failing(message: str, after: float) -> Callable[[], None]:
+        def run() -> None:
+            time.sleep(after)
+            raise ValueError(message)
+
+        return run
+
+    with pytest.raises(ValueError, match="first"):
+        CpuWorkers(2).run([failing("first", 0.0), failing("second", 0.2)])
+
+
+def test_a_stop_point_outside_the_jobs_does_nothing() -> None:
+    for n in (1, 2):  # the caller's thread; with one worker the jobs run there too
+        workers = CpuWorkers(n)
+        workers.stop_point()
+        assert workers.run([lambda w=workers: w.stop_point() or "went on"]) == ["went on"]
+
+
 def _until_stopped(
-    workers: CpuWorkers, log: list[str], name: str, started: threading.Barrier
+    workers: CpuWorkers,
+    log: list[str],
+    name: str,
+    started: threading.Barrier,
+    linger: float = 0.0,
 ) -> Callable[[], None]:
-    """A job that, once the others have started, calls ``stop_point`` until it raises."""
+    """A job that, once the others have started, calls ``stop_point`` until it raises;
+    it then takes ``linger`` seconds to end (as a run's logging does)."""
 
     def run() -> None:
         started.wait()
@@ -131,6 +155,7 @@ def _until_stopped(
                 workers.stop_point()
                 time.sleep(0.01)
         except BaseException as stop:
+            time.sleep(linger)
             log.append(f"{name}: {type(stop).__name__} {stop}")
             raise
         log.append(f"{name}: never stopped")
@@ -152,7 +177,8 @@ def _deliverable() -> Iterator[None]:
 def test_a_stop_signal_reaches_every_running_job_then_the_caller() -> None:
     workers, log = CpuWorkers(2), []
     started = threading.Barrier(2, timeout=WAIT)
-    waiting = _until_stopped(workers, log, "waiting", started)
+    # It ends well after the other: the caller waits for both.
+    waiting = _until_stopped(workers, log, "waiting", started, linger=0.3)
 
     def killer() -> None:
         started.wait()  # both jobs are running
