@@ -39,6 +39,7 @@ ERROR_ATTR = "error"  # trial user attribute: why it failed
 # `run_created`, its run made but not yet linked to the trial; `training`, at its first
 # epoch's end). An environment variable, not a setting: settings are logged and compared.
 HOLD_ENV = "LFXAI_TEST_HOLD"
+HOLD_POINTS = ("started", "run_created", "training")
 
 
 @dataclass
@@ -155,6 +156,8 @@ def _hold(point: str) -> None:
 
     Heartbeats go on until the test kills the process.
     """
+    if point not in HOLD_POINTS:  # a misspelt point would never hold: the test would hang
+        raise ValueError(f"hold point must be one of {HOLD_POINTS}, got {point!r}")
     name, _, marker = os.environ.get(HOLD_ENV, "").partition(":")
     if name != point or not marker:
         return

@@ -22,7 +22,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lfxai.sweep.objective import HOLD_ENV, RETRIED_AS_TAG, RUN_ATTR, TRIAL_TAG
+from lfxai.sweep.objective import HOLD_ENV, HOLD_POINTS, RETRIED_AS_TAG, RUN_ATTR, TRIAL_TAG
 from lfxai.tracking import STOPPED_TAG, seconds_since_alive, stale_after
 from lfxai.tracking.compat import stale_trial_ids
 from tests.helpers import REPO, kill_group, make_store, venv_env
@@ -31,7 +31,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.data]
 
 DEADLINE_S = 600  # bound on every wait (a loaded 2-core machine)
 STUDY = "killed"
-POINTS = ("started", "run_created", "training")
 
 
 def _command(entry_point: str, params: dict[str, str]) -> list[str]:
@@ -95,7 +94,7 @@ def test_a_sweep_killed_before_during_and_after_a_trial_s_run_creation(tmp_path,
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna_view = optuna.storages.RDBStorage(storage, heartbeat_interval=1, grace_period=3)
     outputs = []
-    for index, point in enumerate(POINTS):
+    for index, point in enumerate(HOLD_POINTS):
         marker, log = tmp_path / f"{point}.held", tmp_path / f"{index}-{point}.log"
         env = {**venv_env(store), HOLD_ENV: f"{point}:{marker}"}
         worker = _start(_command("sweep", params), env, log)

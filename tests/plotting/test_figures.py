@@ -26,7 +26,7 @@ def test_method_curves_draw_one_sorted_line_per_method():
     assert isinstance(figure, Figure)
     (axis,) = figure.axes
     lines = {line.get_label(): line for line in axis.get_lines()}
-    assert set(lines) == {"A", "B"}
+    assert list(lines) == ["B", "A"]  # in the order the methods come (the caller's order)
     assert lines["B"].get_xdata().tolist() == [10, 50]  # sorted by x
     assert lines["B"].get_ydata().tolist() == [3.0, 4.0]
     assert lines["A"].get_ydata().tolist() == [1.0, 2.0]
@@ -45,6 +45,14 @@ def test_method_curves_split_styles_by_a_second_column():
     (axis,) = method_curves(frame, "k", "rate", style="side").axes
     styles = {line.get_label(): line.get_linestyle() for line in axis.get_lines()}
     assert styles == {"A / top": "-", "A / bottom": "--"}
+
+
+def test_method_curves_cycle_four_line_styles():
+    sides = ["a", "b", "c", "d", "e"]
+    frame = pd.DataFrame({"method": "A", "side": sides, "k": 1, "rate": range(5)})
+    (axis,) = method_curves(frame, "k", "rate", style="side").axes
+    styles = [line.get_linestyle() for line in axis.get_lines()]
+    assert styles == ["-", "--", ":", "-.", "-"]
 
 
 def test_image_grid_has_one_panel_per_map_and_row_labels():
