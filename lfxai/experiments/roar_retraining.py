@@ -38,7 +38,7 @@ from lfxai.experiments.common import (
 from lfxai.models.autoencoder import TrainableModel
 from lfxai.plugins import DatasetPlugin, Splits
 from lfxai.tracking import Tracker
-from lfxai.training import EpochCallback, TrainingSettings
+from lfxai.training import TrainingSettings
 
 TAG = "lfxai.roar_test."  # prefix of the tags that record progress (read back on resume)
 # For testing resume only: raise before the (N+1)-th retraining of this process. An
@@ -153,17 +153,8 @@ class Retrainer:
         model = self.models("roar_test_base")
 
         def job() -> tuple[TrainableModel, float]:
-            model.load_state_dict(self.initial)
-            # `fit/*` as in every experiment: the base model is this run's trained model.
-            device, test = get_device(self.config.device), self.splits.test
-            log_epoch = self.epoch_logger(self.parent)
-            train = self.splits.train
-            result = tracked_fit(
-                model, self.training, device, self.parent, train, test, log_epoch=log_epoch
-            )
-            # fit() restores the best epoch and evaluates in eval mode: its best loss is the
-            # test loss.
-            return model, result.best_test_loss
+            # `fit/*` in the run itself, as in every experiment: its trained model.
+            return model, self._fit(model, self.parent, self.splits.train)
 
         return job
 
@@ -208,14 +199,25 @@ class Retrainer:
         order = [t for t in tasks if t not in reuses] + reuses
         return {(t.method, k_label(t.pct)): o for t, o in zip(order, outcomes, strict=True)}, side
 
-    def epoch_logger(self, tracker: Tracker) -> EpochCallback:
-        """Logs an epoch's ``fit/*`` losses; where a stop reaches a running training."""
+    def _fit(self, model: TrainableModel, tracker: Tracker, train: Split) -> float:
+        """Trains ``model`` from the initial weights on ``train``; returns its test loss.
+
+        Each epoch's ``fit/*`` losses go to ``tracker``; the end of an epoch is where a stop
+        reaches the training (:meth:`CpuWorkers.stop_point`).
+        """
+        model.load_state_dict(self.initial)
 
         def log_epoch(epoch: int, losses: dict[str, float]) -> None:
             tracker.log_metrics({f"fit/{k}": v for k, v in losses.items()}, step=epoch)
             self.workers.stop_point()
 
-        return log_epoch
+        device, test = get_device(self.config.device), self.splits.test
+        result = tracked_fit(
+            model, self.training, device, tracker, train, test, log_epoch=log_epoch
+        )
+        # fit() restores the best epoch and evaluates in eval mode: its best loss is the
+        # test loss.
+        return result.best_test_loss
 
     def _masked(self, task: Task, scores: torch.Tensor) -> _Masked:
         """The training set without each image's top pct% features (by ``scores``)."""
@@ -242,13 +244,7 @@ class Retrainer:
         """One nested run: retrain ``model`` from the initial weights on ``masked``."""
         start = time.perf_counter()
         with self._nested(task, masked) as child:
-            model.load_state_dict(self.initial)
-            device, test = get_device(self.config.device), self.splits.test
-            log_epoch = self.epoch_logger(child)
-            result = tracked_fit(
-                model, self.training, device, child, masked.split, test, log_epoch=log_epoch
-            )
-            loss = result.best_test_loss
+            loss = self._fit(model, child, masked.split)
             weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             self.trained[masked.digest] = _Retrained(child.run_id, loss, weights)
             self._log_result(child, task, model, loss)
