@@ -119,15 +119,19 @@ def test_after_an_error_nothing_more_is_drawn_the_running_job_finishes_and_it_is
 
 
 def test_of_two_errors_the_first_job_s_is_raised() -> None:
-    def failing(message: str, after: float) -> Callable[[], None]:
-        def run() -> None:
-            time.sleep(after)
-            raise ValueError(message)
+    failed = threading.Event()
 
-        return run
+    def first() -> None:
+        failed.set()
+        raise ValueError("first")
+
+    def second() -> None:
+        assert failed.wait(WAIT)
+        time.sleep(0.5)  # the first job's error is in its future long before this one's
+        raise ValueError("second")
 
     with pytest.raises(ValueError, match="first"):
-        CpuWorkers(2).run([failing("first", 0.0), failing("second", 0.2)])
+        CpuWorkers(2).run([first, second])
 
 
 def test_a_stop_point_outside_the_jobs_does_nothing() -> None:
