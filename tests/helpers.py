@@ -11,7 +11,8 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-from contextlib import closing, suppress
+from collections.abc import Iterator
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -210,3 +211,14 @@ def spy_named(monkeypatch, owner: object, name: str) -> list[dict[str, object]]:
 
     monkeypatch.setattr(owner, name, recorded)
     return calls
+
+
+@contextmanager
+def deliverable_stop_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM not blocked in this thread, nor in the threads it starts (they
+    inherit its mask): a test runner's worker process may block them."""
+    previous = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -6,7 +6,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ import torch
 from lfxai.cli.launch import stop_signals
 from lfxai.concurrency import CpuWorkers
 from lfxai.tracking import Stopped
+from tests.helpers import deliverable_stop_signals
 
 WAIT = 30.0  # seconds a job waits for another before the test fails (never hangs)
 
@@ -167,17 +167,6 @@ def _until_stopped(
     return run
 
 
-@contextmanager
-def _deliverable() -> Iterator[None]:
-    """SIGINT and SIGTERM not blocked in this thread, nor in the workers it starts (they
-    inherit its mask): a test runner's worker process may block them."""
-    previous = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
 def test_a_stop_signal_reaches_every_running_job_then_the_caller() -> None:
     workers, log = CpuWorkers(2), []
     started = threading.Barrier(2, timeout=WAIT)
@@ -191,7 +180,7 @@ def test_a_stop_signal_reaches_every_running_job_then_the_caller() -> None:
         signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
         _until_stopped(workers, log, "killer", threading.Barrier(1))()
 
-    with _deliverable(), stop_signals(follow_parent=False), pytest.raises(Stopped) as stop:
+    with deliverable_stop_signals(), stop_signals(False), pytest.raises(Stopped) as stop:
         workers.run(_drawn([waiting, killer, lambda: log.append("never")], log))
     assert stop.value.signum == signal.SIGTERM
     assert sorted(log[2:]) == [
@@ -215,7 +204,7 @@ def test_ctrl_c_in_the_caller_reaches_the_running_jobs_as_keyboard_interrupt() -
     # Python's own Ctrl-C handler (a test runner's worker may have replaced it).
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        with _deliverable(), pytest.raises(KeyboardInterrupt):
+        with deliverable_stop_signals(), pytest.raises(KeyboardInterrupt):
             workers.run([interrupter, _until_stopped(workers, log, "other", started)])
     finally:
         signal.signal(signal.SIGINT, previous)

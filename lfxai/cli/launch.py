@@ -9,6 +9,7 @@ any other failure with its traceback and exit 1; both are printed redacted
 
 from __future__ import annotations
 
+import _thread
 import ctypes
 import logging
 import os
@@ -18,6 +19,7 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from types import FrameType
 
 from lfxai.config import ConfigError
 from lfxai.redact import redact
@@ -26,6 +28,7 @@ from lfxai.tracking import (
     Stopped,
     Tracker,
     end_stale_runs,
+    in_store_call,
     init_store,
     run_location,
     system_metrics,
@@ -63,33 +66,97 @@ def parse_overrides(extra: list[str]) -> dict[str, str]:
     return out
 
 
+class _StopHandler:
+    """The handler of :func:`stop_signals`: raises :class:`Stopped` once, outside store calls.
+
+    A signal that interrupts a call into the store (:func:`in_store_call`) is handled again
+    every :attr:`retry_s` seconds until the call has returned: a call that retries (a
+    tracking server that does not answer) delays the stop by as long; SIGKILL does not wait.
+    Later signals change nothing: Ctrl-C on ``mlflow run`` sends SIGINT, then its death
+    SIGTERM, within the same call.
+    """
+
+    retry_s = 0.05
+
+    def __init__(self) -> None:
+        self.signum: int | None = None  # the first signal received
+        self.raised = False
+        self._closed = False
+        self._scheduled = False  # a retry is on its way
+        self._lock = threading.Lock()
+        self._retry: threading.Timer | None = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.raised:
+            return  # later signals: the runs are being ended KILLED
+        if self.signum is None:
+            self.signum = signum
+        if in_store_call(frame):
+            self._retry_later()
+            return
+        self.raised = True
+        raise Stopped(self.signum)
+
+    @property
+    def pending(self) -> bool:
+        """A signal came and has not been raised yet."""
+        return self.signum is not None and not self.raised
+
+    def _retry_later(self) -> None:
+        with self._lock:
+            if self._scheduled or self._closed:
+                return  # a later signal while a retry is on its way
+            self._scheduled = True
+        self._retry = threading.Timer(self.retry_s, self._handle_again)
+        self._retry.daemon = True
+        self._retry.start()
+
+    def _handle_again(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._scheduled = False
+            # Runs this handler in the main thread as a signal would, but sends no real
+            # signal: nothing can reach a default handler that kills the process.
+            _thread.interrupt_main(self.signum)
+
+    def close(self) -> None:
+        """No retry after this (one already made is handled by this handler first)."""
+        with self._lock:
+            self._closed = True
+        if self._retry is not None:
+            self._retry.cancel()
+
+
 @contextmanager
 def stop_signals(follow_parent: bool) -> Iterator[None]:
     """SIGTERM and SIGINT raise :class:`Stopped` in the main thread while the block runs.
 
     Only the first signal raises: later ones are ignored so that the runs can be ended
-    KILLED. ``follow_parent`` (under ``mlflow run``, which does not forward SIGTERM to its
-    child; a sweep's worker process): this process gets SIGTERM when its parent dies.
+    KILLED. A signal during a call into the store raises when the call has returned, or at
+    the end of the block (:class:`_StopHandler`). ``follow_parent`` (under ``mlflow run``,
+    which does not forward SIGTERM to its child; a sweep's worker process): this process
+    gets SIGTERM when its parent dies.
     """
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set from the main thread
         return
-    received: list[int] = []
-
-    def stop(signum: int, _frame: object) -> None:
-        if not received:
-            received.append(signum)
-            raise Stopped(signum)
-
-    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
+    handler = _StopHandler()
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     following = follow_parent and parent_death_signal(signal.SIGTERM)
     try:
         yield
     finally:
-        if following:
-            parent_death_signal(0)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        try:
+            handler.close()
+        finally:
+            if following:
+                parent_death_signal(0)
+            for sig, restored in previous.items():
+                signal.signal(sig, restored)
+    if handler.pending:  # it came during the block's last store call
+        handler.raised = True
+        raise Stopped(handler.signum)
 
 
 def parent_death_signal(signum: int) -> bool:

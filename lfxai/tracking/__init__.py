@@ -46,7 +46,7 @@ from lfxai.tracking.registry import (
     registered_name,
 )
 from lfxai.tracking.resume import ResumeRefused, check_resumable, end_stale_runs
-from lfxai.tracking.stops import Stopped, error_text
+from lfxai.tracking.stops import Stopped, error_text, in_store_call
 from lfxai.tracking.store import (
     DEFAULT_EXPERIMENT,
     DEFAULT_TRACKING_URI,
@@ -106,6 +106,7 @@ __all__ = [
     "ResumedTracker",
     "RunRecord",
     "Stopped",
+    "in_store_call",
     "StoreReader",
     "Tracker",
     "absolute_uri",

@@ -6,6 +6,7 @@ import contextlib
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Protocol
 
 import mlflow
@@ -30,6 +31,22 @@ class Stopped(BaseException):
         self.exit_code = 128 + signum  # what a shell reports for a process killed by it
         self.reason = f"{self.signal_name} received: the run was stopped"  # STOPPED_TAG
         super().__init__(f"stopped by {self.signal_name}")
+
+
+# A stop raised inside these leaves a store transaction open, its connection held by the
+# stop's traceback, and the SQLite store locked: ending the runs KILLED then waits for the
+# lock and fails (the run stays RUNNING). Stops wait until the call has returned.
+STORE_MODULES = ("sqlalchemy", "mlflow.store")
+
+
+def in_store_call(frame: FrameType | None) -> bool:
+    """Whether ``frame`` (what a signal interrupted) or a caller of it is the store client's."""
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if any(module == name or module.startswith(name + ".") for name in STORE_MODULES):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def stop_reason(stop: BaseException) -> str:

@@ -1,0 +1,142 @@
+"""Stop signals: Stopped is raised once, never inside a call into the store (a store write
+cut in two keeps the SQLite store locked, and the run could not be ended KILLED)."""
+
+from __future__ import annotations
+
+import inspect
+import signal
+import time
+
+import mlflow
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from lfxai.cli.launch import stop_signals
+from lfxai.tracking import STOPPED_TAG, Stopped, Tracker, in_store_call
+from lfxai.tracking.stops import killed_when_stopped
+from tests.helpers import deliverable_stop_signals
+
+WAIT_S = 10.0  # a deferred stop is raised within this (it is retried every 0.05 s)
+
+
+def _in_module(module: str, body):
+    """``body`` called from a function that belongs to ``module`` (as its frames say)."""
+    namespace = {"__name__": module, "body": body}
+    exec("def call():\n    return body()\n", namespace)
+    return namespace["call"]
+
+
+def _idle_until_stopped() -> None:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    raise AssertionError("the stop was never raised")
+
+
+@pytest.mark.parametrize(
+    ("module", "inside"),
+    [
+        ("sqlalchemy.engine.base", True),
+        ("sqlalchemy", True),
+        ("mlflow.store.tracking.sqlalchemy_store", True),
+        ("mlflow.tracking.fluent", False),  # above the store: nothing begun yet
+        ("sqlalchemyx", False),
+        ("lfxai.tracking.tracker", False),
+    ],
+)
+def test_a_frame_is_in_a_store_call_when_it_or_a_caller_is_the_store_clients(module, inside):
+    seen = []
+    _in_module(module, lambda: seen.append(in_store_call(inspect.currentframe())))()
+    assert seen == [inside]
+
+
+def test_a_stop_during_a_store_call_is_raised_once_the_call_has_returned() -> None:
+    log: list[str] = []
+
+    def write() -> None:
+        signal.raise_signal(signal.SIGTERM)  # Python's handler runs before this returns
+        time.sleep(0.2)  # several retries fall inside the call
+        log.append("write returned")
+
+    with deliverable_stop_signals(), pytest.raises(Stopped) as stop, stop_signals(False):
+        _in_module("sqlalchemy.engine.base", write)()
+        log.append("after the write")
+        _idle_until_stopped()
+    assert stop.value.signum == signal.SIGTERM
+    assert log == ["write returned", "after the write"]
+
+
+def test_a_stop_during_the_blocks_last_store_call_is_raised_at_its_end() -> None:
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    log: list[str] = []
+
+    def write() -> None:
+        signal.raise_signal(signal.SIGINT)
+        log.append("write returned")
+
+    with deliverable_stop_signals(), pytest.raises(Stopped) as stop, stop_signals(False):
+        _in_module("mlflow.store.tracking.sqlalchemy_store", write)()
+    assert stop.value.signum == signal.SIGINT
+    assert log == ["write returned"]
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    time.sleep(0.2)  # no retry reaches the handlers restored (SIGINT's raises here)
+
+
+def test_a_later_signal_during_a_deferred_stop_raises_the_first_one_once() -> None:
+    def write() -> None:
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C on `mlflow run`, then its death:
+        signal.raise_signal(signal.SIGTERM)
+        time.sleep(0.2)
+
+    with deliverable_stop_signals(), pytest.raises(Stopped) as stop, stop_signals(False):
+        _in_module("sqlalchemy.orm.session", write)()
+        _idle_until_stopped()
+    assert stop.value.signum == signal.SIGINT
+
+
+def test_a_stop_outside_the_store_is_raised_at_once() -> None:
+    log: list[str] = []
+    with deliverable_stop_signals(), pytest.raises(Stopped), stop_signals(False):
+        signal.raise_signal(signal.SIGTERM)
+        log.append("went on")
+    assert log == []
+
+
+def test_a_stop_inside_a_metric_write_ends_the_run_killed_with_the_metric(mlflow_store):
+    """What CI saw: a stop raised inside a metric write, between the row's insert and the
+    read of the metric's latest value (whose open cursor the stop's traceback keeps), left
+    the store locked: ending the run KILLED waited 20 s for the lock, failed, and the run
+    stayed RUNNING (this test fails so on the old handler, in 46 s)."""
+    fired: list[str] = []
+
+    def stop_in_the_write(cursor, statement, parameters, _context) -> bool:
+        cursor.execute(statement, parameters)  # what SQLAlchemy would have done
+        # The metric's row is inserted (autoflush), then its latest value is read: the
+        # write transaction is open, the store locked (where a stop came in CI).
+        if not fired and statement.lstrip().startswith("SELECT latest_metrics"):
+            fired.append(statement)
+            signal.raise_signal(signal.SIGTERM)
+        return True  # executed here
+
+    run = mlflow.start_run()
+    tracker = Tracker(run.info.run_id)
+    mlflow.log_metric("loss", 2.0, step=0)  # the read below finds a row: it stays open
+    event.listen(Engine, "do_execute", stop_in_the_write)
+    try:
+        with (
+            deliverable_stop_signals(),
+            pytest.raises(Stopped),
+            stop_signals(follow_parent=False),
+            killed_when_stopped(tracker),
+        ):
+            mlflow.log_metric("loss", 1.0, step=1)
+            _idle_until_stopped()
+    finally:
+        event.remove(Engine, "do_execute", stop_in_the_write)
+    assert fired
+    ended = mlflow.MlflowClient().get_run(run.info.run_id)
+    assert ended.info.status == "KILLED"
+    assert ended.data.tags[STOPPED_TAG].startswith("SIGTERM")
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")
+    assert [(m.step, m.value) for m in history] == [(0, 2.0), (1, 1.0)]
