@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import inspect
 import signal
+import threading
 import time
+from collections.abc import Callable
 
 import mlflow
 import pytest
@@ -20,9 +22,10 @@ from tests.helpers import deliverable_stop_signals
 WAIT_S = 10.0  # a deferred stop is raised within this (it is retried every 0.05 s)
 
 
-def _in_module(module: str, body):
-    """``body`` called from a function that belongs to ``module`` (as its frames say)."""
-    namespace = {"__name__": module, "body": body}
+def _in_module(module: str | None, body):
+    """``body`` called from a function that belongs to ``module`` (as its frames say; None:
+    code without a module name, as ``exec`` may run it)."""
+    namespace = {"body": body} | ({} if module is None else {"__name__": module})
     exec("def call():\n    return body()\n", namespace)
     return namespace["call"]
 
@@ -43,6 +46,7 @@ def _idle_until_stopped() -> None:
         ("mlflow.tracking.fluent", False),  # above the store: nothing begun yet
         ("sqlalchemyx", False),
         ("lfxai.tracking.tracker", False),
+        (None, False),
     ],
 )
 def test_a_frame_is_in_a_store_call_when_it_or_a_caller_is_the_store_clients(module, inside):
@@ -93,6 +97,60 @@ def test_a_later_signal_during_a_deferred_stop_raises_the_first_one_once() -> No
         _in_module("sqlalchemy.orm.session", write)()
         _idle_until_stopped()
     assert stop.value.signum == signal.SIGINT
+
+
+class _HeldTimer:
+    """A retry's timer that fires only when the test says (``fire``)."""
+
+    made: list[_HeldTimer]
+
+    def __init__(self, interval: float, function: Callable[[], None]) -> None:
+        self.interval, self.function, self.daemon = interval, function, False
+        self.made.append(self)
+
+    def start(self) -> None:
+        pass
+
+    def cancel(self) -> None:
+        pass  # too late: it fired as the block ended (the race close() must win)
+
+    def fire(self) -> None:
+        self.function()
+
+
+@pytest.fixture
+def held_timers(monkeypatch) -> list[_HeldTimer]:
+    made: list[_HeldTimer] = []
+    monkeypatch.setattr(_HeldTimer, "made", made, raising=False)
+    monkeypatch.setattr(threading, "Timer", _HeldTimer)
+    return made
+
+
+def test_one_retry_at_a_time_on_a_daemon_thread(held_timers) -> None:
+    def write() -> None:
+        for _ in range(3):  # signals while the first one's retry is on its way
+            signal.raise_signal(signal.SIGTERM)
+
+    with deliverable_stop_signals(), pytest.raises(Stopped), stop_signals(False):
+        _in_module("sqlalchemy.orm.session", write)()
+        assert len(held_timers) == 1
+        assert held_timers[0].daemon  # it never keeps the process alive
+        held_timers[0].fire()  # outside the store now: the retry raises
+        _idle_until_stopped()
+
+
+def test_a_retry_that_fires_after_the_block_reaches_no_handler(held_timers) -> None:
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: received.append(signum))
+    try:
+        with deliverable_stop_signals(), pytest.raises(Stopped), stop_signals(False):
+            _in_module("sqlalchemy.orm.session", lambda: signal.raise_signal(signal.SIGINT))()
+        (timer,) = held_timers
+        timer.fire()  # the handler restored is the one above
+        time.sleep(0.1)  # Python runs a pending handler at the next bytecodes
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert received == []
 
 
 def test_a_stop_outside_the_store_is_raised_at_once() -> None:

@@ -1,10 +1,10 @@
 """How every command runs: its arguments, stop signals, the store, its run and exit code.
 
 Lifecycle: SIGTERM and SIGINT end the run and its open nested runs KILLED (tag
-``lfxai.stopped``) and exit 128 + the signal; under ``mlflow run`` the process also stops
-when ``mlflow run`` dies (Linux). Bad input ends with one line (``error: ...``) and exit 2,
-any other failure with its traceback and exit 1; both are printed redacted
-(:func:`lfxai.redact.redact`).
+``lfxai.stopped``; a store write under way finishes first) and exit 128 + the signal; under
+``mlflow run`` the process also stops when ``mlflow run`` dies (Linux). Bad input ends with
+one line (``error: ...``) and exit 2, any other failure with its traceback and exit 1; both
+are printed redacted (:func:`lfxai.redact.redact`).
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ class _StopHandler:
     A signal that interrupts a call into the store (:func:`in_store_call`) is handled again
     every :attr:`retry_s` seconds until the call has returned: a call that retries (a
     tracking server that does not answer) delays the stop by as long; SIGKILL does not wait.
-    Later signals change nothing: Ctrl-C on ``mlflow run`` sends SIGINT, then its death
-    SIGTERM, within the same call.
+    A later signal counts as a retry of the first (whose name the stop keeps): Ctrl-C on
+    ``mlflow run`` sends SIGINT and then, as ``mlflow run`` dies, SIGTERM.
     """
 
     retry_s = 0.05
