@@ -1,0 +1,58 @@
+"""What every experiment logs at its end: the claims headed by the run's profile and epochs,
+and the example maps titled as the caller asks."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+import torch
+
+from lfxai.experiments.verdicts import log_claims, log_example_maps
+from lfxai.plugins import get_dataset
+from lfxai.tracking import StoreReader, Tracker
+from tests.report.conftest import feature_evidence, feature_table
+
+
+def test_the_claims_are_headed_by_the_runs_profile_and_epochs(mlflow_store) -> None:
+    run_id = mlflow.start_run(tags={"lfxai.profile": "quick"}).info.run_id
+    tracker = Tracker(run_id)
+    tracker.log_params({"config.n_epochs": "3"})
+    tracker.log_metrics({"fit/epochs": 2.0})
+    table = feature_table([1.0, 1.5, 2.0], [0.5, 1.0, 2.0])
+    log_claims(tracker, "consistency_features", table, "MNIST AE", feature_evidence(6, 0.5))
+    mlflow.end_run()
+    heading = "MNIST AE · quick profile · 3 epochs, stopped early after 2"
+    reader = StoreReader()
+    assert json.loads(reader.read_text(run_id, "claims.json"))["title"] == heading
+    assert heading in reader.read_text(run_id, "claims.md").splitlines()[0]
+
+
+def test_a_run_without_a_profile_tag_says_so_in_the_heading(mlflow_store) -> None:
+    run_id = mlflow.start_run().info.run_id
+    tracker = Tracker(run_id)
+    table = feature_table([1.0, 1.5, 2.0], [0.5, 1.0, 2.0])
+    log_claims(tracker, "consistency_features", table, "MNIST AE")
+    mlflow.end_run()
+    title = json.loads(StoreReader().read_text(run_id, "claims.json"))["title"]
+    assert title == "MNIST AE · ? profile · epochs not logged"
+
+
+class _Figures:
+    """The tracker's one call here: the figures logged, by path."""
+
+    def __init__(self) -> None:
+        self.figures: dict[str, object] = {}
+
+    def log_figure(self, figure, path: str) -> None:
+        self.figures[path] = figure
+
+
+def test_example_maps_are_titled_as_asked_and_untitled_by_default() -> None:
+    tracker, mnist = _Figures(), get_dataset("mnist")
+    inputs, maps = torch.rand(2, 1, 28, 28), [np.random.default_rng(0).random((2, 1, 28, 28))]
+    log_example_maps(tracker, mnist, inputs, maps, ["Saliency"], "titled", title="a title")
+    log_example_maps(tracker, mnist, inputs, maps, ["Saliency"], "untitled")
+    assert tracker.figures["titled"].texts[0].get_text() == "a title"
+    assert all(t.get_text() == "" for t in tracker.figures["untitled"].texts)
