@@ -25,8 +25,22 @@ def test_the_claims_are_headed_by_the_runs_profile_and_epochs(mlflow_store) -> N
     mlflow.end_run()
     heading = "MNIST AE · quick profile · 3 epochs, stopped early after 2"
     reader = StoreReader()
-    assert json.loads(reader.read_text(run_id, "claims.json"))["title"] == heading
+    report = json.loads(reader.read_text(run_id, "claims.json"))
+    assert (report["experiment"], report["title"]) == ("consistency_features", heading)
     assert heading in reader.read_text(run_id, "claims.md").splitlines()[0]
+    run = reader.run(run_id)
+    assert heading in run.tags["mlflow.note.content"]  # the run's description
+    assert run.metrics["claims/all_hold"] == 1.0
+
+
+def test_a_claim_on_figures_that_are_not_numbers_is_logged_inconclusive(mlflow_store) -> None:
+    run_id = mlflow.start_run().info.run_id
+    diverged = feature_table([np.nan] * 3, [0.5, 1.0, 2.0])  # e.g. a model that diverged
+    log_claims(Tracker(run_id), "consistency_features", diverged, "MNIST AE")
+    mlflow.end_run()
+    (claim,) = json.loads(StoreReader().read_text(run_id, "claims.json"))["claims"]
+    assert claim["verdict"] == "inconclusive"
+    assert np.isnan(claim["figures"][0]["Saliency"])
 
 
 def test_a_run_without_a_profile_tag_says_so_in_the_heading(mlflow_store) -> None:

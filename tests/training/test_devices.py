@@ -59,7 +59,7 @@ def _caller_file(function: Callable) -> str:
 
 
 def test_get_device_auto_falls_back_with_a_warning_naming_the_cause_and_the_caller(monkeypatch):
-    _no_cuda(monkeypatch, driver_gpus=2)  # GPUs torch cannot use
+    _no_cuda(monkeypatch, driver_gpus=1)  # a GPU torch cannot use (one is enough to warn)
     with pytest.warns(RuntimeWarning) as record:
         assert get_device("auto") == torch.device("cpu")
     (warning,) = record
