@@ -8,8 +8,6 @@ from lfxai.report.collect import Entry, profile_settings
 from lfxai.report.costs import duration, measure
 from lfxai.tracking import RunRecord
 
-PAPER = profile_settings("mnist", "disvae", "paper")  # 100 epochs, 5 runs
-
 
 def _record(
     run_id: str,
@@ -33,8 +31,9 @@ class _Children:
         return self._children.get(run_id, [])
 
 
-def _entry(*measured: RunRecord) -> Entry:
-    return Entry("mnist", "disvae", "paper", measured=list(measured), profile_settings=PAPER)
+def _entry(*measured: RunRecord, experiment: str = "disvae") -> Entry:
+    settings = profile_settings("mnist", experiment, "paper")
+    return Entry("mnist", experiment, "paper", measured=list(measured), profile_settings=settings)
 
 
 def test_a_run_still_going_is_skipped_and_an_unfinished_one_is_partial() -> None:
@@ -42,7 +41,9 @@ def test_a_run_still_going_is_skipped_and_an_unfinished_one_is_partial() -> None
     killed = _record(
         "killed", "KILLED", {"config.n_epochs": "2"}, {"time/total_seconds": 30.0}
     )  # no device_used logged (an older run)
-    (measured,) = measure(_Children({}), _entry(going, killed))
+    after = _record("after", params={"config.n_epochs": "3"}, metrics={"time/total_seconds": 9.0})
+    measured, then = measure(_Children({}), _entry(going, killed, after))
+    assert then.run is after  # the runs after a partial one are measured too
     assert (measured.run, measured.device, measured.wall) == (killed, "?", 30.0)
     assert measured.differs == {"n_epochs": "2"}
     assert (measured.estimate, measured.note) == (None, "KILLED: partial")
@@ -52,7 +53,9 @@ def test_a_run_that_differs_beyond_its_scale_is_measured_but_not_extrapolated() 
     params = {"config.n_epochs": "2", "config.lr": "0.01", "config.batch_size": "64"}
     params["device_used"] = "cuda"
     other = _record("other", params=params, metrics={"time/total_seconds": 50.0})
-    (measured,) = measure(_Children({}), _entry(other))
+    after = _record("after", params={"config.n_epochs": "3"}, metrics={"time/total_seconds": 9.0})
+    measured, then = measure(_Children({}), _entry(other, after))
+    assert then.run is after
     assert (measured.run, measured.device, measured.wall) == (other, "cuda", 50.0)
     assert measured.differs == {"n_epochs": "2", "lr": "0.01", "batch_size": "64"}
     assert measured.estimate is None  # the epochs alone would be extrapolated
@@ -67,12 +70,21 @@ def test_only_models_that_trained_every_epoch_add_the_profiles_other_epochs() ->
         _record("early", metrics={"time/total_seconds": 20.0, "fit/epochs": 1.0, **_per(10.0)}),
         _record("untimed", metrics={"time/total_seconds": 20.0, "fit/epochs": 2.0}),
         _record("untrained", metrics={"time/total_seconds": 20.0, **_per(10.0)}),
+        _record("instant", metrics=_total(0.0)),  # a model reused: no time at all
         _record("going", end_time=None),  # no wall time: not one of the models measured
     ]
     (measured,) = measure(_Children({"parent": children}), _entry(parent))
     # 50 s outside the models; the full model's 98 more epochs of 10 s; 5 runs instead of 2
     assert measured.estimate == 50 + (100 + 98 * 10) * 5 / 2
-    assert measured.note == "extrapolated from its time per epoch and its 4 nested runs"
+    assert measured.note == "extrapolated from its time per epoch and its 5 nested runs"
+
+
+def test_without_n_runs_the_nested_runs_are_one_runs_models() -> None:
+    # roar_test has no n_runs: its retrainings are nested runs of its one run
+    parent = _record("parent", params={"config.n_epochs": "10"}, metrics=_total(100.0))
+    children = [_record("retraining", metrics=_total(60.0)), _record("reused", metrics=_total(0.0))]
+    (measured,) = measure(_Children({"parent": children}), _entry(parent, experiment="roar_test"))
+    assert (measured.estimate, measured.note) == (100.0, "measured and its 2 nested runs")
 
 
 def test_a_run_at_the_profiles_settings_is_its_own_measure() -> None:
@@ -99,3 +111,7 @@ def test_durations_read_as_hours_minutes_or_seconds() -> None:
 
 def _per(seconds: float) -> dict[str, float]:
     return {"time/fit_seconds_per_epoch": seconds}
+
+
+def _total(seconds: float) -> dict[str, float]:
+    return {"time/total_seconds": seconds}
