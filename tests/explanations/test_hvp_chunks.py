@@ -110,3 +110,33 @@ def test_an_lstm_hessian_operator_gives_the_same_products_call_after_call():
     operator = functional.hessian(params, fixed, x, x)
     one_by_one = torch.cat([operator(vectors[:1]), operator(vectors[1:])])
     assert torch.equal(one_by_one, functional.hvp(params, fixed, x, x, vectors))
+
+
+def _curvature(device: str, hvp_chunk_size: int | None = None):
+    """A Curvature whose chunk rule alone is used: no model, loss or data behind it."""
+    options = InfluenceFunctions(_AE(), nn.MSELoss(), hvp_chunk_size=hvp_chunk_size)
+    return influence_estimators.Curvature(
+        None,
+        {},
+        {},
+        torch.zeros(0),
+        None,
+        None,
+        options.estimator.options,
+        torch.device(device),
+        False,
+    )
+
+
+def test_a_gpus_default_chunk_is_10000_examples_worth_of_vectors_the_cpus_1600():
+    """The CPU's chunk is cache-sized (the fastest measured, see HVP_TANGENTS_CPU; the
+    end-to-end rule is in test_influence_arnoldi.py); a GPU runs larger kernels better."""
+    assert influence_estimators.HVP_TANGENTS == 10_000
+    gpu, cpu = _curvature("cuda"), _curvature("cpu")
+    assert [gpu.chunk(b) for b in (200, 10_000, 10_001, 0)] == [50, 1, 1, 10_000]
+    assert [cpu.chunk(b) for b in (200, 1_601)] == [8, 1]
+
+
+def test_an_explicit_chunk_size_beats_the_devices_default():
+    assert _curvature("cpu", hvp_chunk_size=3).chunk(200) == 3
+    assert _curvature("cuda", hvp_chunk_size=70).chunk(200) == 70

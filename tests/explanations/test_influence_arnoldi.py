@@ -155,9 +155,12 @@ def test_hessian_examples_come_from_the_loader_across_its_batches() -> None:
 # How many vectors each vmapped Hessian-vector product takes --------------------------------
 
 
-def test_default_hvp_chunk_is_10000_examples_worth_of_vectors_and_at_least_one(monkeypatch):
-    """Each batch of B Hessian examples gets ``max(1, 10000 // B)`` vectors per vmap chunk."""
-    assert influence_estimators.HVP_TANGENTS == 10_000
+def test_default_hvp_chunk_on_the_cpu_is_1600_examples_worth_of_vectors_and_at_least_one(
+    monkeypatch,
+):
+    """On the CPU each batch of B Hessian examples gets ``max(1, 1600 // B)`` vectors per vmap
+    chunk."""
+    assert influence_estimators.HVP_TANGENTS_CPU == 1_600
     seen: list[tuple[int, int | None]] = []
     real_hessian = LossFunctional.hessian
 
@@ -183,15 +186,15 @@ def test_default_hvp_chunk_is_10000_examples_worth_of_vectors_and_at_least_one(m
         )
 
     explainer(hessian_size=35, hvp_batch_size=17).attribute(pool[:1])
-    # 35 examples in batches of 17: 588 vectors (17 * 588 = 9996), and 10000 for the last
+    # 35 examples in batches of 17: 94 vectors (17 * 94 = 1598), and 1600 for the last
     # single example.
-    assert seen == [(17, 588), (17, 588), (1, 10_000)]
+    assert seen == [(17, 94), (17, 94), (1, 1_600)]
     seen.clear()
-    explainer(hvp_batch_size=5000, hessian_size=10_000).attribute(pool[:1])
-    assert seen == [(5000, 2), (5000, 2)]
+    explainer(hvp_batch_size=800, hessian_size=1_600).attribute(pool[:1])
+    assert seen == [(800, 2), (800, 2)]
     seen.clear()
     explainer(hvp_batch_size=12_000).attribute(pool[:1])
-    assert seen == [(12_000, 1)]  # 10000 // 12000 = 0 vectors: one
+    assert seen == [(12_000, 1)]  # 1600 // 12000 = 0 vectors: one
 
 
 # The Arnoldi solver ------------------------------------------------------------------------
