@@ -44,15 +44,15 @@ def lissa_step(model, x_train, x_test, chunk: int, args) -> tuple[float, float, 
     return (lissa_s - grads_s) / args.steps, (lissa_cpu - grads_cpu) / args.steps, scores
 
 
-def main() -> None:
-    """Parses the command line and prints one row per chunk size and repeat."""
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Parses the command line, prints one row per chunk size and repeat and returns them."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, nargs="+", default=[8, 50])
     parser.add_argument("--n", type=int, default=1000, help="explained train (and test) examples")
     parser.add_argument("--batch", type=int, default=200, help="examples per HVP batch")
     parser.add_argument("--steps", type=int, default=2, help="timed recursion steps")
     parser.add_argument("--repeats", type=int, default=2)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.manual_seed(0)
     model = AutoEncoderMnist(EncoderMnist(4), DecoderMnist(4), 4).eval()
     x_train, x_test = torch.rand(args.n, 1, 28, 28), torch.rand(args.n, 1, 28, 28)
@@ -60,13 +60,14 @@ def main() -> None:
     small = argparse.Namespace(**{**vars(args), "steps": 1})
     lissa_step(model, x_train[:64], x_test[:8], args.chunks[0], small)  # oneDNN kernels
     best: dict[int, float] = {}
-    first = None
+    rows, first = [], None
     for repeat in range(args.repeats):
         for chunk in args.chunks:
             step_s, step_cpu, scores = lissa_step(model, x_train, x_test, chunk, args)
             first = scores if first is None else first
             error = ((scores - first).abs().max() / first.abs().max()).item()
             best[chunk] = min(best.get(chunk, float("inf")), step_s)
+            rows.append({"chunk": chunk, "step_s": step_s, "cpu_s": step_cpu, "error": error})
             print(
                 f"repeat {repeat} | chunk {chunk:>4} ({chunk * args.batch:>6} tangents) | step"
                 f" {step_s:6.2f} s (CPU {step_cpu:6.2f} s) | depth {LISSA_DEPTH}:"
@@ -80,6 +81,7 @@ def main() -> None:
             f"against chunk {args.chunks[-1]}"
         )
     print(f"load {os.getloadavg()[0]:.2f}")
+    return rows
 
 
 if __name__ == "__main__":

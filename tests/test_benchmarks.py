@@ -10,6 +10,7 @@ from benchmarks import (
     gpu_check,
     gpu_compare,
     gpu_entry_points,
+    hvp_chunks,
     parallel_training,
     training_layout,
     training_loader,
@@ -38,6 +39,15 @@ def test_training_loader_benchmark_runs_both_paths(capsys):
     training_loader.main(["--n-train", "200", "--n-test", "100", "--batch-size", "100"])
     out = capsys.readouterr().out
     assert "dataloader" in out and "split" in out and "faster" in out
+
+
+def test_hvp_chunks_benchmark_times_each_chunk_with_the_same_scores(capsys):
+    argv = ["--chunks", "1", "3", "--n", "12", "--batch", "4", "--steps", "1", "--repeats", "1"]
+    rows = hvp_chunks.main(argv)
+    assert [row["chunk"] for row in rows] == [1, 3]
+    assert all(row["error"] < 1e-5 for row in rows)  # the same products, rounding aside
+    out = capsys.readouterr().out
+    assert "chunk 1: best step" in out and "against chunk 3" in out
 
 
 @pytest.mark.slow
