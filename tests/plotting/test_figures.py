@@ -64,6 +64,40 @@ def test_image_grid_has_one_panel_per_map_and_row_labels():
     assert figure.get_suptitle() == "maps"
 
 
+def test_method_curves_give_a_method_one_colour_whatever_its_style_and_mark_points():
+    frame = pd.DataFrame(
+        {
+            "method": ["A", "A", "B", "B"],
+            "side": ["top", "bottom", "top", "bottom"],
+            "k": 1,
+            "rate": [0.9, 0.1, 0.8, 0.2],
+        }
+    )
+    figure = method_curves(frame, "k", "rate", style="side")
+    (axis,) = figure.axes
+    lines = {line.get_label(): line for line in axis.get_lines()}
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    assert lines["A / top"].get_color() == lines["A / bottom"].get_color() == cycle[0]
+    assert lines["B / top"].get_color() == lines["B / bottom"].get_color() == cycle[1]
+    assert {(line.get_marker(), line.get_markersize()) for line in lines.values()} == {("o", 4)}
+    assert [text.get_fontsize() for text in axis.get_legend().get_texts()] == [8] * 4
+    assert all(line.get_alpha() == 0.3 for line in axis.get_xgridlines())
+    assert list(figure.get_size_inches()) == pytest.approx([5.5, 4])
+    assert axis.get_title() == "" and axis.get_xlabel() == "k"
+
+
+def test_image_grid_of_one_map_uses_the_colour_map_and_sizes_per_panel():
+    figure = image_grid(np.ones((1, 1, 2, 2)), ["only"], cmap="gray")
+    (axis,) = figure.axes
+    assert axis.images[0].get_cmap().name == "gray"
+    assert axis.get_ylabel() == "only" and axis.yaxis.label.get_fontsize() == 8
+    assert list(figure.get_size_inches()) == pytest.approx([1.4, 1.4])
+    assert figure.get_suptitle() == ""
+    wide = image_grid(np.ones((2, 3, 2, 2)), ["a", "b"])
+    assert list(wide.get_size_inches()) == pytest.approx([4.2, 2.8])
+    assert wide.axes[0].images[0].get_cmap().name == "viridis"
+
+
 def test_series_importance_scales_each_map_to_zero_one():
     series = np.array([[0.0, 1.0, 0.0], [2.0, 2.0, 1.0]])
     maps = [np.array([[1.0, 3.0, 2.0], [5.0, 5.0, 5.0]])]
