@@ -105,6 +105,10 @@ def test_series_importance_scales_each_map_to_zero_one():
     assert len(figure.axes) == 2 and figure.axes[0].get_ylabel() == "IG"
     colours = [axis.collections[-1].get_array().tolist() for axis in figure.axes]
     assert colours == [[0.0, 1.0, 0.5], [0.0, 0.0, 0.0]]  # a constant map stays 0, no NaN
+    narrow = [np.array([[0.0, 0.5, 0.25], [0.1, 0.2, 0.1]])]  # ranges below 1: scaled up too
+    figure = series_importance(series, narrow, ["IG"])
+    colours = [axis.collections[-1].get_array() for axis in figure.axes]
+    np.testing.assert_allclose(colours, [[0.0, 1.0, 0.5], [0.0, 1.0, 0.0]])
     with pytest.raises(ValueError):
         series_importance(series, maps, ["IG", "extra"])  # one name per map
 
