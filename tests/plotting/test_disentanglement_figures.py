@@ -128,3 +128,40 @@ def test_metric_box_plots_one_loss_is_centred_on_its_beta_with_the_legend_on_pan
     assert list(figure.get_size_inches()) == pytest.approx([6.4, 3.2])
     assert figure.get_suptitle() == ""
     close(figure)
+
+
+def test_a_term_keeps_its_underscores_and_panels_use_small_type_marks_and_a_light_grid():
+    history = pd.DataFrame({"epoch": [0, 1], "train_kl_mc": [1.0, 0.5], "test_kl_mc": [1.1, 0.6]})
+    figure = loss_term_curves(history)
+    (ax,) = figure.axes
+    assert ax.get_title() == "kl_mc" and len(ax.lines) == 2  # the mode is the first word
+    assert ax.title.get_fontsize() == 9
+    assert {line.get_markersize() for line in ax.lines} == {3}
+    assert all(line.get_alpha() == 0.3 for line in ax.get_xgridlines())
+    assert [t.get_fontsize() for t in ax.get_legend().get_texts()] == [8, 8]
+    close(figure)
+
+
+def test_box_plot_legends_show_each_losss_colour_as_a_square_and_panels_a_light_y_grid():
+    table = pd.DataFrame({"loss": ["a", "b"], "beta": [1, 1], "m": [0.1, 0.2]})
+    figure = metric_box_plots(table, ["m"])
+    (ax,) = figure.axes
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    squares = [line for line in ax.get_lines() if line.get_label() in ("a", "b")]
+    assert [(s.get_marker(), s.get_color()) for s in squares] == [
+        ("s", colours[0]),
+        ("s", colours[1]),
+    ]
+    assert ax.title.get_fontsize() == 9
+    assert [t.get_fontsize() for t in ax.get_legend().get_texts()] == [8, 8]
+    assert all(line.get_alpha() == 0.3 for line in ax.get_ygridlines())
+    assert not any(line.get_visible() for line in ax.get_xgridlines())
+    close(figure)
+
+
+def test_close_releases_the_given_figure_not_the_current_one():
+    figure = loss_term_curves(pd.DataFrame({"epoch": [0], "train_a": [1.0]}))
+    current = plt.figure()
+    close(figure)
+    assert not plt.fignum_exists(figure.number) and plt.fignum_exists(current.number)
+    plt.close(current)

@@ -58,3 +58,16 @@ def test_without_a_title_the_figure_has_none_and_sizes_follow_the_grid():
     np.testing.assert_allclose(figure.get_size_inches(), [1.4 * 3, 1.4 * 2])
     assert _panels(figure)[1, 2].images[0].get_cmap().name == "viridis"
     plt.close("all")
+
+
+def test_a_zero_map_stays_zero_and_every_map_keeps_the_0_1_colour_range():
+    scores = np.zeros((2, 3, 2, 2))
+    scores[1] = 1.0 + np.arange(4.0).reshape(2, 2)  # no pixel at 0: the range is still 0-1
+    figure = rgb_importance(np.zeros((2, 3, 2, 2)), [scores], ["A"])
+    panels = _panels(figure)
+    zero, positive = (ax.images[0] for ax in panels[1])
+    np.testing.assert_array_equal(zero.get_array(), np.zeros((2, 2)))
+    np.testing.assert_allclose(positive.get_array(), [[0.25, 0.5], [0.75, 1.0]])
+    assert zero.get_clim() == positive.get_clim() == (0, 1)
+    assert [ax.yaxis.label.get_fontsize() for ax in panels[:, 0]] == [8, 8]
+    plt.close("all")

@@ -102,3 +102,21 @@ def test_trials_without_a_finite_value_say_so():
     (text,) = ax.texts
     assert text.get_text() == "no finite values" and text.get_position() == (0.5, 0.5)
     assert text.get_ha() == "center" and text.get_transform() == ax.transAxes
+
+
+def test_points_have_no_edges_rings_a_thin_line_and_the_colour_bar_follows_the_points():
+    trials = _trials().rename(columns={"pearson": "spread"})
+    figure = pareto_figure(trials, "spread", "test_reconstruction")
+    ax = figure.axes[0]
+    tc, vae, rings = ax.collections
+    assert len(tc.get_edgecolors()) == len(vae.get_edgecolors()) == 0
+    assert list(rings.get_linewidths()) == [1.2]
+    assert vae.colorbar is not None and vae.colorbar.ax is figure.axes[1]
+    assert ax.get_xlabel() == "spread"  # no long label for it: its own name
+
+
+def test_an_empty_study_draws_empty_axes_without_a_colour_bar():
+    empty = pd.DataFrame({c: [] for c in ("pearson", "test_reconstruction", "beta", "loss")})
+    empty["pareto"] = pd.Series([], dtype=bool)
+    figure = pareto_figure(empty, "pearson", "test_reconstruction")
+    assert len(figure.axes) == 1 and len(figure.axes[0].collections) == 0
