@@ -102,3 +102,64 @@ def test_a_read_only_data_folder_resizes_in_memory(
     torch.testing.assert_close(split.x[:, 0], expected, rtol=0, atol=0)
     assert not mnist_resized.resized_dir(fake_mnist, 32).exists()
     assert "resized in memory" in caplog.text and "Permission denied" in caplog.text
+
+
+def test_the_cache_lives_under_the_mnist_folder_and_black_stays_black():
+    assert mnist_resized.resized_dir("/data", 32) == Path("/data/MNIST/resized32")
+    images = np.zeros((2, 28, 28), dtype=np.uint8)
+    images[1] = 255
+    resized = mnist_resized.resize_images(images, 16)
+    assert resized.shape == (2, 16, 16)
+    assert (resized[0] == 0).all() and (resized[1] == 255).all()
+
+
+def test_the_manifest_records_source_side_method_and_digest(fake_mnist: Path):
+    mnist_resized.mnist_resized_split(fake_mnist, train=False, side=16)
+    folder = mnist_resized.resized_dir(fake_mnist, 16)
+    manifest = folder / "t10k-images-idx3-ubyte.json"
+    record = json.loads(manifest.read_text())
+    assert record == {
+        "source": "t10k-images-idx3-ubyte",
+        "source_sha256": mnist.MNIST_SHA256["t10k-images-idx3-ubyte"],
+        "side": 16,
+        "method": mnist_resized.RESIZE_METHOD,
+        "sha256": prov.sha256_file(folder / "t10k-images-idx3-ubyte"),
+    }
+    assert manifest.read_text() == json.dumps(record, indent=2)
+
+
+def test_a_cached_file_without_its_manifest_or_the_reverse_is_recomputed(
+    fake_mnist: Path, monkeypatch: pytest.MonkeyPatch
+):
+    first = mnist_resized.mnist_resized_split(fake_mnist, train=False)
+    cached = mnist_resized.resized_dir(fake_mnist, 32) / "t10k-images-idx3-ubyte"
+    calls = []
+    original = mnist_resized.resize_images
+    monkeypatch.setattr(mnist_resized, "resize_images", lambda *a: calls.append(a) or original(*a))
+    cached.unlink()  # the manifest alone
+    torch.testing.assert_close(
+        mnist_resized.mnist_resized_split(fake_mnist, train=False).x, first.x, rtol=0, atol=0
+    )
+    cached.with_name(f"{cached.name}.json").unlink()  # the images alone
+    mnist_resized.mnist_resized_split(fake_mnist, train=False)
+    assert len(calls) == 2
+
+
+def test_a_split_has_int64_labels_its_side_and_any_prefix_from_1_to_all(fake_mnist: Path):
+    split = mnist_resized.mnist_resized_split(fake_mnist, train=False, side=16)
+    assert split.x.shape == (4, 1, 16, 16) and split.y.dtype == torch.int64
+    assert len(mnist_resized.mnist_resized_split(fake_mnist, train=False, size=1)) == 1
+    assert len(mnist_resized.mnist_resized_split(fake_mnist, train=False, size=4)) == 4
+    with pytest.raises(ValueError, match=r"^size must be in 1\.\.4, got 0$"):
+        mnist_resized.mnist_resized_split(fake_mnist, train=False, size=0)
+
+
+def test_an_uncached_resize_says_which_side_and_why(
+    fake_mnist: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    def read_only(path, _data):
+        raise PermissionError("read-only")
+
+    monkeypatch.setattr(mnist_resized, "atomic_write_bytes", read_only)
+    mnist_resized.mnist_resized_split(fake_mnist, train=False, side=16)
+    assert caplog.messages == ["MNIST resized to 16 not cached (read-only): resized in memory"]
