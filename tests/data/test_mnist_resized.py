@@ -163,3 +163,12 @@ def test_an_uncached_resize_says_which_side_and_why(
     monkeypatch.setattr(mnist_resized, "atomic_write_bytes", read_only)
     mnist_resized.mnist_resized_split(fake_mnist, train=False, side=16)
     assert caplog.messages == ["MNIST resized to 16 not cached (read-only): resized in memory"]
+
+
+def test_an_unreadable_manifest_beside_a_stale_file_is_recomputed_at_side_32(fake_mnist: Path):
+    fresh = mnist_resized.resized_images(fake_mnist, train=False)
+    assert fresh.shape[1:] == (32, 32)  # the default side
+    cached = mnist_resized.resized_dir(fake_mnist, 32) / "t10k-images-idx3-ubyte"
+    idx.write_idx(cached, np.zeros_like(fresh))  # stale but well-formed
+    cached.with_name(f"{cached.name}.json").write_text("{not json")
+    np.testing.assert_array_equal(mnist_resized.resized_images(fake_mnist, train=False), fresh)

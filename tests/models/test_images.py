@@ -89,3 +89,9 @@ def test_the_encoder_and_decoder_are_the_references_layers_in_its_order():
         "ConvTranspose2d(8, 1, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), "
         "output_padding=(1, 1))",
     ]
+
+
+def test_the_classifier_keeps_its_code_size_and_default_name():
+    classifier = ClassifierMnist(EncoderMnist(3), 3)
+    assert (classifier.latent_dim, classifier.name) == (3, "model")
+    assert classifier.lin_output.out_features == 10

@@ -29,3 +29,9 @@ def test_settings_reach_encoder_decoder_and_the_model():
     assert (encoder.rnn1.hidden_size, encoder.rnn2.hidden_size) == (6, 3)
     assert (decoder.rnn1.hidden_size, decoder.rnn2.hidden_size) == (3, 6)
     assert decoder.output_layer.in_features == 6 and decoder.output_layer.out_features == 2
+
+
+def test_encoder_and_decoder_alone_default_to_one_feature_and_64_units():
+    encoder, decoder = EncoderLSTM(), DecoderLSTM(5)
+    assert (encoder.rnn1.input_size, encoder.rnn2.hidden_size) == (1, 64)
+    assert (decoder.rnn1.input_size, decoder.output_layer.out_features) == (64, 1)
