@@ -51,3 +51,10 @@ def test_rows_are_int64_and_bad_packed_rows_are_named():
         PackedImages(np.zeros((4, 3), np.uint8), (1, 3, 3))  # 9 pixels need 2 bytes
     with pytest.raises(ValueError, match=r"^packed rows \(8,\) do not hold"):
         PackedImages(np.zeros(8, np.uint8), (1, 3, 3))
+
+
+def test_rows_held_as_a_tensor_decode_whole_and_in_slices():
+    _, images = _packed(4)
+    on_tensor = PackedImages(torch.from_numpy(pack_images(images)), (1, 3, 3))
+    np.testing.assert_array_equal(on_tensor.decode().numpy()[:, 0], images)
+    np.testing.assert_array_equal(on_tensor[1:3].numpy()[:, 0], images[1:3])
