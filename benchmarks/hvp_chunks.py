@@ -59,14 +59,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.2f}", flush=True)
     small = argparse.Namespace(**{**vars(args), "steps": 1})
     lissa_step(model, x_train[:64], x_test[:8], args.chunks[0], small)  # oneDNN kernels
-    best: dict[int, float] = {}
     rows, first = [], None
     for repeat in range(args.repeats):
         for chunk in args.chunks:
             step_s, step_cpu, scores = lissa_step(model, x_train, x_test, chunk, args)
             first = scores if first is None else first
             error = ((scores - first).abs().max() / first.abs().max()).item()
-            best[chunk] = min(best.get(chunk, float("inf")), step_s)
             rows.append({"chunk": chunk, "step_s": step_s, "cpu_s": step_cpu, "error": error})
             print(
                 f"repeat {repeat} | chunk {chunk:>4} ({chunk * args.batch:>6} tangents) | step"
@@ -74,6 +72,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 f" {LISSA_DEPTH * step_s / 60:5.1f} min | max rel. score difference {error:.1e}",
                 flush=True,
             )
+    best = {c: min(r["step_s"] for r in rows if r["chunk"] == c) for c in args.chunks}
     base = best[args.chunks[-1]]
     for chunk in args.chunks:
         print(
