@@ -166,3 +166,48 @@ def test_strict_loading_names_what_does_not_fit():
     state["backbone.conv1.weight"] = torch.zeros(64, 3, 7, 7)  # torchvision's ImageNet stem
     with pytest.raises(ValueError, match=r"backbone.conv1.weight \(64, 3, 7, 7\) \(expected "):
         load_state_strict(target, state, "models:/x/3")
+
+
+def test_the_stem_has_no_bias_and_the_head_is_an_mlp(model):
+    """A bias before batch norm is redundant (torchvision's ResNets have none); the head is
+    SimCLR's Linear-ReLU-Linear from the 512 features to 128."""
+    assert model.encoder.backbone.conv1.bias is None
+    head = list(model.projector)
+    assert [type(layer) for layer in head] == [nn.Linear, nn.ReLU, nn.Linear]
+    assert (head[0].in_features, head[0].out_features) == (FEATURE_DIM, FEATURE_DIM)
+    assert (head[2].in_features, head[2].out_features) == (FEATURE_DIM, PROJECTION_DIM)
+    assert model.name == "simclr" and SimCLR(name="other").name == "other"
+
+
+def test_a_given_augmentation_is_the_one_used():
+    class Identity(nn.Module):
+        def forward(self, x, generator=None):
+            return x
+
+    model = SimCLR(augment=Identity()).eval()
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    first, second = model.views(x)
+    assert isinstance(model.augment, Identity)
+    assert torch.equal(first, x) and torch.equal(second, x)
+
+
+def test_the_cpu_loss_is_float32_nt_xent_at_the_models_temperature():
+    """No autocast on the CPU (CPU autocast would run the ResNet in bfloat16, off by ~1e-2),
+    and the model's own temperature, not the default."""
+    torch.manual_seed(2)
+    model = SimCLR(temperature=0.1).eval()
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        v1, v2 = model.views(x)
+        z1, z2 = model.projector(model.encoder(torch.cat([v1, v2]))).chunk(2)
+        expected = nt_xent(z1, z2, 0.1)
+        assert model.loss(x).item() == pytest.approx(expected.item(), rel=1e-6)
+        assert abs(expected.item() - nt_xent(z1, z2).item()) > 1e-3  # the test can tell
+
+
+def test_bf16_autocast_only_on_cuda_gpus_that_support_it(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert _autocast_dtype(torch.device("cuda")) is torch.bfloat16
+    assert _autocast_dtype(torch.device("cpu")) is None
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    assert _autocast_dtype(torch.device("cuda")) is None

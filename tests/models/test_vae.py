@@ -10,6 +10,7 @@ from torch import nn
 from torch.distributions import Normal, kl_divergence
 
 from lfxai.models.vae import (
+    VAE,
     VAE_LOSSES,
     BurgessEncoder,
     burgess_vae,
@@ -177,3 +178,32 @@ def test_recorder_averages_terms_per_mode_weighted_by_batch_size():
         "tc",
         "dw_kl",
     }
+
+
+@pytest.mark.parametrize("side", [32, 64])
+def test_the_layers_in_order(side):
+    """Burgess et al.'s networks: each conv followed by a ReLU, two 256-unit ReLU layers; the
+    decoder mirrors them with no ReLU after its last transposed conv (it returns logits)."""
+    model = burgess_vae((3, side, side), 5, "beta_vae", 1.0, 10)
+    n = 3 if side == 32 else 4
+    encoder = [type(m) for m in model.encoder.convs] + [type(m) for m in model.encoder.hidden]
+    assert encoder == [nn.Conv2d, nn.ReLU] * n + [nn.Flatten] + [nn.Linear, nn.ReLU] * 2
+    assert model.encoder.convs[0].in_channels == 3
+    hidden = [type(m) for m in model.decoder.hidden]
+    assert hidden == [nn.Linear, nn.ReLU] * 3 + [nn.Unflatten]
+    assert [type(m) for m in model.decoder.deconvs] == [nn.ConvTranspose2d, nn.ReLU] * (n - 1) + [
+        nn.ConvTranspose2d
+    ]
+    assert model.decoder.deconvs[-1].out_channels == 3
+    assert model.encoder.dim_latent == model.latent_dim == 5
+
+
+def test_names_and_the_accepted_edges():
+    vae = burgess_vae((1, 32, 32), 1, "beta_vae", 0.0, 1)  # beta 0 and d = 1 are valid
+    assert vae.name == "vae"
+    assert VAE(vae.encoder, vae.decoder, "beta_vae", 1.0, 1).name == "vae"
+    assert burgess_vae((1, 32, 32), 2, "beta_tc_vae", 0.5, 1, name="b").name == "b"
+    with pytest.raises(ValueError, match=r"square images .* got \(1, 32, 64\)"):
+        burgess_vae((1, 32, 64), 2, "beta_vae", 1.0, 1)
+    with pytest.raises(ValueError, match="dim_latent must be positive, got 0"):
+        burgess_vae((1, 32, 32), 0, "beta_vae", 1.0, 1)
