@@ -4,6 +4,7 @@ capsules' votes, the four terms of the objective, the paper's settings."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -36,6 +37,11 @@ def images() -> torch.Tensor:
     x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     x[3] = 0.02  # a flat image: its likelihood's std is clamped at 0.05
     return x
+
+
+def _close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """float32 results against a float64 reference."""
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
 
 
 def _homogeneous(pose: torch.Tensor) -> torch.Tensor:
@@ -95,9 +101,9 @@ def test_the_part_encoder_pools_each_capsule_by_its_attention_map(model, images)
         for k in range(3):
             capsule = maps[b, k * n_maps : (k + 1) * n_maps].flatten(1)  # (maps, positions)
             pooled = capsule[:-1] @ torch.softmax(capsule[-1], dim=0)
-            torch.testing.assert_close(caps.pose[b, k].double(), pose_matrix(pooled[:6]))
-            torch.testing.assert_close(caps.presence[b, k].double(), torch.sigmoid(pooled[6]))
-            torch.testing.assert_close(caps.features[b, k].double(), pooled[7:])
+            _close(caps.pose[b, k].double(), pose_matrix(pooled[:6]))
+            _close(caps.presence[b, k].double(), torch.sigmoid(pooled[6]))
+            _close(caps.features[b, k].double(), pooled[7:])
 
 
 def _noise(clean: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
@@ -124,14 +130,24 @@ def test_presence_noise_is_uniform_within_the_scale():
             2 / 3**0.5, rel=0.05
         )
     torch.testing.assert_close(decoder.eval()(clean)["votes"], votes["votes"], rtol=0, atol=0)
+    # A scale below 1 noises too, within itself; a scale of 0 not at all.
+    for scale in (0.5, 0.0):
+        encoder.noise_scale = decoder.noise_scale = scale
+        parts = _noise(clean.presence, encoder.train().capsules(x).presence)
+        presence = decoder.train()(clean)["object_presence"]
+        for noise in (parts, _noise(votes["object_presence"], presence)):
+            assert noise.abs().max() <= scale + 1e-3 and noise.abs().max() >= 0.9 * scale
 
 
 def test_object_capsules_vote_through_their_own_mlp(model, images):
     """Each object capsule's MLP (its own weights) maps its features to, per part, an
     object-part pose, a presence logit and a vote scale; a vote is object-viewer composed with
     object-part."""
-    decoder = model.object_decoder
+    decoder = copy.deepcopy(model.object_decoder)
     parts = model.encoder.capsules(images)
+    with torch.no_grad():  # non-zero biases, one per object capsule
+        decoder.b1.copy_(torch.randn(decoder.b1.shape, generator=torch.Generator().manual_seed(7)))
+        decoder.b2.copy_(torch.randn(decoder.b2.shape, generator=torch.Generator().manual_seed(8)))
     out = decoder(parts)
     inputs = torch.cat([parts.pose.flatten(2), parts.presence[..., None], parts.features], -1)
     objects = decoder.set_transformer(inputs).double()
@@ -143,19 +159,18 @@ def test_object_capsules_vote_through_their_own_mlp(model, images):
             viewer = _homogeneous(pose_matrix(raw_pose))
             for n in range(3):
                 vote = (viewer @ _homogeneous(pose_matrix(per_part[n, :6])))[:2]
-                torch.testing.assert_close(out["votes"][b, k, n].double(), vote.flatten())
-            torch.testing.assert_close(
-                out["part_presence"][b, k].double(), torch.sigmoid(per_part[:, 6])
-            )
+                _close(out["votes"][b, k, n].double(), vote.flatten())
+            _close(out["part_presence"][b, k].double(), torch.sigmoid(per_part[:, 6]))
             scale = nn.functional.softplus(per_part[:, 7]) + 0.01
-            torch.testing.assert_close(out["scale"][b, k].double(), scale)
-            torch.testing.assert_close(out["object_presence"][b, k].double(), torch.sigmoid(logit))
+            _close(out["scale"][b, k].double(), scale)
+            _close(out["object_presence"][b, k].double(), torch.sigmoid(logit))
 
 
 def _entropy(p: torch.Tensor) -> torch.Tensor:
     return -(p * torch.log(p + EPS)).sum()
 
 
+@torch.no_grad()
 def _terms_reference(model: StackedCapsuleAutoencoder, x: torch.Tensor) -> dict[str, float]:
     """The objective's four terms image by image (float64)."""
     parts = model.encoder.capsules(x)
@@ -228,6 +243,47 @@ def test_the_objective_term_by_term(model, images, classes):
     assert loss == pytest.approx(combined, rel=1e-4)
 
 
+class _FixedVotes(nn.Module):
+    """An object decoder whose outputs are fixed tensors: images explained by different
+    object capsules, so that the sparsity terms are far from 0."""
+
+    def __init__(self, n_images: int, n_objects: int, n_parts: int) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(11)
+
+        def draw(*shape: int) -> torch.Tensor:
+            return torch.rand(*shape, generator=generator)
+
+        presence = torch.tensor([[0.95, 0.05], [0.05, 0.95], [0.8, 0.6], [0.3, 0.1]])
+        self.out = {
+            "votes": draw(n_images, n_objects, n_parts, 6) * 2 - 1,
+            "scale": 0.3 + draw(n_images, n_objects, n_parts),
+            "object_presence": presence[:n_images, :n_objects],
+            "part_presence": 0.1 + 0.8 * draw(n_images, n_objects, n_parts),
+        }
+
+    def forward(self, parts: PartCapsules) -> dict[str, torch.Tensor]:  # noqa: ARG002
+        return self.out
+
+
+def test_the_sparsity_terms_with_images_explained_by_different_capsules(model, images):
+    scae = copy.deepcopy(model)
+    scae.object_decoder = _FixedVotes(len(images), 2, 3)
+    with torch.no_grad():
+        terms = {k: v.item() for k, v in scae.terms(images).items()}
+        loss = scae.loss(images).item()
+    expected = _terms_reference(scae, images)
+    assert abs(expected["posterior_sparsity"]) > 0.05 and expected["prior_sparsity"] > 0.05
+    assert terms == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    combined = (
+        -expected["image_log_likelihood"]
+        - expected["part_log_likelihood"]
+        + expected["prior_sparsity"]
+        + 10 * expected["posterior_sparsity"]
+    )
+    assert loss == pytest.approx(combined, rel=1e-5)
+
+
 def test_the_forward_pass_is_the_mixtures_expected_image(model, images):
     """Per pixel, the mixture's mean: each template's grey-level image weighted by presence x
     template value (+ EPS), against a black background weighted exp(background logit)."""
@@ -267,7 +323,23 @@ def test_the_papers_settings():
     assert st.pool.seeds.shape == (1, 24, 16) and st.out.out_features == 6 + 1 + 16
     assert scae.object_decoder.w1.shape == (24, 16, 64)
     assert scae.object_decoder.w2.shape == (24, 64, 24 * 8)
+    assert scae.object_decoder.b1.shape == (24, 64) and scae.object_decoder.b2.shape == (24, 192)
     assert scae.object_decoder.b1.abs().sum() == 0 and scae.object_decoder.b2.abs().sum() == 0
+    assert scae.encoder.cnn[2].in_channels == 2
+    # The parts' own defaults are the paper's too, 128 channels included.
+    encoder, decoder = PartCapsuleEncoder(), ObjectCapsuleDecoder()
+    assert (encoder.n_parts, encoder.n_features, encoder.template_logits.shape[-1]) == (24, 16, 11)
+    assert encoder.cnn[0].out_channels == 128 and encoder.noise_scale == 2.0
+    assert (decoder.n_parts, decoder.n_objects, decoder.n_features) == (24, 24, 16)
+    assert decoder.set_transformer.blocks[0].mab1.q.in_features == 2 * 3 + 1 + 16
+    assert decoder.w1.shape == (24, 16, 64) and decoder.noise_scale == 2.0
+    assert StackedCapsuleAutoencoder().encoder.cnn[2].in_channels == 128
+    # Its own settings reach both autoencoders.
+    small = StackedCapsuleAutoencoder(n_features=4, noise_scale=0.5, n_channels=2)
+    assert small.encoder.noise_scale == small.object_decoder.noise_scale == 0.5
+    assert small.encoder.n_features == small.object_decoder.n_features == 4
+    two_heads = ObjectCapsuleDecoder(2, 2, 2, 2, dim_hidden=4, n_inducing=2, n_heads=2)
+    assert two_heads.set_transformer.pool.mab.n_heads == 2
     # Weights scaled by 1 / sqrt(fan-in): unit-variance inputs keep unit variance.
     assert scae.object_decoder.w1.std().item() == pytest.approx(1 / 4, rel=0.1)
     assert scae.object_decoder.w2.std().item() == pytest.approx(1 / 8, rel=0.1)

@@ -81,3 +81,24 @@ def test_set_transformer_stacks_isabs_and_is_invariant_to_the_order_of_the_set()
     other[1] += 1
     torch.testing.assert_close(model(other)[0], out[0])
     assert not torch.allclose(model(other)[1], out[1])
+
+
+def test_defaults_and_every_block_gets_the_heads_and_norms():
+    """One head and layer norms by default (the SCAE's object encoder: 3 ISABs, 16 wide,
+    32 inducing points); a Set Transformer passes its heads and norms to every block."""
+    mab = MAB(2, 3, 4)
+    assert mab.n_heads == 1 and isinstance(mab.ln0, nn.LayerNorm)
+    isab, pma = ISAB(3, 4, n_inducing=2), PMA(4, n_seeds=2)
+    for block in (isab.mab0, isab.mab1, pma.mab):
+        assert block.n_heads == 1 and isinstance(block.ln1, nn.LayerNorm)
+    default = SetTransformer(dim_in=5, n_outputs=2, dim_out=3)
+    assert len(default.blocks) == 3 and default.blocks[0].inducing.shape == (1, 32, 16)
+    assert default.pool.mab.n_heads == 1 and default.out.in_features == 16
+    assert isinstance(default.pool.mab.ln0, nn.LayerNorm)
+    custom = SetTransformer(
+        5, 2, 3, n_layers=2, dim_hidden=8, n_inducing=4, n_heads=2, layer_norm=False
+    )
+    mabs = [m for m in custom.modules() if isinstance(m, MAB)]
+    assert len(mabs) == 2 * 2 + 1
+    assert all(m.n_heads == 2 and isinstance(m.ln0, nn.Identity) for m in mabs)
+    assert all(isinstance(m.ln1, nn.Identity) for m in mabs)
