@@ -221,6 +221,16 @@ def _terms_reference(model: StackedCapsuleAutoencoder, x: torch.Tensor) -> dict[
     }
 
 
+def _objective(terms: dict[str, float]) -> float:
+    """The SCAE's loss from its terms, at the paper's posterior weight of 10."""
+    return (
+        -terms["image_log_likelihood"]
+        - terms["part_log_likelihood"]
+        + terms["prior_sparsity"]
+        + 10 * terms["posterior_sparsity"]
+    )
+
+
 @pytest.mark.parametrize("classes", [10, 3])
 def test_the_objective_term_by_term(model, images, classes):
     with torch.no_grad():
@@ -234,13 +244,7 @@ def test_the_objective_term_by_term(model, images, classes):
             model.background_logit.zero_()
             model.n_classes = 10
     assert terms == pytest.approx(expected, rel=1e-4, abs=1e-5)
-    combined = (
-        -expected["image_log_likelihood"]
-        - expected["part_log_likelihood"]
-        + expected["prior_sparsity"]
-        + 10 * expected["posterior_sparsity"]
-    )
-    assert loss == pytest.approx(combined, rel=1e-4)
+    assert loss == pytest.approx(_objective(expected), rel=1e-4)
 
 
 class _FixedVotes(nn.Module):
@@ -275,13 +279,7 @@ def test_the_sparsity_terms_with_images_explained_by_different_capsules(model, i
     expected = _terms_reference(scae, images)
     assert abs(expected["posterior_sparsity"]) > 0.05 and expected["prior_sparsity"] > 0.05
     assert terms == pytest.approx(expected, rel=1e-4, abs=1e-6)
-    combined = (
-        -expected["image_log_likelihood"]
-        - expected["part_log_likelihood"]
-        + expected["prior_sparsity"]
-        + 10 * expected["posterior_sparsity"]
-    )
-    assert loss == pytest.approx(combined, rel=1e-5)
+    assert loss == pytest.approx(_objective(expected), rel=1e-5)
 
 
 def test_the_forward_pass_is_the_mixtures_expected_image(model, images):
