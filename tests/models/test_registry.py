@@ -114,3 +114,24 @@ def test_the_scae_carries_the_paper_s_training_and_other_models_none() -> None:
     assert scae.apply(Settings()) == Settings("rmsprop", 1e-5, 0.0, 128, 30, 10, seed=7)
     with pytest.raises(ValueError, match=r"unknown model 'vae'"):
         training_defaults("vae")
+
+
+def test_registering_stores_the_builder_with_its_training(monkeypatch) -> None:
+    from lfxai.models import registry
+
+    monkeypatch.setattr(registry, "MODELS", dict(MODELS))  # registrations here stay here
+    training = TrainingDefaults("adam", 1e-3, 0.0, 8, 2, 1)
+
+    def builder(spec: ModelSpec) -> nn.Module:
+        return registry.MODELS["mnist_ae"].build(spec)
+
+    assert register_model("test_only", training=training)(builder) is builder
+    assert register_model("test_plain")(builder) is builder
+    assert registry.MODELS["test_only"] == registry.ModelEntry(builder, training)
+    assert registry.MODELS["test_plain"] == registry.ModelEntry(builder, None)
+    assert registry.training_defaults("test_only") is training
+    model = registry.build_model("test_only", ModelSpec(2, (1, 28, 28)))
+    assert model.recipe == ModelRecipe("test_only", ModelSpec(2, (1, 28, 28)))
+    with pytest.raises(KeyError, match="model 'test_only' is registered twice"):
+        register_model("test_only")(builder)
+    assert "test_only" not in MODELS

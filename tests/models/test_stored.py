@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from lfxai.models.registry import MODELS, ModelSpec, build_model
+from lfxai.models.registry import MODELS, ModelRecipe, ModelSpec, build_model
 from lfxai.models.stored import (
     RECIPE_FILE,
     STATE_FILE,
     EncoderRefused,
     load_encoder_files,
     read_recipe,
+    read_state,
     write_encoder_files,
 )
 from tests.models.test_registry import DIMS, SHAPES
@@ -169,3 +170,106 @@ def test_a_recipe_that_is_not_json_or_does_not_build_is_refused(tmp_path) -> Non
         recipe.write_text(json.dumps({**_record(), **changes}))
         with pytest.raises(EncoderRefused, match=message):
             load_encoder_files(recipe, state, source="s")
+
+
+def test_code_is_refused_even_where_the_environment_turns_torch_s_default_off(
+    tmp_path, monkeypatch
+) -> None:
+    """TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 makes torch.load unpickle freely unless the caller
+    passes ``weights_only`` itself: ours does, so a hostile state still never runs."""
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    recipe, state = write_encoder_files(_trained("mnist_ae"), "encoder", tmp_path)
+    marker = tmp_path / "marker"
+    torch.save({"weight": _marker_pickle(marker)()}, state)
+    with pytest.raises(EncoderRefused, match=r"refused unread \(UnpicklingError: "):
+        load_encoder_files(recipe, state, source="s")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "state", [{1: torch.zeros(1)}, {"weight": 3}, {"weight": [torch.zeros(1)]}]
+)
+def test_a_state_of_other_keys_or_values_is_refused(state, tmp_path) -> None:
+    path = tmp_path / STATE_FILE
+    torch.save(state, path)
+    with pytest.raises(EncoderRefused, match=r"s: lfxai-encoder-state.pt is not a \{name: tensor"):
+        read_state(path, "s")
+
+
+def test_a_damaged_state_file_is_refused_with_torch_s_first_line(tmp_path) -> None:
+    """A damaged file's error is named by torch's first line (its advice left out); an empty
+    file's error has no text."""
+    path = tmp_path / STATE_FILE
+    path.write_bytes(b"PK\x03\x04 a damaged zip archive")
+    with pytest.raises(EncoderRefused) as error:
+        read_state(path, "models:/x/3")
+    message = str(error.value)
+    assert message.startswith("models:/x/3: lfxai-encoder-state.pt is not a plain tensor state")
+    assert "(RuntimeError: PytorchStreamReader failed reading zip archive" in message
+    assert "\n" not in message
+    path.write_bytes(b"")
+    with pytest.raises(EncoderRefused, match=r"refused unread \(EOFError: \)$"):
+        read_state(path, "s")
+
+
+def test_every_refusal_names_its_source(tmp_path) -> None:
+    recipe, state = write_encoder_files(_trained("mnist_ae"), "encoder", tmp_path)
+    source = "models:/encoders/7"
+    recipe.write_text(json.dumps({**_record(), "builder": "nope"}))
+    with pytest.raises(EncoderRefused, match=f"^{source}: {RECIPE_FILE}: builder 'nope'"):
+        load_encoder_files(recipe, state, source=source)
+    recipe.write_text(json.dumps({**_record(), "module": "head"}))
+    with pytest.raises(EncoderRefused, match=f"^{source}: {RECIPE_FILE} does not build"):
+        load_encoder_files(recipe, state, source=source)
+    recipe.write_text(json.dumps({**_record(), "module": "decoder"}))
+    with pytest.raises(EncoderRefused, match=f"^the state from {source} does not fit Decoder"):
+        load_encoder_files(recipe, state, source=source)
+    recipe.unlink()
+    with pytest.raises(EncoderRefused, match=f"^{source}: {RECIPE_FILE} is missing$"):
+        load_encoder_files(recipe, state, source=source)
+
+
+def test_the_encoder_goes_to_the_asked_device(tmp_path) -> None:
+    files = write_encoder_files(_trained("mnist_ae"), "encoder", tmp_path)
+    loaded = load_encoder_files(*files, source="s", device="meta")  # no GPU needed
+    assert {p.device.type for p in loaded.parameters()} == {"meta"}
+
+
+def test_the_recipe_file_is_indented_json_and_keeps_the_spec(tmp_path) -> None:
+    model = _trained("mnist_ae")
+    recipe, _ = write_encoder_files(model, "encoder", tmp_path)
+    text = recipe.read_text()
+    assert text == json.dumps(json.loads(text), indent=2) + "\n"  # readable in the MLflow UI
+    spec = {"dim_latent": 3, "input_shape": [1, 28, 28], "pretext": "denoising", "name": "m"}
+    assert json.loads(text)["spec"] == spec
+    parsed, module = read_recipe(text, "s")
+    assert parsed.spec == ModelSpec(3, (1, 28, 28), "denoising", "m") and module == "encoder"
+
+
+@pytest.mark.parametrize(("shape", "ok"), [([5], True), ([1, 2, 3, 4], True), ([1] * 5, False)])
+def test_a_recipe_s_input_shape_has_one_to_four_sides(shape, ok) -> None:
+    record = _record()
+    record["spec"]["input_shape"] = shape
+    if ok:
+        assert read_recipe(json.dumps(record), "s")[0].spec.input_shape == tuple(shape)
+    else:
+        with pytest.raises(EncoderRefused, match="is not a list of 1 to 4 integers"):
+            read_recipe(json.dumps(record), "s")
+
+
+def test_a_recipe_that_does_not_rebuild_its_model_is_not_logged(tmp_path) -> None:
+    model = _trained("mnist_ae")
+    model.recipe = ModelRecipe("mnist_ae", ModelSpec(5, (1, 28, 28)))  # a code size of 5, not 3
+    with pytest.raises(
+        ValueError,
+        match=r"^the logged encoder would not load: the state from the "
+        r"encoder of AutoEncoderMnist does not fit EncoderMnist",
+    ):
+        write_encoder_files(model, "encoder", tmp_path)
+    model.recipe = None
+    with pytest.raises(
+        ValueError,
+        match=r"^AutoEncoderMnist was not built by lfxai.models.registry"
+        r".build_model: nothing says how to rebuild its encoder$",
+    ):
+        write_encoder_files(model, "encoder", tmp_path)
