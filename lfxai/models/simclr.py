@@ -80,8 +80,7 @@ def _uniform(n: int, low: float, high: float, like: torch.Tensor, generator) -> 
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
-    """ITU-R 601 luma ``(N, 1, H, W)`` of RGB images (PIL's weights; torchvision's tensor
-    grayscale rounds red's to 0.2989)."""
+    """ITU-R 601 luma ``(N, 1, H, W)`` of RGB images (PIL's weights; torchvision: 0.2989 red)."""
     r, g, b = x.unbind(dim=1)
     return (0.299 * r + 0.587 * g + 0.114 * b).unsqueeze(1)
 

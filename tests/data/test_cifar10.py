@@ -415,6 +415,10 @@ def test_generated_images_have_their_class_s_colour_and_stripes():
     horizontal = spectrum[labels == 0]
     ratio = horizontal[:, 0, 3] / horizontal[:, 0, 0]
     assert np.median(ratio) == pytest.approx(1 / 6, abs=0.01)  # a cosine's two halves
+    # The brightest channel (class 0's red, 0.9 at the stripes' peaks, plus noise) is clipped
+    # at 255, not wrapped around to dark values.
+    red = images[labels == 0, 0]
+    assert red.max() == 255 and red.min() > 0.1 * 255  # wrapped values would be 0..15
     phases = np.angle(np.fft.fft2(pixels[labels == 0].mean(axis=1))[:, 0, 3]) % (2 * np.pi)
     assert np.all(np.histogram(phases, bins=8, range=(0, 2 * np.pi))[0] > 0)  # the circle
 

@@ -221,7 +221,8 @@ def test_the_official_npz_is_used_when_its_md5_matches(tmp_path: Path, monkeypat
     (root / dsprites.NPZ_NAME).write_bytes(content)
     monkeypatch.setattr(dsprites, "NPZ_MD5", hashlib.md5(content).hexdigest())
     result = _provision(root)
-    assert result.source.startswith(f"official npz {dsprites.NPZ_NAME}") and not result.repaired
+    assert result.source.startswith(f"official npz {dsprites.NPZ_NAME}") and result.repaired == ()
+    assert result.path == root and dsprites.load_dsprites(root).source == result.source
     decoded = dsprites.load_dsprites(root).images[torch.arange(1920)][:, 0].numpy()
     np.testing.assert_array_equal(decoded, images)
 
@@ -385,3 +386,130 @@ def test_split_prefixes_take_1_up_to_the_whole_split(tmp_path: Path) -> None:
     assert (len(train), len(test)) == (1728, 1)
     with pytest.raises(ValueError, match=r"n_train must be in 1..1728, got 0"):
         dsprites.dsprites_splits(root, "random", 3, 0, None)
+
+
+def test_a_valid_sub_grid_cache_is_used_as_it_is_and_said_to_be_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "dsprites"
+    built = _provision(root)
+    assert built.path == root
+    with caplog.at_level("WARNING", logger="lfxai.data.dsprites"):
+        again = dsprites.provision_dsprites(root, download=False)
+    assert again == Provisioned(root, f"cache: {built.source}")
+    assert f"{root} holds a sub-grid of 1920 images only" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="lfxai.data.dsprites"):
+        dsprites.provision_dsprites(root, download=False, strides=SMALL)  # asked for: quiet
+    assert "sub-grid" not in caplog.text
+
+
+def test_the_cache_metadata_describes_the_packing(tmp_path: Path) -> None:
+    root = tmp_path / "dsprites"
+    _provision(root)
+    meta = json.loads((root / dsprites.META_NAME).read_text())
+    assert meta["image_shape"] == [1, 64, 64] and meta["factors"] == list(sprites.FACTORS)
+    assert meta["packing"].startswith("np.packbits of each image's 64*64 pixels")
+    assert meta["renderer_version"] == sprites.RENDERER_VERSION
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"renderer_version": 0}, f"rendered by renderer v0, now v{sprites.RENDERER_VERSION}"),
+        ({"strides": None}, "strides must be 5 positive integers, got ()"),
+        ({"strides": [1, 1, 1, 1]}, "strides must be 5 positive integers, got (1, 1, 1, 1)"),
+        ({"strides": [0, 1, 1, 1, 1]}, "strides must be 5 positive integers"),
+        ({"n_images": 5}, "n_images is 5, expected 1920"),
+    ],
+)
+def test_cache_problems_name_the_field(change, problem, tmp_path: Path) -> None:
+    root = tmp_path / "dsprites"
+    _provision(root)
+    meta = json.loads((root / dsprites.META_NAME).read_text())
+    meta.update({k: v for k, v in change.items() if v is not None})
+    for key in [k for k, v in change.items() if v is None]:
+        del meta[key]
+    (root / dsprites.META_NAME).write_text(json.dumps(meta))
+    assert problem in dsprites.cache_problem(root)
+
+
+def test_a_truncated_cache_names_its_expected_size(tmp_path: Path) -> None:
+    root = tmp_path / "dsprites"
+    _provision(root)
+    cache = root / dsprites.CACHE_NAME
+    cache.write_bytes(cache.read_bytes()[:1000])
+    expected = 1920 * dsprites.ROW_BYTES
+    assert dsprites.cache_problem(root) == f"{cache}: 1000 bytes, expected {expected} (1920 images)"
+
+
+def test_a_download_for_the_full_grid_waits_seconds_not_forever(
+    tmp_path: Path, monkeypatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+
+    monkeypatch.setattr(dsprites, "FULL_GRID", SMALL)  # downloads happen for the full grid
+    timeouts = []
+
+    def offline(url, timeout):
+        timeouts.append((timeout, socket.getdefaulttimeout()))
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(3.0)
+    try:
+        with caplog.at_level("WARNING", logger="lfxai.data.dsprites"):
+            result = dsprites.provision_dsprites(tmp_path / "d", strides=SMALL)
+        after = socket.getdefaulttimeout()
+    finally:
+        socket.setdefaulttimeout(previous)
+    assert timeouts == [(dsprites.DOWNLOAD_TIMEOUT_S, dsprites.DOWNLOAD_TIMEOUT_S)]
+    assert after == 3.0 and result.path == tmp_path / "d"
+    assert "official dSprites npz not obtained (network unreachable): rendering" in caplog.text
+
+
+def test_a_rejected_npz_is_reported_in_the_log_and_the_result(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "dsprites"
+    root.mkdir()
+    (root / dsprites.NPZ_NAME).write_bytes(_official_npz(SMALL))  # not the official md5
+    with caplog.at_level("WARNING", logger="lfxai.data.dsprites"):
+        result = _provision(root)
+    assert result.path == root and len(result.repaired) == 1
+    npz = root / dsprites.NPZ_NAME
+    assert f"{npz} is not the official dSprites npz: {npz}: md5 " in caplog.text
+    (root / dsprites.CACHE_NAME).write_bytes(b"damaged")
+    with caplog.at_level("WARNING", logger="lfxai.data.dsprites"):
+        repaired = _provision(root)
+    assert "dSprites cache invalid, rebuilding: " in caplog.text
+    assert repaired.repaired[0].endswith("; rebuilt") and repaired.path == root
+
+
+def test_a_cache_is_built_where_its_parents_do_not_exist_yet(tmp_path: Path) -> None:
+    root = tmp_path / "new" / "data" / "dsprites"
+    assert _provision(root).path == root and dsprites.cache_problem(root) is None
+
+
+def test_an_npz_of_the_right_size_but_another_order_is_refused(tmp_path: Path) -> None:
+    content = _official_npz(SMALL)
+    path = tmp_path / "x.npz"
+    with np.load(io.BytesIO(content), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in ("imgs", "latents_classes", "latents_values")}
+    arrays["latents_classes"] = arrays["latents_classes"][::-1]
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=r"latents_classes \(1920, 6\) are not the official grid"):
+        dsprites.check_npz(path, SMALL, md5=None)
+
+
+def test_npz_images_saved_in_format_2_read_the_same(tmp_path: Path) -> None:
+    """numpy writes ``.npy`` format 2.0 for large headers: its header is read too."""
+    import zipfile
+
+    images = (np.random.default_rng(1).random((3, 64, 64)) < 0.5).astype(np.uint8)
+    path = tmp_path / "x.npz"
+    with zipfile.ZipFile(path, "w") as archive, archive.open("imgs.npy", "w") as stream:
+        np.lib.format.write_array(stream, images, version=(2, 0))
+    [block] = dsprites._npz_blocks(path, 3, chunk=8)  # noqa: SLF001
+    np.testing.assert_array_equal(block, images.reshape(3, -1))

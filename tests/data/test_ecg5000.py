@@ -307,8 +307,14 @@ def test_the_splits_on_synthetic_files_of_the_real_layout(tmp_path, monkeypatch)
     sizes = (len(train.y), len(test.y), len(explained.y))
     assert sizes == ecg5000.split_sizes("random") == (4000, 1000, 1000)
     assert torch.equal(test.x, explained.x) and set(test.y.tolist()) == {0, 1}
-    with pytest.raises(ValueError, match=r"unknown ECG5000 split 'x'; valid choices: \['normal'"):
-        ecg5000.ecg5000_splits(root, "x", seed=0)
+    for call in (
+        lambda: ecg5000.ecg5000_splits(root, "x", seed=0),
+        lambda: ecg5000.split_sizes("x"),
+    ):
+        with pytest.raises(
+            ValueError, match=r"unknown ECG5000 split 'x'; valid choices: \['normal'"
+        ):
+            call()
 
 
 def _swap_a_label(name, labels, series) -> None:
