@@ -58,3 +58,53 @@ def test_html_embeds_figures_escapes_text_and_colours_verdicts():
 def test_inline_markup_allows_only_safe_links():
     assert inline_html("[a](#x) [b](javascript:alert)") == ('<a href="#x">a</a> <a href="#">b</a>')
     assert inline_html("`<b>`") == "<code>&lt;b&gt;</code>"
+    web = "[doi](https://doi.org/10.5281/zenodo.1) [h](http://x.org) [f](figures/a.png)"
+    assert inline_html(web) == (
+        '<a href="https://doi.org/10.5281/zenodo.1">doi</a> <a href="http://x.org">h</a> '
+        '<a href="figures/a.png">f</a>'
+    )
+
+
+def test_both_pages_of_a_small_document_exactly() -> None:
+    document = Document(
+        "Report <1>",
+        [
+            Heading(2, "Plain"),
+            Heading(3, "Anchored", "a-1"),
+            Paragraph("Note", "note"),
+            Paragraph("Bare"),
+            Bullets(["x", "**y**"]),
+            Table(["k", "**v**"], [["1", "**holds**"], ["2", "a|b\nc"]]),
+            Figure("figures/f.png", b"\x89P", "Cap"),
+        ],
+    )
+    from lfxai.report.document import STYLE
+
+    assert to_html(document) == (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>Report &lt;1&gt;</title><style>{STYLE}</style></head><body>\n"
+        "<h1>Report &lt;1&gt;</h1>\n"
+        "<h2>Plain</h2>\n"
+        '<h3 id="a-1">Anchored</h3>\n'
+        '<p class="note">Note</p>\n'
+        "<p>Bare</p>\n"
+        "<ul><li>x</li><li><strong>y</strong></li></ul>\n"
+        "<table><thead><tr><th>k</th><th><strong>v</strong></th></tr></thead><tbody>"
+        '<tr><td>1</td><td class="v-holds">holds</td></tr>'
+        "<tr><td>2</td><td>a|b\nc</td></tr></tbody></table>\n"
+        '<figure><img src="data:image/png;base64,iVA=" alt="Cap"><figcaption>Cap</figcaption>'
+        "</figure>\n"
+        "</body></html>\n"
+    )
+    assert to_markdown(document) == (
+        "# Report <1>\n\n"
+        "## Plain\n\n"
+        '<a id="a-1"></a>\n### Anchored\n\n'
+        "Note\n\n"
+        "Bare\n\n"
+        "- x\n- **y**\n\n"
+        "| k | **v** |\n|---|---|\n| 1 | **holds** |\n| 2 | a\\|b c |\n\n"
+        "![Cap](figures/f.png)\n\n*Cap*\n"
+    )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import tomllib
 
+import pytest
+
 import lfxai.experiments  # noqa: F401  (fills the registry)
 from lfxai.experiments.registry import entries
 from lfxai.plugins import get_dataset
@@ -66,3 +68,12 @@ def test_the_file_ships_as_package_data():
     globs = pyproject["tool"]["setuptools"]["package-data"]["lfxai"]
     assert "reference/*.yaml" in globs
     assert (REPO / "lfxai" / "reference" / reference.REFERENCE_FILE).is_file()
+
+
+def test_a_value_without_std_spans_only_its_mean_and_the_bounds_are_inside():
+    values = reference.published({"R1": [0.4, 0.02], "R3": [0.5, None], "R4": [0.3, None]})
+    low, high = reference.spread(values)  # R3 and R4 widen it by their means, not by a unit
+    assert (low, high) == (pytest.approx(0.3), pytest.approx(0.5))
+    assert reference.inside(low, (low, high)) == reference.inside(high, (low, high)) == "yes"
+    assert reference.inside(float("nan"), (low, high)) == "-"
+    assert reference.inside(None, (low, high)) == "-"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import optuna
 from optuna.trial import TrialState
 
@@ -56,3 +58,15 @@ def test_max_retry_zero_queues_nothing() -> None:
     study = _study()
     fail_and_requeue(study, _interrupted(study), max_retry=0)
     assert [t.state for t in study.get_trials(deepcopy=False)] == [TrialState.FAIL]
+
+
+def test_failing_the_interrupted_trial_says_fail_and_warns_nothing() -> None:
+    """The state is told as FAIL, not left for Optuna to infer from missing values (a warning)."""
+    study = _study()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fail_and_requeue(study, _interrupted(study), max_retry=1)
+    assert [t.state for t in study.get_trials(deepcopy=False)] == [
+        TrialState.FAIL,
+        TrialState.WAITING,
+    ]

@@ -1,0 +1,122 @@
+"""Which runs the report uses, on plain run records (no store): each rule of the choice."""
+
+from __future__ import annotations
+
+import pytest
+
+from lfxai.config import ConfigError
+from lfxai.experiments.registry import entries, get_experiment
+from lfxai.report import collect
+from lfxai.report.collect import Entry, differences, material, wall_seconds
+from lfxai.tracking import RunRecord
+from lfxai.tracking.reader import PARENT_TAG
+
+SCHEMA = get_experiment("mnist", "consistency_features").schema
+
+
+def record(
+    run_id: str = "r1",
+    params: dict[str, str] | None = None,
+    metrics: dict[str, float] | None = None,
+    end: int | None = 61_000,
+    status: str = "FINISHED",
+    tags: dict[str, str] | None = None,
+) -> RunRecord:
+    """A smoke-profile run of MNIST's consistency_features, 60 s long, with ``tags`` added."""
+    base = {"lfxai.dataset": "mnist", "lfxai.experiment": "consistency_features"}
+    base |= {"lfxai.profile": "smoke"} | (tags or {})
+    return RunRecord(
+        run_id,
+        "mnist-consistency_features",
+        "1",
+        status,
+        1_000,
+        end,
+        base,
+        params or {},
+        metrics or {},
+    )
+
+
+def test_differences_compare_typed_values_and_only_settings_both_sides_have():
+    run = record(params={"config.lr": "0.001", "config.n_epochs": "5", "config.old": "x"})
+    settings = {"lr": "1e-3", "n_epochs": "10", "batch_size": "100", "old": "y"}
+    # 0.001 == 1e-3 once parsed; batch_size was not logged; "old" is compared as text
+    assert differences(run, settings, SCHEMA) == {"n_epochs": "5", "old": "x"}
+    assert differences(record(params={"config.n_epochs": "10"}), settings, SCHEMA) == {}
+
+
+def test_material_differences_leave_out_neutral_settings_and_the_seed_only_when_asked():
+    diff = {"device": "cuda", "data_dir": "/d", "n_plots": "3", "seed": "2", "lr": "0.1"}
+    assert material(diff) == {"seed": "2", "lr": "0.1"}
+    assert material(diff, seed=True) == {"lr": "0.1"}
+
+
+def test_wall_time_is_the_logged_total_else_end_minus_start_else_none():
+    assert wall_seconds(record(metrics={"time/total_seconds": 12.5})) == 12.5
+    assert wall_seconds(record()) == 60.0  # (61 000 - 1 000) ms
+    assert wall_seconds(record(end=None)) is None
+
+
+def test_an_entry_names_its_experiment_its_newest_run_and_the_command_that_makes_it():
+    entry = Entry("mnist", "consistency_features", "paper")
+    assert entry.name == "mnist-consistency_features" and entry.run is None
+    assert entry.command() == (
+        "mlflow run . -e mnist -P name=consistency_features -P profile=paper "
+        "--env-manager local --experiment-name mnist-consistency_features"
+    )
+    entry.runs = [record("new"), record("old")]
+    assert entry.run.run_id == "new"
+
+
+def test_entries_follow_the_paper_s_data_set_order_then_each_plugin_s_list():
+    ordered = collect.ordered_entries()
+    assert sorted(ordered) == sorted(entries())
+    datasets = [d for d, _ in ordered]
+    firsts = [d for i, d in enumerate(datasets) if d not in datasets[:i]]
+    assert firsts == [d for d in collect.DATASET_ORDER if d in datasets]
+    mnist = [e for d, e in ordered if d == "mnist"]
+    assert mnist[0] == "consistency_features"
+
+
+def test_top_level_runs_exclude_nested_and_moved_runs():
+    runs = [record("a"), record("b", tags={PARENT_TAG: "a"}), record("c")]
+    runs[2].tags["lfxai.moved_to"] = "elsewhere"
+    assert [r.run_id for r in collect._top_level(runs)] == ["a"]  # noqa: SLF001
+
+
+class Reader:
+    """Answers ``run(run_id)`` from a dict; an unknown id is a LookupError, as the store's."""
+
+    def __init__(self, *runs: RunRecord) -> None:
+        self.by_id = {r.run_id: r for r in runs}
+
+    def run(self, run_id: str) -> RunRecord:
+        if run_id not in self.by_id:
+            raise LookupError(f"no run {run_id}")
+        return self.by_id[run_id]
+
+
+def test_given_runs_are_checked_one_by_one_and_each_refusal_names_the_run():
+    good = record("good")
+    assert collect.check_given(Reader(good), ["good"], "smoke") == [good]
+    assert collect.check_given(Reader(good), [], "smoke") == []
+    with pytest.raises(ConfigError, match=r"^run id 'nope': no run nope$"):
+        collect.check_given(Reader(good), ["nope"], "smoke")
+    nested = record("child", tags={PARENT_TAG: "good"})
+    with pytest.raises(ConfigError, match=r"^run id child is a nested run of good, not a top"):
+        collect.check_given(Reader(nested), ["child"], "smoke")
+    other = record("other", tags={"lfxai.experiment": "nothing"})
+    with pytest.raises(ConfigError, match=r"is a run of 'mnist-consistency_features', not a"):
+        collect.check_given(Reader(other), ["other"], "smoke")
+    with pytest.raises(ConfigError, match=r"'smoke'-profile run; this report is of the 'paper'"):
+        collect.check_given(Reader(good), ["good"], "paper")
+    failed = record("failed", status="FAILED")
+    with pytest.raises(ConfigError, match=r"^run id failed is FAILED, not FINISHED$"):
+        collect.check_given(Reader(failed), ["failed"], "smoke")
+
+
+def test_an_unknown_profile_is_refused_with_the_choices():
+    with pytest.raises(ConfigError, match=r"unknown profile 'huge'; valid choices: \['paper'"):
+        collect.check_profile("huge")
+    collect.check_profile("quick")
