@@ -23,7 +23,7 @@ from lfxai.experiments import common
 from lfxai.experiments.registry import get_experiment
 from lfxai.models.images import EncoderMnist
 from lfxai.plugins import Splits, get_dataset
-from lfxai.tracking import DATA_DIGEST_TAG, ENCODER_URI_TAG, EncoderRefused
+from lfxai.tracking import DATA_DIGEST_TAG, ENCODER_URI_TAG, EncoderRefused, encoder_description
 from lfxai.training import FitResult
 
 
@@ -395,13 +395,15 @@ def test_the_logged_encoder_is_described_and_tagged_with_its_settings(tmp_path) 
     assert registered["details"] == (
         f"trained on mnist split '{config.split}', n_epochs={config.n_epochs}, seed=3"
     )
-    assert "lfxai-mnist-denoising-ae-d5" in registered["about"]
-    assert "1, 28, 28" in registered["about"] and "the MNIST denoising AE" in registered["about"]
+    what = "the MNIST denoising AE"
+    name = "lfxai-mnist-denoising-ae-d5"
+    assert registered["about"] == encoder_description(name, "1, 28, 28", 5, what)
     unregistered = _config(register_model="false")
     tracker = RecordingTracker()
     uri = common.log_encoder(tracker, plugin, unregistered, nn.Linear(1, 1), torch.zeros(2, 3), 1)
     assert uri == "runs:/abc/encoder" and tracker.registered[0]["name"] is None
-    assert "<name>" in tracker.registered[0]["about"] and "(3)" not in uri
+    about = encoder_description("<name>", "3", unregistered.dim_latent, what)
+    assert tracker.registered[0]["about"] == about
 
 
 def test_new_models_get_the_settings_latent_size_input_shape_and_pretext() -> None:

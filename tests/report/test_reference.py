@@ -77,3 +77,10 @@ def test_a_value_without_std_spans_only_its_mean_and_the_bounds_are_inside():
     assert reference.inside(low, (low, high)) == reference.inside(high, (low, high)) == "yes"
     assert reference.inside(float("nan"), (low, high)) == "-"
     assert reference.inside(None, (low, high)) == "-"
+
+
+def test_findings_are_looked_up_per_data_set_and_experiment():
+    found = reference.finding("ecg5000", "consistency_examples")
+    assert found == reference.load()["findings"]["ecg5000/consistency_examples"]
+    assert set(found) == {"sources", "text"} and found["text"]
+    assert reference.finding("ecg5000", "disvae") is None  # no reproduction ran it
