@@ -209,6 +209,7 @@ def test_a_resumed_run_loses_its_stale_outcome_and_keeps_its_params(mlflow_store
 def test_sqlite_path():
     assert sqlite_path("sqlite:////abs/mlflow.db") == Path("/abs/mlflow.db")
     assert sqlite_path("sqlite:///rel.db?timeout=20") == Path("rel.db")
+    assert sqlite_path("sqlite:///rel.db?timeout=20&note=why?") == Path("rel.db")  # first "?"
     assert sqlite_path("sqlite://") is None
     assert sqlite_path("http://tracking-host:5000") is None
     assert sqlite_path("postgresql://mlflow@db/mlflow") is None

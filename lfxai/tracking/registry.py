@@ -16,6 +16,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import torch
+import yaml
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -370,10 +371,16 @@ def load_encoder(uri: str, device: str = "cpu") -> nn.Module:
 
         try:
             pytorch = Model.load(download("MLmodel")).flavors.get("pytorch", {})
+            stored = {entry.get("path") for entry in pytorch.get("extra_files", [])}
         except (MlflowException, OSError) as error:
             reason = first_line(error) if isinstance(error, MlflowException) else error
             raise EncoderRefused(f"{uri}: no MLflow model there ({reason})") from None
-        stored = {entry.get("path") for entry in pytorch.get("extra_files", [])}
+        except (yaml.YAMLError, TypeError, AttributeError, ValueError) as error:
+            # A tampered or damaged MLmodel: refused in one line, like any other bad file.
+            raise EncoderRefused(
+                f"{uri}: its MLmodel is not an MLflow model file "
+                f"({type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]})"
+            ) from None
         wanted = [f"extra_files/{file}" for file in (RECIPE_FILE, STATE_FILE)]
         if not set(wanted) <= stored:
             raise EncoderRefused(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,7 +84,7 @@ class Tracker(RegisteredModels):
 
     def log_metric_rows(self, rows: list[tuple[str, float, int]]) -> None:
         """Logs ``(key, value, step)`` rows in batches: a whole curve in one request."""
-        timestamp = int(pd.Timestamp.now().timestamp() * 1000)
+        timestamp = int(time.time() * 1000)  # ms since the epoch, whatever the local zone
         metrics = [Metric(k, float(v), timestamp, int(s)) for k, v, s in rows]
         for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
             batch = metrics[start : start + MAX_METRICS_PER_BATCH]

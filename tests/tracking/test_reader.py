@@ -106,3 +106,27 @@ def test_the_reader_reads_the_store_it_was_given(store, tmp_path):
     assert [r.run_id for r in StoreReader(uri).runs("reader-a", "tags.kind = 'x'")] == [
         store["old"]
     ]
+
+
+def test_the_store_s_active_experiments_are_listed_by_name(store):
+    client = MlflowClient()
+    client.delete_experiment(client.create_experiment("reader-gone"))
+    names = StoreReader().experiment_names()
+    assert names == sorted(names) and {"reader-a", "reader-b", "Default"} <= set(names)
+    assert "reader-gone" not in names
+
+
+def test_runs_and_children_are_read_past_mlflow_s_default_page(store, monkeypatch):
+    # MLflow returns 1000 runs unless asked for more: a sweep's trials would be cut short.
+    reader = StoreReader()
+    asked = []
+    real = reader.client.search_runs
+
+    def search_runs(*args, **kwargs):
+        asked.append(kwargs.get("max_results"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(reader.client, "search_runs", search_runs)
+    assert len(reader.children(store["new"])) == 2
+    assert len(reader.runs("reader-a")) == 4
+    assert len(asked) == 2 and all(n is not None and n >= 5000 for n in asked)

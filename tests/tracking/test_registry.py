@@ -54,7 +54,10 @@ def test_the_model_description_names_what_each_version_carries():
 class _QuickTracker(Tracker):
     """A tracker whose 'logged encoder' is a bare new version of the registered model."""
 
+    logged: tuple = ()
+
     def log_encoder_model(self, model, example, registered_model_name=None, module="encoder"):
+        self.logged = (model, example)
         if registered_model_name is None:
             return f"runs:/{self.run_id}/encoder"
         with contextlib.suppress(MlflowException):  # exists
@@ -247,3 +250,44 @@ def test_a_run_tags_every_version_it_registered_and_no_other(mlflow_store):
         ("b", 1): {"lfxai.verdict": "holds", "k": "v"},
         ("a", 2): {},
     }
+
+
+def test_versions_are_listed_newest_first_by_number_and_aliases_sorted(mlflow_store, tmp_path):
+    client = MlflowClient()
+    client.create_registered_model("m")
+    for _ in range(10):
+        client.create_model_version("m", source=str(tmp_path), run_id=None)
+    client.set_registered_model_alias("m", "quick", "2")
+    client.set_registered_model_alias("m", "paper", "10")
+    tracker = Tracker("r")
+    assert [int(v.version) for v in tracker.model_versions("m")] == list(range(10, 0, -1))
+    assert tracker.model_aliases("m") == ["paper", "quick"]
+    assert tracker.model_versions("no-such-model") == []
+    assert tracker.model_versions("it's") == []  # a name the store's search cannot parse
+    assert tracker.model_aliases("no-such-model") == []
+    assert tracker.model_version_by_alias("m", "paper").version == 10
+    assert tracker.model_version_by_alias("m", "no-such-alias") is None
+
+
+def test_the_encoder_registered_is_the_callers_model_and_example(mlflow_store):
+    model, example = torch.nn.Identity(), torch.zeros(2, 1)
+    with mlflow.start_run() as run:
+        tracker = _QuickTracker(run.info.run_id)
+        tracker.register_encoder(model, example, "m", 0.5, about="m")
+    assert tracker.logged[0] is model and tracker.logged[1] is example
+
+
+class _UnregisteredTracker(_QuickTracker):
+    """Logs the model, but the store gives it no registered version (a logged model's URI)."""
+
+    def log_encoder_model(self, model, example, registered_model_name=None, module="encoder"):
+        return "models:/m-0123456789abcdef"
+
+
+def test_a_model_the_store_did_not_register_is_returned_unannotated(mlflow_store):
+    with mlflow.start_run() as run:
+        uri = _UnregisteredTracker(run.info.run_id).register_encoder(
+            torch.nn.Identity(), torch.zeros(2, 1), "m", 0.5, about="m"
+        )
+    assert uri == "models:/m-0123456789abcdef"
+    assert MlflowClient().search_registered_models() == []
