@@ -44,6 +44,8 @@ def test_differences_compare_typed_values_and_only_settings_both_sides_have():
     # 0.001 == 1e-3 once parsed; batch_size was not logged; "old" is compared as text
     assert differences(run, settings, SCHEMA) == {"n_epochs": "5", "old": "x"}
     assert differences(record(params={"config.n_epochs": "10"}), settings, SCHEMA) == {}
+    # a setting the code no longer has is compared as text: the same text is no difference
+    assert differences(record(params={"config.old": "y"}), settings, SCHEMA) == {}
 
 
 def test_material_differences_leave_out_neutral_settings_and_the_seed_only_when_asked():

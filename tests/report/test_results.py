@@ -107,3 +107,15 @@ def test_the_mean_table_averages_a_value_over_runs_per_key():
     assert out["std"].tolist() == pytest.approx([np.sqrt(2.0), 0.0])
     none = mean_table([RunResult(_run(), a)], ["method"], "missing")
     assert none.empty and none.columns.tolist() == ["method", "mean", "std", "n"]
+
+
+def test_a_pretext_run_s_claims_use_its_correlation_arrays_and_a_bare_claims_file(monkeypatch):
+    seen = []
+    monkeypatch.setitem(results.CLAIMS, "pretext", lambda t, e: seen.append(e) or [])
+    arrays = {("r1", f"correlations/{n}.npy"): {"": np.ones(2)} for n in PRETEXT_ARRAYS}
+    reader = Reader(
+        {("r1", "pretext_correlations.csv"): pd.DataFrame(), ("r1", "claims.json"): "{}", **arrays}
+    )
+    result = results.read_result(reader, _run(), "pretext")
+    assert sorted(seen[0]) == sorted(PRETEXT_ARRAYS)  # the fallback of runs without the npz
+    assert result.logged == [] and result.logged_title == ""  # a file without either key
