@@ -109,10 +109,19 @@ def test_given_runs_are_checked_one_by_one_and_each_refusal_names_the_run():
     with pytest.raises(ConfigError, match=r"^run id child is a nested run of good, not a top"):
         collect.check_given(Reader(nested), ["child"], "smoke")
     other = record("other", tags={"lfxai.experiment": "nothing"})
-    with pytest.raises(ConfigError, match=r"is a run of 'mnist-consistency_features', not a"):
+    with pytest.raises(ConfigError) as refused:
         collect.check_given(Reader(other), ["other"], "smoke")
-    with pytest.raises(ConfigError, match=r"'smoke'-profile run; this report is of the 'paper'"):
+    valid = sorted(f"{d}-{e}" for d, e in entries())
+    assert str(refused.value) == (
+        "run id other is a run of 'mnist-consistency_features', not a top-level run of an "
+        f"lfxai experiment; valid: runs of {valid}"
+    )
+    with pytest.raises(ConfigError) as refused:
         collect.check_given(Reader(good), ["good"], "paper")
+    assert str(refused.value) == (
+        "run id good is a 'smoke'-profile run; this report is of the 'paper' profile "
+        "(pass profile=smoke)"
+    )
     failed = record("failed", status="FAILED")
     with pytest.raises(ConfigError, match=r"^run id failed is FAILED, not FINISHED$"):
         collect.check_given(Reader(failed), ["failed"], "smoke")
