@@ -379,7 +379,7 @@ def load_encoder(uri: str, device: str = "cpu") -> nn.Module:
             # A tampered or damaged MLmodel: refused in one line, like any other bad file.
             raise EncoderRefused(
                 f"{uri}: its MLmodel is not an MLflow model file "
-                f"({type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]})"
+                f"({type(error).__name__}: {first_line(error)})"
             ) from None
         wanted = [f"extra_files/{file}" for file in (RECIPE_FILE, STATE_FILE)]
         if not set(wanted) <= stored:
@@ -422,6 +422,6 @@ def model_location(uri: str) -> tuple[str, str]:
         raise EncoderRefused(f"{uri}: {first_line(error)}") from None
 
 
-def first_line(error: MlflowException) -> str:
-    """An MLflow error's message, first line only (its stack trace left out)."""
-    return (error.message.strip().splitlines() or [""])[0]
+def first_line(error: BaseException) -> str:
+    """An error's message, first line only (an MLflow error's stack trace left out)."""
+    return (str(error).strip().splitlines() or [""])[0]  # str(MlflowException) is its message
