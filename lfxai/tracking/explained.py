@@ -16,7 +16,7 @@ import torch
 from mlflow.exceptions import MlflowException
 
 from lfxai.models.stored import RECIPE_FILE, STATE_FILE, EncoderRefused
-from lfxai.tracking.registry import first_line, load_encoder, model_location
+from lfxai.tracking.registry import first_line, load_encoder, model_location, read_mlmodel
 from lfxai.tracking.tracker import Tracker
 
 LFXAI_MODEL = "lfxai"  # logged by lfxai: rebuilt from its recipe and tensor state
@@ -83,7 +83,6 @@ def load_explained_model(uri: str, device: str = "cpu") -> tuple[torch.nn.Module
     from urllib.parse import urlparse
 
     from mlflow.environment_variables import MLFLOW_ALLOW_PICKLE_DESERIALIZATION
-    from mlflow.models import Model
 
     from lfxai.models.exported import ExportedEncoder
 
@@ -98,13 +97,7 @@ def load_explained_model(uri: str, device: str = "cpu") -> tuple[torch.nn.Module
         name, version = resolved.removeprefix("models:/").split("/")
         alias = uri.rstrip("/").rsplit("@", 1)[1] if "@" in uri else None
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            meta = mlflow.artifacts.download_artifacts(f"{location}/MLmodel", dst_path=tmp)
-            model = Model.load(meta)
-        except (MlflowException, OSError) as error:
-            reason = first_line(error) if isinstance(error, MlflowException) else error
-            raise EncoderRefused(f"{uri}: no MLflow model there ({reason})") from None
-        flavor = model.flavors.get("pytorch")
+        model, flavor, stored = read_mlmodel(uri, location, tmp)
         if flavor is None:
             raise EncoderRefused(
                 f"{uri} is not a PyTorch model (flavors {sorted(model.flavors)}); log the "
@@ -122,7 +115,7 @@ def load_explained_model(uri: str, device: str = "cpu") -> tuple[torch.nn.Module
             _signature_input_shape(model),
         )
         ours = {f"extra_files/{f}" for f in (RECIPE_FILE, STATE_FILE)}
-        if ours <= {entry.get("path") for entry in flavor.get("extra_files") or []}:
+        if ours <= stored:
             found = dataclasses.replace(found, kind=LFXAI_MODEL)
             return load_encoder(resolved, device), found
         if flavor.get("code"):

@@ -19,6 +19,7 @@ import torch
 import yaml
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+from mlflow.models import Model, ModelSignature
 from mlflow.tracking import MlflowClient
 from torch import nn
 
@@ -361,26 +362,9 @@ def load_encoder(uri: str, device: str = "cpu") -> nn.Module:
             older lfxai: the message says how to re-register it), or files that are not a
             valid recipe and tensor state (the bad value named).
     """
-    from mlflow.models import Model
-
     uri, location = model_location(uri)
     with tempfile.TemporaryDirectory() as tmp:
-
-        def download(path: str) -> Path:
-            return Path(mlflow.artifacts.download_artifacts(f"{location}/{path}", dst_path=tmp))
-
-        try:
-            pytorch = Model.load(download("MLmodel")).flavors.get("pytorch", {})
-            stored = {entry.get("path") for entry in pytorch.get("extra_files", [])}
-        except (MlflowException, OSError) as error:
-            reason = first_line(error) if isinstance(error, MlflowException) else error
-            raise EncoderRefused(f"{uri}: no MLflow model there ({reason})") from None
-        except (yaml.YAMLError, TypeError, AttributeError, ValueError) as error:
-            # A tampered or damaged MLmodel: refused in one line, like any other bad file.
-            raise EncoderRefused(
-                f"{uri}: its MLmodel is not an MLflow model file "
-                f"({type(error).__name__}: {first_line(error)})"
-            ) from None
+        _, _, stored = read_mlmodel(uri, location, tmp)
         wanted = [f"extra_files/{file}" for file in (RECIPE_FILE, STATE_FILE)]
         if not set(wanted) <= stored:
             raise EncoderRefused(
@@ -389,8 +373,53 @@ def load_encoder(uri: str, device: str = "cpu") -> nn.Module:
                 "because unpickling runs code; re-register it: rerun the experiment that "
                 "logged it with pretrained=false (and register_model=true)"
             )
-        recipe, state = (download(path) for path in wanted)
+        recipe, state = (
+            Path(mlflow.artifacts.download_artifacts(f"{location}/{path}", dst_path=tmp))
+            for path in wanted
+        )
         return load_encoder_files(recipe, state, uri, device)
+
+
+def read_mlmodel(
+    uri: str, location: str, dst: str
+) -> tuple[Model, dict[str, Any] | None, set[str]]:
+    """The ``MLmodel`` at ``location``, read as data (YAML, nothing runs), downloaded to ``dst``.
+
+    Returns:
+        The model, its ``pytorch`` flavor (None without one) and the paths of that flavor's
+        extra files.
+
+    Raises:
+        EncoderRefused: no model at ``location``, or an ``MLmodel`` that is not an MLflow model
+            file (damaged or tampered: the error named), in one line.
+    """
+    try:
+        path = mlflow.artifacts.download_artifacts(f"{location}/MLmodel", dst_path=dst)
+        model = Model.load(path)
+    except OSError as error:  # e.g. an MLmodel that is a folder
+        raise EncoderRefused(f"{uri}: no MLflow model there ({first_line(error)})") from None
+    except MlflowException as error:
+        if not Path(dst, "MLmodel").is_file():  # the download failed: nothing there
+            raise EncoderRefused(f"{uri}: no MLflow model there ({first_line(error)})") from None
+        raise _damaged(uri, error) from None
+    except (yaml.YAMLError, TypeError, AttributeError, ValueError, KeyError) as error:
+        raise _damaged(uri, error) from None
+    try:  # the shapes every reader relies on, checked here so none meets a bad one later
+        flavor = model.flavors.get("pytorch")
+        stored = {str(entry["path"]) for entry in (flavor or {}).get("extra_files") or []}
+        if model.signature is not None and not isinstance(model.signature, ModelSignature):
+            raise TypeError(f"signature of type {type(model.signature).__name__}")
+    except (TypeError, AttributeError, KeyError) as error:
+        raise _damaged(uri, error) from None
+    return model, flavor, stored
+
+
+def _damaged(uri: str, error: Exception) -> EncoderRefused:
+    """The one-line refusal of a tampered or damaged ``MLmodel``."""
+    return EncoderRefused(
+        f"{uri}: its MLmodel is not an MLflow model file "
+        f"({type(error).__name__}: {first_line(error)})"
+    )
 
 
 def model_location(uri: str) -> tuple[str, str]:

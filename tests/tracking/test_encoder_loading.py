@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 from lfxai.models.registry import ModelSpec, build_model
 from lfxai.models.stored import RECIPE_FILE, STATE_FILE, write_encoder_files
 from lfxai.tracking import EncoderRefused, load_encoder
+from lfxai.tracking.explained import load_explained_model
 from tests.helpers import open_run
 
 OUR_FILES = [{"path": f"extra_files/{RECIPE_FILE}"}, {"path": f"extra_files/{STATE_FILE}"}]
@@ -77,20 +78,29 @@ def test_no_model_there_is_refused_in_one_line_saying_why(mlflow_store, tmp_path
         load_encoder(str(folder))
 
 
-@pytest.mark.parametrize(
-    ("text", "error"),
-    [
-        ("a: [1\n  b: {\n", "ParserError: while parsing a flow sequence"),  # not YAML
-        ("- 1\n- 2\n", "TypeError"),  # YAML, but a list
-        ("flavors: 3\n", "AttributeError"),  # a mapping with the wrong shapes
-        ("flavors:\n  pytorch:\n    extra_files: [3]\n", "AttributeError"),
-    ],
-)
-def test_a_damaged_mlmodel_is_refused_in_one_line(tmp_path, text, error):
+DAMAGED = [
+    ("a: [1\n  b: {\n", "ParserError: while parsing a flow sequence"),  # not YAML
+    ("- 1\n- 2\n", "TypeError"),  # YAML, but a list
+    ("flavors: 3\n", "AttributeError"),  # a mapping with the wrong shapes
+    ("flavors:\n  pytorch: abc\n", "AttributeError"),
+    ("flavors:\n  pytorch:\n    extra_files: [3]\n", "TypeError"),
+    ("flavors:\n  pytorch:\n    extra_files: [{name: x}]\n", "KeyError"),
+    ("flavors:\n  pytorch: {}\nsignature: 5\n", "TypeError: signature of type int"),
+    (  # a signature MLflow cannot read: its own error, but the file is there
+        'flavors:\n  pytorch: {}\nsignature:\n  inputs: \'[{"type": "tensor"}]\'\n',
+        "MlflowException: Missing keys in TensorSpec JSON",
+    ),
+    ("\udcff\udcfe", "UnicodeDecodeError"),  # not text
+]
+
+
+@pytest.mark.parametrize("loader", [load_encoder, load_explained_model])
+@pytest.mark.parametrize(("text", "error"), DAMAGED)
+def test_a_damaged_mlmodel_is_refused_in_one_line(tmp_path, text, error, loader):
     folder, _ = _model_folder(tmp_path / "model", {"pytorch": {"extra_files": OUR_FILES}})
-    (folder / "MLmodel").write_text(text)
+    (folder / "MLmodel").write_bytes(text.encode("utf-8", "surrogateescape"))
     with pytest.raises(EncoderRefused) as refused:
-        load_encoder(str(folder))
+        loader(str(folder))
     message = str(refused.value)
     assert message.startswith(f"{folder}: its MLmodel is not an MLflow model file ({error}")
     assert "\n" not in message
