@@ -261,9 +261,13 @@ def fail_and_requeue(study: optuna.Study, trial: optuna.trial.Trial, max_retry: 
     """Fails an interrupted trial now and queues its retry.
 
     What the heartbeat would do after ``grace_period``, so that a resume continues it right
-    away.
+    away. A trial that is no longer running was failed as stale by another worker, which
+    queued its retry: it is left as it is.
     """
-    state = running_trial(trial)
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    state = next((t for t in running if t.number == trial.number), None)
+    if state is None:
+        return
     study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -70,3 +70,14 @@ def test_failing_the_interrupted_trial_says_fail_and_warns_nothing() -> None:
         TrialState.FAIL,
         TrialState.WAITING,
     ]
+
+
+def test_a_trial_another_worker_already_failed_as_stale_is_left_alone() -> None:
+    """Its retry was queued by that worker: no error, no second retry."""
+    study = _study()
+    trial = _interrupted(study)
+    fail_and_requeue(study, trial, max_retry=2)  # as the other worker's stale check did
+    fail_and_requeue(study, trial, max_retry=2)  # this worker's stop handler, afterwards
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert retried_from(trials[1]) == 0
