@@ -11,7 +11,8 @@ from lfxai.report.collect import Entry, differences, material, wall_seconds
 from lfxai.tracking import RunRecord
 from lfxai.tracking.reader import PARENT_TAG
 
-SCHEMA = get_experiment("mnist", "consistency_features").schema
+ENTRY = ("mnist", "consistency_features")
+SCHEMA = get_experiment(*ENTRY).schema
 
 
 def record(
@@ -131,3 +132,91 @@ def test_an_unknown_profile_is_refused_with_the_choices():
     with pytest.raises(ConfigError, match=r"unknown profile 'huge'; valid choices: \['paper'"):
         collect.check_profile("huge")
     collect.check_profile("quick")
+
+
+class Store:
+    """A stand-in store reader for :func:`collect.select`: the runs of one experiment, newest
+    first, as ``reader.runs`` returns them; every query is recorded."""
+
+    def __init__(self, runs: list[RunRecord], names: list[str] | None = None) -> None:
+        self.by_id = {r.run_id: r for r in runs}
+        self.listed = runs
+        self.names = ["mnist-consistency_features"] if names is None else names
+        self.queries: list[tuple[str, str]] = []
+
+    def experiment_names(self) -> list[str]:
+        return self.names
+
+    def runs(self, name: str, filter_string: str) -> list[RunRecord]:
+        self.queries.append((name, filter_string))
+        return list(self.listed)
+
+    def run(self, run_id: str) -> RunRecord:
+        return self.by_id[run_id]
+
+
+SMOKE = {f"config.{k}": v for k, v in collect.profile_settings(*ENTRY, "smoke").items()}
+
+
+def smoke_run(
+    run_id: str, status: str = "FINISHED", end: int | None = 61_000, **changed
+) -> RunRecord:
+    """A top-level smoke run of ``ENTRY`` with the profile's settings but ``changed``."""
+    params = SMOKE | {f"config.{k}": str(v) for k, v in changed.items()}
+    return record(run_id, params=params, status=status, end=end)
+
+
+def _entry(entries: list[Entry]) -> Entry:
+    (found,) = [e for e in entries if (e.dataset, e.experiment) == ENTRY]
+    return found
+
+
+def test_select_prefers_the_newest_run_of_the_profile_s_settings_and_aggregates_its_seeds():
+    runs = [
+        smoke_run("running", status="RUNNING", end=None),  # no result, no cost yet
+        smoke_run("killed", status="KILLED"),  # a cost, not a result
+        smoke_run("short", n_train=300),  # another scale: a cost
+        smoke_run("other-lr", lr=0.01),  # newer, but not the profile's settings
+        smoke_run("exact", seed=1),  # the newest of the profile's settings
+        smoke_run("elsewhere", data_dir="/mnt/data"),  # a neutral difference: aggregated
+        smoke_run("bigger", n_epochs=2),
+        record("nested", params=SMOKE, tags={PARENT_TAG: "exact"}),
+        record("foreign", params=SMOKE, tags={"lfxai.experiment": "roar_test"}),
+    ]
+    store = Store(runs)
+    selected = collect.select(store, "smoke")
+    assert [(e.dataset, e.experiment) for e in selected] == collect.ordered_entries()
+    assert store.queries == [("mnist-consistency_features", "tags.`lfxai.profile` = 'smoke'")]
+    entry = _entry(selected)
+    assert [r.run_id for r in entry.runs] == ["exact", "elsewhere"]
+    assert entry.differs == {}
+    assert entry.profile_settings == {k.removeprefix("config."): v for k, v in SMOKE.items()}
+    assert [r.run_id for r in entry.measured] == ["killed", "short", "other-lr", "bigger"]
+    assert all(not e.runs and not e.measured for e in selected if e is not entry)
+
+
+def test_select_falls_back_to_the_newest_run_at_scale_and_states_its_differences():
+    runs = [
+        smoke_run("short", n_train=300, lr=0.01),  # shortened: never the result
+        smoke_run("other-lr", lr=0.01, seed=3),
+        smoke_run("other-lr-again", lr="1e-2", seed=4, device="cpu"),  # its settings again
+        smoke_run("other-wd", weight_decay=0.1),
+    ]
+    entry = _entry(collect.select(Store(runs), "smoke"))
+    assert [r.run_id for r in entry.runs] == ["other-lr", "other-lr-again"]
+    assert entry.differs == {"lr": "0.01"}
+    assert [r.run_id for r in entry.measured] == ["short", "other-wd"]
+
+
+def test_select_uses_the_given_runs_only_and_skips_experiments_the_store_lacks():
+    runs = [smoke_run("exact"), smoke_run("old-lr", lr=0.01)]
+    entry = _entry(collect.select(Store(runs), "smoke", ["old-lr"]))
+    assert [r.run_id for r in entry.runs] == ["old-lr"]
+    assert entry.differs == {"lr": "0.01"}
+    assert [r.run_id for r in entry.measured] == ["exact"]
+    store = Store(runs, names=["mnist-roar_test"])  # no experiment of this entry's name
+    entry = _entry(collect.select(store, "smoke"))
+    assert entry.runs == [] and entry.measured == [] and entry.differs == {}
+    assert store.queries == [("mnist-roar_test", "tags.`lfxai.profile` = 'smoke'")]
+    given = _entry(collect.select(store, "smoke", ["old-lr"]))  # given, though not listed
+    assert [r.run_id for r in given.runs] == ["old-lr"] and given.differs == {"lr": "0.01"}
