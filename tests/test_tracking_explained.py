@@ -7,15 +7,11 @@ from __future__ import annotations
 import io
 import zipfile
 from pathlib import Path
-from types import SimpleNamespace
 
 import mlflow
-import numpy as np
 import pytest
 import torch
-from mlflow.models.signature import ModelSignature
 from mlflow.tracking import MlflowClient
-from mlflow.types import ColSpec, Schema, TensorSpec
 from torch import nn
 
 from lfxai.models.exported import ExportedEncoder
@@ -29,7 +25,6 @@ from lfxai.tracking import (
     load_explained_model,
     record_explained_model,
 )
-from lfxai.tracking.explained import _signature_input_shape
 
 USER = "user-encoder"  # registered by "the user's own code": not an lfxai model
 
@@ -135,21 +130,6 @@ def test_a_uri_that_does_not_resolve_is_one_line(mlflow_store, uri, message) -> 
     with pytest.raises(EncoderRefused) as error:
         load_explained_model(uri)
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
-
-
-@pytest.mark.parametrize(
-    ("inputs", "expected"),
-    [
-        (Schema([TensorSpec(np.dtype("float32"), (-1, 1, 28, 28))]), (1, 28, 28)),
-        (Schema([TensorSpec(np.dtype("float32"), (8, 140))]), None),  # a fixed batch
-        (Schema([TensorSpec(np.dtype("float32"), (-1, 3), n) for n in "ab"]), None),  # two
-        (Schema([ColSpec("double", "x")]), None),  # columns, not a tensor
-        (None, None),
-    ],
-)
-def test_the_input_shape_is_read_from_one_batched_tensor_input(inputs, expected) -> None:
-    signature = None if inputs is None else ModelSignature(inputs=inputs)
-    assert _signature_input_shape(SimpleNamespace(signature=signature)) == expected
 
 
 def test_a_missing_alias_is_one_line(mlflow_store) -> None:

@@ -95,7 +95,10 @@ def load_explained_model(uri: str, device: str = "cpu") -> tuple[torch.nn.Module
     name = version = alias = None
     if resolved.startswith("models:/") and resolved.count("/") == 2:
         name, version = resolved.removeprefix("models:/").split("/")
-        alias = uri.rstrip("/").rsplit("@", 1)[1] if "@" in uri else None
+        # as model_location reads it: an alias ends the name of a URI without a version (a
+        # registered model's name may itself hold an "@")
+        given, _, rest = uri.removeprefix("models:/").rstrip("/").partition("/")
+        alias = given.rsplit("@", 1)[1] if "@" in given and not rest else None
     with tempfile.TemporaryDirectory() as tmp:
         model, flavor, stored = read_mlmodel(uri, location, tmp)
         if flavor is None:

@@ -8,16 +8,19 @@ from types import SimpleNamespace
 
 import mlflow
 import mlflow.pytorch  # the module itself: patching MLflow's lazy proxy would not stick
+import numpy as np
 import pytest
 import torch
 import yaml
 from mlflow.exceptions import MlflowException
+from mlflow.models.signature import ModelSignature
+from mlflow.types import ColSpec, Schema, TensorSpec
 from torch import nn
 
 from lfxai.models.exported import ExportedEncoder
 from lfxai.models.stored import RECIPE_FILE, STATE_FILE
 from lfxai.tracking import LFXAI_MODEL, PT2_MODEL, EncoderRefused, explained, registry
-from lfxai.tracking.explained import load_explained_model
+from lfxai.tracking.explained import _signature_input_shape, load_explained_model
 from lfxai.tracking.registry import model_location
 
 OUR_FILES = [{"path": f"extra_files/{RECIPE_FILE}"}, {"path": f"extra_files/{STATE_FILE}"}]
@@ -104,6 +107,11 @@ def test_a_registered_version_is_named_and_its_alias_kept(
     )
     _, found = load_explained_model("models:/enc/3")
     assert (found.name, found.version, found.alias) == ("enc", "3", None)
+    monkeypatch.setattr(explained, "model_location", lambda uri: ("models:/t@enc/5", str(folder)))
+    _, found = load_explained_model("models:/t@enc/5")  # "@" may be part of a model's name
+    assert (found.name, found.version, found.alias) == ("t@enc", "5", None)
+    _, found = load_explained_model("models:/t@enc@prod-X/")
+    assert (found.name, found.version, found.alias) == ("t@enc", "5", "prod-X")
     monkeypatch.setattr(explained, "model_location", lambda uri: (uri, str(folder)))
     _, found = load_explained_model("models:/m-0123")  # a logged model's id: no name
     assert (found.name, found.version, found.alias) == (None, None, None)
@@ -293,3 +301,62 @@ def test_model_location_refuses_in_one_line(client, uri, message) -> None:
     with pytest.raises(EncoderRefused) as refused:
         model_location(uri)
     assert str(refused.value) == message
+
+
+class _Recorder:
+    """A stand-in tracker and client: records tags and inputs; holds the models ``held``."""
+
+    def __init__(self, *held: str) -> None:
+        self.run_id = "consumer"
+        self.client = self
+        self.held = held
+        self.calls: list[tuple] = []
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self.calls.append(("tags", tags))
+
+    def get_logged_model(self, model_id: str) -> str:
+        self.calls.append(("get", model_id))
+        if model_id not in self.held:
+            raise MlflowException(f"Logged model {model_id} not found")
+        return model_id
+
+    def log_inputs(self, run_id: str, models: list) -> None:
+        self.calls.append(("inputs", run_id, [m.model_id for m in models]))
+
+
+def test_the_run_records_a_model_of_its_store_as_an_input() -> None:
+    model = explained.ExplainedModel("models:/m/1", "models:/m/1", PT2_MODEL, model_id="m-1")
+    tracker = _Recorder("m-1")
+    explained.record_explained_model(tracker, model)
+    assert tracker.calls == [
+        ("tags", model.tags()),
+        ("get", "m-1"),
+        ("inputs", "consumer", ["m-1"]),
+    ]
+
+
+def test_a_model_from_elsewhere_or_without_an_id_is_recorded_by_its_tags_only() -> None:
+    model = explained.ExplainedModel("/m", "/m", PT2_MODEL, model_id="m-9")
+    tracker = _Recorder("m-1")
+    explained.record_explained_model(tracker, model)
+    assert tracker.calls == [("tags", model.tags()), ("get", "m-9")]
+    folder = explained.ExplainedModel("/m", "/m", PT2_MODEL)
+    tracker = _Recorder("m-1")
+    explained.record_explained_model(tracker, folder)
+    assert tracker.calls == [("tags", folder.tags())]
+
+
+@pytest.mark.parametrize(
+    ("inputs", "expected"),
+    [
+        (Schema([TensorSpec(np.dtype("float32"), (-1, 1, 28, 28))]), (1, 28, 28)),
+        (Schema([TensorSpec(np.dtype("float32"), (8, 140))]), None),  # a fixed batch
+        (Schema([TensorSpec(np.dtype("float32"), (-1, 3), n) for n in "ab"]), None),  # two
+        (Schema([ColSpec("double", "x")]), None),  # columns, not a tensor
+        (None, None),
+    ],
+)
+def test_the_input_shape_is_read_from_one_batched_tensor_input(inputs, expected) -> None:
+    signature = None if inputs is None else ModelSignature(inputs=inputs)
+    assert _signature_input_shape(SimpleNamespace(signature=signature)) == expected
