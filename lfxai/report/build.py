@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from matplotlib import pyplot as plt
 
@@ -115,13 +116,20 @@ def _title(entry: Entry, result: RunResult) -> str:
     return claims_title(base, entry.profile, epochs)
 
 
+def _server(uri: str) -> str:
+    """A tracking server's address as the report links it: without credentials or a query."""
+    parts = urlsplit(uri)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}".rstrip("/")
+
+
 def _provenance(results: list[RunResult], uri: str) -> Table:
     rows = []
     for result in results:
         run = result.run
         link = run.run_id
         if uri.startswith(("http://", "https://")):
-            link = f"[{run.run_id}]({uri}/#/experiments/{run.experiment_id}/runs/{run.run_id})"
+            page = f"{_server(uri)}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
+            link = f"[{run.run_id}]({page})"
         started = datetime.fromtimestamp(run.start_time / 1000, UTC).strftime("%Y-%m-%d %H:%M")
         rows.append(
             [
