@@ -55,8 +55,11 @@ def test_a_model_without_both_our_files_is_refused_as_pickled(tmp_path, flavors)
     folder, _ = _model_folder(tmp_path / "model", flavors)
     with pytest.raises(EncoderRefused) as refused:
         load_encoder(str(folder))
-    assert str(refused.value).startswith(
-        f"{folder} has no {RECIPE_FILE} and {STATE_FILE}: it is a pickled model"
+    assert str(refused.value) == (
+        f"{folder} has no {RECIPE_FILE} and {STATE_FILE}: it is a pickled model (logged by an "
+        "lfxai older than its pickle-free format, or not by lfxai), never loaded because "
+        "unpickling runs code; re-register it: rerun the experiment that logged it with "
+        "pretrained=false (and register_model=true)"
     )
 
 

@@ -75,6 +75,24 @@ def test_a_pt2_folder_is_wrapped_with_its_lineage(tmp_path, graph_loader) -> Non
     )
 
 
+def test_the_graph_goes_to_the_device_and_no_download_is_left_behind(
+    tmp_path, graph_loader, temp_leftovers, monkeypatch
+) -> None:
+    download = mlflow.artifacts.download_artifacts
+    folders: list[str | None] = []
+
+    def recorded(uri: str, dst_path: str | None = None) -> str:
+        folders.append(dst_path)
+        return download(uri, dst_path=dst_path)
+
+    monkeypatch.setattr(mlflow.artifacts, "download_artifacts", recorded)
+    module, _ = load_explained_model(str(_folder(tmp_path, {}, archive="data")), device="meta")
+    assert {p.device.type for p in module.parameters()} == {"meta"}
+    assert len(folders) == 2 and len(set(folders)) == 1  # the MLmodel, then the whole model
+    assert Path(folders[0]).parent == temp_leftovers  # one temporary folder, removed after
+    assert list(temp_leftovers.iterdir()) == []
+
+
 def test_the_archive_is_looked_for_under_the_flavors_model_data(tmp_path, graph_loader) -> None:
     folder = _folder(tmp_path, {"model_data": "weights"}, archive="weights")
     load_explained_model(str(folder))
