@@ -107,3 +107,15 @@ def test_a_damaged_mlmodel_is_refused_in_one_line(tmp_path, text, error, loader)
     message = str(refused.value)
     assert message.startswith(f"{folder}: its MLmodel is not an MLflow model file ({error}")
     assert "\n" not in message
+
+
+def test_the_encoder_goes_to_the_asked_device_and_bad_files_name_the_model(tmp_path) -> None:
+    folder, _ = _model_folder(tmp_path / "model", {"pytorch": {"extra_files": OUR_FILES}})
+    loaded = load_encoder(str(folder), device="meta")
+    assert {p.device.type for p in loaded.parameters()} == {"meta"}
+    (folder / "extra_files" / STATE_FILE).write_bytes(b"not a tensor archive")
+    with pytest.raises(EncoderRefused) as refused:
+        load_encoder(str(folder))
+    assert str(refused.value).startswith(
+        f"{folder}: {STATE_FILE} is not a plain tensor state, refused unread (UnpicklingError"
+    )
