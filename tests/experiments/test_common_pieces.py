@@ -53,7 +53,8 @@ class RecordingTracker:
 
     def log_dataset(self, name, x, y, source, digest, context) -> None:
         self.datasets.append(
-            {"name": name, "n": len(y), "source": source, "digest": digest, "context": context}
+            {"name": name, "n": (len(x), len(y)), "source": source, "digest": digest}
+            | {"context": context}
         )
 
     def model_version_by_alias(self, name: str, alias: str) -> Any:
@@ -63,6 +64,7 @@ class RecordingTracker:
     def register_encoder(self, model, example, name, test_loss, about, details, tags) -> str:
         self.registered.append(
             {"name": name, "test_loss": test_loss, "about": about, "details": details, "tags": tags}
+            | {"model": model, "example": example}
         )
         return f"models:/{name}/7" if name else "runs:/abc/encoder"
 
@@ -79,6 +81,7 @@ class FakePlugin:
         self.repaired = repaired or []
         self.files = {folder / "a.bin": "1" * 64, folder / "b.bin": "2" * 64}
         self.loaded: list[tuple] = []
+        self.files_asked: list[str] = []
 
     def provision(self, data_dir: str) -> Provisioned:
         return Provisioned(self.folder, "present", list(self.repaired))
@@ -88,6 +91,7 @@ class FakePlugin:
         return self.splits
 
     def provisioned_files(self, data_dir) -> dict[Path, str]:
+        self.files_asked.append(data_dir)
         return self.files
 
     def model_label(self, pretext: str) -> str:
@@ -144,6 +148,7 @@ def test_a_split_s_digest_is_its_files_and_how_it_was_drawn(tmp_path) -> None:
     digest = common.split_digest(plugin, config, "train", 6)
     selection = f"dataset=fake;split={config.split};seed=3;train=6"
     assert digest == data_digest(["1" * 64, "2" * 64], selection)
+    assert plugin.files_asked == [config.data_dir]
     others = {
         common.split_digest(plugin, config, "test", 6),
         common.split_digest(plugin, config, "train", 5),
@@ -164,7 +169,7 @@ def test_each_role_is_logged_as_an_input_and_the_train_digest_tagged(
     assert tracker.datasets == [
         {
             "name": f"fake-{config.split}-{role}",
-            "n": sizes[role],
+            "n": (sizes[role], sizes[role]),
             "source": tmp_path,  # the provisioned files' folder
             "digest": common.split_digest(plugin, config, role, sizes[role]),
             "context": role,
@@ -172,6 +177,7 @@ def test_each_role_is_logged_as_an_input_and_the_train_digest_tagged(
         for role in roles
     ]
     assert tracker.run_tags == {DATA_DIGEST_TAG: common.split_digest(plugin, config, "train", 6)}
+    assert set(plugin.files_asked) == {config.data_dir}
 
 
 # --------------------------------------------------------------------------- training
@@ -180,6 +186,7 @@ def test_each_role_is_logged_as_an_input_and_the_train_digest_tagged(
 def _fake_fit(calls: list[dict[str, Any]], result: FitResult):
     def fit(model, train, test, device, training, checkpoint_dir=None, on_epoch=None):
         calls.append({"train": train, "test": test, "device": device, "dir": checkpoint_dir})
+        calls[-1] |= {"model": model, "training": training}
         for epoch, (a, b) in enumerate(zip(result.train_loss, result.test_loss, strict=True)):
             on_epoch(epoch, {"train_loss": a, "test_loss": b})
         return result
@@ -196,12 +203,14 @@ def test_tracked_fit_logs_each_epoch_at_its_step_and_the_best_under_the_prefix(
     tracker, train, test = RecordingTracker(), _split(6), _split(4)
     device = torch.device("cpu")
     begun = time.perf_counter()
-    out = common.tracked_fit(
-        nn.Linear(1, 1), _config().training(), device, tracker, train, test, "ae", tmp_path
-    )
+    model, training = nn.Linear(1, 1), _config().training()
+    out = common.tracked_fit(model, training, device, tracker, train, test, "ae", tmp_path)
     elapsed = time.perf_counter() - begun
     assert out is result
-    assert calls == [{"train": train, "test": test, "device": device, "dir": tmp_path}]
+    assert calls == [
+        {"train": train, "test": test, "device": device, "dir": tmp_path}
+        | {"model": model, "training": training}
+    ]
     per_epoch, (final, step) = tracker.metrics[:3], tracker.metrics[3]
     assert per_epoch == [
         ({"ae/train_loss": 3.0, "ae/test_loss": 1.5}, 0),
@@ -244,26 +253,27 @@ def test_fit_or_reuse_trains_and_logs_the_encoder_with_the_best_test_loss(
     monkeypatch.setattr(common, "fit", _fake_fit(calls, result))
     plugin, config = get_dataset("mnist"), _config()
     model = plugin.build_model(4, (1, 28, 28), "denoising", "mnist_ae")
-    tracker = RecordingTracker()
-    out = common.fit_or_reuse(
-        model, plugin, config, tracker, _split(2), _split(2), torch.rand(3, 1, 28, 28), tmp_path
-    )
+    tracker, train, test, example = RecordingTracker(), _split(2), _split(2), torch.rand(3, 1)
+    out = common.fit_or_reuse(model, plugin, config, tracker, train, test, example, tmp_path)
     assert out is result and calls[0]["dir"] == tmp_path
     assert calls[0]["device"] == torch.device("cpu")
+    assert (calls[0]["model"], calls[0]["train"], calls[0]["test"]) == (model, train, test)
+    assert calls[0]["training"] == config.training()
     (registered,) = tracker.registered
     assert registered["test_loss"] == 0.75
+    assert registered["model"] is model and registered["example"] is example
     assert registered["name"] == ("lfxai-mnist-denoising-ae-d4" if config.register_model else None)
 
 
 def test_fit_or_reuse_with_pretrained_reuses_and_trains_nothing(monkeypatch) -> None:
     monkeypatch.setattr(common, "fit", lambda *a, **k: pytest.fail("trained"))
     reused = []
-    monkeypatch.setattr(common, "reuse_encoder", lambda *a: reused.append(a[3]) or "models:/x/1")
+    monkeypatch.setattr(common, "reuse_encoder", lambda *a: reused.append(a) or "models:/x/1")
     plugin, config = get_dataset("mnist"), _config(pretrained="true")
     model = plugin.build_model(4, (1, 28, 28), "denoising", "mnist_ae")
     tracker = RecordingTracker()
     assert common.fit_or_reuse(model, plugin, config, tracker, _split(2), _split(2), None) is None
-    assert reused == [model.encoder] and tracker.registered == []
+    assert reused == [(tracker, plugin, config, model.encoder)] and tracker.registered == []
 
 
 class _WithoutPretrained:
@@ -415,6 +425,10 @@ def test_new_models_get_the_settings_latent_size_input_shape_and_pretext() -> No
     model = common.new_model(plugin, config, splits, "mnist_ae")
     with torch.no_grad():
         assert model.encoder(torch.zeros(2, 1, 28, 28)).shape == (2, 3)
+    built = []
+    stand_in = SimpleNamespace(build_model=lambda *args: built.append(args) or "model")
+    assert common.new_model(stand_in, config, splits, "mnist_ae") == "model"
+    assert built == [(3, (1, 28, 28), config.pretext, "mnist_ae")]
 
 
 def test_scratch_folders_are_new_private_and_prefixed() -> None:

@@ -193,6 +193,7 @@ def test_select_prefers_the_newest_run_of_the_profile_s_settings_and_aggregates_
     assert entry.profile_settings == {k.removeprefix("config."): v for k, v in SMOKE.items()}
     assert [r.run_id for r in entry.measured] == ["killed", "short", "other-lr", "bigger"]
     assert all(not e.runs and not e.measured for e in selected if e is not entry)
+    assert {e.profile for e in selected} == {"smoke"}
 
 
 def test_select_falls_back_to_the_newest_run_at_scale_and_states_its_differences():

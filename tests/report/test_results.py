@@ -86,8 +86,9 @@ def test_a_result_reads_its_table_evidence_claims_and_logged_claims(monkeypatch)
             ("r1", "claims.json"): json.dumps(logged),
         }
     )
-    result = results.read_result(reader, _run(), "disvae")
-    assert result.table is table and set(result.evidence) == {"e"}
+    run = _run()
+    result = results.read_result(reader, run, "disvae")
+    assert result.run is run and result.table is table and set(result.evidence) == {"e"}
     assert seen == [(table, result.evidence)]
     assert [c.verdict for c in result.claims] == ["holds"]
     assert [c.verdict for c in result.logged] == ["fails"] and result.logged_title == "T"
