@@ -265,7 +265,7 @@ class _Client:
 
     def get_model_version_by_alias(self, name: str, alias: str):
         _Client.calls.append(("alias", name, alias))
-        if (name, alias) != ("enc", "prod"):
+        if (name, alias) not in {("enc", "prod"), ("t@enc", "prodX")}:
             raise MlflowException(f"Registered model alias {alias} not found.\ntrace")
         return SimpleNamespace(version=4)
 
@@ -289,6 +289,7 @@ def client(monkeypatch) -> type[_Client]:
     ("uri", "expected", "calls"),
     [
         ("runs:/abc/encoder/", ("runs:/abc/encoder/", "runs:/abc/encoder"), None),
+        ("runs:/abc/modelX/", ("runs:/abc/modelX/", "runs:/abc/modelX"), None),
         ("/some/folder", ("/some/folder", "/some/folder"), None),
         (
             "models:/enc@prod/",
@@ -296,6 +297,12 @@ def client(monkeypatch) -> type[_Client]:
             [("alias", "enc", "prod"), ("download", "enc", "4")],
         ),
         ("models:/enc/12", ("models:/enc/12", "store/enc/v12"), [("download", "enc", "12")]),
+        ("models:/enc/12/", ("models:/enc/12", "store/enc/v12"), [("download", "enc", "12")]),
+        (  # "@" may be part of a registered model's name: the alias follows the last one
+            "models:/t@enc@prodX/",
+            ("models:/t@enc/4", "store/t@enc/v4"),
+            [("alias", "t@enc", "prodX"), ("download", "t@enc", "4")],
+        ),
         ("models:/m-7", ("models:/m-7", "store/logged/m-7"), [("logged", "m-7")]),
     ],
 )
