@@ -372,7 +372,8 @@ def test_a_refused_or_misfitting_version_is_a_config_error_and_tags_nothing(monk
     with pytest.raises(ConfigError, match=rf"^pretrained=true: models:/{NAME}/1 holds a pickle$"):
         common.reuse_encoder(tracker, plugin, config, EncoderMnist(4))
     monkeypatch.setattr(common, "load_encoder", lambda uri: nn.Linear(2, 2))
-    with pytest.raises(ConfigError, match=r"^pretrained=true: .*missing keys"):
+    fits = rf"^pretrained=true: the state from models:/{NAME}/1 does not fit EncoderMnist: missing"
+    with pytest.raises(ConfigError, match=fits):
         common.reuse_encoder(tracker, plugin, config, EncoderMnist(4))
     assert tracker.run_tags == run
 
@@ -440,3 +441,22 @@ def test_scratch_folders_are_new_private_and_prefixed() -> None:
     finally:
         first.rmdir()
         second.rmdir()
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        (
+            "pretext",
+            "bogus",
+            "unknown pretext entry 'bogus'; valid choices: "
+            "['denoising', 'inpainting', 'reconstruction']",
+        ),
+        ("n_train", "0", "n_train must be positive, got 0"),
+        ("n_test", "-1", "n_test must be positive, got -1"),
+    ],
+)
+def test_a_bad_autoencoder_setting_is_named_with_its_value(setting, value, message) -> None:
+    with pytest.raises(ConfigError) as refused:
+        _config(**{setting: value})
+    assert str(refused.value) == message
