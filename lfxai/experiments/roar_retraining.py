@@ -337,7 +337,3 @@ def _digest(x: torch.Tensor) -> str:
 def k_label(pct: float) -> str:
     """A percentage as it appears in run names, params and tags: ``10``, not ``10.0``."""
     return f"{pct:g}"
-
-
-def _step(pct: float) -> int:
-    return int(round(pct))
