@@ -94,12 +94,14 @@ def two_sample_p(
 ) -> float:
     """One-sided p-value that ``mean(sample) - mean(reference)`` lies above (below) ``threshold``.
 
-    Exact (every split of the pooled values) when there are at most ``resamples`` splits.
+    Exact (every split of the pooled values) when there are at most ``resamples`` splits;
+    NaN when a side has fewer than two values or a value is not finite.
     """
     _check(alternative)
     a = np.asarray(sample, dtype=np.float64).ravel() - threshold
     b = np.asarray(reference, dtype=np.float64).ravel()
-    if a.size == 0 or b.size == 0 or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+    # scipy's permutation test needs two values a side (claims test 4 or more)
+    if min(a.size, b.size) < 2 or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         return math.nan
     result = stats.permutation_test(
         (a, b),

@@ -20,3 +20,17 @@ def test_scores_every_pair_uniformly_and_reproducibly(tiny_encoder) -> None:
     # another method's option is refused, not ignored
     with pytest.raises(TypeError, match="unexpected keyword argument 'simplex_steps'"):
         RandomExamples(tiny_encoder, seed=5, simplex_steps=3)
+
+
+def test_the_default_seed_is_zero_and_the_common_arguments_are_kept(tiny_encoder) -> None:
+    train, test = torch.rand(4, 1, 8, 8), torch.rand(3, 1, 8, 8)
+    scores = RandomExamples(tiny_encoder).attribute_loader("cpu", [train], [test])
+    expected = torch.rand(3, 4, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(scores, expected, rtol=0, atol=0)
+
+    def loss(a, b):
+        return (a - b).pow(2).mean()
+
+    explainer = RandomExamples(tiny_encoder, loss, train, Y_train=torch.arange(4))
+    assert explainer.loss_f is loss and explainer.X_train is train
+    assert explainer.Y_train.tolist() == [0, 1, 2, 3]

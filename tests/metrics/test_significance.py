@@ -86,3 +86,24 @@ def test_minimum_sample_sizes_follow_from_alpha():
     assert min_two_sample_n() == 4  # 1 / C(6, 3) = 0.05 is not below 0.05; 1 / C(8, 4) is
     assert min_trend_n() == 4  # 1 / 3! = 0.167, 1 / 4! = 0.042
     assert min_sign_flip_n(0.01) == 7
+
+
+def test_two_sample_needs_two_values_a_side():
+    assert math.isnan(two_sample_p([], [1.0, 2.0])) and math.isnan(two_sample_p([1.0, 2.0], []))
+    assert math.isnan(two_sample_p([3.0], [1.0, 2.0]))  # scipy's test refuses one value
+    assert math.isnan(two_sample_p([3.0, 4.0], [1.0]))
+    assert two_sample_p([3.0, 4.0], [1.0, 2.0]) == pytest.approx(1 / 6)  # C(4, 2) splits
+
+
+def test_two_sample_draws_seeded_splits_when_they_are_too_many():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(0.3, 1.0, 12), rng.normal(0.0, 1.0, 12)  # C(24, 12) splits
+    p = two_sample_p(a, b, resamples=999, seed=1)
+    assert p == two_sample_p(a, b, resamples=999, seed=1)  # the same splits again
+    assert p != two_sample_p(a, b, resamples=999, seed=2)
+    assert (p * 1000) == pytest.approx(round(p * 1000))  # (count + 1) / (999 + 1)
+
+
+def test_minimum_two_sample_sizes_at_other_levels():
+    assert min_two_sample_n(0.6) == 1  # 1 / C(2, 1) = 0.5
+    assert min_two_sample_n(0.02) == 4  # 1 / C(8, 4) = 0.014
