@@ -1,0 +1,110 @@
+"""Verdicts over several runs (:func:`aggregate`) and claims read back from ``claims.json``:
+each figure, tolerance, sample size and reason pinned on hand-made claims."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lfxai.metrics.significance import sign_flip_p
+from lfxai.metrics.verdicts import Claim, aggregate, judge
+
+RULE = (
+    "over {n} runs: sign flips of the per-run margins; tolerance = the larger of the runs' "
+    "tolerance and the standard deviation of their margins"
+)
+
+
+def _run(margins: dict[str, float], tolerance: float = 0.01, kind: str = "above") -> Claim:
+    """One run's claim ``c`` with a figure per label: its margin, tolerance and two values."""
+    figures = [
+        {
+            "at": label,
+            "ours": 0.5 + margin,
+            "random": 0.5,
+            "note": "text",  # not a number: not averaged
+            "flag": True,  # a bool is an int: averaged like one
+            "margin": margin,
+            "tolerance": tolerance,
+            "n": 1,
+            "p_value": None,
+            "verdict": "inconclusive",
+        }
+        for label, margin in margins.items()
+    ]
+    return Claim("c", "s", "paper", "Section 1", "u", "r", figures, "inconclusive", "", kind)
+
+
+def test_each_point_averages_its_runs_and_tests_their_margins_by_sign_flips():
+    margins = [0.10, 0.12, 0.14, 0.16, 0.18]
+    runs = [[_run({"k = 5%": m, "k = 10%": -m}, tolerance=0.001)] for m in margins]
+    (claim,) = aggregate(runs)
+    assert (claim.key, claim.statement, claim.section, claim.unit) == ("c", "s", "Section 1", "u")
+    assert claim.rule == RULE.format(n=5)
+    first, second = claim.figures
+    spread = float(np.std(margins, ddof=1))
+    assert first == {
+        "at": "k = 5%",
+        "ours": pytest.approx(0.64),
+        "random": 0.5,
+        "flag": 1.0,
+        "spread": pytest.approx(spread),
+        "margin": pytest.approx(0.14),
+        "tolerance": pytest.approx(spread),  # the spread is above the runs' tolerance
+        "n": 5,
+        "p_value": pytest.approx(sign_flip_p(np.array(margins), spread, "greater")),
+        "verdict": "holds",
+    }
+    assert first["p_value"] == pytest.approx(1 / 32)
+    assert second["at"] == "k = 10%" and second["margin"] == pytest.approx(-0.14)
+    assert second["p_value"] == pytest.approx(1 / 32)  # tested towards "less"
+    assert second["verdict"] == "inconclusive"  # 1/32 is not below 0.05 / 2 points
+    assert claim.verdict == "inconclusive"
+
+
+def test_the_runs_tolerance_counts_when_their_margins_agree():
+    runs = [[_run({"beta = 2": 0.2}, tolerance=0.05, kind="at_least")] for _ in range(5)]
+    (claim,) = aggregate(runs)
+    (figure,) = claim.figures
+    assert figure["spread"] == 0.0 and figure["tolerance"] == pytest.approx(0.05)
+    assert claim.kind == "at_least" and claim.verdict == "holds"
+
+
+def test_one_run_has_no_spread_and_too_few_runs_say_so():
+    (claim,) = aggregate([[_run({"k = 5%": 0.3}, tolerance=0.02)]])
+    (figure,) = claim.figures
+    assert figure["spread"] == 0.0 and figure["tolerance"] == pytest.approx(0.02)
+    assert claim.rule == RULE.format(n=1)
+    assert claim.reason == "k = 5%: n = 1 (runs); the test needs at least 5"
+    (two,) = aggregate([[_run({"k = 5%": 0.3})], [_run({"k = 5%": 0.5})]])
+    assert two.figures[0]["spread"] == pytest.approx(np.std([0.3, 0.5], ddof=1))
+    assert two.reason == "k = 5%: n = 2 (runs); the test needs at least 5"
+
+
+def test_points_missing_from_some_runs_use_the_runs_that_have_them():
+    runs = [[_run({"a": 0.1, "b": 0.2})], [_run({"b": 0.4, "c": 0.3})]]
+    (claim,) = aggregate(runs)
+    assert [(f["at"], f["n"]) for f in claim.figures] == [("a", 1), ("b", 2), ("c", 1)]
+    assert claim.figures[1]["margin"] == pytest.approx(0.3)
+
+
+def test_a_claim_untested_in_every_run_keeps_the_first_runs_reason():
+    untested = judge("c", "s", "Section 1", "u", "r", [], untested="no Random in this run")
+    (claim,) = aggregate([[untested], [untested]])
+    assert claim.verdict == "untested" and claim.reason == "no Random in this run"
+    silent = Claim("c", "s", "paper", "Section 1", "u", "r")  # untested, no reason given
+    (claim,) = aggregate([[silent]])
+    assert claim.verdict == "untested" and claim.reason == "untested in every run"
+
+
+def test_claims_keep_the_first_runs_order_and_each_its_own_runs():
+    one = [_run({"k": 0.1}), Claim("d", "t", "paper", "Section 2", "v", "r")]
+    (c, d) = aggregate([one, [one[1], one[0]]])
+    assert (c.key, d.key) == ("c", "d") and c.rule == RULE.format(n=2)
+
+
+def test_a_claim_reads_back_from_its_dict_with_defaults_for_what_is_missing():
+    claim = _run({"k = 5%": 0.2}, kind="at_least")
+    assert Claim.from_dict(claim.to_dict()) == claim
+    bare = Claim.from_dict({"key": "c", "figures": ({"at": "x"},)})
+    assert bare == Claim("c", "", "", "", "", "", [{"at": "x"}], "", "", "above")
