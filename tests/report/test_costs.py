@@ -115,3 +115,23 @@ def _per(seconds: float) -> dict[str, float]:
 
 def _total(seconds: float) -> dict[str, float]:
     return {"time/total_seconds": seconds}
+
+
+def test_a_model_trained_in_the_run_itself_adds_its_own_missing_epochs() -> None:
+    # roar_test's base model trains in its run: 4 of the paper's 10 epochs at 5 s each
+    metrics = {"time/total_seconds": 100.0, "fit/epochs": 4.0, **_per(5.0)}
+    params = {"config.n_epochs": "4", "device_used": "cpu"}
+    run = _record("run", params=params, metrics=metrics)
+    children = [_record("retraining", metrics={**_total(30.0), "fit/epochs": 4.0, **_per(2.0)})]
+    (measured,) = measure(_Children({"run": children}), _entry(run, experiment="roar_test"))
+    assert (measured.run, measured.device, measured.wall) == (run, "cpu", 100.0)
+    # 70 s of its own + 6 epochs x 5 s; the retraining's 30 s + 6 epochs x 2 s
+    assert measured.estimate == 70 + 6 * 5 + 30 + 6 * 2
+    assert measured.differs == {"n_epochs": "4"}
+
+
+def test_without_epochs_in_the_profile_no_epochs_are_added() -> None:
+    run = _record("run", metrics={"time/total_seconds": 80.0, "fit/epochs": 3.0, **_per(5.0)})
+    entry = Entry("mnist", "roar_test", "paper", measured=[run], profile_settings={})
+    (measured,) = measure(_Children({}), entry)
+    assert (measured.estimate, measured.note) == (80.0, "measured")
