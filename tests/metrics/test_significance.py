@@ -107,3 +107,20 @@ def test_two_sample_draws_seeded_splits_when_they_are_too_many():
 def test_minimum_two_sample_sizes_at_other_levels():
     assert min_two_sample_n(0.6) == 1  # 1 / C(2, 1) = 0.5
     assert min_two_sample_n(0.02) == 4  # 1 / C(8, 4) = 0.014
+
+
+def test_sign_flip_is_exact_up_to_resamples_plus_one_patterns():
+    x = [1.0, 2.0, 3.0, 4.0, 5.0]  # 32 patterns
+    assert sign_flip_p(x, resamples=31) == 1 / 32  # 2**5 <= 31 + 1: every pattern
+    drawn = sign_flip_p(x, resamples=30)  # one too few: 30 random patterns
+    assert drawn * 31 == pytest.approx(round(drawn * 31))  # (count + 1) / (30 + 1)
+
+
+def test_sign_flip_monte_carlo_counts_every_draw_of_every_batch():
+    # 1,000 values x 9,999 draws is several batches; zeros tie with every draw: p = 1
+    assert sign_flip_p(np.zeros(1000)) == 1.0
+    # a single non-zero value, first or last: its sign is kept in half the draws
+    for where in (0, -1):
+        one = np.zeros(200)
+        one[where] = 1.0
+        assert abs(sign_flip_p(one, resamples=999) - 0.5) < 0.1
