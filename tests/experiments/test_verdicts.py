@@ -70,3 +70,62 @@ def test_example_maps_are_titled_as_asked_and_untitled_by_default() -> None:
     log_example_maps(tracker, mnist, inputs, maps, ["Saliency"], "untitled")
     assert tracker.figures["titled"].texts[0].get_text() == "a title"
     assert all(t.get_text() == "" for t in tracker.figures["untitled"].texts)
+
+
+class _Recorder:
+    """A stand-in tracker: a smoke-profile run of 2 epochs that records what is logged."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, dict[str, np.ndarray]] = {}
+        self.texts: dict[str, str] = {}
+        self.logged: dict[str, float] = {}
+        self.description = ""
+
+    def params(self) -> dict[str, str]:
+        return {"config.n_epochs": "2"}
+
+    def metrics(self) -> dict[str, float]:
+        return {"fit/epochs": 2.0}
+
+    def tags(self) -> dict[str, str]:
+        return {"lfxai.profile": "smoke"}
+
+    def log_arrays(self, arrays: dict[str, np.ndarray], name: str) -> None:
+        self.arrays[name] = arrays
+
+    def log_text(self, text: str, name: str) -> None:
+        self.texts[name] = text
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        self.logged |= metrics
+
+    def append_description(self, text: str) -> None:
+        self.description += text
+
+
+def test_the_evidence_and_verdicts_are_logged_as_files_metrics_and_description() -> None:
+    tracker = _Recorder()
+    evidence = feature_evidence(6, 0.5)
+    table = feature_table([1.0, 1.5, 2.0], [0.5, 1.0, 2.0])
+    claims = log_claims(tracker, "consistency_features", table, "MNIST AE", evidence)
+    (saved,) = tracker.arrays.values()
+    assert list(tracker.arrays) == ["claims_evidence.npz"] and set(saved) == set(evidence)
+    for key, values in evidence.items():
+        np.testing.assert_array_equal(saved[key], values)
+    title = "MNIST AE · smoke profile · 2 epochs"
+    report = {
+        "experiment": "consistency_features",
+        "title": title,
+        "claims": [c.to_dict() for c in claims],
+    }
+    assert tracker.texts["claims.json"] == json.dumps(report, indent=2, allow_nan=True)
+    assert tracker.texts["claims.md"].splitlines()[0].endswith(title)
+    assert tracker.description == tracker.texts["claims.md"]
+    assert tracker.logged["claims/all_hold"] == 1.0
+
+
+def test_without_evidence_no_evidence_file_is_logged() -> None:
+    tracker = _Recorder()
+    table = feature_table([1.0, 1.5, 2.0], [0.5, 1.0, 2.0])
+    log_claims(tracker, "consistency_features", table, "MNIST AE")
+    assert tracker.arrays == {} and set(tracker.texts) == {"claims.json", "claims.md"}

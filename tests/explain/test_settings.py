@@ -78,3 +78,28 @@ def test_the_entry_point_declares_only_the_required_values(tmp_path) -> None:
     )
     assert command.endswith("--n_test 30")
     assert (REPO / "entrypoints" / "explain.py").is_file()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"perturbation_percentages": "5,150"}, "perturbation_percentages entry 150.0 is"),
+        ({"similarity_percentages": "0"}, "similarity_percentages entry 0.0 is outside (0, 100]"),
+        ({"n_train": "0"}, "n_train must be positive, got 0"),
+        ({"n_test": "-2"}, "n_test must be positive, got -2"),
+        ({"batch_size": "0"}, "batch_size must be positive, got 0"),
+        ({"n_train_explained": "0"}, "n_train_explained must be positive, got 0"),
+        ({"n_test_explained": "0"}, "n_test_explained must be positive, got 0"),
+        ({"simplex_steps": "-1"}, "simplex_steps must be positive, got -1"),
+    ],
+)
+def test_each_size_and_percentage_list_is_checked_by_name(overrides, message) -> None:
+    with pytest.raises(ConfigError) as error:
+        resolve("mnist", URI, "smoke", overrides)
+    assert str(error.value).startswith(message)
+
+
+def test_an_empty_model_uri_is_refused_with_an_example() -> None:
+    with pytest.raises(ConfigError) as error:
+        resolve("mnist", "", "smoke", {})
+    assert str(error.value) == "model_uri is empty; e.g. models:/<name>@<alias>"
