@@ -93,6 +93,8 @@ def test_mnist_yaml_gives_both_experiments_the_same_explainer_settings(profile) 
         ({"recursion_depth": 0}, r"^recursion_depth must be positive, got 0$"),
         ({"hessian_size": -1}, r"^hessian_size must be positive, got -1$"),
         ({"simplex_steps": 0}, r"^simplex_steps must be positive, got 0$"),
+        ({"hvp_batch_size": 0}, r"^hvp_batch_size must be positive, got 0$"),
+        ({"arnoldi_iter": -2}, r"^arnoldi_iter must be positive, got -2$"),
     ],
 )
 def test_the_block_validates_itself(changes, message) -> None:
@@ -136,3 +138,20 @@ def test_influence_loader_draws_depth_batches_with_replacement_from_the_seed() -
     again = list(influence_loader(train, settings, seed=2))
     assert all(torch.equal(a[1], b[1]) for a, b in zip(batches, again, strict=True))
     assert all(torch.equal(x[:, 0].long(), y) for x, y in batches)  # examples keep their labels
+    # with replacement: more draws than examples (3 x 4 = 12 of 5) are possible
+    few = Split(torch.arange(5.0)[:, None], torch.arange(5))
+    loader = influence_loader(few, settings, seed=2)
+    drawn = torch.cat([y for _, y in loader])
+    assert len(drawn) == 12 and set(drawn.tolist()) <= set(range(5))
+    assert loader.sampler.replacement
+
+
+def test_influence_functions_get_the_seeded_loader_of_the_training_split() -> None:
+    train = Split(torch.arange(30.0)[:, None].repeat(1, 3), torch.arange(30))
+    settings = _settings(recursion_depth=2, hvp_batch_size=4)
+    options = OPTIONS["InfluenceFunctions"](settings, train, 7)
+    batches = [y for _, y in options["train_loader_replacement"]]
+    expected = [y for _, y in influence_loader(train, settings, seed=7)]
+    assert len(batches) == 2 and all(
+        torch.equal(a, b) for a, b in zip(batches, expected, strict=True)
+    )
