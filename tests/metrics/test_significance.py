@@ -124,3 +124,18 @@ def test_sign_flip_monte_carlo_counts_every_draw_of_every_batch():
         one = np.zeros(200)
         one[where] = 1.0
         assert abs(sign_flip_p(one, resamples=999) - 0.5) < 0.1
+
+
+def test_trend_needs_two_finite_points_that_vary():
+    assert trend_p([0.0, 1.0], [0.0, 1.0]) == pytest.approx(0.5)  # 2 pairings
+    assert math.isnan(trend_p([0.0, 1.0, 2.0], [0.0, 1.0, math.inf]))
+    assert math.isnan(trend_p([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]))  # x constant: no ranking
+
+
+def test_trend_draws_seeded_pairings_when_they_are_too_many():
+    x = np.arange(12.0)  # 12! pairings
+    y = x + np.random.default_rng(0).normal(0.0, 6.0, 12)
+    p = trend_p(x, y, resamples=999, seed=1)
+    assert p == trend_p(x, y, resamples=999, seed=1)
+    assert p != trend_p(x, y, resamples=999, seed=2)
+    assert (p * 1000) == pytest.approx(round(p * 1000))  # (count + 1) / (999 + 1)
