@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -139,3 +140,10 @@ def test_trend_draws_seeded_pairings_when_they_are_too_many():
     assert p == trend_p(x, y, resamples=999, seed=1)
     assert p != trend_p(x, y, resamples=999, seed=2)
     assert (p * 1000) == pytest.approx(round(p * 1000))  # (count + 1) / (999 + 1)
+
+
+def test_a_constant_ranking_is_nan_without_a_warning_and_levels_are_strict():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(spearman_rho([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]))
+    assert min_trend_n(0.5) == 3  # 1 / 2! = 0.5 is not below 0.5
