@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lfxai.metrics.significance import sign_flip_p
-from lfxai.metrics.verdicts import Claim, aggregate, judge
+from lfxai.metrics.verdicts import Claim, aggregate, claim_metrics, claims_markdown, judge
 
 RULE = (
     "over {n} runs: sign flips of the per-run margins; tolerance = the larger of the runs' "
@@ -108,3 +108,20 @@ def test_a_claim_reads_back_from_its_dict_with_defaults_for_what_is_missing():
     assert Claim.from_dict(claim.to_dict()) == claim
     bare = Claim.from_dict({"key": "c", "figures": ({"at": "x"},)})
     assert bare == Claim("c", "", "", "", "", "", [{"at": "x"}], "", "", "above")
+
+
+def test_each_tested_claim_has_its_metrics_and_no_claim_says_so_in_markdown():
+    holds = Claim("h", "s", "paper", "Section 1", "u", "r", [], "holds")
+    fails = Claim("f", "s", "paper", "Section 1", "u", "r", [], "fails")
+    metrics = claim_metrics([holds, fails])
+    assert metrics["claims/holds/h"] == 1.0 and metrics["claims/holds/f"] == 0.0
+    assert metrics["claims/verdict/h"] == 1.0 and metrics["claims/verdict/f"] == -1.0
+    assert metrics["claims/all_hold"] == 0.0
+    lines = claims_markdown([], "T").splitlines()
+    assert lines[:5] == [
+        "### Claims: T",
+        "",
+        "| verdict | paper | claim | margin at the deciding point | test |",
+        "|---|---|---|---|---|",
+        "| untested | | (no claim applies to this run's methods) | | |",
+    ]
