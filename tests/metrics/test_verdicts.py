@@ -3,11 +3,23 @@ each figure, tolerance, sample size and reason pinned on hand-made claims."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from lfxai.metrics.significance import sign_flip_p
-from lfxai.metrics.verdicts import Claim, aggregate, claim_metrics, claims_markdown, judge
+from lfxai.metrics.verdicts import (
+    Claim,
+    aggregate,
+    claim_metrics,
+    claims_markdown,
+    deciding_figure,
+    epochs_label,
+    evidence_text,
+    fmt,
+    judge,
+)
 
 RULE = (
     "over {n} runs: sign flips of the per-run margins; tolerance = the larger of the runs' "
@@ -125,3 +137,73 @@ def test_each_tested_claim_has_its_metrics_and_no_claim_says_so_in_markdown():
         "|---|---|---|---|---|",
         "| untested | | (no claim applies to this run's methods) | | |",
     ]
+
+
+def test_numbers_are_spelt_in_significant_digits_with_nan_and_none_named():
+    assert (fmt(None), fmt(math.nan), fmt(0.123456), fmt(0.123456, 2)) == (
+        "-",
+        "nan",
+        "0.1235",
+        "0.12",
+    )
+
+
+def _figure(at: str, verdict: str, p: float | None, margin: float = 0.1) -> dict:
+    return {"at": at, "margin": margin, "tolerance": 0.01, "n": 8, "p_value": p, "verdict": verdict}
+
+
+def test_the_deciding_point_is_the_first_failing_then_undecided_then_weakest():
+    def claim(*figures):
+        return Claim("c", "s", "paper", "S", "u", "r", list(figures), "holds")
+
+    held = [_figure("a", "holds", 0.01), _figure("b", "holds", 0.04), _figure("c", "holds", None)]
+    assert deciding_figure(claim(*held))["at"] == "b"  # the largest p-value; None counts as 0
+    undecided = [*held, _figure("d", "inconclusive", 0.2), _figure("e", "inconclusive", 0.3)]
+    assert deciding_figure(claim(*undecided))["at"] == "d"
+    failed = [*undecided, _figure("f", "fails", 0.001), _figure("g", "fails", 0.002)]
+    assert deciding_figure(claim(*failed))["at"] == "f"
+    assert deciding_figure(claim()) is None
+
+
+def test_the_evidence_names_margin_tolerance_sample_p_and_the_reason_unless_it_holds():
+    figures = [_figure("k = 5%", "fails", 0.004)]
+    fails = Claim("c", "s", "paper", "S", "Pearson r", "r", figures, "fails", "fails at k = 5%")
+    assert evidence_text(fails) == (
+        "0.1 Pearson r at k = 5% (tolerance ±0.01)",
+        "n = 8, p = 0.004; fails at k = 5%",
+    )
+    untested_point = _figure("k = 5%", "inconclusive", None)
+    small = Claim("c", "s", "paper", "S", "u", "r", [untested_point], "inconclusive", "n = 1")
+    assert evidence_text(small) == ("0.1 u at k = 5% (tolerance ±0.01)", "n = 1")
+    holds = Claim("c", "s", "paper", "S", "u", "r", [_figure("x", "holds", 0.01)], "holds", "x")
+    assert evidence_text(holds)[1] == "n = 8, p = 0.01"  # a holding claim's reason is not shown
+    untested = Claim("c", "s", "paper", "S", "u", "r", [], "untested", "no Random")
+    assert evidence_text(untested) == ("", "no Random")
+
+
+@pytest.mark.parametrize(
+    ("params", "metrics", "label"),
+    [
+        ({"config.pretrained": "True", "config.n_epochs": "5"}, {}, "pretrained encoder"),
+        ({}, {}, "epochs not logged"),
+        ({"config.n_epochs": "1"}, {}, "1 epoch"),
+        ({"config.n_epochs": "10.0"}, {"fit/epochs": 4.0}, "10 epochs, stopped early after 4"),
+        ({"config.n_epochs": "10"}, {"fit/epochs": 10.0}, "10 epochs"),
+        (  # the models are nested runs that may stop early
+            {"config.n_epochs": "10", "config.patience": "3"},
+            {},
+            "up to 10 epochs per model (early stopping)",
+        ),
+        ({"config.n_epochs": "10", "config.patience": "0"}, {}, "10 epochs"),
+        ({"config.n_epochs": "10"}, {}, "10 epochs"),  # no patience logged: none
+        (
+            {"config.n_epochs": "2", "config.patience": "3"},
+            {},
+            "up to 2 epochs per model (early stopping)",
+        ),
+        ({"config.n_epochs": "1", "config.patience": "3"}, {}, "1 epoch"),  # nothing to stop
+        ({"config.n_epochs": "10", "config.patience": "3"}, {"fit/epochs": 10.0}, "10 epochs"),
+    ],
+)
+def test_the_epochs_label_says_how_long_the_model_trained(params, metrics, label):
+    assert epochs_label(params, metrics) == label
