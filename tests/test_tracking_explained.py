@@ -132,6 +132,7 @@ def test_a_uri_that_does_not_resolve_is_one_line(mlflow_store, uri, message) -> 
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
 
 
+@pytest.mark.slow  # its store-free twin (tests/tracking/test_explained_loading.py) is fast
 def test_a_missing_alias_is_one_line(mlflow_store) -> None:
     _register_user(_user_module(), serialization_format="pt2")
     with pytest.raises(EncoderRefused) as error:
@@ -139,6 +140,7 @@ def test_a_missing_alias_is_one_line(mlflow_store) -> None:
     assert str(error.value) == f"models:/{USER}@prod: Registered model alias prod not found."
 
 
+@pytest.mark.slow  # its store-free twin (tests/tracking/test_explained_loading.py) is fast
 def test_a_pickled_model_is_refused_unread(mlflow_store) -> None:
     uri = _register_user(_user_module(), serialization_format="pickle")
     with pytest.raises(EncoderRefused) as error:
@@ -149,6 +151,7 @@ def test_a_pickled_model_is_refused_unread(mlflow_store) -> None:
     )
 
 
+@pytest.mark.slow  # its store-free twin (tests/tracking/test_explained_loading.py) is fast
 def test_a_model_carrying_code_is_refused(mlflow_store, tmp_path) -> None:
     code = tmp_path / "helpers.py"
     code.write_text("VALUE = 1\n")
@@ -157,6 +160,7 @@ def test_a_model_carrying_code_is_refused(mlflow_store, tmp_path) -> None:
         load_explained_model(uri)
 
 
+@pytest.mark.slow  # its store-free twin (tests/tracking/test_explained_loading.py) is fast
 def test_unpickling_allowed_by_the_environment_is_refused(mlflow_store, monkeypatch) -> None:
     uri = _register_user(_user_module(), serialization_format="pt2")
     monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
