@@ -393,16 +393,16 @@ def read_mlmodel(
         EncoderRefused: no model at ``location``, or an ``MLmodel`` that is not an MLflow model
             file (damaged or tampered: the error named), in one line.
     """
+    damaged = (MlflowException, yaml.YAMLError, TypeError, AttributeError, ValueError, KeyError)
     try:
         path = mlflow.artifacts.download_artifacts(f"{location}/MLmodel", dst_path=dst)
+    except (MlflowException, OSError) as error:
+        raise EncoderRefused(f"{uri}: no MLflow model there ({first_line(error)})") from None
+    try:
         model = Model.load(path)
     except OSError as error:  # e.g. an MLmodel that is a folder
         raise EncoderRefused(f"{uri}: no MLflow model there ({first_line(error)})") from None
-    except MlflowException as error:
-        if not Path(dst, "MLmodel").is_file():  # the download failed: nothing there
-            raise EncoderRefused(f"{uri}: no MLflow model there ({first_line(error)})") from None
-        raise _damaged(uri, error) from None
-    except (yaml.YAMLError, TypeError, AttributeError, ValueError, KeyError) as error:
+    except damaged as error:
         raise _damaged(uri, error) from None
     try:  # the shapes every reader relies on, checked here so none meets a bad one later
         flavor = model.flavors.get("pytorch")
