@@ -43,6 +43,13 @@ def _folder(tmp_path: Path, pytorch: dict | None, archive: str | None = None, **
     return folder
 
 
+def _refusal(folder: Path) -> str:
+    """The one-line message ``load_explained_model`` refuses ``folder`` with."""
+    with pytest.raises(EncoderRefused) as refused:
+        load_explained_model(str(folder))
+    return str(refused.value)
+
+
 @pytest.fixture()
 def graph_loader(monkeypatch) -> list[str]:
     """``mlflow.pytorch.load_model`` replaced: records the folder and returns a linear graph."""
@@ -159,9 +166,7 @@ def test_only_our_two_files_make_an_lfxai_model(tmp_path, graph_loader, monkeypa
 
 def test_a_folder_that_is_not_pytorch_is_refused(tmp_path) -> None:
     folder = _folder(tmp_path, None)
-    with pytest.raises(EncoderRefused) as refused:
-        load_explained_model(str(folder))
-    assert str(refused.value) == (
+    assert _refusal(folder) == (
         f"{folder} is not a PyTorch model (flavors ['sklearn']); log the encoder with "
         "mlflow.pytorch.log_model(..., serialization_format='pt2')"
     )
@@ -169,9 +174,7 @@ def test_a_folder_that_is_not_pytorch_is_refused(tmp_path) -> None:
 
 def test_code_is_refused_before_anything_is_unpickled(tmp_path, graph_loader) -> None:
     folder = _folder(tmp_path, {"code": "helpers"}, archive="data")
-    with pytest.raises(EncoderRefused) as refused:
-        load_explained_model(str(folder))
-    assert str(refused.value) == (
+    assert _refusal(folder) == (
         f"{folder} carries code (helpers) that loading would put on sys.path: refused; log "
         "the encoder without code_paths"
     )
@@ -189,9 +192,7 @@ def test_a_session_that_allows_unpickling_is_refused(
     if not refused:
         load_explained_model(str(folder))
         return
-    with pytest.raises(EncoderRefused) as error:
-        load_explained_model(str(folder))
-    assert str(error.value) == (
+    assert _refusal(folder) == (
         f"{folder}: MLFLOW_ALLOW_PICKLE_DESERIALIZATION is true, so MLflow would load the "
         "model without checking it for pickled code; unset it (or set it to false)"
     )
@@ -200,9 +201,7 @@ def test_a_session_that_allows_unpickling_is_refused(
 
 def test_a_folder_without_a_pt2_archive_is_refused_as_pickled(tmp_path, graph_loader) -> None:
     folder = _folder(tmp_path, {"model_data": "data"}, archive="elsewhere")
-    with pytest.raises(EncoderRefused) as refused:
-        load_explained_model(str(folder))
-    assert str(refused.value) == (
+    assert _refusal(folder) == (
         f"{folder} is a pickled PyTorch model, never loaded because unpickling runs code; "
         "register it with mlflow.pytorch.log_model(..., serialization_format='pt2')"
     )
@@ -228,9 +227,7 @@ def test_a_graph_that_does_not_load_is_refused_in_one_line(
         raise error
 
     monkeypatch.setattr(mlflow.pytorch, "load_model", fail)
-    with pytest.raises(EncoderRefused) as refused:
-        load_explained_model(str(folder))
-    assert str(refused.value) == message.format(folder=folder)
+    assert _refusal(folder) == message.format(folder=folder)
 
 
 def test_files_that_do_not_download_are_refused(tmp_path, monkeypatch) -> None:
@@ -243,16 +240,12 @@ def test_files_that_do_not_download_are_refused(tmp_path, monkeypatch) -> None:
         raise MlflowException("connection reset\ntrace")
 
     monkeypatch.setattr(mlflow.artifacts, "download_artifacts", only_mlmodel)
-    with pytest.raises(EncoderRefused) as refused:
-        load_explained_model(str(folder))
-    assert str(refused.value) == f"{folder}: the model's files do not download (connection reset)"
+    assert _refusal(folder) == f"{folder}: the model's files do not download (connection reset)"
 
 
 def test_a_path_that_is_no_folder_is_refused(tmp_path) -> None:
     missing = tmp_path / "nowhere"
-    with pytest.raises(EncoderRefused) as refused:
-        load_explained_model(str(missing))
-    assert str(refused.value) == (
+    assert _refusal(missing) == (
         f"{missing}: no such model folder; expected models:/<name>@<alias>, "
         "models:/<name>/<version>, runs:/<run id>/<path> or a downloaded model folder"
     )
