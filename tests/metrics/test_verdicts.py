@@ -11,6 +11,7 @@ import pytest
 from lfxai.metrics.significance import sign_flip_p
 from lfxai.metrics.verdicts import (
     Claim,
+    Point,
     aggregate,
     claim_metrics,
     claims_markdown,
@@ -195,6 +196,11 @@ def test_the_evidence_names_margin_tolerance_sample_p_and_the_reason_unless_it_h
             "up to 10 epochs per model (early stopping)",
         ),
         ({"config.n_epochs": "10", "config.patience": "0"}, {}, "10 epochs"),
+        (  # a patience of one epoch stops early too
+            {"config.n_epochs": "10", "config.patience": "1"},
+            {},
+            "up to 10 epochs per model (early stopping)",
+        ),
         ({"config.n_epochs": "10"}, {}, "10 epochs"),  # no patience logged: none
         (
             {"config.n_epochs": "2", "config.patience": "3"},
@@ -207,3 +213,35 @@ def test_the_evidence_names_margin_tolerance_sample_p_and_the_reason_unless_it_h
 )
 def test_the_epochs_label_says_how_long_the_model_trained(params, metrics, label):
     assert epochs_label(params, metrics) == label
+
+
+@pytest.mark.parametrize(
+    ("kind", "margin", "direction", "threshold", "alternative"),
+    [
+        ("above", 0.05, "holds", 0.01, "greater"),  # beyond the tolerance, upwards
+        ("above", -0.05, "fails", -0.01, "less"),  # beyond the tolerance, downwards
+        ("at_least", 0.0, "holds", -0.01, "greater"),  # no worse than the tolerance
+        ("at_least", -0.05, "fails", -0.01, "less"),
+    ],
+)
+def test_each_point_is_tested_against_its_own_side_of_the_tolerance(
+    kind, margin, direction, threshold, alternative
+):
+    asked = []
+
+    def p_value(at: float, towards: str) -> float:
+        asked.append((at, towards))
+        return 0.001
+
+    point = Point("k = 5%", {}, margin, 0.01, 10, 5, p_value)
+    claim = judge("c", "s", "Section 1", "u", "r", [point], kind=kind)
+    assert asked == [(threshold, alternative)]
+    assert claim.verdict == direction
+    assert claim.figures[0]["p_value"] == 0.001
+
+
+def test_a_margin_within_the_tolerance_of_an_above_claim_is_not_tested():
+    point = Point("k = 5%", {}, 0.01, 0.01, 10, 5, lambda *_: pytest.fail("tested"))
+    claim = judge("c", "s", "Section 1", "u", "r", [point])
+    assert claim.verdict == "inconclusive"
+    assert claim.reason == "k = 5%: margin 0.01 within the tolerance ±0.01"
