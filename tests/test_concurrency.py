@@ -6,10 +6,12 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 
 import pytest
 import torch
 
+from lfxai import concurrency
 from lfxai.cli.launch import stop_signals
 from lfxai.concurrency import CpuWorkers
 from lfxai.tracking import Stopped
@@ -331,3 +333,36 @@ def test_a_stop_point_inside_a_job_s_exclusive_block_goes_on() -> None:
 
     assert workers.run([lambda: "quick", holder], on_result) == ["quick", "held"]
     assert log == ["holder's block", "caller's block"]
+
+
+class _DeferredPool:
+    """A stand-in pool whose jobs start only when it is shut down: as a job handed over just
+    as the caller stopped, whose thread had not started yet."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.handed: list[tuple[Future, Callable[[], object]]] = []
+
+    def submit(self, job: Callable[[], object]) -> Future:
+        self.handed.append((Future(), job))
+        return self.handed[-1][0]
+
+    def __enter__(self) -> _DeferredPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for future, job in self.handed:
+            future.set_result(job())
+
+
+@pytest.mark.parametrize("interruption", [RuntimeError("drawing failed"), KeyboardInterrupt()])
+def test_a_job_handed_over_as_the_run_is_interrupted_never_starts(monkeypatch, interruption):
+    monkeypatch.setattr(concurrency, "ThreadPoolExecutor", _DeferredPool)
+    log: list[str] = []
+
+    def jobs() -> Iterator[Callable[[], object]]:
+        yield lambda: log.append("started")
+        raise interruption
+
+    with pytest.raises(type(interruption)):
+        CpuWorkers(2).run(jobs())
+    assert log == []

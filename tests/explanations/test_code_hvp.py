@@ -88,6 +88,137 @@ class _Twice(TrainableModel):
         return super().loss(x, y) + self.encoder(x).pow(2).mean()
 
 
+class _TiedWhole(TrainableModel):
+    """The decoder reuses every explained parameter (a bias-free encoder's only weight)."""
+
+    def __init__(self) -> None:
+        super().__init__("tied-whole")
+        self.encoder = nn.Linear(6, 2, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.encoder(x)) @ self.encoder.weight
+
+
+class _Scaled(nn.Module):
+    """A linear encoder called with a number besides its input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor, factor: float = 1.0) -> torch.Tensor:
+        return self.linear(x) * factor
+
+
+class _Autoencoder(TrainableModel):
+    """A linear encoder and decoder; subclasses call the encoder in unusual ways."""
+
+    def __init__(self, encoder: nn.Module | None = None) -> None:
+        super().__init__(type(self).__name__)
+        self.encoder = encoder or nn.Linear(6, 2)
+        self.decoder = nn.Linear(2, 6)
+
+
+class _ByKeyword(_Autoencoder):
+    """The encoder's input is passed by keyword."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(torch.tanh(self.encoder(input=x)))
+
+
+class _Table(nn.Module):
+    """A learnt code per example of a batch of 10, called with no input (as in GLO)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.codes = nn.Parameter(torch.randn(10, 2))
+
+    def forward(self) -> torch.Tensor:
+        return self.codes
+
+
+class _CodeTable(_Autoencoder):
+    """The encoder is called with nothing: its codes are parameters."""
+
+    def __init__(self) -> None:
+        super().__init__(_Table())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(torch.tanh(self.encoder()))
+
+
+class _NumberByKeyword(_Autoencoder):
+    """The encoder is called with its input and, by keyword, a number."""
+
+    def __init__(self) -> None:
+        super().__init__(_Scaled())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(torch.tanh(self.encoder(x, factor=2.0)))
+
+
+class _WithNumber(_Autoencoder):
+    """The encoder is called with a number besides its input."""
+
+    def __init__(self) -> None:
+        super().__init__(_Scaled())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(torch.tanh(self.encoder(x, 2.0)))
+
+
+class _Halves(nn.Module):
+    """Codes of the sums of the first and second halves of its inputs: 2 B inputs, B codes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).reshape(2, -1, 2).sum(0)
+
+
+class _OnTwoCopies(_Autoencoder):
+    """The encoder sees the batch twice over (2 B inputs for B examples' codes)."""
+
+    def __init__(self) -> None:
+        super().__init__(_Halves())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(torch.tanh(self.encoder(torch.cat([x, x.flip(1)]))))
+
+
+class _Summed(nn.Module):
+    """One number for the whole batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(6, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).sum()
+
+
+class _BatchCode(_Autoencoder):
+    """The encoder's output is a scalar, not one row per example."""
+
+    def __init__(self) -> None:
+        super().__init__(_Summed())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(torch.tanh(self.encoder(x) * x[:, :2]))
+
+
+class _PairedCode(_Autoencoder):
+    """The encoder's output has one row per pair of examples (B / 2 rows of 4)."""
+
+    def __init__(self) -> None:
+        super().__init__(nn.Sequential(nn.Linear(6, 2), nn.Unflatten(0, (-1, 2)), nn.Flatten(1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(torch.tanh(self.encoder(x).reshape(len(x), 2)))
+
+
 def _wide() -> AutoEncoder:
     """Codes of MAX_CODE + 1 numbers: more than the split takes."""
     torch.manual_seed(0)
@@ -151,8 +282,34 @@ def test_the_whole_model_as_explained_module_splits_at_its_output(monkeypatch):
 
 @pytest.mark.parametrize(
     ("model", "shape"),
-    [(_Tied, (6,)), (_Coupled, (6,)), (_Twice, (6,)), (_wide, (6,))],
-    ids=["tied-weights", "examples-coupled", "encoder-called-twice", "code-too-wide"],
+    [
+        (_Tied, (6,)),
+        (_TiedWhole, (6,)),
+        (_Coupled, (6,)),
+        (_Twice, (6,)),
+        (_wide, (6,)),
+        (_ByKeyword, (6,)),
+        (_CodeTable, (6,)),
+        (_NumberByKeyword, (6,)),
+        (_WithNumber, (6,)),
+        (_OnTwoCopies, (6,)),
+        (_BatchCode, (6,)),
+        (_PairedCode, (6,)),
+    ],
+    ids=[
+        "tied-weights",
+        "every-weight-tied",
+        "examples-coupled",
+        "encoder-called-twice",
+        "code-too-wide",
+        "input-by-keyword",
+        "called-with-nothing",
+        "number-by-keyword",
+        "number-beside-input",
+        "batch-encoded-twice-over",
+        "one-code-per-batch",
+        "code-rows-not-examples",
+    ],
 )
 def test_the_split_is_declined_and_the_generic_products_are_used(model, shape, monkeypatch):
     functional, params, fixed, x, t, vectors = _case(model(), shape)
