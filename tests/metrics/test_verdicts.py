@@ -245,3 +245,72 @@ def test_a_margin_within_the_tolerance_of_an_above_claim_is_not_tested():
     claim = judge("c", "s", "Section 1", "u", "r", [point])
     assert claim.verdict == "inconclusive"
     assert claim.reason == "k = 5%: margin 0.01 within the tolerance ±0.01"
+
+
+def _point(label: str, margin: float, p: float, tolerance: float = 0.01) -> Point:
+    return Point(label, {}, margin, tolerance, 10, 5, lambda *_: p)
+
+
+def test_an_unknown_claim_kind_is_refused_naming_the_valid_ones():
+    with pytest.raises(
+        ValueError, match=r"^unknown claim kind 'below'; valid: \['above', 'at_least'\]$"
+    ):
+        judge("c", "s", "Section 1", "u", "r", [], kind="below")
+
+
+def test_a_claim_is_untested_with_nothing_to_compare_or_a_reason_whatever_its_points():
+    empty = judge("c", "s", "Section 1", "u", "r", [])
+    assert (empty.verdict, empty.reason, empty.figures) == ("untested", "nothing to compare", [])
+    given = judge("c", "s", "Section 1", "u", "r", [_point("k", 1.0, 0.0)], untested="no run")
+    assert (given.verdict, given.reason, given.figures) == ("untested", "no run", [])
+
+
+def test_a_p_value_at_the_level_is_not_below_it():
+    # 0.05 holds at p < 0.05; failing needs p < 0.05 / m (Bonferroni over the m points).
+    holding = judge("c", "s", "S", "u", "r", [_point("a", 0.5, 0.05), _point("b", 0.5, 0.0123456)])
+    assert holding.verdict == "inconclusive"
+    assert holding.reason == "a: p = 0.05 is not below 0.05"
+    assert [f["verdict"] for f in holding.figures] == ["inconclusive", "holds"]
+    failing = judge("c", "s", "S", "u", "r", [_point("a", -0.5, 0.025), _point("b", 0.5, 0.001)])
+    assert failing.verdict == "inconclusive"
+    assert failing.reason == "a: p = 0.025 is not below 0.05/2"
+    alone = judge("c", "s", "S", "u", "r", [_point("a", -0.5, 0.0498765)])
+    assert (alone.verdict, alone.reason) == ("fails", "fails at a (p = 0.0499)")
+    alone = judge("c", "s", "S", "u", "r", [_point("a", -0.5, 0.05)])
+    assert (alone.verdict, alone.reason) == ("inconclusive", "a: p = 0.05 is not below 0.05")
+
+
+def test_reasons_list_every_failing_point_and_the_points_sharing_a_reason():
+    points = [_point("a", -0.5, 0.001234), _point("b", -0.5, 0.0005), _point("c", 0.5, 0.001)]
+    failed = judge("c", "s", "S", "u", "r", points)
+    assert failed.reason == "fails at a (p = 0.00123), b (p = 0.0005)"
+    points = [_point("a", 0.005, 0.0), _point("b", 0.5, 0.001), _point("c", 0.005, 0.0)]
+    within = judge("c", "s", "S", "u", "r", points)
+    assert within.reason == "a, c: margin 0.005 within the tolerance ±0.01"
+    assert judge("c", "s", "S", "u", "r", [points[0], points[2]]).reason == (
+        "every point: margin 0.005 within the tolerance ±0.01"
+    )
+    points[2] = _point("c", -0.005, 0.0)  # another margin: another reason
+    assert judge("c", "s", "S", "u", "r", [points[0], points[2]]).reason == (
+        "a: margin 0.005 within the tolerance ±0.01; c: margin -0.005 within the tolerance ±0.01"
+    )
+
+
+def test_all_hold_is_one_only_when_every_tested_claim_holds():
+    holds = judge("h", "s", "S", "u", "r", [_point("a", 0.5, 0.001)])
+    open_ = judge("o", "s", "S", "u", "r", [_point("a", 0.5, 0.5)])
+    untested = judge("u", "s", "S", "u", "r", [])
+    assert claim_metrics([holds, untested])["claims/all_hold"] == 1.0
+    assert claim_metrics([holds, open_])["claims/all_hold"] == 0.0
+    assert "claims/all_hold" not in claim_metrics([untested])
+
+
+def test_the_evidence_gives_p_in_three_significant_digits():
+    claim = judge("c", "s", "S", "u", "r", [_point("k = 5%", 0.5, 0.0123456)])
+    assert evidence_text(claim) == ("0.5 u at k = 5% (tolerance ±0.01)", "n = 10, p = 0.0123")
+
+
+def test_a_claim_read_back_without_figures_has_none():
+    data = judge("c", "s", "S", "u", "r", [_point("a", 0.5, 0.001)]).to_dict()
+    del data["figures"]
+    assert Claim.from_dict(data).figures == []
