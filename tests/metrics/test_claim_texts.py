@@ -276,3 +276,29 @@ def test_a_pretext_run_of_one_task_is_untested():
         _pretext_text("features", "feature", "Pearson", "Pearson r", "fewer than two tasks"),
         _pretext_text("features", "feature", "Spearman", "Spearman rho", "fewer than two tasks"),
     ]
+
+
+def test_a_disvae_run_of_one_beta_is_untested():
+    table = pd.DataFrame([{"loss": "tc-vae", "beta": 1, "pearson": 0.2, "spearman": 0.3}])
+    claims = disvae_claims(table)
+    assert [_text(c) for c in claims] == [
+        {
+            "key": f"correlation_not_falling/tc-vae/{metric}",
+            "statement": (
+                f"With tc-vae, the {name} correlation between the saliency maps of different "
+                "latent units is as high at every larger beta as at the smallest beta: more "
+                "disentangled units still explain the same features."
+            ),
+            "reference": PAPER,
+            "section": "Section 4.3 (disentangled VAEs)",
+            "verdict": "untested",
+            "reason": "one beta",
+            "unit": unit,
+            "kind": "at_least",
+            "rule": _disvae_rule(),
+        }
+        for metric, name, unit in (
+            ("pearson", "Pearson", "Pearson r"),
+            ("spearman", "Spearman", "Spearman rho"),
+        )
+    ]

@@ -278,6 +278,8 @@ def test_a_p_value_at_the_level_is_not_below_it():
     assert (alone.verdict, alone.reason) == ("fails", "fails at a (p = 0.0499)")
     alone = judge("c", "s", "S", "u", "r", [_point("a", -0.5, 0.05)])
     assert (alone.verdict, alone.reason) == ("inconclusive", "a: p = 0.05 is not below 0.05")
+    above = judge("c", "s", "S", "u", "r", [_point("a", 0.5, 0.0512345)])
+    assert above.reason == "a: p = 0.0512 is not below 0.05"  # three significant digits
 
 
 def test_reasons_list_every_failing_point_and_the_points_sharing_a_reason():
