@@ -366,3 +366,36 @@ def test_a_job_handed_over_as_the_run_is_interrupted_never_starts(monkeypatch, i
     with pytest.raises(type(interruption)):
         CpuWorkers(2).run(jobs())
     assert log == []
+
+
+def test_a_stop_point_outside_the_jobs_never_lets_an_exclusive_block_past_a_computing_job():
+    # A thread that is not a job (here a helper thread) has no computation to pause: its
+    # stop point must neither wait for the queued block nor count as a job stopping.
+    workers, log = CpuWorkers(2), []
+    computing, release = threading.Event(), threading.Event()
+
+    def busy() -> str:
+        computing.set()
+        assert release.wait(WAIT)  # computes without a stop point until released
+        log.append("busy job ended")
+        return "busy"
+
+    def exclusive() -> str:
+        assert computing.wait(WAIT)
+        with workers.exclusive():
+            log.append("exclusive block")
+        return "exclusive"
+
+    def outside() -> None:
+        deadline = time.monotonic() + WAIT
+        while not workers._queued and time.monotonic() < deadline:  # noqa: SLF001
+            time.sleep(0.01)
+        workers.stop_point()
+        log.append("outside stop point returned")
+        release.set()
+
+    helper = threading.Thread(target=outside)
+    helper.start()
+    assert workers.run([busy, exclusive]) == ["busy", "exclusive"]
+    helper.join(WAIT)
+    assert log == ["outside stop point returned", "busy job ended", "exclusive block"]
