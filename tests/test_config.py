@@ -17,6 +17,7 @@ from lfxai.config import (
     check_percentages,
     check_positive,
     load_profile,
+    parse_setting,
     to_flat_dict,
 )
 from lfxai.experiments.registry import EXPERIMENTS, entries, get_experiment, register
@@ -345,3 +346,27 @@ def test_a_bad_value_of_a_nameless_type_names_the_type_by_its_text():
     assert raised(build_config, _Coded, _base_values(), {"code": "zz"}) == (
         "code='zz' is not a valid hex"
     )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "parsed"),
+    [
+        ("ratio", "50", 50.0),
+        ("limit", "7", 7),
+        ("limit", "None", None),
+        ("flag", "False", False),
+        ("methods", "a, b", ["a", "b"]),
+        ("n_epochs", "3", 3),  # a setting every config has
+    ],
+)
+def test_a_logged_setting_is_parsed_into_its_type(key, value, parsed):
+    assert parse_setting(Demo, key, value) == parsed
+
+
+def test_parsing_an_unknown_or_malformed_setting_names_it():
+    with pytest.raises(ConfigError) as unknown:
+        parse_setting(Demo, "ratios", "1")
+    assert str(unknown.value) == "unknown setting 'ratios' of Demo"
+    with pytest.raises(ConfigError) as malformed:
+        parse_setting(Demo, "limit", "seven")
+    assert str(malformed.value) == "limit='seven' is not a valid int"

@@ -38,6 +38,16 @@ def _idle_until_stopped() -> None:
 
 
 @pytest.mark.parametrize(
+    ("signum", "name"), [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")]
+)
+def test_a_stop_names_its_signal_and_the_shell_s_exit_code(signum, name):
+    stop = Stopped(signum)
+    assert (str(stop), stop.signal_name, stop.signum) == (f"stopped by {name}", name, int(signum))
+    assert stop.exit_code == 128 + int(signum)
+    assert stop.reason == f"{name} received: the run was stopped"
+
+
+@pytest.mark.parametrize(
     ("module", "inside"),
     [
         ("sqlalchemy.engine.base", True),

@@ -11,9 +11,10 @@ from lfxai.training import TrainingSettings, fit
 from tests.training.helpers import Scripted, fit_one_batch, mnist_like, small_ae
 
 
-def test_checkpoints_need_a_folder():
+@pytest.mark.parametrize("every", [1, 2])
+def test_checkpoints_need_a_folder(every):
     with pytest.raises(ValueError) as error:
-        fit_one_batch(Scripted([1.0]), 1, checkpoint_every=2)
+        fit_one_batch(Scripted([1.0]), 1, checkpoint_every=every)
     assert str(error.value) == "checkpoint_every > 0 needs a checkpoint_dir"
 
 
