@@ -226,6 +226,13 @@ def _wide() -> AutoEncoder:
     return AutoEncoder(encoder, nn.Linear(MAX_CODE + 1, 6), MAX_CODE + 1).double().eval()
 
 
+def _widest() -> AutoEncoder:
+    """Codes of exactly MAX_CODE numbers: the widest the split takes."""
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.Linear(6, MAX_CODE), nn.Tanh())
+    return AutoEncoder(encoder, nn.Linear(MAX_CODE, 6), MAX_CODE).double().eval()
+
+
 def _case(model: nn.Module, shape: tuple[int, ...], labels: int = 0):
     model = model.double().eval()
     functional = LossFunctional(model)
@@ -254,8 +261,8 @@ def _assert_close64(actual: torch.Tensor, expected: torch.Tensor) -> None:
 
 @pytest.mark.parametrize(
     ("model", "shape", "labels"),
-    [(_conv_ae, (1, 8, 8), 0), (_Classifier, (5,), 4)],
-    ids=["conv-autoencoder", "label-classifier"],
+    [(_conv_ae, (1, 8, 8), 0), (_Classifier, (5,), 4), (_widest, (6,), 0)],
+    ids=["conv-autoencoder", "label-classifier", "widest-code"],
 )
 def test_the_split_gives_the_generic_products(model, shape, labels, monkeypatch):
     functional, params, fixed, x, t, vectors = _case(model(), shape, labels)
