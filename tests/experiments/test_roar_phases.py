@@ -71,7 +71,7 @@ def test_importance_attributes_the_training_set_with_the_dataset_s_baseline(monk
     clock = iter([10.0, 13.0])
     monkeypatch.setattr(roar_test, "make_feature_method", make)
     monkeypatch.setattr(roar_test, "attribute_auxiliary", attribute)
-    monkeypatch.setattr(roar_test.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(roar_test, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
     config = SimpleNamespace(seed=7, attribution_batch_size=4)
     tracker = Tracker()
     device = torch.device("cpu")
