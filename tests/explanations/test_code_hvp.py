@@ -60,26 +60,25 @@ class _Tied(TrainableModel):
         return torch.tanh(self.encoder(x)) @ self.encoder.weight
 
 
-class _Coupled(TrainableModel):
-    """The decoder centres the codes over the batch: each loss depends on every code."""
+class _Autoencoder(TrainableModel):
+    """A linear encoder and decoder; subclasses call the encoder in unusual ways."""
 
-    def __init__(self) -> None:
-        super().__init__("coupled")
-        self.encoder = nn.Linear(6, 2)
+    def __init__(self, encoder: nn.Module | None = None) -> None:
+        super().__init__(type(self).__name__)
+        self.encoder = nn.Linear(6, 2) if encoder is None else encoder
         self.decoder = nn.Linear(2, 6)
+
+
+class _Coupled(_Autoencoder):
+    """The decoder centres the codes over the batch: each loss depends on every code."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.encoder(x)
         return self.decoder(torch.tanh(z - z.mean(dim=0)))
 
 
-class _Twice(TrainableModel):
+class _Twice(_Autoencoder):
     """The encoder is called twice by the loss (a code penalty besides the reconstruction)."""
-
-    def __init__(self) -> None:
-        super().__init__("twice")
-        self.encoder = nn.Linear(6, 2)
-        self.decoder = nn.Linear(2, 6)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(torch.tanh(self.encoder(x)))
@@ -108,15 +107,6 @@ class _Scaled(nn.Module):
 
     def forward(self, x: torch.Tensor, factor: float = 1.0) -> torch.Tensor:
         return self.linear(x) * factor
-
-
-class _Autoencoder(TrainableModel):
-    """A linear encoder and decoder; subclasses call the encoder in unusual ways."""
-
-    def __init__(self, encoder: nn.Module | None = None) -> None:
-        super().__init__(type(self).__name__)
-        self.encoder = encoder or nn.Linear(6, 2)
-        self.decoder = nn.Linear(2, 6)
 
 
 class _ByKeyword(_Autoencoder):
@@ -290,32 +280,18 @@ def test_the_whole_model_as_explained_module_splits_at_its_output(monkeypatch):
 @pytest.mark.parametrize(
     ("model", "shape"),
     [
-        (_Tied, (6,)),
-        (_TiedWhole, (6,)),
-        (_Coupled, (6,)),
-        (_Twice, (6,)),
-        (_wide, (6,)),
-        (_ByKeyword, (6,)),
-        (_CodeTable, (6,)),
-        (_NumberByKeyword, (6,)),
-        (_WithNumber, (6,)),
-        (_OnTwoCopies, (6,)),
-        (_BatchCode, (6,)),
-        (_PairedCode, (6,)),
-    ],
-    ids=[
-        "tied-weights",
-        "every-weight-tied",
-        "examples-coupled",
-        "encoder-called-twice",
-        "code-too-wide",
-        "input-by-keyword",
-        "called-with-nothing",
-        "number-by-keyword",
-        "number-beside-input",
-        "batch-encoded-twice-over",
-        "one-code-per-batch",
-        "code-rows-not-examples",
+        pytest.param(_Tied, (6,), id="tied-weights"),
+        pytest.param(_TiedWhole, (6,), id="every-weight-tied"),
+        pytest.param(_Coupled, (6,), id="examples-coupled"),
+        pytest.param(_Twice, (6,), id="encoder-called-twice"),
+        pytest.param(_wide, (6,), id="code-too-wide"),
+        pytest.param(_ByKeyword, (6,), id="input-by-keyword"),
+        pytest.param(_CodeTable, (6,), id="called-with-nothing"),
+        pytest.param(_NumberByKeyword, (6,), id="number-by-keyword"),
+        pytest.param(_WithNumber, (6,), id="number-beside-input"),
+        pytest.param(_OnTwoCopies, (6,), id="batch-encoded-twice-over"),
+        pytest.param(_BatchCode, (6,), id="one-code-per-batch"),
+        pytest.param(_PairedCode, (6,), id="code-rows-not-examples"),
     ],
 )
 def test_the_split_is_declined_and_the_generic_products_are_used(model, shape, monkeypatch):
